@@ -1,0 +1,3 @@
+//! `byoc-api`: the byoc HTTP service.
+
+fn main() {}

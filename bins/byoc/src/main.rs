@@ -1,0 +1,3 @@
+//! `byoc`: the byoc operator CLI.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Credential storage for byoc: repository trait, Postgres and SQLite backends, and the credential service facade.

@@ -1,0 +1,1 @@
+//! Versioned envelope encryption for byoc credentials (no I/O).

@@ -1,0 +1,1 @@
+//! Provider clients for byoc: verifiers and senders for Twilio, Google Calendar, Stripe and HubSpot.
