@@ -1,1 +1,35 @@
-//! Provider clients for byoc: verifiers and senders for Twilio, Google Calendar, Stripe and HubSpot.
+//! Provider clients for byoc: the credential payloads organizations bring (Twilio, Google Calendar, Stripe,
+//! HubSpot), verification of those credentials against their providers, sending SMS with an
+//! organization's Twilio account, and Google Calendar free/busy over OAuth.
+//!
+//! This crate knows neither the store nor the API: it defines the provider-facing types and traits
+//! ([`Verifier`], [`SmsSender`]) that upper layers call with decrypted credentials. Every client
+//! takes its base URL from [`ProviderConfig`] and its secrets as [`secrecy::SecretString`]s; no error,
+//! log line or `Debug` output contains a secret. Enable the `mock` feature for mockall mocks of the
+//! traits (`MockVerifier`, `MockSmsSender`).
+
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod kind;
+pub mod sms;
+pub mod twilio;
+pub mod verifier;
+
+pub use config::{BusinessHours, ConfigError, HttpTimeouts, ProviderConfig, RetryPolicy};
+pub use credentials::{
+    CredentialJson, CredentialPayload, E164Phone, GoogleCalendarCredential, HubSpotCredential,
+    ProviderCredential, StripeCredential, StripeMode, TwilioAccountSid, TwilioCredential,
+};
+pub use error::{InvalidField, ProviderError, ProviderRefusal, RefusalReason};
+pub use http::{build_http_client, HttpClientError};
+pub use kind::{ProviderKind, UnknownProviderKind};
+#[cfg(feature = "mock")]
+pub use sms::MockSmsSender;
+pub use sms::{OutboundSms, SentSms, SmsSender};
+pub use twilio::signature::{compute_signature, validate_signature, SignatureError};
+pub use twilio::TwilioClient;
+#[cfg(feature = "mock")]
+pub use verifier::MockVerifier;
+pub use verifier::{VerificationDetails, VerificationOutcome, Verifier, VerifierRegistry};

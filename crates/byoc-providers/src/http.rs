@@ -1,0 +1,190 @@
+//! Shared HTTP plumbing: the reqwest client with timeouts, URL building under a configurable base, and the
+//! one retry loop every provider call goes through.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use url::Url;
+
+use crate::config::{HttpTimeouts, RetryPolicy};
+use crate::error::ProviderError;
+use crate::kind::ProviderKind;
+
+/// The HTTP client could not be built (TLS backend initialisation failed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct HttpClientError(#[source] reqwest::Error);
+
+/// A reqwest client with byoc's timeouts and no redirects (a redirect would resend credentials).
+pub fn build_http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, HttpClientError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("byoc-providers/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(HttpClientError)
+}
+
+/// `base` with `segments` appended to its path (each percent-encoded as one segment).
+pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// Whether repeating a request could make the provider act twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idempotency {
+    /// Reads and read-only queries: a lost answer is reported as `Unavailable`.
+    Safe,
+    /// Sends (an SMS): once the request may have reached the provider it is never repeated, and a lost
+    /// answer is reported as `OutcomeUnknown`.
+    SendsOnce,
+}
+
+/// Sends the request built by `build`, retrying only when the provider cannot have acted on it: a
+/// connection that could not be opened, or an HTTP 429 / 503 answer, with bounded backoff. A 429/503
+/// that survives the retry budget is returned as the response for the caller to map.
+pub(crate) async fn send_with_retry(
+    provider: ProviderKind,
+    policy: RetryPolicy,
+    idempotency: Idempotency,
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Response, ProviderError> {
+    let mut attempt: u32 = 1;
+    loop {
+        let may_retry = attempt < policy.max_attempts.max(1);
+        match build().send().await {
+            Ok(response) => {
+                let status = response.status();
+                let retriable = status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::SERVICE_UNAVAILABLE;
+                if !retriable || !may_retry {
+                    return Ok(response);
+                }
+                let wait = match retry_after(&response) {
+                    Some(asked) if asked > policy.max_backoff => return Ok(response),
+                    Some(asked) => asked,
+                    None => policy.backoff(attempt),
+                };
+                tracing::debug!(%provider, attempt, status = status.as_u16(), wait_ms = wait.as_millis() as u64, "retrying after a refusal to act");
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) if error.is_connect() && may_retry => {
+                let wait = policy.backoff(attempt);
+                tracing::debug!(%provider, attempt, wait_ms = wait.as_millis() as u64, "retrying after a connection failure");
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => return Err(transport_error(provider, idempotency, error)),
+        }
+        attempt += 1;
+    }
+}
+
+/// Maps a transport failure: before anything was sent it is `Unavailable`; afterwards a send may have
+/// been accepted.
+fn transport_error(
+    provider: ProviderKind,
+    idempotency: Idempotency,
+    error: reqwest::Error,
+) -> ProviderError {
+    let reason = describe_transport(&error);
+    if error.is_connect() || idempotency == Idempotency::Safe {
+        ProviderError::Unavailable { provider, reason }
+    } else {
+        ProviderError::OutcomeUnknown { provider, reason }
+    }
+}
+
+/// A short description of a transport failure, without the URL.
+fn describe_transport(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "the request timed out".to_owned()
+    } else if error.is_connect() {
+        "could not connect".to_owned()
+    } else if error.is_body() || error.is_decode() {
+        "the answer could not be read".to_owned()
+    } else {
+        "the connection failed".to_owned()
+    }
+}
+
+/// The `Retry-After` header in seconds (the HTTP-date form is not used by these providers).
+pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Reads an answer body as text, bounded so a hostile server cannot exhaust memory.
+pub(crate) async fn read_body(
+    provider: ProviderKind,
+    idempotency: Idempotency,
+    response: Response,
+) -> Result<String, ProviderError> {
+    const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| transport_error(provider, idempotency, error))?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ProviderError::UnexpectedResponse {
+            provider,
+            reason: format!("the answer is larger than {MAX_BODY_BYTES} bytes"),
+        });
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Parses a successful JSON answer into `T`.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    provider: ProviderKind,
+    body: &str,
+) -> Result<T, ProviderError> {
+    serde_json::from_str(body).map_err(|error| ProviderError::UnexpectedResponse {
+        provider,
+        reason: format!("malformed JSON answer ({})", json_error_kind(&error)),
+    })
+}
+
+/// Names a serde_json error category without quoting the input.
+pub(crate) fn json_error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "i/o error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected shape",
+        serde_json::error::Category::Eof => "truncated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_appends_segments_under_the_base_path() {
+        let base = Url::parse("http://127.0.0.1:1/calendar/v3/").expect("valid");
+        assert_eq!(
+            endpoint(&base, &["users", "me", "calendarList"]).as_str(),
+            "http://127.0.0.1:1/calendar/v3/users/me/calendarList"
+        );
+        let bare = Url::parse("https://api.twilio.com").expect("valid");
+        assert_eq!(
+            endpoint(&bare, &["2010-04-01", "Accounts", "AC1.json"]).as_str(),
+            "https://api.twilio.com/2010-04-01/Accounts/AC1.json"
+        );
+        assert_eq!(
+            endpoint(&base, &["calendars", "team@example.com/x"]).as_str(),
+            "http://127.0.0.1:1/calendar/v3/calendars/team@example.com%2Fx"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Twilio: verify an account and its sending number, send SMS, map Twilio's error bodies to typed errors,
+//! and validate status-callback signatures. REST API 2010-04-01 over reqwest, form-encoded, basic auth
+//! `AccountSid:AuthToken`.
+
+mod errors;
+pub mod signature;
+
+use async_trait::async_trait;
+use reqwest::RequestBuilder;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{ProviderConfig, RetryPolicy};
+use crate::credentials::{CredentialPayload, TwilioCredential};
+use crate::error::{ProviderError, ProviderRefusal, RefusalReason};
+use crate::http::{self, Idempotency};
+use crate::kind::ProviderKind;
+use crate::sms::{OutboundSms, SentSms, SmsSender};
+use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
+
+const API_VERSION: &str = "2010-04-01";
+const PROVIDER: ProviderKind = ProviderKind::Twilio;
+
+/// The Twilio client: verifier and SMS sender for any organization's credential.
+#[derive(Debug, Clone)]
+pub struct TwilioClient {
+    http: reqwest::Client,
+    api_base: Url,
+    default_status_callback: Option<Url>,
+    retry: RetryPolicy,
+}
+
+#[derive(Deserialize)]
+struct AccountResource {
+    status: String,
+    #[serde(default)]
+    friendly_name: Option<String>,
+    #[serde(default, rename = "type")]
+    account_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IncomingPhoneNumberPage {
+    #[serde(default)]
+    incoming_phone_numbers: Vec<IncomingPhoneNumber>,
+}
+
+#[derive(Deserialize)]
+struct IncomingPhoneNumber {
+    phone_number: String,
+    #[serde(default)]
+    capabilities: Capabilities,
+}
+
+#[derive(Deserialize, Default)]
+struct Capabilities {
+    #[serde(default)]
+    sms: bool,
+}
+
+#[derive(Deserialize)]
+struct MessageResource {
+    sid: String,
+    status: String,
+}
+
+impl TwilioClient {
+    /// A client for `config.twilio_api_base`, using `http` (see [`crate::build_http_client`]).
+    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Self {
+        TwilioClient {
+            http,
+            api_base: config.twilio_api_base.clone(),
+            default_status_callback: config.twilio_status_callback_url(),
+            retry: config.retry,
+        }
+    }
+
+    fn account_url(&self, credential: &TwilioCredential, resource: &str) -> Url {
+        let sid = credential.account_sid.as_str();
+        if resource.is_empty() {
+            http::endpoint(
+                &self.api_base,
+                &[API_VERSION, "Accounts", &format!("{sid}.json")],
+            )
+        } else {
+            http::endpoint(&self.api_base, &[API_VERSION, "Accounts", sid, resource])
+        }
+    }
+
+    fn authorized(&self, request: RequestBuilder, credential: &TwilioCredential) -> RequestBuilder {
+        request.basic_auth(
+            credential.account_sid.as_str(),
+            Some(credential.auth_token.expose_secret()),
+        )
+    }
+
+    /// Sends a request and returns the body of a 2xx answer, or the mapped Twilio error.
+    async fn call(
+        &self,
+        credential: &TwilioCredential,
+        idempotency: Idempotency,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<String, ProviderError> {
+        let response = http::send_with_retry(PROVIDER, self.retry, idempotency, || {
+            self.authorized(build(), credential)
+        })
+        .await?;
+        let status = response.status();
+        let retry_after = http::retry_after(&response);
+        let body = http::read_body(PROVIDER, idempotency, response).await?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(errors::map_error(
+                status,
+                retry_after,
+                &body,
+                &[credential.auth_token.expose_secret()],
+                idempotency,
+            ))
+        }
+    }
+
+    /// Verifies a Twilio credential: the account must be `active`, and the configured phone number must
+    /// belong to it and be able to send SMS.
+    pub async fn verify_credential(
+        &self,
+        credential: &TwilioCredential,
+    ) -> Result<VerificationDetails, ProviderError> {
+        let account_url = self.account_url(credential, "");
+        let body = self
+            .call(credential, Idempotency::Safe, || {
+                self.http.get(account_url.clone())
+            })
+            .await?;
+        let account: AccountResource = http::parse_json(PROVIDER, &body)?;
+        if account.status != "active" {
+            return Err(refusal(
+                RefusalReason::AccountInactive,
+                format!("account_{}", account.status),
+                format!("the Twilio account status is {}", account.status),
+            ));
+        }
+
+        let numbers_url = self.account_url(credential, "IncomingPhoneNumbers.json");
+        let phone = credential.phone_number.as_str();
+        let body = self
+            .call(credential, Idempotency::Safe, || {
+                self.http
+                    .get(numbers_url.clone())
+                    .query(&[("PhoneNumber", phone), ("PageSize", "20")])
+            })
+            .await?;
+        let page: IncomingPhoneNumberPage = http::parse_json(PROVIDER, &body)?;
+        let number = page
+            .incoming_phone_numbers
+            .iter()
+            .find(|number| number.phone_number == phone)
+            .ok_or_else(|| {
+                refusal(
+                    RefusalReason::PhoneNumberNotOnAccount,
+                    "phone_number_not_on_account".into(),
+                    format!("{phone} is not an incoming phone number of this Twilio account"),
+                )
+            })?;
+        if !number.capabilities.sms {
+            return Err(refusal(
+                RefusalReason::PhoneNumberCannotSendSms,
+                "phone_number_not_sms_capable".into(),
+                format!("{phone} has no SMS capability"),
+            ));
+        }
+        Ok(VerificationDetails::Twilio {
+            account_name: account.friendly_name.unwrap_or_default(),
+            account_type: account.account_type.unwrap_or_default(),
+            phone_number: phone.to_owned(),
+        })
+    }
+
+    /// Sends one SMS (see [`SmsSender::send_sms`]).
+    pub async fn send(
+        &self,
+        credential: &TwilioCredential,
+        message: &OutboundSms,
+    ) -> Result<SentSms, ProviderError> {
+        let url = self.account_url(credential, "Messages.json");
+        let mut form: Vec<(&str, &str)> = vec![
+            ("To", message.to().as_str()),
+            ("From", credential.phone_number.as_str()),
+            ("Body", message.body()),
+        ];
+        let status_callback = message
+            .status_callback()
+            .or(self.default_status_callback.as_ref());
+        if let Some(callback) = status_callback {
+            form.push(("StatusCallback", callback.as_str()));
+        }
+        let body = self
+            .call(credential, Idempotency::SendsOnce, || {
+                self.http.post(url.clone()).form(&form)
+            })
+            .await?;
+        let created: MessageResource = http::parse_json(PROVIDER, &body)?;
+        tracing::info!(
+            account = %credential.account_sid,
+            to = %message.to().masked(),
+            sid = %created.sid,
+            status = %created.status,
+            "twilio accepted an SMS"
+        );
+        Ok(SentSms {
+            sid: created.sid,
+            status: created.status,
+        })
+    }
+}
+
+fn refusal(reason: RefusalReason, code: String, message: String) -> ProviderError {
+    ProviderError::Refused(ProviderRefusal {
+        provider: PROVIDER,
+        reason,
+        code,
+        message,
+        http_status: None,
+        more_info: None,
+    })
+}
+
+#[async_trait]
+impl Verifier for TwilioClient {
+    fn kind(&self) -> ProviderKind {
+        PROVIDER
+    }
+
+    async fn verify(&self, payload: &[u8]) -> Result<VerificationOutcome, ProviderError> {
+        let credential = TwilioCredential::from_json_bytes(payload)?;
+        Ok(VerificationOutcome {
+            details: self.verify_credential(&credential).await?,
+            updated_payload: None,
+        })
+    }
+}
+
+#[async_trait]
+impl SmsSender for TwilioClient {
+    async fn send_sms(
+        &self,
+        credential: &TwilioCredential,
+        message: &OutboundSms,
+    ) -> Result<SentSms, ProviderError> {
+        self.send(credential, message).await
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of byoc-providers: request shapes against Prism mocks of the providers' own OpenAPI
+//! specs, error paths and retries against wiremock fakes.
+
+mod prism;
+mod support;
+mod twilio_errors;
+mod twilio_prism;

@@ -1,0 +1,386 @@
+//! Twilio error paths and the retry policy against wiremock fakes answering Twilio's documented error
+//! bodies `{code, message, more_info, status}`.
+
+use std::time::Duration;
+
+use byoc_providers::{E164Phone, OutboundSms, ProviderError, RefusalReason, SmsSender, Verifier};
+use wiremock::matchers::{basic_auth, body_string_contains, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{
+    assert_no_secret, config_for, twilio_client, twilio_credential, twilio_payload,
+    TWILIO_AUTH_TOKEN, TWILIO_FROM, TWILIO_SID,
+};
+
+fn messages_path() -> String {
+    format!("/2010-04-01/Accounts/{TWILIO_SID}/Messages.json")
+}
+
+fn twilio_error(code: u32, message: &str, status: u16) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(serde_json::json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    }))
+}
+
+fn created() -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(serde_json::json!({
+        "sid": "SM0123456789abcdef0123456789abcdef",
+        "status": "queued",
+        "account_sid": TWILIO_SID,
+    }))
+}
+
+fn message(to: &str) -> OutboundSms {
+    OutboundSms::new(E164Phone::parse("to", to).expect("valid"), "Hot lead").expect("valid message")
+}
+
+#[tokio::test]
+async fn send_posts_the_form_with_the_orgs_basic_auth_and_status_callback() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .and(basic_auth(TWILIO_SID, TWILIO_AUTH_TOKEN))
+        .and(body_string_contains("To=%2B14155550123"))
+        .and(body_string_contains("From=%2B14155552345"))
+        .and(body_string_contains("Body=Hot+lead"))
+        .and(body_string_contains(
+            "StatusCallback=https%3A%2F%2Fbyoc.example.com%2Fapi%2Fwebhooks%2Ftwilio%2Fstatus",
+        ))
+        .respond_with(created())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let sent = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect("sent");
+    assert_eq!(sent.status, "queued");
+}
+
+#[tokio::test]
+async fn documented_send_errors_are_typed_and_carry_twilios_code_without_secrets() {
+    let cases = [
+        (20003, 401, "Authenticate", RefusalReason::Authentication),
+        (
+            21211,
+            400,
+            "The 'To' number +1999 is not a valid phone number.",
+            RefusalReason::InvalidRecipient,
+        ),
+        (
+            21608,
+            400,
+            "The number is unverified. Trial accounts cannot send messages to unverified numbers",
+            RefusalReason::UnverifiedRecipient,
+        ),
+        (
+            21610,
+            400,
+            "Attempt to send to unsubscribed recipient",
+            RefusalReason::RecipientUnsubscribed,
+        ),
+        (
+            21614,
+            400,
+            "'To' number is not a valid mobile number",
+            RefusalReason::RecipientUnreachable,
+        ),
+        (
+            21612,
+            400,
+            "The 'To' phone number is not currently reachable via SMS",
+            RefusalReason::RecipientUnreachable,
+        ),
+    ];
+    for (code, status, text, reason) in cases {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(messages_path()))
+            .respond_with(twilio_error(code, text, status))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = twilio_client(&config_for(&server.uri()));
+        let error = client
+            .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+            .await
+            .expect_err("Twilio refused");
+        let refusal = error.refusal().unwrap_or_else(|| panic!("{code}: {error}"));
+        assert_eq!(refusal.reason, reason, "code {code}");
+        assert_eq!(refusal.code, code.to_string());
+        assert_eq!(refusal.message, text);
+        assert_eq!(refusal.http_status, Some(status));
+        assert_no_secret(&error, &[TWILIO_AUTH_TOKEN]);
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_then_success_sends_exactly_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(twilio_error(20429, "Too Many Requests", 429))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(created())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let sent = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect("second attempt succeeds");
+    assert_eq!(sent.sid, "SM0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .map(|requests| requests.len()),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn service_unavailable_is_retried_within_the_bound_then_reported() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let error = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect_err("still unavailable");
+    assert!(
+        matches!(error, ProviderError::Unavailable { .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_retry_after_is_returned_not_waited_for() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(
+            twilio_error(20429, "Too Many Requests", 429).insert_header("Retry-After", "120"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let error = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect_err("rate limited");
+    assert!(
+        matches!(error, ProviderError::RateLimited { .. }),
+        "{error}"
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(120)));
+    assert_eq!(error.provider_code(), Some("20429"));
+}
+
+#[tokio::test]
+async fn a_server_error_after_the_send_is_never_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(500).set_body_string("internal error"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let error = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect_err("500");
+    assert!(
+        matches!(error, ProviderError::OutcomeUnknown { .. }),
+        "{error}"
+    );
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .map(|requests| requests.len()),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_after_the_send_is_never_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(created().set_delay(Duration::from_secs(2)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut config = config_for(&server.uri());
+    config.timeouts.request = Duration::from_millis(300);
+    let client = twilio_client(&config);
+    let error = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect_err("timed out");
+    assert!(
+        matches!(error, ProviderError::OutcomeUnknown { .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn connection_failures_before_sending_are_retried() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    let mut config = config_for(&format!("http://{address}"));
+    config.retry.max_attempts = 20;
+    config.retry.max_backoff = Duration::from_millis(50);
+    let client = twilio_client(&config);
+
+    let server_task = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let listener = std::net::TcpListener::bind(address).expect("rebind the port");
+        let server = MockServer::builder().listener(listener).start().await;
+        Mock::given(method("POST"))
+            .and(path(messages_path()))
+            .respond_with(created())
+            .expect(1)
+            .mount(&server)
+            .await;
+        server
+    });
+    let sent = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect("sent once the server is up");
+    assert_eq!(sent.status, "queued");
+    let server = server_task.await.expect("server task");
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .map(|requests| requests.len()),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_twilio_is_unavailable_after_the_bound() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    let client = twilio_client(&config_for(&format!("http://{address}")));
+    let error = client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        matches!(error, ProviderError::Unavailable { .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn verify_maps_authentication_inactive_accounts_and_foreign_numbers() {
+    let account_path = format!("/2010-04-01/Accounts/{TWILIO_SID}.json");
+    let numbers_path = format!("/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json");
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(account_path.clone()))
+        .respond_with(twilio_error(20003, "Authenticate", 401))
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let error = client
+        .verify(&twilio_payload(TWILIO_FROM))
+        .await
+        .expect_err("401");
+    assert_eq!(
+        error.refusal().map(|r| r.reason),
+        Some(RefusalReason::Authentication)
+    );
+    assert!(error.is_credential_failure());
+    assert_no_secret(&error, &[TWILIO_AUTH_TOKEN]);
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(account_path.clone()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"sid": TWILIO_SID, "status": "suspended", "friendly_name": "Clinic", "type": "Full"}),
+        ))
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let error = client
+        .verify(&twilio_payload(TWILIO_FROM))
+        .await
+        .expect_err("suspended");
+    let refusal = error.refusal().expect("refusal");
+    assert_eq!(refusal.reason, RefusalReason::AccountInactive);
+    assert_eq!(refusal.code, "account_suspended");
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(account_path))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"sid": TWILIO_SID, "status": "active", "friendly_name": "Clinic", "type": "Trial"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(numbers_path))
+        .and(query_param("PhoneNumber", TWILIO_FROM))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "incoming_phone_numbers": [{"phone_number": TWILIO_FROM, "capabilities": {"sms": true, "voice": true}}]
+        })))
+        .mount(&server)
+        .await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let outcome = client
+        .verify(&twilio_payload(TWILIO_FROM))
+        .await
+        .expect("verified");
+    assert!(outcome.updated_payload.is_none());
+    assert_eq!(
+        outcome.details.to_string(),
+        "Twilio account \"Clinic\" (Trial) can send SMS from +14155552345"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_payload_fails_before_any_request() {
+    let server = MockServer::start().await;
+    let client = twilio_client(&config_for(&server.uri()));
+    let error = client
+        .verify(&twilio_payload("555-0100"))
+        .await
+        .expect_err("not E.164");
+    match &error {
+        ProviderError::InvalidInput(field) => assert_eq!(field.field, "phoneNumber"),
+        other => panic!("unexpected {other}"),
+    }
+    assert_no_secret(&error, &[TWILIO_AUTH_TOKEN]);
+    assert_eq!(
+        server
+            .received_requests()
+            .await
+            .map(|requests| requests.len()),
+        Some(0)
+    );
+}
