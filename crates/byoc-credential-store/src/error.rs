@@ -1,0 +1,163 @@
+//! The repository's typed errors.
+
+use crate::model::InvalidValue;
+
+/// What a stored value collided with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// The organization already has a credential of this type with this display name
+    /// (field `displayName`).
+    DisplayName,
+    /// A credential with this id already exists.
+    CredentialId,
+    /// The user is already a member of the organization.
+    Member,
+    /// An OAuth state with this id already exists.
+    OAuthState,
+    /// A message with this provider message id is already recorded.
+    SmsMessage,
+}
+
+impl ConflictKind {
+    /// The field (in the API's camelCase) that collided.
+    pub fn field(self) -> &'static str {
+        match self {
+            ConflictKind::DisplayName => "displayName",
+            ConflictKind::CredentialId => "id",
+            ConflictKind::Member => "userId",
+            ConflictKind::OAuthState => "state",
+            ConflictKind::SmsMessage => "providerMessageSid",
+        }
+    }
+}
+
+/// Why a repository call failed.
+///
+/// Messages never contain a secret or an envelope. A database that cannot be reached is always
+/// [`StoreError::Unavailable`], never [`StoreError::NotFound`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist in the tenant's organization (rows of other organizations are reported the same).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: &'static str,
+    },
+    /// The value collides with an existing row.
+    #[error("conflict: {} already exists", .what.field())]
+    Conflict {
+        /// What collided.
+        what: ConflictKind,
+    },
+    /// The actor's role (or lack of membership, or being a service) does not allow this.
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A value is outside what the store accepts.
+    #[error("invalid value: {0}")]
+    Invalid(#[from] InvalidValue),
+    /// The database could not be reached (connection refused or lost, pool timed out or closed).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug, a schema mismatch or a stored value this version cannot read.
+    #[error("internal store error: {context}")]
+    Internal {
+        /// What was being done.
+        context: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<sqlx::Error>,
+    },
+}
+
+impl StoreError {
+    /// An internal error without an underlying database error.
+    pub(crate) fn internal(context: impl Into<String>) -> Self {
+        StoreError::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Maps a database error: connection problems become `Unavailable`, unique violations `Conflict`
+    /// (the constraint says what collided), privilege and row-security refusals `Forbidden`, the rest
+    /// `Internal`.
+    pub(crate) fn from_sqlx(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => return StoreError::Unavailable(error),
+            sqlx::Error::Database(database_error) => {
+                let code = database_error.code().unwrap_or_default();
+                if database_error.is_unique_violation() {
+                    // Postgres names the constraint; SQLite names the table and columns in its message.
+                    let names = format!(
+                        "{} {}",
+                        database_error.constraint().unwrap_or_default(),
+                        database_error.message()
+                    );
+                    if let Some(what) = conflict_kind(&names) {
+                        return StoreError::Conflict { what };
+                    }
+                }
+                // Postgres: connection exceptions (08), insufficient resources (53), operator intervention (57);
+                // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_CANTOPEN (14).
+                let postgres_class = if code.len() == 5 { &code[..2] } else { "" };
+                if matches!(postgres_class, "08" | "53" | "57")
+                    || matches!(code.as_ref(), "5" | "6" | "14" | "261" | "517")
+                {
+                    return StoreError::Unavailable(error);
+                }
+                // 42501 insufficient_privilege, also raised for a row-level security violation.
+                if code == "42501" {
+                    return StoreError::Forbidden {
+                        reason: "the database refused this for the current role",
+                    };
+                }
+            }
+            _ => {}
+        }
+        StoreError::Internal {
+            context: "database error".to_owned(),
+            source: Some(error),
+        }
+    }
+}
+
+fn conflict_kind(names: &str) -> Option<ConflictKind> {
+    if names.contains("display_name") {
+        Some(ConflictKind::DisplayName)
+    } else if names.contains("organization_api_credentials") {
+        Some(ConflictKind::CredentialId)
+    } else if names.contains("organization_members") {
+        Some(ConflictKind::Member)
+    } else if names.contains("oauth_states") {
+        Some(ConflictKind::OAuthState)
+    } else if names.contains("sms_messages") {
+        Some(ConflictKind::SmsMessage)
+    } else {
+        None
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::from_sqlx(error)
+    }
+}
+
+/// The result type of the repository.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Maps a migration failure: a database error keeps its classification, anything else (a migration that was
+/// changed after it was applied, a missing one) is internal.
+pub(crate) fn from_migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
+    match error {
+        sqlx::migrate::MigrateError::Execute(error) => StoreError::from_sqlx(error),
+        other => StoreError::internal(format!("migration failed: {other}")),
+    }
+}

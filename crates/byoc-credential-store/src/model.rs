@@ -1,0 +1,670 @@
+//! The rows the repository stores and returns, and the validated values they are built from.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, UserId};
+
+/// Why a value is not valid for the store. The message names the field and never echoes the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidValue {
+    /// The field that is wrong.
+    pub field: &'static str,
+    /// What a valid value looks like.
+    pub reason: &'static str,
+}
+
+/// Builds a bounded, non-empty text newtype with a `parse` constructor.
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, field = $field:literal, max = $max:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            #[doc = concat!("Parses the text: 1 to ", stringify!($max), " characters, not only whitespace.")]
+            pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+                let length = text.chars().count();
+                if text.trim().is_empty() || length > $max {
+                    Err(InvalidValue {
+                        field: $field,
+                        reason: concat!("must be 1 to ", stringify!($max), " characters and not blank"),
+                    })
+                } else {
+                    Ok(Self(text.to_owned()))
+                }
+            }
+
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// An organization's name.
+    OrganizationName, field = "name", max = 200
+);
+bounded_text!(
+    /// A credential's display name, unique per organization and credential type.
+    DisplayName, field = "displayName", max = 255
+);
+bounded_text!(
+    /// A non-secret hint shown next to a credential, such as the last four characters of an account SID.
+    PublicHint, field = "publicHint", max = 64
+);
+bounded_text!(
+    /// A provider's id for a sent message (Twilio's `MessageSid`).
+    ProviderMessageSid, field = "providerMessageSid", max = 64
+);
+bounded_text!(
+    /// A delivery status as the provider reports it (`queued`, `sent`, `delivered`, `failed`, ...).
+    DeliveryStatus, field = "status", max = 32
+);
+bounded_text!(
+    /// A phone number with all but its last digits masked, safe to store and show.
+    MaskedPhone, field = "to", max = 32
+);
+bounded_text!(
+    /// Why a message was sent, such as `sms:hot_lead` or `sms:test`.
+    Purpose, field = "purpose", max = 64
+);
+bounded_text!(
+    /// A provider's error code for a message (Twilio's `ErrorCode`).
+    ProviderErrorCode, field = "errorCode", max = 32
+);
+
+/// The status a delivered message reports; reaching it stamps `delivered_at`.
+pub const DELIVERED: &str = "delivered";
+
+/// What an audit event records: lowercase, starting with a letter, then up to 63 of `a-z 0-9 _ . :`
+/// (`created`, `read`, `verified`, `verification_failed`, `deactivated`, `purged`, `rotated`,
+/// `legacy_fallback_used`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AuditAction(String);
+
+impl AuditAction {
+    /// Parses an action name.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        let mut chars = text.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | ':'));
+        if first_ok && rest_ok && text.len() <= 64 {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidValue {
+                field: "action",
+                reason: "must be 1 to 64 characters of a-z, 0-9, '_', '.', ':'",
+            })
+        }
+    }
+
+    /// The action name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The lead score at or above which a lead is hot and triggers the hot-lead SMS: 0 to 100, default 80.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct HotLeadThreshold(u8);
+
+impl HotLeadThreshold {
+    /// The default threshold, 80.
+    pub const DEFAULT: HotLeadThreshold = HotLeadThreshold(80);
+
+    /// Builds a threshold from 0 to 100.
+    pub fn new(score: u8) -> Result<Self, InvalidValue> {
+        if score <= 100 {
+            Ok(Self(score))
+        } else {
+            Err(InvalidValue {
+                field: "hotLeadThreshold",
+                reason: "must be from 0 to 100",
+            })
+        }
+    }
+
+    /// The threshold score.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for HotLeadThreshold {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// An encryption envelope as stored: wrapped data key, nonce, ciphertext and tag, opaque to this crate.
+/// Never empty. `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedEnvelope(Vec<u8>);
+
+impl EncryptedEnvelope {
+    /// Wraps envelope bytes; empty input is rejected.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, InvalidValue> {
+        if bytes.is_empty() {
+            Err(InvalidValue {
+                field: "encrypted_data",
+                reason: "must not be empty",
+            })
+        } else {
+            Ok(Self(bytes))
+        }
+    }
+
+    /// The envelope bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The envelope bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl fmt::Debug for EncryptedEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncryptedEnvelope({} bytes)", self.0.len())
+    }
+}
+
+/// Declares a text-backed enum with `as_str`, `Display`, `FromStr` and serde as snake_case text.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident, $err:literal, { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value as stored and shown.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidValue;
+
+            fn from_str(text: &str) -> Result<Self, InvalidValue> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(InvalidValue { field: stringify!($name), reason: $err }),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// A member's role in an organization.
+    Role, "must be owner, admin or member", {
+        /// May do everything, including purging credentials and granting the owner role.
+        Owner => "owner",
+        /// May add, verify and deactivate credentials and manage non-owner members.
+        Admin => "admin",
+        /// May read metadata and the audit log and use credentials.
+        Member => "member",
+    }
+);
+
+impl Role {
+    /// Owners and admins manage credentials.
+    pub fn can_manage(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+text_enum!(
+    /// A provider a credential is for.
+    CredentialType, "must be twilio, google_calendar, stripe or hubspot", {
+        /// Twilio (SMS).
+        Twilio => "twilio",
+        /// Google Calendar (OAuth client and refresh token).
+        GoogleCalendar => "google_calendar",
+        /// Stripe.
+        Stripe => "stripe",
+        /// HubSpot.
+        Hubspot => "hubspot",
+    }
+);
+
+text_enum!(
+    /// Where a credential stands with its provider.
+    VerificationStatus, "must be pending, verified or failed", {
+        /// Stored, not yet checked.
+        Pending => "pending",
+        /// The provider accepted it.
+        Verified => "verified",
+        /// The provider refused it (see `verification_error`).
+        Failed => "failed",
+    }
+);
+
+/// An organization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Organization {
+    /// Its id.
+    pub id: OrgId,
+    /// Its name.
+    pub name: String,
+    /// Lead score at or above which a lead triggers the hot-lead SMS.
+    pub hot_lead_threshold: HotLeadThreshold,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user's membership in an organization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// The organization.
+    pub org_id: OrgId,
+    /// The user.
+    pub user_id: UserId,
+    /// The user's role there.
+    pub role: Role,
+    /// When the membership was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A credential to store. The caller encrypts first (binding the envelope to org, type and id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCredential {
+    /// The id the envelope was bound to.
+    pub id: CredentialId,
+    /// The provider.
+    pub credential_type: CredentialType,
+    /// The name people see; unique per organization and type.
+    pub display_name: DisplayName,
+    /// A non-secret hint (last four of a SID), if any.
+    pub public_hint: Option<PublicHint>,
+    /// The envelope.
+    pub encrypted_data: EncryptedEnvelope,
+    /// The master key version that wrapped the data key.
+    pub encryption_key_version: NonZeroU32,
+}
+
+/// A credential's metadata: everything but the envelope. Safe to list and show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CredentialMetadata {
+    /// Its id.
+    pub id: CredentialId,
+    /// The organization it belongs to.
+    pub org_id: OrgId,
+    /// The provider.
+    pub credential_type: CredentialType,
+    /// The name people see.
+    pub display_name: String,
+    /// A non-secret hint, if any.
+    pub public_hint: Option<String>,
+    /// False once deactivated; an inactive credential is never used.
+    pub is_active: bool,
+    /// Where it stands with its provider.
+    pub verification_status: VerificationStatus,
+    /// When it was last verified or found failing.
+    pub last_verified_at: Option<DateTime<Utc>>,
+    /// The provider's reason when it failed.
+    pub verification_error: Option<String>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Who stored it (none when an operator imported it).
+    pub created_by: Option<UserId>,
+    /// The master key version that wraps its data key.
+    pub encryption_key_version: NonZeroU32,
+}
+
+/// A credential with its envelope, for decryption by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialRecord {
+    /// Its metadata.
+    pub metadata: CredentialMetadata,
+    /// Its envelope.
+    pub encrypted_data: EncryptedEnvelope,
+}
+
+/// The outcome of verifying or using a credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerificationOutcome {
+    /// The new status.
+    pub status: VerificationStatus,
+    /// The provider's reason for a failure (cut to 2000 characters when stored); never a secret.
+    pub error: Option<String>,
+    /// When it was checked.
+    pub at: DateTime<Utc>,
+}
+
+/// The id of an audit event; newer events have larger ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuditEventId(pub i64);
+
+/// An audit event to append.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAuditEvent {
+    /// Who did it (may differ from the tenant that writes a batch).
+    pub actor: Actor,
+    /// What happened.
+    pub action: AuditAction,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Which credential, if any.
+    pub credential_id: Option<CredentialId>,
+    /// Which provider, if any.
+    pub credential_type: Option<CredentialType>,
+    /// Structured details, such as the purpose of a read; never a secret.
+    pub detail: serde_json::Value,
+}
+
+/// A stored audit event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// Its id (the `before` cursor of the audit list).
+    pub id: AuditEventId,
+    /// The organization.
+    pub org_id: OrgId,
+    /// Its position in the organization's hash chain, from 1.
+    pub seq: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it, as `user:<uuid>` or `service:<name>`.
+    #[serde(serialize_with = "serialize_display")]
+    pub actor: Actor,
+    /// What happened.
+    pub action: AuditAction,
+    /// Which credential, if any.
+    pub credential_id: Option<CredentialId>,
+    /// Which provider, if any.
+    pub credential_type: Option<CredentialType>,
+    /// Structured details.
+    pub detail: serde_json::Value,
+}
+
+fn serialize_display<S: serde::Serializer, T: fmt::Display>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Which page of the audit log to read, newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditPage {
+    /// At most this many events (clamped to 1..=1000).
+    pub limit: u32,
+    /// Only events older than this one.
+    pub before: Option<AuditEventId>,
+}
+
+/// What checking an organization's audit chain found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AuditChainStatus {
+    /// Every link checks out.
+    Intact {
+        /// How many events were checked.
+        events: u64,
+    },
+    /// The chain is broken: an event was changed or deleted behind its back.
+    Broken {
+        /// How many events checked out before the break.
+        events_checked: u64,
+        /// The first sequence number at which the chain does not hold.
+        first_broken_seq: i64,
+        /// What is wrong there.
+        problem: String,
+    },
+}
+
+/// A master key version's key check value (a value derived from the key that proves which key it is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyCheckValue {
+    /// The key version.
+    pub key_version: NonZeroU32,
+    /// The check value, as first stored for that version.
+    pub check_value: Vec<u8>,
+    /// When it was first stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An OAuth connect attempt to remember until its callback; bound to the tenant's org and user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOAuthState {
+    /// The state id (the random part of the `state` parameter).
+    pub id: OAuthStateId,
+    /// The provider being connected (only `google_calendar` today).
+    pub provider: CredentialType,
+    /// The PKCE code verifier, encrypted by the caller.
+    pub pkce_verifier_envelope: EncryptedEnvelope,
+    /// The org's own OAuth client credential, or none for the platform's client.
+    pub client_credential_id: Option<CredentialId>,
+    /// When it stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A consumed OAuth state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthState {
+    /// The state id.
+    pub id: OAuthStateId,
+    /// The organization it was started in.
+    pub org_id: OrgId,
+    /// The user who started it.
+    pub user_id: UserId,
+    /// The provider being connected.
+    pub provider: CredentialType,
+    /// The encrypted PKCE code verifier.
+    pub pkce_verifier_envelope: EncryptedEnvelope,
+    /// The org's own OAuth client credential, if one was used.
+    pub client_credential_id: Option<CredentialId>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An SMS that was handed to the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSmsMessage {
+    /// The credential it was sent with (none for the legacy fallback).
+    pub credential_id: Option<CredentialId>,
+    /// The provider's message id.
+    pub provider_message_sid: ProviderMessageSid,
+    /// The masked recipient.
+    pub to_masked: MaskedPhone,
+    /// Why it was sent.
+    pub purpose: Purpose,
+    /// The status the provider answered with.
+    pub status: DeliveryStatus,
+    /// When it was sent.
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A delivery status reported by the provider's status callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmsStatusUpdate {
+    /// The provider's message id.
+    pub provider_message_sid: ProviderMessageSid,
+    /// The new status; [`DELIVERED`] also stamps `delivered_at` (once).
+    pub status: DeliveryStatus,
+    /// The provider's error code, if any.
+    pub error_code: Option<ProviderErrorCode>,
+    /// When the status was received.
+    pub at: DateTime<Utc>,
+}
+
+/// A stored SMS message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SmsMessage {
+    /// Its row id.
+    pub id: uuid::Uuid,
+    /// The organization.
+    pub org_id: OrgId,
+    /// The credential it was sent with.
+    pub credential_id: Option<CredentialId>,
+    /// The provider's message id.
+    pub provider_message_sid: String,
+    /// The masked recipient.
+    pub to_masked: String,
+    /// Why it was sent.
+    pub purpose: String,
+    /// The latest status.
+    pub status: String,
+    /// The provider's error code, if any.
+    pub error_code: Option<String>,
+    /// When it was sent.
+    pub sent_at: DateTime<Utc>,
+    /// When the status last changed.
+    pub status_updated_at: DateTime<Utc>,
+    /// When it was first reported delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// An organization's provider calls and failures on one day (UTC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageCounter {
+    /// The provider.
+    pub provider: CredentialType,
+    /// The day.
+    pub day: NaiveDate,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+}
+
+/// One credential's envelope as the operator paths (rotation, `keys check`) see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorEnvelope {
+    /// The credential.
+    pub id: CredentialId,
+    /// Its organization (part of the envelope's associated data).
+    pub org_id: OrgId,
+    /// Its provider (part of the envelope's associated data).
+    pub credential_type: CredentialType,
+    /// The key version that wraps its data key.
+    pub encryption_key_version: NonZeroU32,
+    /// The envelope.
+    pub encrypted_data: EncryptedEnvelope,
+}
+
+/// A compare-and-swap of one envelope: applied only if the row still holds `expected`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeSwap {
+    /// The credential.
+    pub id: CredentialId,
+    /// The envelope the caller read.
+    pub expected: EncryptedEnvelope,
+    /// The re-wrapped envelope.
+    pub replacement: EncryptedEnvelope,
+    /// The key version that wraps the replacement's data key.
+    pub replacement_key_version: NonZeroU32,
+}
+
+/// How many credentials one key version wraps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyVersionCount {
+    /// The key version.
+    pub key_version: NonZeroU32,
+    /// How many credentials it wraps.
+    pub credentials: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_text_rejects_blank_and_long() {
+        assert!(DisplayName::parse("My Twilio").is_ok());
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(256)).is_err());
+        assert!(DisplayName::parse(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn audit_actions_are_checked() {
+        assert!(AuditAction::parse("read").is_ok());
+        assert!(AuditAction::parse("sms:hot_lead").is_ok());
+        assert!(AuditAction::parse("Read").is_err());
+        assert!(AuditAction::parse("").is_err());
+        assert!(AuditAction::parse("a b").is_err());
+    }
+
+    #[test]
+    fn thresholds_stop_at_100() {
+        assert_eq!(HotLeadThreshold::default().get(), 80);
+        assert!(HotLeadThreshold::new(100).is_ok());
+        assert!(HotLeadThreshold::new(101).is_err());
+    }
+
+    #[test]
+    fn enums_round_trip_and_reject_unknown_text() {
+        for credential_type in CredentialType::ALL {
+            assert_eq!(
+                credential_type.as_str().parse::<CredentialType>(),
+                Ok(*credential_type)
+            );
+        }
+        assert!("slack".parse::<CredentialType>().is_err());
+        assert_eq!("admin".parse::<Role>(), Ok(Role::Admin));
+        assert!(!Role::Member.can_manage());
+    }
+
+    #[test]
+    fn envelopes_are_never_empty_and_debug_hides_bytes() {
+        assert!(EncryptedEnvelope::new(Vec::new()).is_err());
+        let envelope = EncryptedEnvelope::new(vec![1, 2, 3]).unwrap();
+        assert_eq!(format!("{envelope:?}"), "EncryptedEnvelope(3 bytes)");
+    }
+}

@@ -1,0 +1,882 @@
+//! The Postgres backend: all work as `byoc_app` under row-level security, with the tenant context set per
+//! transaction.
+
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Either, Executor, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::access::{check, check_grant, clip_verification_error, Need};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{
+    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
+    EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
+    NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SmsMessage, SmsStatusUpdate, UsageCounter,
+    VerificationOutcome, DELIVERED,
+};
+use crate::repository::CredentialRepository;
+use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, Tenant, UserId};
+
+use crate::rows::{
+    self, audit_event, credential_metadata, credential_record, key_check_value, member,
+    oauth_state, operator_envelope, organization, role_from_row, sms_message, usage_counter,
+    CREDENTIAL_COLUMNS, SMS_COLUMNS,
+};
+
+crate::rows::impl_read_row!(
+    PgRow,
+    uuid = |row, column| Ok(row.try_get::<Uuid, _>(column)?),
+    opt_uuid = |row, column| Ok(row.try_get::<Option<Uuid>, _>(column)?)
+);
+
+/// Organization columns (the threshold widened to bigint for [`rows::ReadRow::int`]).
+const ORGANIZATION_COLUMNS: &str =
+    "id, name, hot_lead_threshold::bigint AS hot_lead_threshold, created_at, updated_at";
+
+/// Audit columns (`detail` as text: the store hands JSON around as text).
+const AUDIT_COLUMNS: &str =
+    "id, org_id, seq, at, actor, action, credential_id, credential_type, detail::text AS detail";
+
+/// The Postgres migrations (`migrations/postgres`), embedded.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Default number of pooled connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// How long to wait for a pooled connection before reporting the database unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Applies the Postgres migrations with the owner's URL (`byoc migrate`). Idempotent; safe to run from many
+/// processes and against many databases of one cluster at once.
+pub async fn migrate(owner_url: &str) -> StoreResult<()> {
+    let options = PgConnectOptions::from_str(owner_url).map_err(invalid_url)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await?;
+    let outcome = MIGRATOR.run(&pool).await;
+    pool.close().await;
+    outcome.map_err(crate::error::from_migrate_error)?;
+    tracing::info!(
+        migrations = MIGRATOR.iter().count(),
+        "postgres schema is up to date"
+    );
+    Ok(())
+}
+
+fn invalid_url(error: sqlx::Error) -> StoreError {
+    StoreError::Internal {
+        context: "DATABASE_URL is not a valid Postgres URL".to_owned(),
+        source: Some(error),
+    }
+}
+
+/// The Postgres store. Every pooled connection runs `SET ROLE byoc_app` once when opened, so row-level security
+/// holds even when the URL names the tables' owner.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects with up to [`DEFAULT_MAX_CONNECTIONS`] connections.
+    pub async fn connect(database_url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(database_url).map_err(invalid_url)?;
+        Self::connect_with(options, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Connects with explicit options and pool size.
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|connection, _meta| {
+                Box::pin(async move {
+                    connection.execute("SET ROLE byoc_app").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (every connection already `byoc_app`), for `LISTEN`/`NOTIFY` and benchmarks. Queries on it
+    /// outside a tenant transaction see no tenant rows.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Opens a transaction with the tenant context set and returns the actor's role (users only).
+    async fn begin(
+        &self,
+        tenant: &Tenant,
+    ) -> StoreResult<(Transaction<'static, Postgres>, Option<Role>)> {
+        let mut transaction = self.pool.begin().await?;
+        let (user, service) = context_values(&tenant.actor);
+        let row = sqlx::query(
+            "WITH ctx AS MATERIALIZED ( \
+                 SELECT set_config('byoc.org_id', $1, true), \
+                        set_config('byoc.user_id', $2, true), \
+                        set_config('byoc.service', $3, true)) \
+             SELECT byoc_ctx_member_role() AS role FROM ctx",
+        )
+        .bind(tenant.org_id.to_string())
+        .bind(user)
+        .bind(service)
+        .fetch_one(&mut *transaction)
+        .await?;
+        let role = role_from_row(&row)?;
+        Ok((transaction, role))
+    }
+
+    /// Opens a tenant transaction and checks the actor against `need`.
+    async fn begin_checked(
+        &self,
+        tenant: &Tenant,
+        need: Need,
+    ) -> StoreResult<(Transaction<'static, Postgres>, Option<Role>)> {
+        let (transaction, role) = self.begin(tenant).await?;
+        check(&tenant.actor, role, need)?;
+        Ok((transaction, role))
+    }
+
+    /// Runs one read in a single round trip: context, role lookup and `body` go to the server as one
+    /// simple-protocol message, which Postgres runs as one implicit transaction, so the transaction-local
+    /// context ends with it. Only for reads whose parameters are ids and enums: they are written into the
+    /// text (`body` must contain nothing else from outside).
+    async fn read_in_context(
+        &self,
+        tenant: &Tenant,
+        need: Need,
+        body: &str,
+    ) -> StoreResult<Vec<PgRow>> {
+        let (user, service) = context_values(&tenant.actor);
+        let sql = format!(
+            "WITH ctx AS MATERIALIZED ( \
+                 SELECT set_config('byoc.org_id', '{org}', true), \
+                        set_config('byoc.user_id', '{user}', true), \
+                        set_config('byoc.service', '{service}', true)) \
+             SELECT byoc_ctx_member_role() AS role FROM ctx; {body}",
+            org = tenant.org_id,
+        );
+        let mut role_row = None;
+        let mut rows = Vec::new();
+        let mut statements_done = 0;
+        let mut results = sqlx::raw_sql(&sql).fetch_many(&self.pool);
+        while let Some(item) = results.try_next().await? {
+            match item {
+                Either::Left(_) => statements_done += 1,
+                Either::Right(row) if statements_done == 0 => role_row = Some(row),
+                Either::Right(row) => rows.push(row),
+            }
+        }
+        let role_row = role_row
+            .ok_or_else(|| StoreError::internal("the context statement returned no row"))?;
+        check(&tenant.actor, role_from_row(&role_row)?, need)?;
+        Ok(rows)
+    }
+}
+
+/// The `byoc.user_id` and `byoc.service` values for an actor (the other one is empty). Both are safe to write
+/// into SQL text: a hyphenated UUID, or a service name of `[a-z0-9._-]`.
+fn context_values(actor: &Actor) -> (String, String) {
+    match actor {
+        Actor::User(user_id) => (user_id.to_string(), String::new()),
+        Actor::Service(name) => (String::new(), name.as_str().to_owned()),
+    }
+}
+
+fn key_version_to_db(version: NonZeroU32) -> i64 {
+    i64::from(version.get())
+}
+
+fn not_found(what: &'static str) -> StoreError {
+    StoreError::NotFound { what }
+}
+
+/// Maps a foreign-key violation (the organization does not exist) to `NotFound`.
+fn missing_org(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database_error) if database_error.is_foreign_key_violation() => {
+            not_found("organization")
+        }
+        _ => StoreError::from_sqlx(error),
+    }
+}
+
+#[async_trait]
+impl CredentialRepository for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn operator_create_organization(
+        &self,
+        name: &OrganizationName,
+        hot_lead_threshold: HotLeadThreshold,
+    ) -> StoreResult<Organization> {
+        let row = sqlx::query(&format!(
+            "SELECT {ORGANIZATION_COLUMNS} FROM byoc_operator_create_organization($1, $2)"
+        ))
+        .bind(name.as_str())
+        .bind(i32::from(hot_lead_threshold.get()))
+        .fetch_one(&self.pool)
+        .await?;
+        organization(&row)
+    }
+
+    async fn get_organization(&self, tenant: &Tenant) -> StoreResult<Organization> {
+        let rows = self
+            .read_in_context(
+                tenant,
+                Need::MemberOrService,
+                &format!(
+                    "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = '{}'",
+                    tenant.org_id
+                ),
+            )
+            .await?;
+        rows.first()
+            .map(organization)
+            .transpose()?
+            .ok_or_else(|| not_found("organization"))
+    }
+
+    async fn set_hot_lead_threshold(
+        &self,
+        tenant: &Tenant,
+        threshold: HotLeadThreshold,
+    ) -> StoreResult<Organization> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::Manager).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE organizations SET hot_lead_threshold = $2 WHERE id = $1 RETURNING {ORGANIZATION_COLUMNS}"
+        ))
+        .bind(tenant.org_id.as_uuid())
+        .bind(i32::from(threshold.get()))
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("organization"))?;
+        transaction.commit().await?;
+        organization(&row)
+    }
+
+    async fn operator_add_member(
+        &self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<Member> {
+        let row = sqlx::query(
+            "SELECT org_id, user_id, role, created_at FROM byoc_operator_add_member($1, $2, $3)",
+        )
+        .bind(org_id.as_uuid())
+        .bind(user_id.as_uuid())
+        .bind(role.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(missing_org)?;
+        member(&row)
+    }
+
+    async fn add_member(
+        &self,
+        tenant: &Tenant,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<Member> {
+        let (mut transaction, actor_role) = self.begin(tenant).await?;
+        check_grant(&tenant.actor, actor_role, role)?;
+        let row = sqlx::query(
+            "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, $3) \
+             RETURNING org_id, user_id, role, created_at",
+        )
+        .bind(tenant.org_id.as_uuid())
+        .bind(user_id.as_uuid())
+        .bind(role.as_str())
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        member(&row)
+    }
+
+    async fn member_role(&self, tenant: &Tenant) -> StoreResult<Option<Role>> {
+        match &tenant.actor {
+            Actor::Service(_) => Ok(None),
+            Actor::User(_) => {
+                let (transaction, role) = self.begin(tenant).await?;
+                transaction.commit().await?;
+                Ok(role)
+            }
+        }
+    }
+
+    async fn list_members(&self, tenant: &Tenant) -> StoreResult<Vec<Member>> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberUser).await?;
+        let rows = sqlx::query(
+            "SELECT org_id, user_id, role, created_at FROM organization_members WHERE org_id = $1 ORDER BY user_id",
+        )
+        .bind(tenant.org_id.as_uuid())
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(member).collect()
+    }
+
+    async fn insert_credential(
+        &self,
+        tenant: &Tenant,
+        credential: &NewCredential,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::Manager).await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO organization_api_credentials \
+                 (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint, \
+                  created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {CREDENTIAL_COLUMNS}"
+        ))
+        .bind(credential.id.as_uuid())
+        .bind(tenant.org_id.as_uuid())
+        .bind(credential.credential_type.as_str())
+        .bind(credential.encrypted_data.as_bytes())
+        .bind(key_version_to_db(credential.encryption_key_version))
+        .bind(credential.display_name.as_str())
+        .bind(credential.public_hint.as_ref().map(|hint| hint.as_str()))
+        .bind(tenant.actor.user_id().map(|user_id| user_id.as_uuid()))
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn operator_insert_credential(
+        &self,
+        org_id: OrgId,
+        credential: &NewCredential,
+    ) -> StoreResult<CredentialMetadata> {
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM byoc_operator_insert_credential($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(credential.id.as_uuid())
+        .bind(org_id.as_uuid())
+        .bind(credential.credential_type.as_str())
+        .bind(credential.encrypted_data.as_bytes())
+        .bind(key_version_to_db(credential.encryption_key_version))
+        .bind(credential.display_name.as_str())
+        .bind(credential.public_hint.as_ref().map(|hint| hint.as_str()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(missing_org)?;
+        credential_metadata(&row)
+    }
+
+    async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>> {
+        let rows = self
+            .read_in_context(
+                tenant,
+                Need::MemberOrService,
+                &format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials WHERE org_id = '{}' \
+                     ORDER BY created_at DESC, id DESC",
+                    tenant.org_id
+                ),
+            )
+            .await?;
+        rows.iter().map(credential_metadata).collect()
+    }
+
+    async fn get_credential(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> StoreResult<CredentialRecord> {
+        let rows = self
+            .read_in_context(
+                tenant,
+                Need::MemberOrService,
+                &format!(
+                    "SELECT {CREDENTIAL_COLUMNS}, encrypted_data FROM organization_api_credentials \
+                     WHERE id = '{id}' AND org_id = '{}'",
+                    tenant.org_id
+                ),
+            )
+            .await?;
+        rows.first()
+            .map(credential_record)
+            .transpose()?
+            .ok_or_else(|| not_found("credential"))
+    }
+
+    async fn get_active_credential(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+    ) -> StoreResult<Option<CredentialRecord>> {
+        let rows = self
+            .read_in_context(
+                tenant,
+                Need::MemberOrService,
+                &format!(
+                    "SELECT {CREDENTIAL_COLUMNS}, encrypted_data FROM organization_api_credentials \
+                     WHERE org_id = '{}' AND credential_type = '{}' AND is_active \
+                     ORDER BY (verification_status = 'verified') DESC, created_at DESC, id DESC LIMIT 1",
+                    tenant.org_id,
+                    credential_type.as_str()
+                ),
+            )
+            .await?;
+        rows.first().map(credential_record).transpose()
+    }
+
+    async fn record_verification(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        outcome: &VerificationOutcome,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let found: bool = sqlx::query_scalar("SELECT byoc_record_verification($1, $2, $3, $4)")
+            .bind(id.as_uuid())
+            .bind(outcome.status.as_str())
+            .bind(clip_verification_error(outcome.error.as_deref()))
+            .bind(outcome.at)
+            .fetch_one(&mut *transaction)
+            .await?;
+        if !found {
+            return Err(not_found("credential"));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials WHERE id = $1 AND org_id = $2"
+        ))
+        .bind(id.as_uuid())
+        .bind(tenant.org_id.as_uuid())
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("credential"))?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn deactivate_credential(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::Manager).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE organization_api_credentials SET is_active = false WHERE id = $1 AND org_id = $2 \
+             RETURNING {CREDENTIAL_COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(tenant.org_id.as_uuid())
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("credential"))?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn purge_credential(&self, tenant: &Tenant, id: CredentialId) -> StoreResult<()> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::Owner).await?;
+        let deleted =
+            sqlx::query("DELETE FROM organization_api_credentials WHERE id = $1 AND org_id = $2")
+                .bind(id.as_uuid())
+                .bind(tenant.org_id.as_uuid())
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+        if deleted == 0 {
+            return Err(not_found("credential"));
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn update_envelope(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        encrypted_data: &EncryptedEnvelope,
+        encryption_key_version: NonZeroU32,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::Manager).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE organization_api_credentials SET encrypted_data = $3, encryption_key_version = $4 \
+             WHERE id = $1 AND org_id = $2 RETURNING {CREDENTIAL_COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(tenant.org_id.as_uuid())
+        .bind(encrypted_data.as_bytes())
+        .bind(key_version_to_db(encryption_key_version))
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("credential"))?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn append_audit_event(
+        &self,
+        tenant: &Tenant,
+        event: &NewAuditEvent,
+    ) -> StoreResult<AuditEvent> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO credential_audit_log (org_id, at, actor, action, credential_id, credential_type, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING {AUDIT_COLUMNS}"
+        ))
+        .bind(tenant.org_id.as_uuid())
+        .bind(event.at)
+        .bind(event.actor.to_string())
+        .bind(event.action.as_str())
+        .bind(event.credential_id.map(|id| id.as_uuid()))
+        .bind(event.credential_type.map(CredentialType::as_str))
+        .bind(event.detail.to_string())
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        audit_event(&row)
+    }
+
+    async fn append_audit_events(
+        &self,
+        tenant: &Tenant,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<u64> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut at = Vec::with_capacity(events.len());
+        let mut actors = Vec::with_capacity(events.len());
+        let mut actions = Vec::with_capacity(events.len());
+        let mut credential_ids = Vec::with_capacity(events.len());
+        let mut credential_types = Vec::with_capacity(events.len());
+        let mut details = Vec::with_capacity(events.len());
+        for event in events {
+            at.push(event.at);
+            actors.push(event.actor.to_string());
+            actions.push(event.action.as_str().to_owned());
+            credential_ids.push(event.credential_id.map(|id| id.as_uuid()));
+            credential_types.push(event.credential_type.map(|kind| kind.as_str().to_owned()));
+            details.push(event.detail.to_string());
+        }
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO credential_audit_log (org_id, at, actor, action, credential_id, credential_type, detail) \
+             SELECT $1, e.at, e.actor, e.action, e.credential_id, e.credential_type, e.detail::jsonb \
+             FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[]) \
+                  WITH ORDINALITY AS e (at, actor, action, credential_id, credential_type, detail, position) \
+             ORDER BY e.position",
+        )
+        .bind(tenant.org_id.as_uuid())
+        .bind(at)
+        .bind(actors)
+        .bind(actions)
+        .bind(credential_ids)
+        .bind(credential_types)
+        .bind(details)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        transaction.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn list_audit_events(
+        &self,
+        tenant: &Tenant,
+        page: AuditPage,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM credential_audit_log \
+             WHERE org_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(tenant.org_id.as_uuid())
+        .bind(page.before.map(|id| id.0))
+        .bind(i64::from(page.limit.clamp(1, 1000)))
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(audit_event).collect()
+    }
+
+    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainStatus> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let row = sqlx::query(
+            "SELECT intact, events, first_broken_seq, problem FROM byoc_verify_audit_chain()",
+        )
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows::chain_status(&row)
+    }
+
+    async fn key_check_values(&self) -> StoreResult<Vec<KeyCheckValue>> {
+        let rows = sqlx::query(
+            "SELECT key_version, check_value, created_at FROM encryption_key_checks ORDER BY key_version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_check_value).collect()
+    }
+
+    async fn insert_key_check_value_if_absent(
+        &self,
+        key_version: NonZeroU32,
+        check_value: &[u8],
+    ) -> StoreResult<KeyCheckValue> {
+        if check_value.is_empty() {
+            return Err(crate::model::InvalidValue {
+                field: "check_value",
+                reason: "must not be empty",
+            }
+            .into());
+        }
+        sqlx::query(
+            "INSERT INTO encryption_key_checks (key_version, check_value) VALUES ($1, $2) \
+             ON CONFLICT (key_version) DO NOTHING",
+        )
+        .bind(key_version_to_db(key_version))
+        .bind(check_value)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT key_version, check_value, created_at FROM encryption_key_checks WHERE key_version = $1",
+        )
+        .bind(key_version_to_db(key_version))
+        .fetch_one(&self.pool)
+        .await?;
+        key_check_value(&row)
+    }
+
+    async fn insert_oauth_state(&self, tenant: &Tenant, state: &NewOAuthState) -> StoreResult<()> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::Manager).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        sqlx::query(
+            "INSERT INTO oauth_states \
+                 (id, org_id, user_id, provider, pkce_verifier_envelope, client_credential_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(state.id.as_uuid())
+        .bind(tenant.org_id.as_uuid())
+        .bind(user_id.as_uuid())
+        .bind(state.provider.as_str())
+        .bind(state.pkce_verifier_envelope.as_bytes())
+        .bind(state.client_credential_id.map(|id| id.as_uuid()))
+        .bind(state.expires_at)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_oauth_state(
+        &self,
+        tenant: &Tenant,
+        id: OAuthStateId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<OAuthState> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberUser).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        // Deleting is what makes it single use; an expired state is deleted too, and reported as missing.
+        let row = sqlx::query(
+            "DELETE FROM oauth_states WHERE id = $1 AND org_id = $2 AND user_id = $3 \
+             RETURNING id, org_id, user_id, provider, pkce_verifier_envelope, client_credential_id, created_at, \
+                       expires_at",
+        )
+        .bind(id.as_uuid())
+        .bind(tenant.org_id.as_uuid())
+        .bind(user_id.as_uuid())
+        .fetch_optional(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        let state = row
+            .as_ref()
+            .map(oauth_state)
+            .transpose()?
+            .ok_or_else(|| not_found("OAuth state"))?;
+        if state.expires_at <= now {
+            return Err(not_found("OAuth state"));
+        }
+        Ok(state)
+    }
+
+    async fn insert_sms_message(
+        &self,
+        tenant: &Tenant,
+        message: &NewSmsMessage,
+    ) -> StoreResult<SmsMessage> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO sms_messages \
+                 (org_id, credential_id, provider_message_sid, to_masked, purpose, status, sent_at, \
+                  status_updated_at, delivered_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, CASE WHEN $6 = '{DELIVERED}' THEN $7 END) \
+             RETURNING {SMS_COLUMNS}"
+        ))
+        .bind(tenant.org_id.as_uuid())
+        .bind(message.credential_id.map(|id| id.as_uuid()))
+        .bind(message.provider_message_sid.as_str())
+        .bind(message.to_masked.as_str())
+        .bind(message.purpose.as_str())
+        .bind(message.status.as_str())
+        .bind(message.sent_at)
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        sms_message(&row)
+    }
+
+    async fn update_sms_status(
+        &self,
+        tenant: &Tenant,
+        update: &SmsStatusUpdate,
+    ) -> StoreResult<SmsMessage> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE sms_messages SET status = $3, error_code = $4, status_updated_at = $5, \
+                 delivered_at = CASE WHEN $3 = '{DELIVERED}' THEN coalesce(delivered_at, $5) ELSE delivered_at END \
+             WHERE org_id = $1 AND provider_message_sid = $2 RETURNING {SMS_COLUMNS}"
+        ))
+        .bind(tenant.org_id.as_uuid())
+        .bind(update.provider_message_sid.as_str())
+        .bind(update.status.as_str())
+        .bind(update.error_code.as_ref().map(|code| code.as_str()))
+        .bind(update.at)
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("SMS message"))?;
+        transaction.commit().await?;
+        sms_message(&row)
+    }
+
+    async fn increment_usage(
+        &self,
+        tenant: &Tenant,
+        provider: CredentialType,
+        day: NaiveDate,
+        calls: u32,
+        failures: u32,
+    ) -> StoreResult<UsageCounter> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let row = sqlx::query(
+            "INSERT INTO provider_usage_daily AS u (org_id, provider, day, calls, failures) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (org_id, provider, day) \
+             DO UPDATE SET calls = u.calls + EXCLUDED.calls, failures = u.failures + EXCLUDED.failures \
+             RETURNING provider, day, calls, failures",
+        )
+        .bind(tenant.org_id.as_uuid())
+        .bind(provider.as_str())
+        .bind(day)
+        .bind(i64::from(calls))
+        .bind(i64::from(failures))
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        usage_counter(&row)
+    }
+
+    async fn usage_for_day(
+        &self,
+        tenant: &Tenant,
+        day: NaiveDate,
+    ) -> StoreResult<Vec<UsageCounter>> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let rows = sqlx::query(
+            "SELECT provider, day, calls, failures FROM provider_usage_daily \
+             WHERE org_id = $1 AND day = $2 ORDER BY provider",
+        )
+        .bind(tenant.org_id.as_uuid())
+        .bind(day)
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(usage_counter).collect()
+    }
+
+    async fn operator_envelope_batch(
+        &self,
+        after: Option<CredentialId>,
+        skip_key_version: Option<NonZeroU32>,
+        limit: u32,
+    ) -> StoreResult<Vec<OperatorEnvelope>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, credential_type, encryption_key_version, encrypted_data \
+             FROM byoc_operator_envelope_batch($1, $2, $3)",
+        )
+        .bind(after.map(|id| id.as_uuid()))
+        .bind(skip_key_version.map(key_version_to_db))
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(operator_envelope).collect()
+    }
+
+    async fn operator_swap_envelopes(
+        &self,
+        swaps: &[EnvelopeSwap],
+    ) -> StoreResult<Vec<CredentialId>> {
+        if swaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = swaps.iter().map(|swap| swap.id.as_uuid()).collect();
+        let expected: Vec<&[u8]> = swaps.iter().map(|swap| swap.expected.as_bytes()).collect();
+        let replacements: Vec<&[u8]> = swaps
+            .iter()
+            .map(|swap| swap.replacement.as_bytes())
+            .collect();
+        let versions: Vec<i64> = swaps
+            .iter()
+            .map(|swap| key_version_to_db(swap.replacement_key_version))
+            .collect();
+        let swapped: Vec<Uuid> =
+            sqlx::query_scalar("SELECT byoc_operator_swap_envelopes($1, $2, $3, $4)")
+                .bind(ids)
+                .bind(expected)
+                .bind(replacements)
+                .bind(versions)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(swapped.into_iter().map(CredentialId::from_uuid).collect())
+    }
+
+    async fn operator_count_by_key_version(&self) -> StoreResult<Vec<KeyVersionCount>> {
+        let rows = sqlx::query(
+            "SELECT encryption_key_version, credentials FROM byoc_operator_count_by_key_version()",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KeyVersionCount {
+                    key_version: rows::key_version(row.try_get("encryption_key_version")?)?,
+                    credentials: rows::count(row.try_get("credentials")?)?,
+                })
+            })
+            .collect()
+    }
+}

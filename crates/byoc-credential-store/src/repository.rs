@@ -1,0 +1,258 @@
+//! The repository trait: every table behind one async interface, implemented for Postgres and SQLite.
+
+use std::num::NonZeroU32;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::error::StoreResult;
+use crate::model::{
+    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
+    EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
+    NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SmsMessage, SmsStatusUpdate, UsageCounter,
+    VerificationOutcome,
+};
+use crate::tenant::{CredentialId, OAuthStateId, OrgId, Tenant, UserId};
+
+/// Storage for organizations, members, credentials (as envelopes), the audit log, key check values, OAuth
+/// states, SMS messages and usage counters.
+///
+/// Every tenant-scoped method takes the [`Tenant`] and never reads or writes another organization's rows;
+/// a row of another organization is reported exactly as a missing one. Role rules (checked here and, on
+/// Postgres, again by row-level security):
+///
+/// | who | may |
+/// | --- | --- |
+/// | member, admin, owner | read organization, members, credential metadata and envelopes, audit log; append audit events; record verification outcomes, SMS messages, usage |
+/// | admin, owner | insert credentials, update envelopes, deactivate; add non-owner members; set the hot-lead threshold; start an OAuth connect |
+/// | owner | purge credentials; add owners |
+/// | service (no user) | what a member may, except listing members and OAuth states |
+///
+/// A user who is not a member of the tenant's organization gets [`crate::StoreError::Forbidden`] from every
+/// method. Methods named `operator_*` are the only ones that cross organizations or need no membership;
+/// they serve the CLI (`byoc org create`, `member add`, `import-env`), the dev-mode seed, key rotation and
+/// `byoc keys check`.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait CredentialRepository: Send + Sync {
+    /// Cheap readiness check: the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Organizations.
+
+    /// Operator: creates an organization.
+    async fn operator_create_organization(
+        &self,
+        name: &OrganizationName,
+        hot_lead_threshold: HotLeadThreshold,
+    ) -> StoreResult<Organization>;
+
+    /// The tenant's organization.
+    async fn get_organization(&self, tenant: &Tenant) -> StoreResult<Organization>;
+
+    /// Sets the tenant organization's hot-lead threshold (owner or admin).
+    async fn set_hot_lead_threshold(
+        &self,
+        tenant: &Tenant,
+        threshold: HotLeadThreshold,
+    ) -> StoreResult<Organization>;
+
+    // Members.
+
+    /// Operator: adds a member with any role, with no membership needed (bootstrap of the first owner).
+    /// `Conflict(Member)` if already a member, `NotFound` if the organization does not exist.
+    async fn operator_add_member(
+        &self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<Member>;
+
+    /// Adds a member to the tenant's organization: admins may add members and admins, only owners add owners.
+    async fn add_member(&self, tenant: &Tenant, user_id: UserId, role: Role)
+        -> StoreResult<Member>;
+
+    /// The tenant user's role in the tenant's organization; `None` when the user is not a member (never
+    /// `Forbidden`), and for a service.
+    async fn member_role(&self, tenant: &Tenant) -> StoreResult<Option<Role>>;
+
+    /// The organization's members, by user id (users only).
+    async fn list_members(&self, tenant: &Tenant) -> StoreResult<Vec<Member>>;
+
+    // Credentials.
+
+    /// Stores a new credential (owner or admin), `pending`, created by the tenant user.
+    /// `Conflict(DisplayName)` when the org already has one of that type and name (deactivated ones count).
+    async fn insert_credential(
+        &self,
+        tenant: &Tenant,
+        credential: &NewCredential,
+    ) -> StoreResult<CredentialMetadata>;
+
+    /// Operator: stores a new credential in an organization with no user (`created_by` empty), for
+    /// `byoc import-env`.
+    async fn operator_insert_credential(
+        &self,
+        org_id: OrgId,
+        credential: &NewCredential,
+    ) -> StoreResult<CredentialMetadata>;
+
+    /// Every credential of the organization (active or not), metadata only, newest first.
+    async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>>;
+
+    /// One credential with its envelope.
+    async fn get_credential(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> StoreResult<CredentialRecord>;
+
+    /// The credential of a type that a service should use, or `None` when the org has no active one.
+    ///
+    /// Among the active credentials of the type: verified ones first, then the most recently created, then the
+    /// largest id. The winner may be pending or failed when no active one is verified; the caller decides
+    /// whether that is usable.
+    async fn get_active_credential(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+    ) -> StoreResult<Option<CredentialRecord>>;
+
+    /// Records a verification outcome (status, error, time). Members and services may record one, since a use
+    /// that finds the credential refused must mark it failed; only the verification columns change.
+    async fn record_verification(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        outcome: &VerificationOutcome,
+    ) -> StoreResult<CredentialMetadata>;
+
+    /// Deactivates a credential (owner or admin); it is never returned by `get_active_credential` again.
+    async fn deactivate_credential(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> StoreResult<CredentialMetadata>;
+
+    /// Deletes a credential and its envelope for good (owner). Audit events about it stay.
+    async fn purge_credential(&self, tenant: &Tenant, id: CredentialId) -> StoreResult<()>;
+
+    /// Replaces a credential's envelope (owner or admin), for example after editing its secret.
+    async fn update_envelope(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        encrypted_data: &EncryptedEnvelope,
+        encryption_key_version: NonZeroU32,
+    ) -> StoreResult<CredentialMetadata>;
+
+    // Audit log.
+
+    /// Appends one audit event to the organization's hash chain.
+    async fn append_audit_event(
+        &self,
+        tenant: &Tenant,
+        event: &NewAuditEvent,
+    ) -> StoreResult<AuditEvent>;
+
+    /// Appends many audit events of one organization in one statement, in order. Returns how many.
+    async fn append_audit_events(
+        &self,
+        tenant: &Tenant,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<u64>;
+
+    /// Audit events, newest first.
+    async fn list_audit_events(
+        &self,
+        tenant: &Tenant,
+        page: AuditPage,
+    ) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Checks the organization's audit hash chain.
+    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainStatus>;
+
+    // Key check values (global, not tenant data).
+
+    /// Every stored key check value, by version.
+    async fn key_check_values(&self) -> StoreResult<Vec<KeyCheckValue>>;
+
+    /// Stores a version's key check value unless one is stored already; returns the stored one (compare it
+    /// with yours: a different value means a different key under the same version).
+    async fn insert_key_check_value_if_absent(
+        &self,
+        key_version: NonZeroU32,
+        check_value: &[u8],
+    ) -> StoreResult<KeyCheckValue>;
+
+    // OAuth states.
+
+    /// Remembers an OAuth connect attempt for the tenant user (owner or admin).
+    async fn insert_oauth_state(&self, tenant: &Tenant, state: &NewOAuthState) -> StoreResult<()>;
+
+    /// Takes an OAuth state once: returns it and deletes it in one step. `NotFound` when it does not exist,
+    /// was taken already, has expired at `now`, or belongs to another user or organization.
+    async fn consume_oauth_state(
+        &self,
+        tenant: &Tenant,
+        id: OAuthStateId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<OAuthState>;
+
+    // SMS messages.
+
+    /// Records a sent SMS.
+    async fn insert_sms_message(
+        &self,
+        tenant: &Tenant,
+        message: &NewSmsMessage,
+    ) -> StoreResult<SmsMessage>;
+
+    /// Records a delivery status by the provider's message id; `NotFound` for an unknown id.
+    async fn update_sms_status(
+        &self,
+        tenant: &Tenant,
+        update: &SmsStatusUpdate,
+    ) -> StoreResult<SmsMessage>;
+
+    // Provider usage counters.
+
+    /// Adds calls and failures to the organization's counter for a provider and day; returns the new totals.
+    async fn increment_usage(
+        &self,
+        tenant: &Tenant,
+        provider: CredentialType,
+        day: NaiveDate,
+        calls: u32,
+        failures: u32,
+    ) -> StoreResult<UsageCounter>;
+
+    /// The organization's counters for a day, by provider.
+    async fn usage_for_day(
+        &self,
+        tenant: &Tenant,
+        day: NaiveDate,
+    ) -> StoreResult<Vec<UsageCounter>>;
+
+    // Operator paths for key rotation and `byoc keys check` (cross-organization, envelope fields only).
+
+    /// Operator: up to `limit` credentials with id greater than `after` (keyset pagination in id order),
+    /// skipping those already on `skip_key_version` when given.
+    async fn operator_envelope_batch(
+        &self,
+        after: Option<CredentialId>,
+        skip_key_version: Option<NonZeroU32>,
+        limit: u32,
+    ) -> StoreResult<Vec<OperatorEnvelope>>;
+
+    /// Operator: compare-and-swap of many envelopes in one statement. A row changes only if it still holds
+    /// the expected envelope; returns the ids that changed.
+    async fn operator_swap_envelopes(
+        &self,
+        swaps: &[EnvelopeSwap],
+    ) -> StoreResult<Vec<CredentialId>>;
+
+    /// Operator: how many credentials each key version wraps.
+    async fn operator_count_by_key_version(&self) -> StoreResult<Vec<KeyVersionCount>>;
+}

@@ -1,0 +1,272 @@
+//! Turning database rows into model values, shared by both backends through [`ReadRow`].
+
+use std::num::NonZeroU32;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{
+    AuditAction, AuditChainStatus, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord,
+    EncryptedEnvelope, HotLeadThreshold, KeyCheckValue, Member, OAuthState, OperatorEnvelope,
+    Organization, Role, SmsMessage, UsageCounter,
+};
+use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
+
+/// The columns of a credential's metadata, in the order both backends select them.
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, org_id, credential_type, display_name, public_hint, is_active, \
+     verification_status, last_verified_at, verification_error, created_at, updated_at, created_by, \
+     encryption_key_version";
+
+/// The columns of an SMS message.
+pub(crate) const SMS_COLUMNS: &str =
+    "id, org_id, credential_id, provider_message_sid, to_masked, purpose, status, \
+     error_code, sent_at, status_updated_at, delivered_at";
+
+/// Typed column access that both backends implement (Postgres has native UUIDs, SQLite stores them as text).
+pub(crate) trait ReadRow {
+    /// A UUID column.
+    fn uuid(&self, column: &str) -> StoreResult<Uuid>;
+    /// A nullable UUID column.
+    fn opt_uuid(&self, column: &str) -> StoreResult<Option<Uuid>>;
+    /// A text column.
+    fn text(&self, column: &str) -> StoreResult<String>;
+    /// A nullable text column.
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
+    /// An integer column.
+    fn int(&self, column: &str) -> StoreResult<i64>;
+    /// A nullable integer column.
+    fn opt_int(&self, column: &str) -> StoreResult<Option<i64>>;
+    /// A boolean column.
+    fn flag(&self, column: &str) -> StoreResult<bool>;
+    /// A byte column.
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
+    /// A timestamp column.
+    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
+    /// A nullable timestamp column.
+    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
+    /// A date column.
+    fn date(&self, column: &str) -> StoreResult<NaiveDate>;
+}
+
+fn unreadable(column: &str) -> StoreError {
+    StoreError::internal(format!("stored value in column {column} cannot be read"))
+}
+
+fn parse<T: std::str::FromStr>(text: &str, column: &str) -> StoreResult<T> {
+    text.parse().map_err(|_| unreadable(column))
+}
+
+/// A stored key version.
+pub(crate) fn key_version(value: i64) -> StoreResult<NonZeroU32> {
+    u32::try_from(value)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| unreadable("encryption_key_version"))
+}
+
+/// A stored count.
+pub(crate) fn count(value: i64) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| unreadable("count"))
+}
+
+fn envelope(row: &impl ReadRow, column: &str) -> StoreResult<EncryptedEnvelope> {
+    EncryptedEnvelope::new(row.bytes(column)?).map_err(|_| unreadable(column))
+}
+
+/// The `role` column (NULL for no membership).
+pub(crate) fn role_from_row(row: &impl ReadRow) -> StoreResult<Option<Role>> {
+    row.opt_text("role")?
+        .map(|text| parse(&text, "role"))
+        .transpose()
+}
+
+pub(crate) fn organization(row: &impl ReadRow) -> StoreResult<Organization> {
+    let threshold = u8::try_from(row.int("hot_lead_threshold")?)
+        .ok()
+        .and_then(|score| HotLeadThreshold::new(score).ok())
+        .ok_or_else(|| unreadable("hot_lead_threshold"))?;
+    Ok(Organization {
+        id: OrgId::from_uuid(row.uuid("id")?),
+        name: row.text("name")?,
+        hot_lead_threshold: threshold,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn member(row: &impl ReadRow) -> StoreResult<Member> {
+    Ok(Member {
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        user_id: UserId::from_uuid(row.uuid("user_id")?),
+        role: parse(&row.text("role")?, "role")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn credential_metadata(row: &impl ReadRow) -> StoreResult<CredentialMetadata> {
+    Ok(CredentialMetadata {
+        id: CredentialId::from_uuid(row.uuid("id")?),
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        credential_type: parse(&row.text("credential_type")?, "credential_type")?,
+        display_name: row.text("display_name")?,
+        public_hint: row.opt_text("public_hint")?,
+        is_active: row.flag("is_active")?,
+        verification_status: parse(&row.text("verification_status")?, "verification_status")?,
+        last_verified_at: row.opt_time("last_verified_at")?,
+        verification_error: row.opt_text("verification_error")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        created_by: row.opt_uuid("created_by")?.map(UserId::from_uuid),
+        encryption_key_version: key_version(row.int("encryption_key_version")?)?,
+    })
+}
+
+pub(crate) fn credential_record(row: &impl ReadRow) -> StoreResult<CredentialRecord> {
+    Ok(CredentialRecord {
+        metadata: credential_metadata(row)?,
+        encrypted_data: envelope(row, "encrypted_data")?,
+    })
+}
+
+pub(crate) fn audit_event(row: &impl ReadRow) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        id: AuditEventId(row.int("id")?),
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        seq: row.int("seq")?,
+        at: row.time("at")?,
+        actor: parse(&row.text("actor")?, "actor")?,
+        action: AuditAction::parse(&row.text("action")?).map_err(|_| unreadable("action"))?,
+        credential_id: row.opt_uuid("credential_id")?.map(CredentialId::from_uuid),
+        credential_type: row
+            .opt_text("credential_type")?
+            .map(|text| parse(&text, "credential_type"))
+            .transpose()?,
+        detail: serde_json::from_str(&row.text("detail")?).map_err(|_| unreadable("detail"))?,
+    })
+}
+
+/// A chain check row: `intact, events, first_broken_seq, problem`.
+pub(crate) fn chain_status(row: &impl ReadRow) -> StoreResult<AuditChainStatus> {
+    let events = count(row.int("events")?)?;
+    if row.flag("intact")? {
+        Ok(AuditChainStatus::Intact { events })
+    } else {
+        Ok(AuditChainStatus::Broken {
+            events_checked: events,
+            first_broken_seq: row
+                .opt_int("first_broken_seq")?
+                .ok_or_else(|| unreadable("first_broken_seq"))?,
+            problem: row.opt_text("problem")?.unwrap_or_default(),
+        })
+    }
+}
+
+pub(crate) fn key_check_value(row: &impl ReadRow) -> StoreResult<KeyCheckValue> {
+    Ok(KeyCheckValue {
+        key_version: key_version(row.int("key_version")?)?,
+        check_value: row.bytes("check_value")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn oauth_state(row: &impl ReadRow) -> StoreResult<OAuthState> {
+    Ok(OAuthState {
+        id: OAuthStateId::from_uuid(row.uuid("id")?),
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        user_id: UserId::from_uuid(row.uuid("user_id")?),
+        provider: parse(&row.text("provider")?, "provider")?,
+        pkce_verifier_envelope: envelope(row, "pkce_verifier_envelope")?,
+        client_credential_id: row
+            .opt_uuid("client_credential_id")?
+            .map(CredentialId::from_uuid),
+        created_at: row.time("created_at")?,
+        expires_at: row.time("expires_at")?,
+    })
+}
+
+pub(crate) fn sms_message(row: &impl ReadRow) -> StoreResult<SmsMessage> {
+    Ok(SmsMessage {
+        id: row.uuid("id")?,
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        credential_id: row.opt_uuid("credential_id")?.map(CredentialId::from_uuid),
+        provider_message_sid: row.text("provider_message_sid")?,
+        to_masked: row.text("to_masked")?,
+        purpose: row.text("purpose")?,
+        status: row.text("status")?,
+        error_code: row.opt_text("error_code")?,
+        sent_at: row.time("sent_at")?,
+        status_updated_at: row.time("status_updated_at")?,
+        delivered_at: row.opt_time("delivered_at")?,
+    })
+}
+
+pub(crate) fn usage_counter(row: &impl ReadRow) -> StoreResult<UsageCounter> {
+    Ok(UsageCounter {
+        provider: parse(&row.text("provider")?, "provider")?,
+        day: row.date("day")?,
+        calls: count(row.int("calls")?)?,
+        failures: count(row.int("failures")?)?,
+    })
+}
+
+pub(crate) fn operator_envelope(row: &impl ReadRow) -> StoreResult<OperatorEnvelope> {
+    Ok(OperatorEnvelope {
+        id: CredentialId::from_uuid(row.uuid("id")?),
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        credential_type: parse(&row.text("credential_type")?, "credential_type")?,
+        encryption_key_version: key_version(row.int("encryption_key_version")?)?,
+        encrypted_data: envelope(row, "encrypted_data")?,
+    })
+}
+
+/// Implements [`ReadRow`] for a backend row type; `$uuid` and `$opt_uuid` say how UUIDs are read.
+macro_rules! impl_read_row {
+    ($row:ty, uuid = |$r:ident, $c:ident| $uuid:expr, opt_uuid = |$r2:ident, $c2:ident| $opt_uuid:expr) => {
+        impl $crate::rows::ReadRow for $row {
+            fn uuid(&self, column: &str) -> $crate::error::StoreResult<uuid::Uuid> {
+                let ($r, $c) = (self, column);
+                $uuid
+            }
+            fn opt_uuid(&self, column: &str) -> $crate::error::StoreResult<Option<uuid::Uuid>> {
+                let ($r2, $c2) = (self, column);
+                $opt_uuid
+            }
+            fn text(&self, column: &str) -> $crate::error::StoreResult<String> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_text(&self, column: &str) -> $crate::error::StoreResult<Option<String>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn int(&self, column: &str) -> $crate::error::StoreResult<i64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_int(&self, column: &str) -> $crate::error::StoreResult<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn flag(&self, column: &str) -> $crate::error::StoreResult<bool> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn bytes(&self, column: &str) -> $crate::error::StoreResult<Vec<u8>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn time(
+                &self,
+                column: &str,
+            ) -> $crate::error::StoreResult<chrono::DateTime<chrono::Utc>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_time(
+                &self,
+                column: &str,
+            ) -> $crate::error::StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn date(&self, column: &str) -> $crate::error::StoreResult<chrono::NaiveDate> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_read_row;

@@ -1,0 +1,1077 @@
+//! The embedded SQLite backend: one process, one file. SQLite has no row-level security, so every query
+//! carries the org filter and roles are checked in code; writes run in `BEGIN IMMEDIATE` transactions.
+
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use uuid::Uuid;
+
+use crate::access::{check, check_grant, clip_verification_error, Need};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{
+    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
+    EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
+    NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SmsMessage, SmsStatusUpdate, UsageCounter,
+    VerificationOutcome, DELIVERED,
+};
+use crate::repository::CredentialRepository;
+use crate::rows::{
+    self, audit_event, credential_metadata, credential_record, key_check_value, member,
+    oauth_state, operator_envelope, organization, role_from_row, sms_message, usage_counter,
+    CREDENTIAL_COLUMNS, SMS_COLUMNS,
+};
+use crate::tenant::{CredentialId, OAuthStateId, OrgId, Tenant, UserId};
+
+crate::rows::impl_read_row!(
+    SqliteRow,
+    uuid = |row, column| parse_uuid(&row.try_get::<String, _>(column)?, column),
+    opt_uuid = |row, column| {
+        row.try_get::<Option<String>, _>(column)?
+            .map(|text| parse_uuid(&text, column))
+            .transpose()
+    }
+);
+
+fn parse_uuid(text: &str, column: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| {
+        StoreError::internal(format!("stored value in column {column} cannot be read"))
+    })
+}
+
+/// The SQLite migrations (`migrations/sqlite`), embedded.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+const ORGANIZATION_COLUMNS: &str = "id, name, hot_lead_threshold, created_at, updated_at";
+const AUDIT_COLUMNS: &str =
+    "id, org_id, seq, at, actor, action, credential_id, credential_type, detail";
+const MEMBER_COLUMNS: &str = "org_id, user_id, role, created_at";
+
+/// Applies the SQLite migrations, creating the file if it is missing. Idempotent.
+pub async fn migrate(database_url: &str) -> StoreResult<()> {
+    let store = SqliteStore::connect(database_url).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// The SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `sqlite://PATH`, with foreign keys on and WAL journaling,
+    /// and applies the migrations.
+    pub async fn connect(database_url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(database_url)
+            .map_err(|error| StoreError::Internal {
+                context: "DATABASE_URL is not a valid sqlite:// URL".to_owned(),
+                source: Some(error),
+            })?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(crate::error::from_migrate_error)?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (for tests and tools that inspect the file).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction that takes the database's write lock at once (no upgrade deadlocks).
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A write transaction for a tenant whose actor meets `need`; returns the actor's role too.
+    async fn begin_write_checked(
+        &self,
+        tenant: &Tenant,
+        need: Need,
+    ) -> StoreResult<(Transaction<'static, Sqlite>, Option<Role>)> {
+        let mut transaction = self.begin_write().await?;
+        let role = actor_role(&mut transaction, tenant).await?;
+        check(&tenant.actor, role, need)?;
+        Ok((transaction, role))
+    }
+
+    /// A read transaction for a tenant whose actor meets `need`.
+    async fn begin_read_checked(
+        &self,
+        tenant: &Tenant,
+        need: Need,
+    ) -> StoreResult<Transaction<'static, Sqlite>> {
+        let mut transaction = self.pool.begin().await?;
+        let role = actor_role(&mut transaction, tenant).await?;
+        check(&tenant.actor, role, need)?;
+        Ok(transaction)
+    }
+}
+
+/// The tenant user's role (`None` for a non-member or a service).
+async fn actor_role(
+    connection: &mut SqliteConnection,
+    tenant: &Tenant,
+) -> StoreResult<Option<Role>> {
+    let Some(user_id) = tenant.actor.user_id() else {
+        return Ok(None);
+    };
+    let row = sqlx::query("SELECT role FROM organization_members WHERE org_id = ? AND user_id = ?")
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .fetch_optional(&mut *connection)
+        .await?;
+    match row {
+        Some(row) => role_from_row(&row),
+        None => Ok(None),
+    }
+}
+
+fn not_found(what: &'static str) -> StoreError {
+    StoreError::NotFound { what }
+}
+
+fn missing_org(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database_error) if database_error.is_foreign_key_violation() => {
+            not_found("organization")
+        }
+        _ => StoreError::from_sqlx(error),
+    }
+}
+
+fn key_version_to_db(version: NonZeroU32) -> i64 {
+    i64::from(version.get())
+}
+
+/// The hash of one audit link: SHA-256 over the previous hash and a JSON array of the event's fields as stored
+/// (`[seq, org_id, at, actor, action, credential_id, credential_type, detail]`, `detail` spliced in verbatim).
+#[allow(clippy::too_many_arguments)]
+fn audit_hash(
+    prev_hash: &[u8],
+    seq: i64,
+    org_id: &str,
+    at: &str,
+    actor: &str,
+    action: &str,
+    credential_id: Option<&str>,
+    credential_type: Option<&str>,
+    detail: &str,
+) -> Vec<u8> {
+    let fields = serde_json::json!([
+        seq,
+        org_id,
+        at,
+        actor,
+        action,
+        credential_id,
+        credential_type
+    ])
+    .to_string();
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(prev_hash);
+    context.update(fields.trim_end_matches(']').as_bytes());
+    context.update(b",");
+    context.update(detail.as_bytes());
+    context.update(b"]");
+    context.finish().as_ref().to_vec()
+}
+
+const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// Appends events to the org's chain inside an open write transaction.
+async fn append_events(
+    transaction: &mut SqliteConnection,
+    org_id: OrgId,
+    events: &[NewAuditEvent],
+) -> StoreResult<Vec<i64>> {
+    let org = org_id.to_string();
+    sqlx::query("INSERT OR IGNORE INTO credential_audit_chain_heads (org_id, last_seq, last_hash) VALUES (?, 0, ?)")
+        .bind(&org)
+        .bind(&GENESIS_HASH[..])
+        .execute(&mut *transaction)
+        .await
+        .map_err(missing_org)?;
+    let head = sqlx::query(
+        "SELECT last_seq, last_hash FROM credential_audit_chain_heads WHERE org_id = ?",
+    )
+    .bind(&org)
+    .fetch_one(&mut *transaction)
+    .await?;
+    let mut seq: i64 = head.try_get("last_seq")?;
+    let mut prev_hash: Vec<u8> = head.try_get("last_hash")?;
+    let mut ids = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let at = encode_time(event.at);
+        let actor = event.actor.to_string();
+        let credential_id = event.credential_id.map(|id| id.to_string());
+        let credential_type = event.credential_type.map(CredentialType::as_str);
+        let detail = event.detail.to_string();
+        let hash = audit_hash(
+            &prev_hash,
+            seq,
+            &org,
+            &at,
+            &actor,
+            event.action.as_str(),
+            credential_id.as_deref(),
+            credential_type,
+            &detail,
+        );
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO credential_audit_log \
+                 (org_id, seq, at, actor, action, credential_id, credential_type, detail, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&org)
+        .bind(seq)
+        .bind(&at)
+        .bind(&actor)
+        .bind(event.action.as_str())
+        .bind(credential_id)
+        .bind(credential_type)
+        .bind(&detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(missing_org)?;
+        ids.push(id);
+        prev_hash = hash;
+    }
+    sqlx::query(
+        "UPDATE credential_audit_chain_heads SET last_seq = ?, last_hash = ? WHERE org_id = ?",
+    )
+    .bind(seq)
+    .bind(&prev_hash)
+    .bind(&org)
+    .execute(&mut *transaction)
+    .await?;
+    Ok(ids)
+}
+
+/// Timestamps are stored as RFC 3339 text with microseconds, so text order is time order.
+fn encode_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+#[async_trait]
+impl CredentialRepository for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn operator_create_organization(
+        &self,
+        name: &OrganizationName,
+        hot_lead_threshold: HotLeadThreshold,
+    ) -> StoreResult<Organization> {
+        let now = encode_time(Utc::now());
+        let row = sqlx::query(&format!(
+            "INSERT INTO organizations (id, name, hot_lead_threshold, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING {ORGANIZATION_COLUMNS}"
+        ))
+        .bind(OrgId::new_random().to_string())
+        .bind(name.as_str())
+        .bind(i64::from(hot_lead_threshold.get()))
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&self.pool)
+        .await?;
+        organization(&row)
+    }
+
+    async fn get_organization(&self, tenant: &Tenant) -> StoreResult<Organization> {
+        let mut transaction = self
+            .begin_read_checked(tenant, Need::MemberOrService)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = ?"
+        ))
+        .bind(tenant.org_id.to_string())
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("organization"))?;
+        transaction.commit().await?;
+        organization(&row)
+    }
+
+    async fn set_hot_lead_threshold(
+        &self,
+        tenant: &Tenant,
+        threshold: HotLeadThreshold,
+    ) -> StoreResult<Organization> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::Manager).await?;
+        sqlx::query("UPDATE organizations SET hot_lead_threshold = ? WHERE id = ?")
+            .bind(i64::from(threshold.get()))
+            .bind(tenant.org_id.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = ?"
+        ))
+        .bind(tenant.org_id.to_string())
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("organization"))?;
+        transaction.commit().await?;
+        organization(&row)
+    }
+
+    async fn operator_add_member(
+        &self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<Member> {
+        let now = encode_time(Utc::now());
+        let row = sqlx::query(&format!(
+            "INSERT INTO organization_members (org_id, user_id, role, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING {MEMBER_COLUMNS}"
+        ))
+        .bind(org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(role.as_str())
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(missing_org)?;
+        member(&row)
+    }
+
+    async fn add_member(
+        &self,
+        tenant: &Tenant,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<Member> {
+        let mut transaction = self.begin_write().await?;
+        let actor_role = actor_role(&mut transaction, tenant).await?;
+        check_grant(&tenant.actor, actor_role, role)?;
+        let now = encode_time(Utc::now());
+        let row = sqlx::query(&format!(
+            "INSERT INTO organization_members (org_id, user_id, role, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING {MEMBER_COLUMNS}"
+        ))
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(role.as_str())
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        member(&row)
+    }
+
+    async fn member_role(&self, tenant: &Tenant) -> StoreResult<Option<Role>> {
+        let mut connection = self.pool.acquire().await?;
+        actor_role(&mut connection, tenant).await
+    }
+
+    async fn list_members(&self, tenant: &Tenant) -> StoreResult<Vec<Member>> {
+        let mut transaction = self.begin_read_checked(tenant, Need::MemberUser).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM organization_members WHERE org_id = ? ORDER BY user_id"
+        ))
+        .bind(tenant.org_id.to_string())
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(member).collect()
+    }
+
+    async fn insert_credential(
+        &self,
+        tenant: &Tenant,
+        credential: &NewCredential,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::Manager).await?;
+        let row = insert_credential_row(
+            &mut transaction,
+            tenant.org_id,
+            credential,
+            tenant.actor.user_id(),
+        )
+        .await?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn operator_insert_credential(
+        &self,
+        org_id: OrgId,
+        credential: &NewCredential,
+    ) -> StoreResult<CredentialMetadata> {
+        let mut transaction = self.begin_write().await?;
+        let row = insert_credential_row(&mut transaction, org_id, credential, None).await?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>> {
+        let mut transaction = self
+            .begin_read_checked(tenant, Need::MemberOrService)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials WHERE org_id = ? \
+             ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(tenant.org_id.to_string())
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(credential_metadata).collect()
+    }
+
+    async fn get_credential(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> StoreResult<CredentialRecord> {
+        let mut transaction = self
+            .begin_read_checked(tenant, Need::MemberOrService)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, encrypted_data FROM organization_api_credentials \
+             WHERE id = ? AND org_id = ?"
+        ))
+        .bind(id.to_string())
+        .bind(tenant.org_id.to_string())
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("credential"))?;
+        transaction.commit().await?;
+        credential_record(&row)
+    }
+
+    async fn get_active_credential(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+    ) -> StoreResult<Option<CredentialRecord>> {
+        let mut transaction = self
+            .begin_read_checked(tenant, Need::MemberOrService)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, encrypted_data FROM organization_api_credentials \
+             WHERE org_id = ? AND credential_type = ? AND is_active = 1 \
+             ORDER BY (verification_status = 'verified') DESC, created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(tenant.org_id.to_string())
+        .bind(credential_type.as_str())
+        .fetch_optional(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        row.as_ref().map(credential_record).transpose()
+    }
+
+    async fn record_verification(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        outcome: &VerificationOutcome,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self
+            .begin_write_checked(tenant, Need::MemberOrService)
+            .await?;
+        let updated = sqlx::query(
+            "UPDATE organization_api_credentials \
+             SET verification_status = ?, verification_error = ?, last_verified_at = ? \
+             WHERE id = ? AND org_id = ?",
+        )
+        .bind(outcome.status.as_str())
+        .bind(clip_verification_error(outcome.error.as_deref()))
+        .bind(encode_time(outcome.at))
+        .bind(id.to_string())
+        .bind(tenant.org_id.to_string())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(not_found("credential"));
+        }
+        let row = select_credential_metadata(&mut transaction, tenant.org_id, id).await?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn deactivate_credential(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::Manager).await?;
+        let updated = sqlx::query(
+            "UPDATE organization_api_credentials SET is_active = 0 WHERE id = ? AND org_id = ?",
+        )
+        .bind(id.to_string())
+        .bind(tenant.org_id.to_string())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(not_found("credential"));
+        }
+        let row = select_credential_metadata(&mut transaction, tenant.org_id, id).await?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn purge_credential(&self, tenant: &Tenant, id: CredentialId) -> StoreResult<()> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::Owner).await?;
+        let deleted =
+            sqlx::query("DELETE FROM organization_api_credentials WHERE id = ? AND org_id = ?")
+                .bind(id.to_string())
+                .bind(tenant.org_id.to_string())
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+        if deleted == 0 {
+            return Err(not_found("credential"));
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn update_envelope(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        encrypted_data: &EncryptedEnvelope,
+        encryption_key_version: NonZeroU32,
+    ) -> StoreResult<CredentialMetadata> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::Manager).await?;
+        let updated = sqlx::query(
+            "UPDATE organization_api_credentials SET encrypted_data = ?, encryption_key_version = ? \
+             WHERE id = ? AND org_id = ?",
+        )
+        .bind(encrypted_data.as_bytes())
+        .bind(key_version_to_db(encryption_key_version))
+        .bind(id.to_string())
+        .bind(tenant.org_id.to_string())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(not_found("credential"));
+        }
+        let row = select_credential_metadata(&mut transaction, tenant.org_id, id).await?;
+        transaction.commit().await?;
+        credential_metadata(&row)
+    }
+
+    async fn append_audit_event(
+        &self,
+        tenant: &Tenant,
+        event: &NewAuditEvent,
+    ) -> StoreResult<AuditEvent> {
+        let (mut transaction, _) = self
+            .begin_write_checked(tenant, Need::MemberOrService)
+            .await?;
+        let ids =
+            append_events(&mut transaction, tenant.org_id, std::slice::from_ref(event)).await?;
+        let id = ids
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError::internal("audit insert returned no id"))?;
+        let row = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM credential_audit_log WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        audit_event(&row)
+    }
+
+    async fn append_audit_events(
+        &self,
+        tenant: &Tenant,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<u64> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let (mut transaction, _) = self
+            .begin_write_checked(tenant, Need::MemberOrService)
+            .await?;
+        let ids = append_events(&mut transaction, tenant.org_id, events).await?;
+        transaction.commit().await?;
+        u64::try_from(ids.len()).map_err(|_| StoreError::internal("audit batch too large"))
+    }
+
+    async fn list_audit_events(
+        &self,
+        tenant: &Tenant,
+        page: AuditPage,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut transaction = self
+            .begin_read_checked(tenant, Need::MemberOrService)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM credential_audit_log \
+             WHERE org_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(tenant.org_id.to_string())
+        .bind(page.before.map(|id| id.0))
+        .bind(page.before.map(|id| id.0))
+        .bind(i64::from(page.limit.clamp(1, 1000)))
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(audit_event).collect()
+    }
+
+    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainStatus> {
+        let mut transaction = self
+            .begin_read_checked(tenant, Need::MemberOrService)
+            .await?;
+        let org = tenant.org_id.to_string();
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, credential_id, credential_type, detail, prev_hash, hash \
+             FROM credential_audit_log WHERE org_id = ? ORDER BY seq",
+        )
+        .bind(&org)
+        .fetch_all(&mut *transaction)
+        .await?;
+        let head = sqlx::query(
+            "SELECT last_seq, last_hash FROM credential_audit_chain_heads WHERE org_id = ?",
+        )
+        .bind(&org)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        check_chain(&org, &rows, head.as_ref())
+    }
+
+    async fn key_check_values(&self) -> StoreResult<Vec<KeyCheckValue>> {
+        let rows = sqlx::query(
+            "SELECT key_version, check_value, created_at FROM encryption_key_checks ORDER BY key_version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_check_value).collect()
+    }
+
+    async fn insert_key_check_value_if_absent(
+        &self,
+        key_version: NonZeroU32,
+        check_value: &[u8],
+    ) -> StoreResult<KeyCheckValue> {
+        if check_value.is_empty() {
+            return Err(crate::model::InvalidValue {
+                field: "check_value",
+                reason: "must not be empty",
+            }
+            .into());
+        }
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO encryption_key_checks (key_version, check_value, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (key_version) DO NOTHING",
+        )
+        .bind(key_version_to_db(key_version))
+        .bind(check_value)
+        .bind(encode_time(Utc::now()))
+        .execute(&mut *transaction)
+        .await?;
+        let row = sqlx::query(
+            "SELECT key_version, check_value, created_at FROM encryption_key_checks WHERE key_version = ?",
+        )
+        .bind(key_version_to_db(key_version))
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        key_check_value(&row)
+    }
+
+    async fn insert_oauth_state(&self, tenant: &Tenant, state: &NewOAuthState) -> StoreResult<()> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::Manager).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        sqlx::query(
+            "INSERT INTO oauth_states \
+                 (id, org_id, user_id, provider, pkce_verifier_envelope, client_credential_id, created_at, \
+                  expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(state.id.to_string())
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(state.provider.as_str())
+        .bind(state.pkce_verifier_envelope.as_bytes())
+        .bind(state.client_credential_id.map(|id| id.to_string()))
+        .bind(encode_time(Utc::now()))
+        .bind(encode_time(state.expires_at))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_oauth_state(
+        &self,
+        tenant: &Tenant,
+        id: OAuthStateId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<OAuthState> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::MemberUser).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        let row = sqlx::query(
+            "DELETE FROM oauth_states WHERE id = ? AND org_id = ? AND user_id = ? \
+             RETURNING id, org_id, user_id, provider, pkce_verifier_envelope, client_credential_id, created_at, \
+                       expires_at",
+        )
+        .bind(id.to_string())
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .fetch_optional(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        let state = row
+            .as_ref()
+            .map(oauth_state)
+            .transpose()?
+            .ok_or_else(|| not_found("OAuth state"))?;
+        if state.expires_at <= now {
+            return Err(not_found("OAuth state"));
+        }
+        Ok(state)
+    }
+
+    async fn insert_sms_message(
+        &self,
+        tenant: &Tenant,
+        message: &NewSmsMessage,
+    ) -> StoreResult<SmsMessage> {
+        let (mut transaction, _) = self
+            .begin_write_checked(tenant, Need::MemberOrService)
+            .await?;
+        let sent_at = encode_time(message.sent_at);
+        let delivered_at = (message.status.as_str() == DELIVERED).then(|| sent_at.clone());
+        let now = encode_time(Utc::now());
+        let row = sqlx::query(&format!(
+            "INSERT INTO sms_messages \
+                 (id, org_id, credential_id, provider_message_sid, to_masked, purpose, status, sent_at, \
+                  status_updated_at, delivered_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {SMS_COLUMNS}"
+        ))
+        .bind(Uuid::new_v4().to_string())
+        .bind(tenant.org_id.to_string())
+        .bind(message.credential_id.map(|id| id.to_string()))
+        .bind(message.provider_message_sid.as_str())
+        .bind(message.to_masked.as_str())
+        .bind(message.purpose.as_str())
+        .bind(message.status.as_str())
+        .bind(&sent_at)
+        .bind(&sent_at)
+        .bind(delivered_at)
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        sms_message(&row)
+    }
+
+    async fn update_sms_status(
+        &self,
+        tenant: &Tenant,
+        update: &SmsStatusUpdate,
+    ) -> StoreResult<SmsMessage> {
+        let (mut transaction, _) = self
+            .begin_write_checked(tenant, Need::MemberOrService)
+            .await?;
+        let at = encode_time(update.at);
+        let row = sqlx::query(&format!(
+            "UPDATE sms_messages SET status = ?1, error_code = ?2, status_updated_at = ?3, \
+                 delivered_at = CASE WHEN ?1 = '{DELIVERED}' THEN coalesce(delivered_at, ?3) ELSE delivered_at END \
+             WHERE org_id = ?4 AND provider_message_sid = ?5 RETURNING {SMS_COLUMNS}"
+        ))
+        .bind(update.status.as_str())
+        .bind(update.error_code.as_ref().map(|code| code.as_str()))
+        .bind(&at)
+        .bind(tenant.org_id.to_string())
+        .bind(update.provider_message_sid.as_str())
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or_else(|| not_found("SMS message"))?;
+        transaction.commit().await?;
+        sms_message(&row)
+    }
+
+    async fn increment_usage(
+        &self,
+        tenant: &Tenant,
+        provider: CredentialType,
+        day: NaiveDate,
+        calls: u32,
+        failures: u32,
+    ) -> StoreResult<UsageCounter> {
+        let (mut transaction, _) = self
+            .begin_write_checked(tenant, Need::MemberOrService)
+            .await?;
+        let row = sqlx::query(
+            "INSERT INTO provider_usage_daily (org_id, provider, day, calls, failures, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id, provider, day) \
+             DO UPDATE SET calls = calls + excluded.calls, failures = failures + excluded.failures \
+             RETURNING provider, day, calls, failures",
+        )
+        .bind(tenant.org_id.to_string())
+        .bind(provider.as_str())
+        .bind(day)
+        .bind(i64::from(calls))
+        .bind(i64::from(failures))
+        .bind(encode_time(Utc::now()))
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        usage_counter(&row)
+    }
+
+    async fn usage_for_day(
+        &self,
+        tenant: &Tenant,
+        day: NaiveDate,
+    ) -> StoreResult<Vec<UsageCounter>> {
+        let mut transaction = self
+            .begin_read_checked(tenant, Need::MemberOrService)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT provider, day, calls, failures FROM provider_usage_daily \
+             WHERE org_id = ? AND day = ? ORDER BY provider",
+        )
+        .bind(tenant.org_id.to_string())
+        .bind(day)
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(usage_counter).collect()
+    }
+
+    async fn operator_envelope_batch(
+        &self,
+        after: Option<CredentialId>,
+        skip_key_version: Option<NonZeroU32>,
+        limit: u32,
+    ) -> StoreResult<Vec<OperatorEnvelope>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, credential_type, encryption_key_version, encrypted_data \
+             FROM organization_api_credentials \
+             WHERE id > ?1 AND (?2 IS NULL OR encryption_key_version <> ?2) ORDER BY id LIMIT ?3",
+        )
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(skip_key_version.map(key_version_to_db))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(operator_envelope).collect()
+    }
+
+    async fn operator_swap_envelopes(
+        &self,
+        swaps: &[EnvelopeSwap],
+    ) -> StoreResult<Vec<CredentialId>> {
+        if swaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut transaction = self.begin_write().await?;
+        let mut swapped = Vec::with_capacity(swaps.len());
+        for swap in swaps {
+            let updated = sqlx::query(
+                "UPDATE organization_api_credentials SET encrypted_data = ?, encryption_key_version = ? \
+                 WHERE id = ? AND encrypted_data = ?",
+            )
+            .bind(swap.replacement.as_bytes())
+            .bind(key_version_to_db(swap.replacement_key_version))
+            .bind(swap.id.to_string())
+            .bind(swap.expected.as_bytes())
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            if updated > 0 {
+                swapped.push(swap.id);
+            }
+        }
+        transaction.commit().await?;
+        Ok(swapped)
+    }
+
+    async fn operator_count_by_key_version(&self) -> StoreResult<Vec<KeyVersionCount>> {
+        let rows = sqlx::query(
+            "SELECT encryption_key_version, count(*) AS credentials FROM organization_api_credentials \
+             GROUP BY encryption_key_version ORDER BY encryption_key_version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KeyVersionCount {
+                    key_version: rows::key_version(row.try_get("encryption_key_version")?)?,
+                    credentials: rows::count(row.try_get("credentials")?)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_credential_row(
+    transaction: &mut SqliteConnection,
+    org_id: OrgId,
+    credential: &NewCredential,
+    created_by: Option<UserId>,
+) -> StoreResult<SqliteRow> {
+    let now = encode_time(Utc::now());
+    sqlx::query(&format!(
+        "INSERT INTO organization_api_credentials \
+             (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint, \
+              created_by, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {CREDENTIAL_COLUMNS}"
+    ))
+    .bind(credential.id.to_string())
+    .bind(org_id.to_string())
+    .bind(credential.credential_type.as_str())
+    .bind(credential.encrypted_data.as_bytes())
+    .bind(key_version_to_db(credential.encryption_key_version))
+    .bind(credential.display_name.as_str())
+    .bind(credential.public_hint.as_ref().map(|hint| hint.as_str()))
+    .bind(created_by.map(|user_id| user_id.to_string()))
+    .bind(&now)
+    .bind(&now)
+    .fetch_one(&mut *transaction)
+    .await
+    .map_err(missing_org)
+}
+
+async fn select_credential_metadata(
+    transaction: &mut SqliteConnection,
+    org_id: OrgId,
+    id: CredentialId,
+) -> StoreResult<SqliteRow> {
+    sqlx::query(&format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials WHERE id = ? AND org_id = ?"
+    ))
+    .bind(id.to_string())
+    .bind(org_id.to_string())
+    .fetch_optional(&mut *transaction)
+    .await?
+    .ok_or_else(|| not_found("credential"))
+}
+
+/// Walks an org's chain rows (ordered by seq) and its head, as the Postgres function `byoc_audit_chain_check`.
+fn check_chain(
+    org: &str,
+    rows: &[SqliteRow],
+    head: Option<&SqliteRow>,
+) -> StoreResult<AuditChainStatus> {
+    let broken = |checked: u64, seq: i64, problem: &str| AuditChainStatus::Broken {
+        events_checked: checked,
+        first_broken_seq: seq,
+        problem: problem.to_owned(),
+    };
+    let mut expected_seq: i64 = 1;
+    let mut expected_prev = GENESIS_HASH.to_vec();
+    let mut checked: u64 = 0;
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        let prev_hash: Vec<u8> = row.try_get("prev_hash")?;
+        let hash: Vec<u8> = row.try_get("hash")?;
+        if seq != expected_seq {
+            return Ok(broken(
+                checked,
+                expected_seq,
+                "an event is missing (gap in the sequence)",
+            ));
+        }
+        if prev_hash != expected_prev {
+            return Ok(broken(
+                checked,
+                seq,
+                "the previous-hash link does not match",
+            ));
+        }
+        let credential_id: Option<String> = row.try_get("credential_id")?;
+        let credential_type: Option<String> = row.try_get("credential_type")?;
+        let recomputed = audit_hash(
+            &prev_hash,
+            seq,
+            org,
+            &row.try_get::<String, _>("at")?,
+            &row.try_get::<String, _>("actor")?,
+            &row.try_get::<String, _>("action")?,
+            credential_id.as_deref(),
+            credential_type.as_deref(),
+            &row.try_get::<String, _>("detail")?,
+        );
+        if recomputed != hash {
+            return Ok(broken(
+                checked,
+                seq,
+                "the event was changed after it was written",
+            ));
+        }
+        checked += 1;
+        expected_prev = hash;
+        expected_seq += 1;
+    }
+    match head {
+        None if checked > 0 => Ok(broken(checked, 1, "the chain head is missing")),
+        None => Ok(AuditChainStatus::Intact { events: checked }),
+        Some(head) => {
+            let head_seq: i64 = head.try_get("last_seq")?;
+            let head_hash: Vec<u8> = head.try_get("last_hash")?;
+            let checked_seq =
+                i64::try_from(checked).map_err(|_| StoreError::internal("audit chain too long"))?;
+            if head_seq > checked_seq {
+                Ok(broken(
+                    checked,
+                    expected_seq,
+                    "the newest events were deleted",
+                ))
+            } else if head_seq != checked_seq || head_hash != expected_prev {
+                Ok(broken(
+                    checked,
+                    head_seq,
+                    "the chain head does not match the newest event",
+                ))
+            } else {
+                Ok(AuditChainStatus::Intact { events: checked })
+            }
+        }
+    }
+}

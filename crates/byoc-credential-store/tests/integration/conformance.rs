@@ -1,0 +1,1093 @@
+//! One conformance suite for every repository method and error, run against Postgres and SQLite alike: each
+//! test is a generic function instantiated once per backend by `conformance_tests!`, on a fresh database.
+
+use byoc_credential_store::{
+    Actor, AuditAction, AuditChainStatus, AuditPage, ConflictKind, CredentialId,
+    CredentialRepository, CredentialType, DeliveryStatus, EnvelopeSwap, HotLeadThreshold,
+    MaskedPhone, NewAuditEvent, NewOAuthState, NewSmsMessage, OAuthStateId, OrgId,
+    ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName, SmsStatusUpdate, StoreError,
+    Tenant, UserId, VerificationOutcome, VerificationStatus,
+};
+use chrono::{Duration, NaiveDate, Utc};
+use serde_json::json;
+
+use crate::fixtures::{credential, envelope, org, version};
+
+macro_rules! conformance_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let database = byoc_credential_store::test_support::fresh_postgres().await;
+                    super::$name(database.store()).await;
+                }
+            )+
+        }
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let database = byoc_credential_store::test_support::fresh_sqlite().await;
+                    super::$name(database.store()).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance_tests!(
+    ping_answers,
+    organizations_are_created_and_read_with_their_threshold,
+    members_are_added_by_role_and_listed,
+    credentials_are_inserted_and_listed_as_metadata,
+    get_credential_returns_the_envelope_and_hides_other_orgs,
+    the_active_credential_choice_is_deterministic,
+    verification_outcomes_are_recorded_by_members_and_services,
+    deactivation_needs_admin_and_removes_from_use,
+    purge_needs_owner_and_keeps_audit_events,
+    envelopes_are_updated_by_admins,
+    audit_events_append_list_and_page,
+    audit_chain_of_an_empty_org_is_intact,
+    key_check_values_are_insert_if_absent,
+    oauth_states_are_single_use_and_bound_to_their_user,
+    sms_messages_record_delivery_status,
+    usage_counters_add_up_per_day_and_provider,
+    operator_paths_page_swap_and_count_envelopes,
+    closed_store_is_unavailable_not_not_found,
+);
+
+fn is_forbidden<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Forbidden { .. }))
+}
+
+fn is_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::NotFound { .. }))
+}
+
+fn audit(actor: &Tenant, action: &str, credential_id: Option<CredentialId>) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: actor.actor.clone(),
+        action: AuditAction::parse(action).unwrap(),
+        at: Utc::now(),
+        credential_id,
+        credential_type: credential_id.map(|_| CredentialType::Twilio),
+        detail: json!({ "purpose": "sms:hot_lead", "n": 1 }),
+    }
+}
+
+async fn ping_answers(repo: &impl CredentialRepository) {
+    repo.ping().await.unwrap();
+}
+
+async fn organizations_are_created_and_read_with_their_threshold(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+
+    let read = repo.get_organization(&a.member).await.unwrap();
+    assert_eq!(read.id, a.id);
+    assert_eq!(read.name, "Clinic A");
+    assert_eq!(read.hot_lead_threshold, HotLeadThreshold::DEFAULT);
+    assert_eq!(repo.get_organization(&a.service).await.unwrap().id, a.id);
+    assert!(is_forbidden(repo.get_organization(&a.outsider).await));
+    // B's owner naming A's org is not a member there.
+    assert!(is_forbidden(
+        repo.get_organization(&Tenant {
+            org_id: a.id,
+            actor: b.owner.actor.clone()
+        })
+        .await
+    ));
+
+    let seventy = HotLeadThreshold::new(70).unwrap();
+    let updated = repo
+        .set_hot_lead_threshold(&a.admin, seventy)
+        .await
+        .unwrap();
+    assert_eq!(updated.hot_lead_threshold, seventy);
+    assert!(updated.updated_at >= read.updated_at);
+    assert!(is_forbidden(
+        repo.set_hot_lead_threshold(&a.member, seventy).await
+    ));
+    assert!(is_forbidden(
+        repo.set_hot_lead_threshold(&a.service, seventy).await
+    ));
+    assert_eq!(
+        repo.get_organization(&b.owner)
+            .await
+            .unwrap()
+            .hot_lead_threshold,
+        HotLeadThreshold::DEFAULT
+    );
+}
+
+async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+
+    assert_eq!(repo.member_role(&a.owner).await.unwrap(), Some(Role::Owner));
+    assert_eq!(repo.member_role(&a.admin).await.unwrap(), Some(Role::Admin));
+    assert_eq!(
+        repo.member_role(&a.member).await.unwrap(),
+        Some(Role::Member)
+    );
+    assert_eq!(repo.member_role(&a.outsider).await.unwrap(), None);
+    assert_eq!(repo.member_role(&a.service).await.unwrap(), None);
+    assert_eq!(
+        repo.member_role(&Tenant {
+            org_id: b.id,
+            actor: a.owner.actor.clone()
+        })
+        .await
+        .unwrap(),
+        None
+    );
+
+    let owner_user = a.owner.actor.user_id().unwrap();
+    assert!(matches!(
+        repo.operator_add_member(a.id, owner_user, Role::Member)
+            .await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::Member
+        })
+    ));
+    assert!(is_not_found(
+        repo.operator_add_member(OrgId::new_random(), UserId::new_random(), Role::Owner)
+            .await
+    ));
+
+    let new_member = UserId::new_random();
+    let added = repo
+        .add_member(&a.admin, new_member, Role::Member)
+        .await
+        .unwrap();
+    assert_eq!(
+        (added.org_id, added.user_id, added.role),
+        (a.id, new_member, Role::Member)
+    );
+    assert!(is_forbidden(
+        repo.add_member(&a.admin, UserId::new_random(), Role::Owner)
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.add_member(&a.member, UserId::new_random(), Role::Member)
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.add_member(&a.service, UserId::new_random(), Role::Member)
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.add_member(&a.outsider, UserId::new_random(), Role::Member)
+            .await
+    ));
+    repo.add_member(&a.owner, UserId::new_random(), Role::Owner)
+        .await
+        .unwrap();
+    assert!(matches!(
+        repo.add_member(&a.owner, new_member, Role::Admin).await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::Member
+        })
+    ));
+
+    let members = repo.list_members(&a.member).await.unwrap();
+    assert_eq!(members.len(), 5);
+    assert!(members.iter().all(|member| member.org_id == a.id));
+    assert!(is_forbidden(repo.list_members(&a.service).await));
+    assert!(is_forbidden(repo.list_members(&a.outsider).await));
+    assert_eq!(repo.list_members(&b.owner).await.unwrap().len(), 3);
+}
+
+async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+
+    let twilio = credential(CredentialType::Twilio, "Main Twilio");
+    let stored = repo.insert_credential(&a.admin, &twilio).await.unwrap();
+    assert_eq!(stored.id, twilio.id);
+    assert_eq!(stored.org_id, a.id);
+    assert_eq!(stored.verification_status, VerificationStatus::Pending);
+    assert!(stored.is_active);
+    assert_eq!(stored.created_by, a.admin.actor.user_id());
+    assert_eq!(stored.public_hint.as_deref(), Some("…1234"));
+    assert_eq!(stored.encryption_key_version, version(1));
+    assert_eq!(stored.last_verified_at, None);
+
+    assert!(is_forbidden(
+        repo.insert_credential(&a.member, &credential(CredentialType::Twilio, "x"))
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.insert_credential(&a.service, &credential(CredentialType::Twilio, "x"))
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.insert_credential(&a.outsider, &credential(CredentialType::Twilio, "x"))
+            .await
+    ));
+
+    let duplicate_name = credential(CredentialType::Twilio, "Main Twilio");
+    assert!(matches!(
+        repo.insert_credential(&a.owner, &duplicate_name).await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::DisplayName
+        })
+    ));
+    // The same name is fine for another type and in another organization.
+    repo.insert_credential(
+        &a.owner,
+        &credential(CredentialType::GoogleCalendar, "Main Twilio"),
+    )
+    .await
+    .unwrap();
+    repo.insert_credential(&b.owner, &credential(CredentialType::Twilio, "Main Twilio"))
+        .await
+        .unwrap();
+    let mut duplicate_id = credential(CredentialType::Stripe, "Stripe");
+    duplicate_id.id = twilio.id;
+    assert!(matches!(
+        repo.insert_credential(&a.owner, &duplicate_id).await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::CredentialId
+        })
+    ));
+
+    let listed = repo.list_credentials(&a.member).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|metadata| metadata.org_id == a.id));
+    assert!(listed[0].created_at >= listed[1].created_at, "newest first");
+    assert_eq!(repo.list_credentials(&a.service).await.unwrap().len(), 2);
+    assert!(is_forbidden(repo.list_credentials(&a.outsider).await));
+    assert_eq!(repo.list_credentials(&b.member).await.unwrap().len(), 1);
+
+    let imported = repo
+        .operator_insert_credential(
+            a.id,
+            &credential(CredentialType::Twilio, "Imported from env"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.created_by, None);
+    assert_eq!(imported.org_id, a.id);
+    assert!(is_not_found(
+        repo.operator_insert_credential(
+            OrgId::new_random(),
+            &credential(CredentialType::Twilio, "x")
+        )
+        .await
+    ));
+}
+
+async fn get_credential_returns_the_envelope_and_hides_other_orgs(
+    repo: &impl CredentialRepository,
+) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let new = credential(CredentialType::Twilio, "Main Twilio");
+    repo.insert_credential(&a.owner, &new).await.unwrap();
+
+    let record = repo.get_credential(&a.member, new.id).await.unwrap();
+    assert_eq!(record.encrypted_data, new.encrypted_data);
+    assert_eq!(record.metadata.display_name, "Main Twilio");
+    assert_eq!(
+        repo.get_credential(&a.service, new.id)
+            .await
+            .unwrap()
+            .metadata
+            .id,
+        new.id
+    );
+
+    assert!(
+        is_not_found(repo.get_credential(&b.owner, new.id).await),
+        "another org's credential is not found"
+    );
+    assert!(is_not_found(
+        repo.get_credential(&a.owner, CredentialId::new_random())
+            .await
+    ));
+    assert!(is_forbidden(repo.get_credential(&a.outsider, new.id).await));
+}
+
+async fn the_active_credential_choice_is_deterministic(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    assert_eq!(
+        repo.get_active_credential(&a.service, CredentialType::Twilio)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let older = credential(CredentialType::Twilio, "Older");
+    repo.insert_credential(&a.owner, &older).await.unwrap();
+    let pick = |tenant: Tenant| async move {
+        repo.get_active_credential(&tenant, CredentialType::Twilio)
+            .await
+            .unwrap()
+            .map(|record| record.metadata.id)
+    };
+    assert_eq!(
+        pick(a.service.clone()).await,
+        Some(older.id),
+        "a pending one is returned when it is all there is"
+    );
+
+    let newer = credential(CredentialType::Twilio, "Newer");
+    repo.insert_credential(&a.owner, &newer).await.unwrap();
+    assert_eq!(
+        pick(a.member.clone()).await,
+        Some(newer.id),
+        "among pending ones the newest wins"
+    );
+
+    let verified = VerificationOutcome {
+        status: VerificationStatus::Verified,
+        error: None,
+        at: Utc::now(),
+    };
+    repo.record_verification(&a.admin, older.id, &verified)
+        .await
+        .unwrap();
+    assert_eq!(
+        pick(a.member.clone()).await,
+        Some(older.id),
+        "a verified one beats a newer pending one"
+    );
+
+    repo.record_verification(&a.admin, newer.id, &verified)
+        .await
+        .unwrap();
+    assert_eq!(
+        pick(a.member.clone()).await,
+        Some(newer.id),
+        "among verified ones the newest wins"
+    );
+
+    repo.deactivate_credential(&a.admin, newer.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        pick(a.member.clone()).await,
+        Some(older.id),
+        "a deactivated one is never chosen"
+    );
+
+    repo.insert_credential(
+        &a.owner,
+        &credential(CredentialType::GoogleCalendar, "Calendar"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pick(a.member.clone()).await,
+        Some(older.id),
+        "other types do not count"
+    );
+    assert_eq!(
+        pick(b.member.clone()).await,
+        None,
+        "other organizations do not count"
+    );
+    assert!(is_forbidden(
+        repo.get_active_credential(&a.outsider, CredentialType::Twilio)
+            .await
+    ));
+}
+
+async fn verification_outcomes_are_recorded_by_members_and_services(
+    repo: &impl CredentialRepository,
+) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let new = credential(CredentialType::GoogleCalendar, "Calendar");
+    let stored = repo.insert_credential(&a.owner, &new).await.unwrap();
+
+    let at = Utc::now();
+    let failed = VerificationOutcome {
+        status: VerificationStatus::Failed,
+        error: Some(format!(
+            "invalid_grant: reconnect Google Calendar {}",
+            "!".repeat(3000)
+        )),
+        at,
+    };
+    let recorded = repo
+        .record_verification(&a.service, new.id, &failed)
+        .await
+        .unwrap();
+    assert_eq!(recorded.verification_status, VerificationStatus::Failed);
+    assert_eq!(
+        recorded
+            .verification_error
+            .as_ref()
+            .map(|error| error.chars().count()),
+        Some(2000)
+    );
+    assert!(recorded
+        .verification_error
+        .unwrap()
+        .starts_with("invalid_grant"));
+    let recorded_at = recorded.last_verified_at.unwrap();
+    assert!(
+        (recorded_at - at).num_milliseconds().abs() < 2,
+        "the time is stored"
+    );
+    assert!(
+        recorded.updated_at >= stored.updated_at,
+        "updated_at is maintained by the database"
+    );
+
+    let verified = VerificationOutcome {
+        status: VerificationStatus::Verified,
+        error: None,
+        at: Utc::now(),
+    };
+    let recorded = repo
+        .record_verification(&a.member, new.id, &verified)
+        .await
+        .unwrap();
+    assert_eq!(recorded.verification_status, VerificationStatus::Verified);
+    assert_eq!(recorded.verification_error, None);
+
+    assert!(is_forbidden(
+        repo.record_verification(&a.outsider, new.id, &verified)
+            .await
+    ));
+    assert!(is_not_found(
+        repo.record_verification(&b.owner, new.id, &failed).await
+    ));
+    assert!(is_not_found(
+        repo.record_verification(&a.owner, CredentialId::new_random(), &failed)
+            .await
+    ));
+    assert_eq!(
+        repo.get_credential(&a.owner, new.id)
+            .await
+            .unwrap()
+            .metadata
+            .verification_status,
+        VerificationStatus::Verified,
+        "another org's attempt changed nothing"
+    );
+}
+
+async fn deactivation_needs_admin_and_removes_from_use(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let new = credential(CredentialType::Twilio, "Main");
+    repo.insert_credential(&a.owner, &new).await.unwrap();
+
+    assert!(is_forbidden(
+        repo.deactivate_credential(&a.member, new.id).await
+    ));
+    assert!(is_forbidden(
+        repo.deactivate_credential(&a.service, new.id).await
+    ));
+    assert!(is_not_found(
+        repo.deactivate_credential(&b.owner, new.id).await
+    ));
+    assert!(is_not_found(
+        repo.deactivate_credential(&a.admin, CredentialId::new_random())
+            .await
+    ));
+
+    let deactivated = repo.deactivate_credential(&a.admin, new.id).await.unwrap();
+    assert!(!deactivated.is_active);
+    assert_eq!(
+        repo.get_active_credential(&a.service, CredentialType::Twilio)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !repo
+            .get_credential(&a.member, new.id)
+            .await
+            .unwrap()
+            .metadata
+            .is_active
+    );
+}
+
+async fn purge_needs_owner_and_keeps_audit_events(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let new = credential(CredentialType::Twilio, "Main");
+    repo.insert_credential(&a.owner, &new).await.unwrap();
+    repo.append_audit_event(&a.owner, &audit(&a.owner, "created", Some(new.id)))
+        .await
+        .unwrap();
+
+    assert!(is_forbidden(repo.purge_credential(&a.admin, new.id).await));
+    assert!(is_forbidden(
+        repo.purge_credential(&a.service, new.id).await
+    ));
+    assert!(is_not_found(repo.purge_credential(&b.owner, new.id).await));
+    repo.purge_credential(&a.owner, new.id).await.unwrap();
+    assert!(is_not_found(repo.get_credential(&a.owner, new.id).await));
+    assert!(is_not_found(repo.purge_credential(&a.owner, new.id).await));
+    assert!(repo.list_credentials(&a.owner).await.unwrap().is_empty());
+
+    let events = repo
+        .list_audit_events(
+            &a.member,
+            AuditPage {
+                limit: 10,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].credential_id, Some(new.id));
+    // The name is free again once purged.
+    repo.insert_credential(&a.owner, &credential(CredentialType::Twilio, "Main"))
+        .await
+        .unwrap();
+}
+
+async fn envelopes_are_updated_by_admins(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let new = credential(CredentialType::Stripe, "Stripe");
+    repo.insert_credential(&a.owner, &new).await.unwrap();
+    let replacement = envelope(b"new envelope");
+
+    let updated = repo
+        .update_envelope(&a.admin, new.id, &replacement, version(2))
+        .await
+        .unwrap();
+    assert_eq!(updated.encryption_key_version, version(2));
+    let record = repo.get_credential(&a.member, new.id).await.unwrap();
+    assert_eq!(record.encrypted_data, replacement);
+
+    assert!(is_forbidden(
+        repo.update_envelope(&a.member, new.id, &replacement, version(3))
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.update_envelope(&a.service, new.id, &replacement, version(3))
+            .await
+    ));
+    assert!(is_not_found(
+        repo.update_envelope(&b.owner, new.id, &replacement, version(3))
+            .await
+    ));
+    assert!(is_not_found(
+        repo.update_envelope(
+            &a.owner,
+            CredentialId::new_random(),
+            &replacement,
+            version(3)
+        )
+        .await
+    ));
+}
+
+async fn audit_events_append_list_and_page(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let credential_id = CredentialId::new_random();
+
+    let first = repo
+        .append_audit_event(&a.owner, &audit(&a.owner, "created", Some(credential_id)))
+        .await
+        .unwrap();
+    assert_eq!(first.seq, 1);
+    assert_eq!(first.org_id, a.id);
+    assert_eq!(first.actor, a.owner.actor);
+    assert_eq!(first.action.as_str(), "created");
+    assert_eq!(first.credential_type, Some(CredentialType::Twilio));
+    assert_eq!(first.detail, json!({ "purpose": "sms:hot_lead", "n": 1 }));
+
+    let writer = Tenant::service(a.id, ServiceName::parse("audit-writer").unwrap());
+    let batch = vec![
+        audit(&a.member, "read", Some(credential_id)),
+        audit(&a.service, "read", Some(credential_id)),
+        audit(&a.admin, "verified", None),
+    ];
+    assert_eq!(repo.append_audit_events(&writer, &batch).await.unwrap(), 3);
+    assert_eq!(repo.append_audit_events(&writer, &[]).await.unwrap(), 0);
+    assert!(is_forbidden(
+        repo.append_audit_event(&a.outsider, &audit(&a.outsider, "read", None))
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.append_audit_events(&a.outsider, &batch).await
+    ));
+    repo.append_audit_event(&b.owner, &audit(&b.owner, "created", None))
+        .await
+        .unwrap();
+
+    let all = repo
+        .list_audit_events(
+            &a.member,
+            AuditPage {
+                limit: 100,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        all.iter().map(|event| event.seq).collect::<Vec<_>>(),
+        vec![4, 3, 2, 1],
+        "newest first"
+    );
+    assert_eq!(all[0].action.as_str(), "verified");
+    assert_eq!(
+        all[2].actor, a.member.actor,
+        "each event keeps its own actor"
+    );
+    assert!(matches!(all[1].actor, Actor::Service(_)));
+
+    let page = repo
+        .list_audit_events(
+            &a.service,
+            AuditPage {
+                limit: 2,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|event| event.seq).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    let next = repo
+        .list_audit_events(
+            &a.member,
+            AuditPage {
+                limit: 2,
+                before: Some(page[1].id),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|event| event.seq).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    assert!(is_forbidden(
+        repo.list_audit_events(
+            &a.outsider,
+            AuditPage {
+                limit: 2,
+                before: None
+            }
+        )
+        .await
+    ));
+    assert_eq!(
+        repo.list_audit_events(
+            &b.owner,
+            AuditPage {
+                limit: 100,
+                before: None
+            }
+        )
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+
+    assert_eq!(
+        repo.verify_audit_chain(&a.member).await.unwrap(),
+        AuditChainStatus::Intact { events: 4 }
+    );
+    assert_eq!(
+        repo.verify_audit_chain(&b.service).await.unwrap(),
+        AuditChainStatus::Intact { events: 1 }
+    );
+    assert!(is_forbidden(repo.verify_audit_chain(&a.outsider).await));
+}
+
+async fn audit_chain_of_an_empty_org_is_intact(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    assert_eq!(
+        repo.verify_audit_chain(&a.owner).await.unwrap(),
+        AuditChainStatus::Intact { events: 0 }
+    );
+}
+
+async fn key_check_values_are_insert_if_absent(repo: &impl CredentialRepository) {
+    assert!(repo.key_check_values().await.unwrap().is_empty());
+    let stored = repo
+        .insert_key_check_value_if_absent(version(2), b"kcv-two")
+        .await
+        .unwrap();
+    assert_eq!(
+        (stored.key_version, stored.check_value.as_slice()),
+        (version(2), &b"kcv-two"[..])
+    );
+    let again = repo
+        .insert_key_check_value_if_absent(version(2), b"another key")
+        .await
+        .unwrap();
+    assert_eq!(again.check_value, b"kcv-two", "the first value stays");
+    repo.insert_key_check_value_if_absent(version(1), b"kcv-one")
+        .await
+        .unwrap();
+    let all = repo.key_check_values().await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|value| value.key_version)
+            .collect::<Vec<_>>(),
+        vec![version(1), version(2)]
+    );
+    assert!(matches!(
+        repo.insert_key_check_value_if_absent(version(3), b"").await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn oauth_states_are_single_use_and_bound_to_their_user(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let state = NewOAuthState {
+        id: OAuthStateId::new_random(),
+        provider: CredentialType::GoogleCalendar,
+        pkce_verifier_envelope: envelope(b"sealed verifier"),
+        client_credential_id: None,
+        expires_at: Utc::now() + Duration::minutes(10),
+    };
+    repo.insert_oauth_state(&a.admin, &state).await.unwrap();
+    assert!(matches!(
+        repo.insert_oauth_state(&a.admin, &state).await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::OAuthState
+        })
+    ));
+    assert!(is_forbidden(
+        repo.insert_oauth_state(
+            &a.member,
+            &NewOAuthState {
+                id: OAuthStateId::new_random(),
+                ..state.clone()
+            }
+        )
+        .await
+    ));
+    assert!(is_forbidden(
+        repo.insert_oauth_state(
+            &a.service,
+            &NewOAuthState {
+                id: OAuthStateId::new_random(),
+                ..state.clone()
+            }
+        )
+        .await
+    ));
+
+    let now = Utc::now();
+    assert!(
+        is_not_found(repo.consume_oauth_state(&a.owner, state.id, now).await),
+        "another user's state"
+    );
+    assert!(
+        is_forbidden(
+            repo.consume_oauth_state(
+                &Tenant {
+                    org_id: b.id,
+                    actor: a.admin.actor.clone()
+                },
+                state.id,
+                now
+            )
+            .await
+        ),
+        "the user is not a member of the org the callback names"
+    );
+    assert!(
+        is_not_found(repo.consume_oauth_state(&b.owner, state.id, now).await),
+        "another org's state"
+    );
+    assert!(is_forbidden(
+        repo.consume_oauth_state(&a.service, state.id, now).await
+    ));
+
+    let consumed = repo
+        .consume_oauth_state(&a.admin, state.id, now)
+        .await
+        .unwrap();
+    assert_eq!(consumed.org_id, a.id);
+    assert_eq!(consumed.user_id, a.admin.actor.user_id().unwrap());
+    assert_eq!(
+        consumed.pkce_verifier_envelope,
+        state.pkce_verifier_envelope
+    );
+    assert_eq!(consumed.provider, CredentialType::GoogleCalendar);
+    assert!(
+        is_not_found(repo.consume_oauth_state(&a.admin, state.id, now).await),
+        "single use"
+    );
+
+    let expiring = NewOAuthState {
+        id: OAuthStateId::new_random(),
+        ..state.clone()
+    };
+    repo.insert_oauth_state(&a.owner, &expiring).await.unwrap();
+    let after_expiry = expiring.expires_at + Duration::seconds(1);
+    assert!(
+        is_not_found(
+            repo.consume_oauth_state(&a.owner, expiring.id, after_expiry)
+                .await
+        ),
+        "expired"
+    );
+    assert!(
+        is_not_found(repo.consume_oauth_state(&a.owner, expiring.id, now).await),
+        "gone after expiry"
+    );
+}
+
+async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let twilio = credential(CredentialType::Twilio, "Main");
+    repo.insert_credential(&a.owner, &twilio).await.unwrap();
+    let sent_at = Utc::now();
+    let message = NewSmsMessage {
+        credential_id: Some(twilio.id),
+        provider_message_sid: ProviderMessageSid::parse("SM0123456789abcdef0123456789abcdef")
+            .unwrap(),
+        to_masked: MaskedPhone::parse("+1******4567").unwrap(),
+        purpose: Purpose::parse("sms:hot_lead").unwrap(),
+        status: DeliveryStatus::parse("queued").unwrap(),
+        sent_at,
+    };
+    let stored = repo.insert_sms_message(&a.member, &message).await.unwrap();
+    assert_eq!(stored.status, "queued");
+    assert_eq!(stored.delivered_at, None);
+    assert!(matches!(
+        repo.insert_sms_message(&a.service, &message).await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::SmsMessage
+        })
+    ));
+    assert!(is_forbidden(
+        repo.insert_sms_message(&a.outsider, &message).await
+    ));
+
+    let delivered_at = sent_at + Duration::seconds(3);
+    let update = SmsStatusUpdate {
+        provider_message_sid: message.provider_message_sid.clone(),
+        status: DeliveryStatus::parse("delivered").unwrap(),
+        error_code: None,
+        at: delivered_at,
+    };
+    let webhook = Tenant::service(a.id, ServiceName::parse("twilio-webhook").unwrap());
+    let delivered = repo.update_sms_status(&webhook, &update).await.unwrap();
+    assert_eq!(delivered.status, "delivered");
+    let delivered_time = delivered.delivered_at.unwrap();
+    assert!((delivered_time - delivered_at).num_milliseconds().abs() < 2);
+    assert!(
+        delivered_time - delivered.sent_at >= Duration::seconds(2),
+        "delivery latency is measurable"
+    );
+
+    let late = SmsStatusUpdate {
+        status: DeliveryStatus::parse("read").unwrap(),
+        error_code: Some(ProviderErrorCode::parse("0").unwrap()),
+        at: delivered_at + Duration::seconds(5),
+        ..update.clone()
+    };
+    let after = repo.update_sms_status(&webhook, &late).await.unwrap();
+    assert_eq!(after.status, "read");
+    assert_eq!(after.error_code.as_deref(), Some("0"));
+    assert_eq!(
+        after.delivered_at, delivered.delivered_at,
+        "the first delivery time stays"
+    );
+
+    assert!(
+        is_not_found(repo.update_sms_status(&b.owner, &update).await),
+        "another org's message"
+    );
+    let unknown = SmsStatusUpdate {
+        provider_message_sid: ProviderMessageSid::parse("SMunknown").unwrap(),
+        ..update
+    };
+    assert!(is_not_found(
+        repo.update_sms_status(&webhook, &unknown).await
+    ));
+}
+
+async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+    let yesterday = today.pred_opt().unwrap();
+
+    repo.increment_usage(&a.service, CredentialType::Twilio, today, 1, 0)
+        .await
+        .unwrap();
+    let counter = repo
+        .increment_usage(&a.member, CredentialType::Twilio, today, 2, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (counter.calls, counter.failures, counter.day),
+        (3, 1, today)
+    );
+    repo.increment_usage(&a.service, CredentialType::GoogleCalendar, today, 5, 0)
+        .await
+        .unwrap();
+    repo.increment_usage(&a.service, CredentialType::Twilio, yesterday, 7, 7)
+        .await
+        .unwrap();
+    repo.increment_usage(&b.service, CredentialType::Twilio, today, 100, 0)
+        .await
+        .unwrap();
+    assert!(is_forbidden(
+        repo.increment_usage(&a.outsider, CredentialType::Twilio, today, 1, 0)
+            .await
+    ));
+
+    let counters = repo.usage_for_day(&a.owner, today).await.unwrap();
+    assert_eq!(counters.len(), 2);
+    let twilio = counters
+        .iter()
+        .find(|counter| counter.provider == CredentialType::Twilio)
+        .unwrap();
+    assert_eq!((twilio.calls, twilio.failures), (3, 1));
+    assert_eq!(
+        repo.usage_for_day(&a.owner, yesterday).await.unwrap()[0].calls,
+        7
+    );
+    assert_eq!(
+        repo.usage_for_day(&b.owner, today).await.unwrap()[0].calls,
+        100
+    );
+    assert!(is_forbidden(repo.usage_for_day(&a.outsider, today).await));
+}
+
+async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let b = org(repo, "Clinic B").await;
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        let tenant = if index % 2 == 0 { &a.owner } else { &b.owner };
+        let new = credential(CredentialType::Twilio, &format!("Twilio {index}"));
+        repo.insert_credential(tenant, &new).await.unwrap();
+        ids.push(new.id);
+    }
+    ids.sort();
+
+    let first = repo.operator_envelope_batch(None, None, 2).await.unwrap();
+    assert_eq!(
+        first.iter().map(|envelope| envelope.id).collect::<Vec<_>>(),
+        ids[..2]
+    );
+    let rest = repo
+        .operator_envelope_batch(Some(first[1].id), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|envelope| envelope.id).collect::<Vec<_>>(),
+        ids[2..]
+    );
+    assert!(
+        rest.iter().any(|envelope| envelope.org_id == a.id)
+            && rest.iter().any(|envelope| envelope.org_id == b.id)
+    );
+
+    let target = &first[0];
+    let swaps = vec![
+        EnvelopeSwap {
+            id: target.id,
+            expected: target.encrypted_data.clone(),
+            replacement: envelope(b"rewrapped under v2"),
+            replacement_key_version: version(2),
+        },
+        EnvelopeSwap {
+            id: first[1].id,
+            expected: envelope(b"stale: changed by the service meanwhile"),
+            replacement: envelope(b"must not land"),
+            replacement_key_version: version(2),
+        },
+    ];
+    assert_eq!(
+        repo.operator_swap_envelopes(&swaps).await.unwrap(),
+        vec![target.id]
+    );
+    assert_eq!(
+        repo.operator_swap_envelopes(&swaps).await.unwrap(),
+        vec![],
+        "a second run changes nothing"
+    );
+    assert!(repo.operator_swap_envelopes(&[]).await.unwrap().is_empty());
+
+    let remaining = repo
+        .operator_envelope_batch(None, Some(version(2)), 100)
+        .await
+        .unwrap();
+    assert_eq!(remaining.len(), 4);
+    assert!(remaining
+        .iter()
+        .all(|envelope| envelope.encryption_key_version == version(1)));
+
+    let counts = repo.operator_count_by_key_version().await.unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .map(|count| (count.key_version.get(), count.credentials))
+            .collect::<Vec<_>>(),
+        vec![(1, 4), (2, 1)]
+    );
+    let owner_of_target = if target.org_id == a.id {
+        &a.owner
+    } else {
+        &b.owner
+    };
+    let swapped = repo
+        .get_credential(owner_of_target, target.id)
+        .await
+        .unwrap();
+    assert_eq!(swapped.encrypted_data, envelope(b"rewrapped under v2"));
+    assert_eq!(swapped.metadata.encryption_key_version, version(2));
+}
+
+async fn closed_store_is_unavailable_not_not_found(repo: &(impl CredentialRepository + Closable)) {
+    let a = org(repo, "Clinic A").await;
+    let new = credential(CredentialType::Twilio, "Main");
+    repo.insert_credential(&a.owner, &new).await.unwrap();
+    repo.close_store().await;
+    assert!(matches!(repo.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        repo.get_credential(&a.owner, new.id).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        repo.get_active_credential(&a.service, CredentialType::Twilio)
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        repo.member_role(&a.owner).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+/// Closing a store's pool, to simulate a database that went away.
+pub trait Closable {
+    /// Closes the pool.
+    async fn close_store(&self);
+}
+
+impl Closable for byoc_credential_store::PostgresStore {
+    async fn close_store(&self) {
+        self.close().await;
+    }
+}
+
+impl Closable for byoc_credential_store::SqliteStore {
+    async fn close_store(&self) {
+        self.close().await;
+    }
+}

@@ -1,0 +1,68 @@
+//! Shared test data: an organization with an owner, an admin, a member, a non-member and a service.
+
+use std::num::NonZeroU32;
+
+use byoc_credential_store::{
+    CredentialId, CredentialRepository, CredentialType, DisplayName, EncryptedEnvelope,
+    HotLeadThreshold, NewCredential, OrgId, OrganizationName, PublicHint, Role, ServiceName,
+    Tenant, UserId,
+};
+
+/// An organization and one tenant per kind of actor.
+pub struct OrgFixture {
+    pub id: OrgId,
+    pub owner: Tenant,
+    pub admin: Tenant,
+    pub member: Tenant,
+    /// A user who is not a member of this organization.
+    pub outsider: Tenant,
+    pub service: Tenant,
+}
+
+/// Creates an organization with an owner, an admin and a member.
+pub async fn org(repo: &impl CredentialRepository, name: &str) -> OrgFixture {
+    let org = repo
+        .operator_create_organization(
+            &OrganizationName::parse(name).unwrap(),
+            HotLeadThreshold::DEFAULT,
+        )
+        .await
+        .unwrap();
+    let mut tenants = Vec::new();
+    for role in [Role::Owner, Role::Admin, Role::Member] {
+        let user = UserId::new_random();
+        repo.operator_add_member(org.id, user, role).await.unwrap();
+        tenants.push(Tenant::user(org.id, user));
+    }
+    let member = tenants.pop().unwrap();
+    let admin = tenants.pop().unwrap();
+    let owner = tenants.pop().unwrap();
+    OrgFixture {
+        id: org.id,
+        owner,
+        admin,
+        member,
+        outsider: Tenant::user(org.id, UserId::new_random()),
+        service: Tenant::service(org.id, ServiceName::parse("lead-scorer").unwrap()),
+    }
+}
+
+pub fn version(number: u32) -> NonZeroU32 {
+    NonZeroU32::new(number).unwrap()
+}
+
+pub fn envelope(bytes: &[u8]) -> EncryptedEnvelope {
+    EncryptedEnvelope::new(bytes.to_vec()).unwrap()
+}
+
+/// A new credential with a fresh id.
+pub fn credential(credential_type: CredentialType, name: &str) -> NewCredential {
+    NewCredential {
+        id: CredentialId::new_random(),
+        credential_type,
+        display_name: DisplayName::parse(name).unwrap(),
+        public_hint: Some(PublicHint::parse("…1234").unwrap()),
+        encrypted_data: envelope(format!("envelope of {name}").as_bytes()),
+        encryption_key_version: version(1),
+    }
+}

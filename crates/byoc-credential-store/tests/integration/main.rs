@@ -1,0 +1,5 @@
+//! Integration tests of byoc-credential-store on real databases (local PostgreSQL via
+//! `BYOC_TEST_DATABASE_URL`, and SQLite temporary files).
+
+mod conformance;
+mod fixtures;
