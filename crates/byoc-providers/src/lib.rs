@@ -3,26 +3,33 @@
 //! organization's Twilio account, and Google Calendar free/busy over OAuth.
 //!
 //! This crate knows neither the store nor the API: it defines the provider-facing types and traits
-//! ([`Verifier`], [`SmsSender`]) that upper layers call with decrypted credentials. Every client
+//! ([`Verifier`], [`SmsSender`], [`CalendarAvailability`]) that upper layers call with decrypted credentials. Every client
 //! takes its base URL from [`ProviderConfig`] and its secrets as [`secrecy::SecretString`]s; no error,
 //! log line or `Debug` output contains a secret. Enable the `mock` feature for mockall mocks of the
-//! traits (`MockVerifier`, `MockSmsSender`).
+//! traits (`MockVerifier`, `MockSmsSender`, `MockCalendarAvailability`).
 
+pub mod calendar;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod google;
 pub mod http;
 pub mod kind;
 pub mod sms;
 pub mod twilio;
 pub mod verifier;
 
+#[cfg(feature = "mock")]
+pub use calendar::MockCalendarAvailability;
+pub use calendar::{Availability, AvailabilityRequest, CalendarAvailability, TimeSlot};
 pub use config::{BusinessHours, ConfigError, HttpTimeouts, ProviderConfig, RetryPolicy};
 pub use credentials::{
     CredentialJson, CredentialPayload, E164Phone, GoogleCalendarCredential, HubSpotCredential,
     ProviderCredential, StripeCredential, StripeMode, TwilioAccountSid, TwilioCredential,
 };
 pub use error::{InvalidField, ProviderError, ProviderRefusal, RefusalReason};
+pub use google::oauth::{Pkce, TokenGrant, CALENDAR_READONLY_SCOPE};
+pub use google::{ConnectedTokens, GoogleCalendarClient};
 pub use http::{build_http_client, HttpClientError};
 pub use kind::{ProviderKind, UnknownProviderKind};
 #[cfg(feature = "mock")]

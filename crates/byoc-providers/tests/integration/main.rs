@@ -1,6 +1,7 @@
 //! Integration tests of byoc-providers: request shapes against Prism mocks of the providers' own OpenAPI
 //! specs, error paths and retries against wiremock fakes.
 
+mod google;
 mod prism;
 mod support;
 mod twilio_errors;
