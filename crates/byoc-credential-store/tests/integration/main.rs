@@ -1,5 +1,7 @@
 //! Integration tests of byoc-credential-store on real databases (local PostgreSQL via
 //! `BYOC_TEST_DATABASE_URL`, and SQLite temporary files).
 
+mod audit_chain;
 mod conformance;
 mod fixtures;
+mod isolation;

@@ -1,0 +1,211 @@
+//! The audit hash chain: intact under concurrent writers, and broken by any edit or deletion made behind its
+//! back (on Postgres as the table owner, on SQLite by someone with the file).
+
+use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite};
+use byoc_credential_store::{
+    AuditAction, AuditChainStatus, CredentialRepository, NewAuditEvent, Tenant,
+};
+use chrono::Utc;
+use futures::future::join_all;
+use sqlx::Executor;
+
+use crate::fixtures::{org, OrgFixture};
+
+fn event(tenant: &Tenant, number: usize) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: tenant.actor.clone(),
+        action: AuditAction::parse("read").unwrap(),
+        at: Utc::now(),
+        credential_id: None,
+        credential_type: None,
+        detail: serde_json::json!({ "purpose": "sms:test", "number": number }),
+    }
+}
+
+async fn five_events(repo: &impl CredentialRepository) -> OrgFixture {
+    let a = org(repo, "Clinic A").await;
+    let events: Vec<_> = (1..=5).map(|number| event(&a.member, number)).collect();
+    repo.append_audit_events(&a.service, &events).await.unwrap();
+    assert_eq!(
+        repo.verify_audit_chain(&a.owner).await.unwrap(),
+        AuditChainStatus::Intact { events: 5 }
+    );
+    a
+}
+
+fn broken_at(status: AuditChainStatus) -> (i64, String) {
+    match status {
+        AuditChainStatus::Broken {
+            first_broken_seq,
+            problem,
+            ..
+        } => (first_broken_seq, problem),
+        AuditChainStatus::Intact { events } => {
+            panic!("the chain of {events} events should be broken")
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_chain_stays_intact_under_concurrent_writers() {
+    let database = fresh_postgres().await;
+    let store = database.store();
+    let a = org(store, "Clinic A").await;
+    let b = org(store, "Clinic B").await;
+    let writers = (0..8).map(|writer| {
+        let tenant = if writer % 2 == 0 {
+            a.member.clone()
+        } else {
+            b.service.clone()
+        };
+        async move {
+            for number in 0..20 {
+                store
+                    .append_audit_event(&tenant, &event(&tenant, number))
+                    .await
+                    .unwrap();
+            }
+            store
+                .append_audit_events(&tenant, &[event(&tenant, 98), event(&tenant, 99)])
+                .await
+                .unwrap();
+        }
+    });
+    join_all(writers).await;
+    assert_eq!(
+        store.verify_audit_chain(&a.owner).await.unwrap(),
+        AuditChainStatus::Intact { events: 88 }
+    );
+    assert_eq!(
+        store.verify_audit_chain(&b.owner).await.unwrap(),
+        AuditChainStatus::Intact { events: 88 }
+    );
+}
+
+#[tokio::test]
+async fn postgres_edit_behind_the_chain_is_detected() {
+    let database = fresh_postgres().await;
+    let a = five_events(database.store()).await;
+    let owner = database.owner_pool(1).await;
+    sqlx::query("UPDATE credential_audit_log SET detail = '{\"purpose\": \"nothing to see\"}' WHERE org_id = $1 AND seq = 3")
+        .bind(a.id.as_uuid())
+        .execute(&owner)
+        .await
+        .unwrap();
+    let (seq, problem) = broken_at(
+        database
+            .store()
+            .verify_audit_chain(&a.member)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(seq, 3);
+    assert!(problem.contains("changed"), "{problem}");
+    // The operator's any-org check agrees.
+    let intact: bool = sqlx::query_scalar("SELECT intact FROM byoc_audit_chain_check($1)")
+        .bind(a.id.as_uuid())
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert!(!intact);
+    owner.close().await;
+}
+
+#[tokio::test]
+async fn postgres_deleting_an_event_is_detected() {
+    let database = fresh_postgres().await;
+    let a = five_events(database.store()).await;
+    let owner = database.owner_pool(1).await;
+    sqlx::query("DELETE FROM credential_audit_log WHERE org_id = $1 AND seq = 2")
+        .bind(a.id.as_uuid())
+        .execute(&owner)
+        .await
+        .unwrap();
+    let (seq, problem) = broken_at(
+        database
+            .store()
+            .verify_audit_chain(&a.member)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(seq, 2);
+    assert!(problem.contains("missing"), "{problem}");
+    owner.close().await;
+}
+
+#[tokio::test]
+async fn postgres_deleting_the_newest_events_is_detected() {
+    let database = fresh_postgres().await;
+    let a = five_events(database.store()).await;
+    let owner = database.owner_pool(1).await;
+    sqlx::query("DELETE FROM credential_audit_log WHERE org_id = $1 AND seq >= 4")
+        .bind(a.id.as_uuid())
+        .execute(&owner)
+        .await
+        .unwrap();
+    let (seq, problem) = broken_at(
+        database
+            .store()
+            .verify_audit_chain(&a.member)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(seq, 4);
+    assert!(problem.contains("newest"), "{problem}");
+    owner.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_refuses_audit_changes_and_detects_them_behind_its_back() {
+    let database = fresh_sqlite().await;
+    let store = database.store();
+    let a = five_events(store).await;
+    let pool = store.pool();
+    assert!(pool
+        .execute("UPDATE credential_audit_log SET action = 'nothing'")
+        .await
+        .is_err());
+    assert!(pool
+        .execute("DELETE FROM credential_audit_log")
+        .await
+        .is_err());
+
+    // Someone with the file drops the guards and edits an event.
+    pool.execute("DROP TRIGGER credential_audit_log_no_update")
+        .await
+        .unwrap();
+    pool.execute("DROP TRIGGER credential_audit_log_no_delete")
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE credential_audit_log SET actor = 'service:nobody' WHERE org_id = ? AND seq = 3",
+    )
+    .bind(a.id.to_string())
+    .execute(pool)
+    .await
+    .unwrap();
+    let (seq, problem) = broken_at(store.verify_audit_chain(&a.member).await.unwrap());
+    assert_eq!(seq, 3);
+    assert!(problem.contains("changed"), "{problem}");
+
+    // Deleting events is detected too: a gap, or missing newest events.
+    let b = five_events(store).await;
+    sqlx::query("DELETE FROM credential_audit_log WHERE org_id = ? AND seq = 2")
+        .bind(b.id.to_string())
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        broken_at(store.verify_audit_chain(&b.owner).await.unwrap()).0,
+        2
+    );
+    let c = five_events(store).await;
+    sqlx::query("DELETE FROM credential_audit_log WHERE org_id = ? AND seq = 5")
+        .bind(c.id.to_string())
+        .execute(pool)
+        .await
+        .unwrap();
+    let (seq, problem) = broken_at(store.verify_audit_chain(&c.owner).await.unwrap());
+    assert_eq!(seq, 5);
+    assert!(problem.contains("newest"), "{problem}");
+}

@@ -1,0 +1,697 @@
+//! Row-level security, straight in SQL as `byoc_app` (never as the superuser, who bypasses RLS), plus the
+//! role's privileges, pooled-connection hygiene and concurrent migrations.
+
+use std::str::FromStr;
+
+use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
+use byoc_credential_store::{
+    AuditAction, CredentialRepository, CredentialType, DeliveryStatus, MaskedPhone, NewAuditEvent,
+    NewOAuthState, NewSmsMessage, OAuthStateId, OrgId, PostgresStore, ProviderMessageSid, Purpose,
+    Role, Tenant, UserId,
+};
+use chrono::{NaiveDate, Utc};
+use futures::future::join_all;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::{Executor, PgConnection, Row};
+use uuid::Uuid;
+
+use crate::fixtures::{credential, envelope, org, OrgFixture};
+
+/// Every table that holds tenant rows (organizations is keyed by `id`, the rest by `org_id`).
+const TENANT_TABLES: &[&str] = &[
+    "organizations",
+    "organization_members",
+    "organization_api_credentials",
+    "credential_audit_log",
+    "credential_audit_chain_heads",
+    "oauth_states",
+    "sms_messages",
+    "provider_usage_daily",
+];
+
+/// The tenant tables byoc_app may read at all (the chain heads are for the chain trigger only).
+fn app_readable_tables() -> impl Iterator<Item = &'static str> {
+    TENANT_TABLES
+        .iter()
+        .copied()
+        .filter(|table| *table != "credential_audit_chain_heads")
+}
+
+/// The column that names a table's organization.
+fn org_column(table: &str) -> &'static str {
+    if table == "organizations" {
+        "id"
+    } else {
+        "org_id"
+    }
+}
+
+struct Seeded {
+    database: TestPostgres,
+    a: OrgFixture,
+    b: OrgFixture,
+}
+
+/// Two organizations with a credential, an audit event, an SMS message and a usage counter each.
+async fn seeded() -> Seeded {
+    let database = fresh_postgres().await;
+    let store = database.store();
+    let a = org(store, "Clinic A").await;
+    let b = org(store, "Clinic B").await;
+    for (fixture, name) in [(&a, "A"), (&b, "B")] {
+        let new = credential(CredentialType::Twilio, &format!("Twilio {name}"));
+        store.insert_credential(&fixture.owner, &new).await.unwrap();
+        store
+            .append_audit_event(
+                &fixture.owner,
+                &NewAuditEvent {
+                    actor: fixture.owner.actor.clone(),
+                    action: AuditAction::parse("created").unwrap(),
+                    at: Utc::now(),
+                    credential_id: Some(new.id),
+                    credential_type: Some(CredentialType::Twilio),
+                    detail: serde_json::json!({}),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .insert_sms_message(
+                &fixture.member,
+                &NewSmsMessage {
+                    credential_id: Some(new.id),
+                    provider_message_sid: ProviderMessageSid::parse(&format!("SM{name}")).unwrap(),
+                    to_masked: MaskedPhone::parse("+1******0000").unwrap(),
+                    purpose: Purpose::parse("sms:test").unwrap(),
+                    status: DeliveryStatus::parse("queued").unwrap(),
+                    sent_at: Utc::now(),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .insert_oauth_state(
+                &fixture.admin,
+                &NewOAuthState {
+                    id: OAuthStateId::new_random(),
+                    provider: CredentialType::GoogleCalendar,
+                    pkce_verifier_envelope: envelope(b"sealed verifier"),
+                    client_credential_id: None,
+                    expires_at: Utc::now() + chrono::Duration::minutes(10),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .increment_usage(
+                &fixture.service,
+                CredentialType::Twilio,
+                NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                1,
+                0,
+            )
+            .await
+            .unwrap();
+    }
+    Seeded { database, a, b }
+}
+
+/// Sets the tenant context for the current transaction, as the store does.
+async fn set_context(connection: &mut PgConnection, tenant: &Tenant) {
+    let (user, service) = match tenant.actor.user_id() {
+        Some(user) => (user.to_string(), String::new()),
+        None => (
+            String::new(),
+            tenant
+                .actor
+                .to_string()
+                .trim_start_matches("service:")
+                .to_owned(),
+        ),
+    };
+    sqlx::query(
+        "SELECT set_config('byoc.org_id', $1, true), set_config('byoc.user_id', $2, true), \
+                set_config('byoc.service', $3, true)",
+    )
+    .bind(tenant.org_id.to_string())
+    .bind(user)
+    .bind(service)
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+}
+
+/// The org ids of every row of a table that the connection can see.
+async fn visible_orgs(connection: &mut PgConnection, table: &str) -> Vec<Uuid> {
+    sqlx::query_scalar(&format!("SELECT {} FROM {table}", org_column(table)))
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap()
+}
+
+fn sql_state(error: sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            database_error.code().unwrap_or_default().into_owned()
+        }
+        other => panic!("expected a database error, got {other}"),
+    }
+}
+
+async fn current_user(pool: &PgPool) -> String {
+    sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_store_works_as_byoc_app_and_byoc_app_is_least_privileged() {
+    let database = fresh_postgres().await;
+    let app = database.store().pool();
+    assert_eq!(
+        current_user(app).await,
+        "byoc_app",
+        "SET ROLE ran on connect although the URL names the owner"
+    );
+
+    let owner = database.owner_pool(1).await;
+    let role = sqlx::query(
+        "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'byoc_app'",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    for attribute in [
+        "rolsuper",
+        "rolbypassrls",
+        "rolcanlogin",
+        "rolcreaterole",
+        "rolcreatedb",
+    ] {
+        assert!(
+            !role.get::<bool, _>(attribute),
+            "byoc_app must not have {attribute}"
+        );
+    }
+    let owned: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pg_class WHERE relowner = 'byoc_app'::regrole) \
+              + (SELECT count(*) FROM pg_proc WHERE proowner = 'byoc_app'::regrole)",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert_eq!(owned, 0, "byoc_app owns nothing");
+
+    for table in TENANT_TABLES {
+        let flags = sqlx::query(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = $1::regclass",
+        )
+        .bind(table)
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+        assert!(
+            flags.get::<bool, _>("relrowsecurity"),
+            "RLS enabled on {table}"
+        );
+        assert!(
+            flags.get::<bool, _>("relforcerowsecurity"),
+            "RLS forced on {table}"
+        );
+    }
+    // Every table with an org_id column is in the list above.
+    let with_org_id: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND column_name = 'org_id' ORDER BY 1",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    for table in &with_org_id {
+        assert!(
+            TENANT_TABLES.contains(&table.as_str()),
+            "{table} has org_id but is not covered"
+        );
+    }
+    owner.close().await;
+}
+
+#[tokio::test]
+async fn with_one_orgs_context_a_query_without_where_sees_only_that_org() {
+    let seeded = seeded().await;
+    let mut transaction = seeded.database.store().pool().begin().await.unwrap();
+    for tenant in [&seeded.a.owner, &seeded.a.member, &seeded.a.service] {
+        set_context(&mut transaction, tenant).await;
+        for table in app_readable_tables() {
+            let orgs = visible_orgs(&mut transaction, table).await;
+            // An OAuth state is visible only to the user who started it (A's admin here).
+            assert!(
+                !orgs.is_empty() || table == "oauth_states",
+                "{table} shows A's rows to {:?}",
+                tenant.actor
+            );
+            assert!(
+                orgs.iter().all(|org| *org == seeded.a.id.as_uuid()),
+                "{table} shows only A's rows"
+            );
+        }
+    }
+    transaction.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_context_every_tenant_table_shows_no_rows() {
+    let seeded = seeded().await;
+    let mut connection = seeded.database.store().pool().acquire().await.unwrap();
+    for table in app_readable_tables() {
+        assert!(
+            visible_orgs(&mut connection, table).await.is_empty(),
+            "{table} without context"
+        );
+    }
+    // Empty, malformed or partial contexts also show nothing, and never raise a cast error.
+    let partial_contexts = [
+        ("", ""),
+        ("not-a-uuid", "also-not"),
+        (&*seeded.a.id.to_string(), ""),
+        (
+            &*seeded.a.id.to_string(),
+            &*UserId::new_random().to_string(),
+        ),
+    ];
+    for (org_id, user_id) in partial_contexts {
+        let mut transaction = seeded.database.store().pool().begin().await.unwrap();
+        sqlx::query(
+            "SELECT set_config('byoc.org_id', $1, true), set_config('byoc.user_id', $2, true)",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+        for table in app_readable_tables() {
+            assert!(
+                visible_orgs(&mut transaction, table).await.is_empty(),
+                "{table} with ({org_id:?}, {user_id:?})"
+            );
+        }
+        transaction.rollback().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn inserting_a_row_for_another_org_fails() {
+    let seeded = seeded().await;
+    let mut transaction = seeded.database.store().pool().begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.owner).await;
+    let error = sqlx::query(
+        "INSERT INTO organization_api_credentials \
+             (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, created_by) \
+         VALUES (gen_random_uuid(), $1, 'twilio', '\\x01', 1, 'sneaky', $2)",
+    )
+    .bind(seeded.b.id.as_uuid())
+    .bind(seeded.a.owner.actor.user_id().unwrap().as_uuid())
+    .execute(&mut *transaction)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        sql_state(error),
+        "42501",
+        "row-level security refuses the row"
+    );
+}
+
+#[tokio::test]
+async fn org_id_cannot_be_changed_by_any_role() {
+    let seeded = seeded().await;
+    // As the owner (a superuser here, so RLS does not even apply): the trigger refuses.
+    let owner = seeded.database.owner_pool(1).await;
+    for table in TENANT_TABLES
+        .iter()
+        .filter(|table| **table != "organizations")
+    {
+        let error = sqlx::query(&format!("UPDATE {table} SET org_id = $1 WHERE org_id = $2"))
+            .bind(seeded.b.id.as_uuid())
+            .bind(seeded.a.id.as_uuid())
+            .execute(&owner)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            sql_state(error),
+            "23000",
+            "{table}: org_id is immutable for the owner"
+        );
+    }
+    owner.close().await;
+
+    // As byoc_app in A's owner context: org_id is not even an updatable column.
+    let mut transaction = seeded.database.store().pool().begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.owner).await;
+    let error = sqlx::query("UPDATE organization_api_credentials SET org_id = $1")
+        .bind(seeded.b.id.as_uuid())
+        .execute(&mut *transaction)
+        .await
+        .unwrap_err();
+    assert_eq!(sql_state(error), "42501");
+}
+
+#[tokio::test]
+async fn a_member_cannot_insert_and_an_admin_cannot_delete() {
+    let seeded = seeded().await;
+    let pool = seeded.database.store().pool();
+
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.member).await;
+    let error = sqlx::query(
+        "INSERT INTO organization_api_credentials \
+             (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, created_by) \
+         VALUES (gen_random_uuid(), $1, 'stripe', '\\x01', 1, 'member try', $2)",
+    )
+    .bind(seeded.a.id.as_uuid())
+    .bind(seeded.a.member.actor.user_id().unwrap().as_uuid())
+    .execute(&mut *transaction)
+    .await
+    .unwrap_err();
+    assert_eq!(sql_state(error), "42501", "a member cannot insert");
+    transaction.rollback().await.unwrap();
+
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.member).await;
+    let updated = sqlx::query("UPDATE organization_api_credentials SET is_active = false")
+        .execute(&mut *transaction)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(updated, 0, "a member cannot update");
+    transaction.rollback().await.unwrap();
+
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.admin).await;
+    let deleted = sqlx::query("DELETE FROM organization_api_credentials")
+        .execute(&mut *transaction)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 0, "an admin cannot delete");
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM organization_api_credentials")
+        .fetch_one(&mut *transaction)
+        .await
+        .unwrap();
+    assert_eq!(
+        visible, 1,
+        "the admin still sees the row it could not delete"
+    );
+    transaction.rollback().await.unwrap();
+
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.owner).await;
+    let deleted = sqlx::query("DELETE FROM organization_api_credentials")
+        .execute(&mut *transaction)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 1, "the owner can delete, and only A's row");
+    transaction.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn being_admin_elsewhere_grants_nothing_here() {
+    // The plan's policy compared `org_id = org_id` (always true): an admin of B passed everywhere.
+    let seeded = seeded().await;
+    let admin_of_b = seeded.b.admin.actor.user_id().unwrap();
+    let mut transaction = seeded.database.store().pool().begin().await.unwrap();
+    set_context(&mut transaction, &Tenant::user(seeded.a.id, admin_of_b)).await;
+    assert!(
+        visible_orgs(&mut transaction, "organization_api_credentials")
+            .await
+            .is_empty()
+    );
+    let error = sqlx::query(
+        "INSERT INTO organization_api_credentials \
+             (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, created_by) \
+         VALUES (gen_random_uuid(), $1, 'twilio', '\\x01', 1, 'cross-org admin', $2)",
+    )
+    .bind(seeded.a.id.as_uuid())
+    .bind(admin_of_b.as_uuid())
+    .execute(&mut *transaction)
+    .await
+    .unwrap_err();
+    assert_eq!(sql_state(error), "42501");
+}
+
+#[tokio::test]
+async fn byoc_app_cannot_change_audit_rows_or_reach_internals() {
+    let seeded = seeded().await;
+    let pool = seeded.database.store().pool();
+    let statements = [
+        "DELETE FROM credential_audit_log",
+        "UPDATE credential_audit_log SET action = 'nothing'",
+        "UPDATE credential_audit_chain_heads SET last_seq = 0",
+        "SELECT * FROM credential_audit_chain_heads",
+        "UPDATE organization_api_credentials SET verification_status = 'verified'",
+        "INSERT INTO organizations (name) VALUES ('rogue')",
+    ];
+    for statement in statements {
+        let mut transaction = pool.begin().await.unwrap();
+        set_context(&mut transaction, &seeded.a.owner).await;
+        let error = sqlx::query(statement)
+            .execute(&mut *transaction)
+            .await
+            .unwrap_err();
+        assert_eq!(sql_state(error), "42501", "{statement}");
+        transaction.rollback().await.unwrap();
+    }
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.owner).await;
+    let error = sqlx::query("SELECT * FROM byoc_audit_chain_check($1)")
+        .bind(seeded.b.id.as_uuid())
+        .execute(&mut *transaction)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sql_state(error),
+        "42501",
+        "the any-org chain check is for operators only"
+    );
+}
+
+#[tokio::test]
+async fn a_service_context_reads_and_records_but_cannot_manage() {
+    let seeded = seeded().await;
+    let pool = seeded.database.store().pool();
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.service).await;
+    let credential_ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM organization_api_credentials")
+            .fetch_all(&mut *transaction)
+            .await
+            .unwrap();
+    assert_eq!(credential_ids.len(), 1);
+    let recorded: bool =
+        sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'invalid_grant', now())")
+            .bind(credential_ids[0])
+            .fetch_one(&mut *transaction)
+            .await
+            .unwrap();
+    assert!(recorded, "a service may mark its org's credential failed");
+    sqlx::query("INSERT INTO credential_audit_log (org_id, actor, action) VALUES ($1, 'service:lead-scorer', 'read')")
+        .bind(seeded.a.id.as_uuid())
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    let deactivated = sqlx::query("UPDATE organization_api_credentials SET is_active = false")
+        .execute(&mut *transaction)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deactivated, 0, "a service cannot manage credentials");
+    let error = sqlx::query(
+        "INSERT INTO organization_api_credentials \
+             (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name) \
+         VALUES (gen_random_uuid(), $1, 'twilio', '\\x01', 1, 'service try')",
+    )
+    .bind(seeded.a.id.as_uuid())
+    .execute(&mut *transaction)
+    .await
+    .unwrap_err();
+    assert_eq!(sql_state(error), "42501");
+}
+
+#[tokio::test]
+async fn recording_a_verification_stays_in_the_context_org() {
+    let seeded = seeded().await;
+    let pool = seeded.database.store().pool();
+    let b_credential: Uuid = {
+        let owner = seeded.database.owner_pool(1).await;
+        let id =
+            sqlx::query_scalar("SELECT id FROM organization_api_credentials WHERE org_id = $1")
+                .bind(seeded.b.id.as_uuid())
+                .fetch_one(&owner)
+                .await
+                .unwrap();
+        owner.close().await;
+        id
+    };
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.owner).await;
+    let recorded: bool =
+        sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'x', now())")
+            .bind(b_credential)
+            .fetch_one(&mut *transaction)
+            .await
+            .unwrap();
+    assert!(!recorded, "B's credential is out of reach from A's context");
+    transaction.rollback().await.unwrap();
+
+    let error = sqlx::query("SELECT byoc_record_verification($1, 'failed', 'x', now())")
+        .bind(b_credential)
+        .fetch_one(pool)
+        .await
+        .unwrap_err();
+    assert_eq!(sql_state(error), "42501", "no context, no update");
+}
+
+#[tokio::test]
+async fn a_pool_of_one_connection_never_leaks_a_context() {
+    let seeded = seeded().await;
+    let options = PgConnectOptions::from_str(seeded.database.owner_url()).unwrap();
+    let single = PostgresStore::connect_with(options, 1).await.unwrap();
+    let a_credentials = single.list_credentials(&seeded.a.owner).await.unwrap();
+    assert!(a_credentials
+        .iter()
+        .all(|metadata| metadata.org_id == seeded.a.id));
+    single
+        .get_credential(&seeded.a.owner, a_credentials[0].id)
+        .await
+        .unwrap();
+    single.list_members(&seeded.a.owner).await.unwrap();
+
+    // The same (only) connection, with no context: nothing.
+    let mut connection = single.pool().acquire().await.unwrap();
+    for table in app_readable_tables() {
+        assert!(
+            visible_orgs(&mut connection, table).await.is_empty(),
+            "{table} after A's calls"
+        );
+    }
+    drop(connection);
+
+    // A failed transaction in A's context does not leave the context behind either.
+    let mut transaction = single.pool().begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.owner).await;
+    assert!(sqlx::query("SELECT 1/0")
+        .execute(&mut *transaction)
+        .await
+        .is_err());
+    drop(transaction);
+
+    let b_credentials = single.list_credentials(&seeded.b.owner).await.unwrap();
+    assert_eq!(b_credentials.len(), 1);
+    assert!(b_credentials
+        .iter()
+        .all(|metadata| metadata.org_id == seeded.b.id));
+    assert!(single
+        .get_credential(&seeded.b.owner, a_credentials[0].id)
+        .await
+        .is_err());
+    let mut connection = single.pool().acquire().await.unwrap();
+    for table in app_readable_tables() {
+        assert!(
+            visible_orgs(&mut connection, table).await.is_empty(),
+            "{table} after B's calls"
+        );
+    }
+    let context: Option<String> = sqlx::query_scalar("SELECT current_setting('byoc.org_id', true)")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        context.unwrap_or_default(),
+        "",
+        "the org context is transaction-local"
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT current_user::text")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap(),
+        "byoc_app"
+    );
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let database = fresh_postgres().await;
+    byoc_credential_store::postgres::migrate(database.owner_url())
+        .await
+        .unwrap();
+    byoc_credential_store::migrate(database.owner_url())
+        .await
+        .unwrap();
+    let organization = database
+        .store()
+        .operator_create_organization(
+            &byoc_credential_store::OrganizationName::parse("After re-migrate").unwrap(),
+            byoc_credential_store::HotLeadThreshold::DEFAULT,
+        )
+        .await
+        .unwrap();
+    database
+        .store()
+        .operator_add_member(organization.id, UserId::new_random(), Role::Owner)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn many_databases_migrate_at_once_and_race_to_create_one_role() {
+    // Many fresh databases created and migrated concurrently (byoc_app already exists by now, or is created
+    // by whichever wins).
+    let databases = join_all((0..6).map(|_| fresh_postgres())).await;
+    for database in &databases {
+        database.store().ping().await.unwrap();
+    }
+
+    // The creation race itself, on a role that does not exist yet: the migration's role block, renamed, run
+    // in every database at the same moment. Roles are cluster-wide; advisory locks are per database.
+    let migration = include_str!("../../../../migrations/postgres/0001_role_and_context.sql");
+    let role_block = migration.split("-- Tenant context.").next().unwrap();
+    let race_role = format!("byoc_race_{}", Uuid::new_v4().simple());
+    let block = role_block.replace("byoc_app", &race_role);
+    let pools = join_all(databases.iter().map(|database| database.owner_pool(1))).await;
+    let outcomes = join_all(pools.iter().map(|pool| async {
+        let mut transaction = pool.begin().await?;
+        transaction.execute(block.as_str()).await?;
+        transaction.commit().await
+    }))
+    .await;
+    let admin = &pools[0];
+    let created: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = $1")
+        .bind(&race_role)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+    admin
+        .execute(format!("DROP ROLE IF EXISTS {race_role}").as_str())
+        .await
+        .unwrap();
+    for outcome in outcomes {
+        outcome.unwrap();
+    }
+    assert_eq!(created, 1);
+    for pool in pools {
+        pool.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_second_org_id_never_shows_through_the_repository() {
+    let seeded = seeded().await;
+    let store = seeded.database.store();
+    let someone_elses = Tenant::user(OrgId::new_random(), seeded.a.owner.actor.user_id().unwrap());
+    assert!(store.list_credentials(&someone_elses).await.is_err());
+    let credentials = store.list_credentials(&seeded.a.owner).await.unwrap();
+    assert_eq!(credentials.len(), 1);
+    assert_eq!(credentials[0].org_id, seeded.a.id);
+}
