@@ -166,6 +166,42 @@ pub(crate) fn json_error_kind(error: &serde_json::Error) -> &'static str {
     }
 }
 
+/// A non-2xx answer, read for error mapping.
+pub(crate) struct ErrorAnswer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The `Retry-After`, when given.
+    pub retry_after: Option<Duration>,
+    /// The body text.
+    pub body: String,
+}
+
+/// `GET url` with a bearer token (safe to retry); the 2xx body, or the error answer to map.
+pub(crate) async fn get_with_bearer(
+    provider: ProviderKind,
+    policy: RetryPolicy,
+    http: &reqwest::Client,
+    url: &Url,
+    token: &str,
+) -> Result<Result<String, ErrorAnswer>, ProviderError> {
+    let response = send_with_retry(provider, policy, Idempotency::Safe, || {
+        http.get(url.clone()).bearer_auth(token)
+    })
+    .await?;
+    let status = response.status();
+    let retry_after = retry_after(&response);
+    let body = read_body(provider, Idempotency::Safe, response).await?;
+    Ok(if status.is_success() {
+        Ok(body)
+    } else {
+        Err(ErrorAnswer {
+            status,
+            retry_after,
+            body,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

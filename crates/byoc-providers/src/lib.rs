@@ -9,19 +9,23 @@
 //! traits (`MockVerifier`, `MockSmsSender`, `MockCalendarAvailability`).
 
 pub mod calendar;
+pub mod clients;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod google;
 pub mod http;
+pub mod hubspot;
 pub mod kind;
 pub mod sms;
+pub mod stripe;
 pub mod twilio;
 pub mod verifier;
 
 #[cfg(feature = "mock")]
 pub use calendar::MockCalendarAvailability;
 pub use calendar::{Availability, AvailabilityRequest, CalendarAvailability, TimeSlot};
+pub use clients::ProviderClients;
 pub use config::{BusinessHours, ConfigError, HttpTimeouts, ProviderConfig, RetryPolicy};
 pub use credentials::{
     CredentialJson, CredentialPayload, E164Phone, GoogleCalendarCredential, HubSpotCredential,
@@ -31,10 +35,12 @@ pub use error::{InvalidField, ProviderError, ProviderRefusal, RefusalReason};
 pub use google::oauth::{Pkce, TokenGrant, CALENDAR_READONLY_SCOPE};
 pub use google::{ConnectedTokens, GoogleCalendarClient};
 pub use http::{build_http_client, HttpClientError};
+pub use hubspot::HubSpotClient;
 pub use kind::{ProviderKind, UnknownProviderKind};
 #[cfg(feature = "mock")]
 pub use sms::MockSmsSender;
 pub use sms::{OutboundSms, SentSms, SmsSender};
+pub use stripe::StripeClient;
 pub use twilio::signature::{compute_signature, validate_signature, SignatureError};
 pub use twilio::TwilioClient;
 #[cfg(feature = "mock")]

@@ -2,7 +2,10 @@
 //! specs, error paths and retries against wiremock fakes.
 
 mod google;
+#[cfg(feature = "mock")]
+mod mocks;
 mod prism;
+mod stripe_hubspot;
 mod support;
 mod twilio_errors;
 mod twilio_prism;

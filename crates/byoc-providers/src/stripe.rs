@@ -1,0 +1,178 @@
+//! Stripe: verification only. A secret or restricted key is verified with `GET /v1/balance`; live vs test
+//! mode is reported from both the key prefix and Stripe's `livemode`.
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{ProviderConfig, RetryPolicy};
+use crate::credentials::{CredentialPayload, StripeCredential};
+use crate::error::{scrub, ProviderError, ProviderRefusal, RefusalReason};
+use crate::http::{self, ErrorAnswer};
+use crate::kind::ProviderKind;
+use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
+
+const PROVIDER: ProviderKind = ProviderKind::Stripe;
+
+/// The Stripe verifier.
+#[derive(Debug, Clone)]
+pub struct StripeClient {
+    http: reqwest::Client,
+    api_base: Url,
+    retry: RetryPolicy,
+}
+
+#[derive(Deserialize)]
+struct Balance {
+    livemode: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct StripeErrorEnvelope {
+    #[serde(default)]
+    error: StripeErrorBody,
+}
+
+#[derive(Deserialize, Default)]
+struct StripeErrorBody {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Replaces every word that looks like a Stripe key (`sk_`, `rk_`, `pk_` prefixes, even masked) and the
+/// key itself.
+fn scrub_keys(message: &str, key: &str) -> String {
+    scrub(message, &[key])
+        .split(' ')
+        .map(|word| {
+            let bare = word.trim_start_matches(['\'', '"', '(']);
+            if ["sk_", "rk_", "pk_"]
+                .iter()
+                .any(|prefix| bare.starts_with(prefix))
+            {
+                "[redacted]"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn map_error(answer: ErrorAnswer, key: &str) -> ProviderError {
+    let parsed: StripeErrorEnvelope = serde_json::from_str(&answer.body).unwrap_or_default();
+    let code = parsed
+        .error
+        .code
+        .or(parsed.error.kind)
+        .unwrap_or_else(|| format!("http_{}", answer.status.as_u16()));
+    let message = scrub_keys(
+        &parsed.error.message.unwrap_or_else(|| {
+            answer
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_owned()
+        }),
+        key,
+    );
+    if answer.status == StatusCode::TOO_MANY_REQUESTS {
+        return ProviderError::RateLimited {
+            provider: PROVIDER,
+            code,
+            message,
+            retry_after: answer.retry_after,
+        };
+    }
+    if answer.status.is_server_error() {
+        return ProviderError::Unavailable {
+            provider: PROVIDER,
+            reason: format!("HTTP {} ({code})", answer.status.as_u16()),
+        };
+    }
+    let reason = match answer.status {
+        StatusCode::UNAUTHORIZED => RefusalReason::Authentication,
+        StatusCode::FORBIDDEN => RefusalReason::PermissionDenied,
+        _ => RefusalReason::Other,
+    };
+    ProviderError::Refused(ProviderRefusal {
+        provider: PROVIDER,
+        reason,
+        code,
+        message,
+        http_status: Some(answer.status.as_u16()),
+        more_info: None,
+    })
+}
+
+impl StripeClient {
+    /// A client for `config.stripe_api_base`, using `http`.
+    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Self {
+        StripeClient {
+            http,
+            api_base: config.stripe_api_base.clone(),
+            retry: config.retry,
+        }
+    }
+
+    /// Reads the balance with the key: accepted keys report their mode.
+    pub async fn verify_credential(
+        &self,
+        credential: &StripeCredential,
+    ) -> Result<VerificationDetails, ProviderError> {
+        let key = credential.secret_key.expose_secret();
+        let url = http::endpoint(&self.api_base, &["v1", "balance"]);
+        match http::get_with_bearer(PROVIDER, self.retry, &self.http, &url, key).await? {
+            Ok(body) => {
+                let balance: Balance = http::parse_json(PROVIDER, &body)?;
+                Ok(VerificationDetails::Stripe {
+                    livemode: balance.livemode,
+                    key_mode: credential.mode(),
+                })
+            }
+            Err(answer) => Err(map_error(answer, key)),
+        }
+    }
+}
+
+#[async_trait]
+impl Verifier for StripeClient {
+    fn kind(&self) -> ProviderKind {
+        PROVIDER
+    }
+
+    async fn verify(&self, payload: &[u8]) -> Result<VerificationOutcome, ProviderError> {
+        let credential = StripeCredential::from_json_bytes(payload)?;
+        Ok(VerificationOutcome {
+            details: self.verify_credential(&credential).await?,
+            updated_payload: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_like_words_are_redacted_even_when_masked() {
+        let message = "Invalid API Key provided: sk_test_********************abcd";
+        assert_eq!(
+            scrub_keys(message, "sk_test_51Hsecretabcd"),
+            "Invalid API Key provided: [redacted]"
+        );
+        assert_eq!(
+            scrub_keys(
+                "The provided key 'rk_live_xyz' lacks permission",
+                "rk_live_xyz"
+            ),
+            "The provided key '[redacted]' lacks permission"
+        );
+    }
+}
