@@ -1,0 +1,375 @@
+//! Bearer-token authentication: Supabase-style JWTs checked with an HS256 secret or a JWKS (RS256/ES256).
+//!
+//! A token carries `sub` (user uuid), `org_id` (org uuid) and `exp`; any other claim (`aud`, `role`, …) is
+//! accepted and ignored. The caller's role is never taken from the token: it comes from `organization_members`.
+//! Tokens are never logged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+use url::Url;
+use uuid::Uuid;
+
+use crate::config::AuthConfig;
+
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 5;
+/// How long a fetched JWKS is trusted before it is fetched again.
+const JWKS_TTL: Duration = Duration::from_secs(300);
+/// The shortest time between two fetches caused by an unknown `kid`.
+const JWKS_MIN_REFETCH: Duration = Duration::from_secs(10);
+
+/// The claims byoc reads from a bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    /// The user's uuid.
+    pub sub: Uuid,
+    /// The organization the token acts for.
+    pub org_id: Uuid,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+}
+
+/// Why a bearer token was refused (every variant answers 401).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer …` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// The token is not a well-formed JWT with the required claims.
+    #[error("malformed bearer token")]
+    Malformed,
+    /// The signature does not verify, or the algorithm or key is not accepted.
+    #[error("bearer token signature is not valid")]
+    BadSignature,
+    /// The token has expired.
+    #[error("bearer token has expired")]
+    Expired,
+    /// The JWKS could not be fetched or read.
+    #[error("cannot fetch the signing keys")]
+    KeysUnavailable,
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(error: jsonwebtoken::errors::Error) -> AuthError {
+        use jsonwebtoken::errors::ErrorKind;
+        match error.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidSignature
+            | ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidRsaKey(_) => AuthError::BadSignature,
+            _ => AuthError::Malformed,
+        }
+    }
+}
+
+/// Checks bearer tokens against the configured HS256 secret and/or JWKS.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    hs256: Option<Arc<DecodingKey>>,
+    jwks: Option<Arc<JwksCache>>,
+}
+
+impl TokenVerifier {
+    /// Builds a verifier; `jwt_secret` is the HS256 secret (dev mode passes its generated one).
+    pub fn new(config: &AuthConfig, http: reqwest::Client) -> TokenVerifier {
+        TokenVerifier {
+            hs256: config.jwt_secret.as_ref().map(|secret| {
+                Arc::new(DecodingKey::from_secret(secret.expose_secret().as_bytes()))
+            }),
+            jwks: config
+                .jwks_url
+                .clone()
+                .map(|url| Arc::new(JwksCache::new(url, http))),
+        }
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.clone().ok_or(AuthError::BadSignature)?,
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let jwks = self.jwks.as_ref().ok_or(AuthError::BadSignature)?;
+                jwks.key_for(header.kid.as_deref(), header.alg).await?
+            }
+            _ => return Err(AuthError::BadSignature),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)?;
+        Ok(data.claims)
+    }
+}
+
+/// A fetched JWKS, refreshed after [`JWKS_TTL`] or when a token names an unknown `kid`.
+struct JwksCache {
+    url: Url,
+    http: reqwest::Client,
+    state: RwLock<Option<FetchedKeys>>,
+}
+
+struct FetchedKeys {
+    keys: JwkSet,
+    fetched_at: Instant,
+}
+
+impl JwksCache {
+    fn new(url: Url, http: reqwest::Client) -> JwksCache {
+        JwksCache {
+            url,
+            http,
+            state: RwLock::new(None),
+        }
+    }
+
+    async fn key_for(
+        &self,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Result<Arc<DecodingKey>, AuthError> {
+        {
+            let state = self.state.read().await;
+            if let Some(fetched) = state.as_ref() {
+                let fresh = fetched.fetched_at.elapsed() < JWKS_TTL;
+                match find_key(&fetched.keys, kid, algorithm) {
+                    Some(key) if fresh => return key,
+                    None if fetched.fetched_at.elapsed() < JWKS_MIN_REFETCH => {
+                        return Err(AuthError::BadSignature)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut state = self.state.write().await;
+        let needs_fetch = match state.as_ref() {
+            Some(fetched) => {
+                fetched.fetched_at.elapsed() >= JWKS_MIN_REFETCH
+                    && (fetched.fetched_at.elapsed() >= JWKS_TTL
+                        || find_key(&fetched.keys, kid, algorithm).is_none())
+            }
+            None => true,
+        };
+        if needs_fetch {
+            let keys = self.fetch().await?;
+            *state = Some(FetchedKeys {
+                keys,
+                fetched_at: Instant::now(),
+            });
+        }
+        let fetched = state.as_ref().ok_or(AuthError::KeysUnavailable)?;
+        find_key(&fetched.keys, kid, algorithm).unwrap_or(Err(AuthError::BadSignature))
+    }
+
+    async fn fetch(&self) -> Result<JwkSet, AuthError> {
+        let response = self
+            .http
+            .get(self.url.clone())
+            .send()
+            .await
+            .map_err(|error| {
+                tracing::warn!(error = %error, "fetching the JWKS failed");
+                AuthError::KeysUnavailable
+            })?;
+        let response = response.error_for_status().map_err(|error| {
+            tracing::warn!(error = %error, "the JWKS endpoint answered an error");
+            AuthError::KeysUnavailable
+        })?;
+        response.json::<JwkSet>().await.map_err(|error| {
+            tracing::warn!(error = %error, "the JWKS is not a valid key set");
+            AuthError::KeysUnavailable
+        })
+    }
+}
+
+/// The key for `kid` (or the only key when the token names none), if the set has one usable for `algorithm`.
+fn find_key(
+    keys: &JwkSet,
+    kid: Option<&str>,
+    algorithm: Algorithm,
+) -> Option<Result<Arc<DecodingKey>, AuthError>> {
+    let jwk = match kid {
+        Some(kid) => keys.find(kid)?,
+        None if keys.keys.len() == 1 => keys.keys.first()?,
+        None => return None,
+    };
+    let key_algorithm_matches = jwk
+        .common
+        .key_algorithm
+        .is_none_or(|declared| declared.to_string() == format!("{algorithm:?}"));
+    if !key_algorithm_matches {
+        return Some(Err(AuthError::BadSignature));
+    }
+    Some(
+        DecodingKey::from_jwk(jwk)
+            .map(Arc::new)
+            .map_err(|_| AuthError::BadSignature),
+    )
+}
+
+/// The claims byoc writes when it mints a token (Supabase-style: `aud` and `role` are `authenticated`).
+#[derive(Debug, Serialize)]
+struct MintedClaims<'a> {
+    sub: Uuid,
+    org_id: Uuid,
+    exp: i64,
+    iat: i64,
+    aud: &'a str,
+    role: &'a str,
+}
+
+/// Mints an HS256 bearer token for `user` acting in `org`, valid for `ttl`.
+pub fn mint_token(
+    secret: &SecretString,
+    org: Uuid,
+    user: Uuid,
+    ttl: Duration,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = chrono::Utc::now().timestamp();
+    let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+    let claims = MintedClaims {
+        sub: user,
+        org_id: org,
+        exp: now.saturating_add(ttl_secs),
+        iat: now,
+        aud: "authenticated",
+        role: "authenticated",
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+    )
+}
+
+/// Reads the token from an `Authorization: Bearer …` header value.
+pub fn bearer_token(header_value: Option<&str>) -> Result<&str, AuthError> {
+    let value = header_value.ok_or(AuthError::Missing)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "unit-test-jwt-secret-0123456789abcdef";
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(
+            &AuthConfig {
+                jwt_secret: Some(SecretString::from(SECRET)),
+                jwks_url: None,
+            },
+            reqwest::Client::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn minted_tokens_verify() {
+        let org = Uuid::new_v4();
+        let user = Uuid::new_v4();
+        let token = mint_token(
+            &SecretString::from(SECRET),
+            org,
+            user,
+            Duration::from_secs(60),
+        )
+        .expect("mint");
+        let claims = verifier().verify(&token).await.expect("valid");
+        assert_eq!((claims.org_id, claims.sub), (org, user));
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_expired_and_garbage_are_refused() {
+        let org = Uuid::new_v4();
+        let user = Uuid::new_v4();
+        let other = mint_token(
+            &SecretString::from("another-secret-another-secret-0123"),
+            org,
+            user,
+            Duration::from_secs(60),
+        )
+        .expect("mint");
+        assert!(matches!(
+            verifier().verify(&other).await,
+            Err(AuthError::BadSignature)
+        ));
+
+        let expired_claims = serde_json::json!({"sub": user, "org_id": org, "exp": chrono::Utc::now().timestamp() - 3600});
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &expired_claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("encode");
+        assert!(matches!(
+            verifier().verify(&expired).await,
+            Err(AuthError::Expired)
+        ));
+
+        assert!(matches!(
+            verifier().verify("not-a-jwt").await,
+            Err(AuthError::Malformed)
+        ));
+
+        let missing_org = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": user, "exp": chrono::Utc::now().timestamp() + 60}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("encode");
+        assert!(matches!(
+            verifier().verify(&missing_org).await,
+            Err(AuthError::Malformed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn hs256_is_refused_without_a_secret() {
+        let verifier = TokenVerifier::new(&AuthConfig::default(), reqwest::Client::new());
+        let token = mint_token(
+            &SecretString::from(SECRET),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Duration::from_secs(60),
+        )
+        .expect("mint");
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(AuthError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token(Some("Bearer abc")).ok(), Some("abc"));
+        assert_eq!(bearer_token(Some("bearer  abc ")).ok(), Some("abc"));
+        assert!(matches!(bearer_token(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            bearer_token(Some("Basic abc")),
+            Err(AuthError::Malformed)
+        ));
+        assert!(matches!(
+            bearer_token(Some("Bearer")),
+            Err(AuthError::Malformed)
+        ));
+    }
+}

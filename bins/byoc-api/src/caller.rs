@@ -1,0 +1,134 @@
+//! [`Caller`]: the authenticated user, their organization and their role, extracted from each request.
+//!
+//! The token says who and for which organization; the role comes from `organization_members`. The contract's
+//! role table is enforced with [`Caller::require`] in every handler (and again by the store underneath).
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use byoc_credential_store::{OrgId, Role, Tenant, UserId};
+use futures::future::LocalBoxFuture;
+
+use crate::auth::{bearer_token, AuthError};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What an action needs, from the contract's role table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// List credentials, read the audit log, check availability, send a test SMS: every member.
+    Use,
+    /// Add, verify, deactivate a credential, connect Google: admins and owners.
+    Manage,
+    /// Purge a credential: owners only.
+    Purge,
+}
+
+impl Permission {
+    /// Whether `role` has this permission.
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Permission::Use => true,
+            Permission::Manage => role.can_manage(),
+            Permission::Purge => role == Role::Owner,
+        }
+    }
+
+    fn least_role(self) -> &'static str {
+        match self {
+            Permission::Use => "member",
+            Permission::Manage => "admin",
+            Permission::Purge => "owner",
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The organization and user the request acts as.
+    pub tenant: Tenant,
+    /// The user's role in that organization.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Answers 403 unless the caller's role has `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if permission.allows(self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden_role(permission.least_role()))
+        }
+    }
+
+    /// The caller's organization.
+    pub fn org_id(&self) -> OrgId {
+        self.tenant.org_id
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::KeysUnavailable => ApiError::auth_keys_unavailable(),
+            other => ApiError::unauthorized(other.to_string()),
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|value| value.to_str().map(str::to_owned));
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
+            let authorization = match authorization {
+                None => None,
+                Some(Ok(value)) => Some(value),
+                Some(Err(_)) => return Err(AuthError::Malformed.into()),
+            };
+            let token = bearer_token(authorization.as_deref())?;
+            let claims = state.tokens.verify(token).await?;
+            let tenant = Tenant::user(
+                OrgId::from_uuid(claims.org_id),
+                UserId::from_uuid(claims.sub),
+            );
+            let role = state
+                .repository
+                .member_role(&tenant)
+                .await?
+                .ok_or_else(ApiError::not_a_member)?;
+            Ok(Caller { tenant, role })
+        })
+    }
+}
+
+/// The application state was not registered (a wiring bug, answered as a 500).
+#[derive(Debug, thiserror::Error)]
+#[error("application state is not registered")]
+struct MissingState;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_table() {
+        let table = [
+            (Permission::Use, [true, true, true]),
+            (Permission::Manage, [false, true, true]),
+            (Permission::Purge, [false, false, true]),
+        ];
+        for (permission, expected) in table {
+            let got = [Role::Member, Role::Admin, Role::Owner].map(|role| permission.allows(role));
+            assert_eq!(got, expected, "{permission:?}");
+        }
+    }
+}

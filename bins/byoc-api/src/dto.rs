@@ -1,0 +1,439 @@
+//! Request and response bodies of the credential-management endpoints, exactly as the contract names them:
+//! request bodies camelCase, rows with the table's snake_case column names. Requests are parsed into the
+//! providers' validated payload types; a bad value answers 422 naming the field. No response type has a field
+//! that could hold a secret.
+
+use byoc_credential_store::{
+    AuditEvent, CredentialMetadata, DisplayName, InvalidValue, VerificationStatus,
+};
+use byoc_providers::{
+    E164Phone, GoogleCalendarCredential, InvalidField, TwilioAccountSid, TwilioCredential,
+};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+impl From<InvalidField> for ApiError {
+    fn from(error: InvalidField) -> ApiError {
+        ApiError::invalid_field(error.field, error.reason)
+    }
+}
+
+impl From<InvalidValue> for ApiError {
+    fn from(error: InvalidValue) -> ApiError {
+        ApiError::invalid_field(error.field, error.reason)
+    }
+}
+
+/// Parses the `displayName` field (surrounding whitespace is dropped).
+fn display_name(text: &str) -> Result<DisplayName, ApiError> {
+    let trimmed = text.trim();
+    if trimmed.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "displayName",
+            "must not contain control characters",
+        ));
+    }
+    Ok(DisplayName::parse(trimmed)?)
+}
+
+/// `POST /api/organization/credentials/twilio`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddTwilioRequest {
+    /// `AC` followed by 32 hex digits.
+    #[schema(example = "AC0123456789abcdef0123456789abcdef")]
+    pub account_sid: String,
+    /// The account's auth token (stored encrypted; never returned).
+    #[schema(value_type = String, format = Password)]
+    pub auth_token: SecretString,
+    /// The sending number in E.164 form.
+    #[schema(example = "+14155550123")]
+    pub phone_number: String,
+    /// A name for people, unique per credential type in the organization.
+    #[schema(example = "Front desk Twilio")]
+    pub display_name: String,
+}
+
+impl AddTwilioRequest {
+    /// Validates the request into the Twilio payload and its display name.
+    pub fn into_parts(self) -> Result<(TwilioCredential, DisplayName), ApiError> {
+        let account_sid = TwilioAccountSid::parse("accountSid", self.account_sid.trim())?;
+        let auth_token = require_secret("authToken", self.auth_token)?;
+        let phone_number = E164Phone::parse("phoneNumber", self.phone_number.trim())?;
+        let display_name = display_name(&self.display_name)?;
+        Ok((
+            TwilioCredential {
+                account_sid,
+                auth_token,
+                phone_number,
+            },
+            display_name,
+        ))
+    }
+}
+
+/// `POST /api/organization/credentials/google_calendar`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddGoogleCalendarRequest {
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The OAuth client secret (stored encrypted; never returned).
+    #[schema(value_type = String, format = Password)]
+    pub client_secret: SecretString,
+    /// A refresh token issued to that client (stored encrypted; never returned).
+    #[schema(value_type = String, format = Password)]
+    pub refresh_token: SecretString,
+    /// The redirect URL registered with the client.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub redirect_url: Option<String>,
+    /// The calendar to read (default `primary`).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub calendar_id: Option<String>,
+    /// A name for people, unique per credential type in the organization.
+    pub display_name: String,
+}
+
+impl AddGoogleCalendarRequest {
+    /// Validates the request into the Google Calendar payload and its display name.
+    pub fn into_parts(self) -> Result<(GoogleCalendarCredential, DisplayName), ApiError> {
+        let redirect_url = self
+            .redirect_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(|text| {
+                Url::parse(text)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        ApiError::invalid_field("redirectUrl", "must be an absolute http(s) URL")
+                    })
+            })
+            .transpose()?;
+        let calendar_id = self
+            .calendar_id
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty());
+        let credential = GoogleCalendarCredential::new(
+            &self.client_id,
+            self.client_secret,
+            self.refresh_token,
+            redirect_url,
+            calendar_id,
+        )?;
+        Ok((credential, display_name(&self.display_name)?))
+    }
+}
+
+fn require_secret(field: &'static str, secret: SecretString) -> Result<SecretString, ApiError> {
+    let text = secret.expose_secret();
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid_field(field, "is required"));
+    }
+    if text.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid_field(
+            field,
+            "must not contain whitespace",
+        ));
+    }
+    Ok(secret)
+}
+
+/// A credential's verification state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationStatusDto {
+    /// Not verified yet (or changed since).
+    Pending,
+    /// The provider accepted it.
+    Verified,
+    /// The provider refused it.
+    Failed,
+}
+
+impl From<VerificationStatus> for VerificationStatusDto {
+    fn from(status: VerificationStatus) -> VerificationStatusDto {
+        match status {
+            VerificationStatus::Pending => VerificationStatusDto::Pending,
+            VerificationStatus::Verified => VerificationStatusDto::Verified,
+            VerificationStatus::Failed => VerificationStatusDto::Failed,
+        }
+    }
+}
+
+/// One credential's metadata, as listed and as answered after a change. Never a secret.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CredentialRow {
+    /// The credential id.
+    pub id: Uuid,
+    /// `twilio`, `google_calendar`, `stripe` or `hubspot`.
+    #[schema(example = "twilio")]
+    pub credential_type: String,
+    /// The name for people.
+    pub display_name: String,
+    /// False once deactivated.
+    pub is_active: bool,
+    /// `pending`, `verified` or `failed`.
+    pub verification_status: VerificationStatusDto,
+    /// When it was last verified.
+    pub last_verified_at: Option<DateTime<Utc>>,
+    /// The provider's reason for the last failed verification.
+    pub verification_error: Option<String>,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// The user who added it.
+    pub created_by: Option<Uuid>,
+    /// The master-key version its data key is wrapped under.
+    pub encryption_key_version: u32,
+    /// A masked, non-secret summary such as `AC…1234 / +1415…0123`.
+    pub public_hint: Option<String>,
+}
+
+impl From<CredentialMetadata> for CredentialRow {
+    fn from(metadata: CredentialMetadata) -> CredentialRow {
+        CredentialRow {
+            id: metadata.id.as_uuid(),
+            credential_type: metadata.credential_type.as_str().to_owned(),
+            display_name: metadata.display_name,
+            is_active: metadata.is_active,
+            verification_status: metadata.verification_status.into(),
+            last_verified_at: metadata.last_verified_at,
+            verification_error: metadata.verification_error,
+            created_at: metadata.created_at,
+            created_by: metadata.created_by.map(|user| user.as_uuid()),
+            encryption_key_version: metadata.encryption_key_version.get(),
+            public_hint: metadata.public_hint,
+        }
+    }
+}
+
+/// The answer of `POST /api/organization/credentials/{id}/verify`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// Whether the provider accepted the credential.
+    pub verified: bool,
+    /// The new status.
+    pub verification_status: VerificationStatusDto,
+    /// The provider's reason when it refused.
+    pub verification_error: Option<String>,
+}
+
+/// The answer of `DELETE /api/organization/credentials/{id}`.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+pub struct DeleteResponse {
+    /// Always true.
+    pub success: bool,
+}
+
+/// The query of `DELETE /api/organization/credentials/{id}`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// `true`: hard delete (owner only); otherwise deactivate.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// Largest page of the audit log.
+pub const AUDIT_PAGE_MAX: u32 = 200;
+/// Page size when `limit` is absent.
+pub const AUDIT_PAGE_DEFAULT: u32 = 50;
+
+/// The query of `GET /api/organization/audit`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// Only entries with an id below this one (the last `id` of the previous page).
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+}
+
+impl AuditQuery {
+    /// The validated page size.
+    pub fn page_size(&self) -> Result<u32, ApiError> {
+        match self.limit {
+            None => Ok(AUDIT_PAGE_DEFAULT),
+            Some(limit) if (1..=AUDIT_PAGE_MAX).contains(&limit) => Ok(limit),
+            Some(_) => Err(ApiError::invalid_field(
+                "limit",
+                format!("must be from 1 to {AUDIT_PAGE_MAX}"),
+            )),
+        }
+    }
+
+    /// The validated cursor.
+    pub fn cursor(&self) -> Result<Option<i64>, ApiError> {
+        match self.before {
+            Some(before) if before < 1 => Err(ApiError::invalid_field(
+                "before",
+                "must be a positive audit entry id",
+            )),
+            before => Ok(before),
+        }
+    }
+}
+
+/// One audit log entry, newest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    /// The entry id (use it as `before` for the next page).
+    pub id: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// `user:<uuid>` or `service:<name>`.
+    pub actor: String,
+    /// What happened, e.g. `created`, `read:sms:hot_lead`, `verified`, `purged`.
+    pub action: String,
+    /// The credential concerned, if any.
+    pub credential_id: Option<Uuid>,
+    /// Its type, if any.
+    pub credential_type: Option<String>,
+    /// Non-secret details.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl From<AuditEvent> for AuditEntryDto {
+    fn from(event: AuditEvent) -> AuditEntryDto {
+        AuditEntryDto {
+            id: event.id.0,
+            at: event.at,
+            actor: event.actor.to_string(),
+            action: event.action.as_str().to_owned(),
+            credential_id: event.credential_id.map(|id| id.as_uuid()),
+            credential_type: event.credential_type.map(|kind| kind.as_str().to_owned()),
+            detail: event.detail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    fn twilio(sid: &str, token: &str, phone: &str, name: &str) -> AddTwilioRequest {
+        AddTwilioRequest {
+            account_sid: sid.to_owned(),
+            auth_token: SecretString::from(token),
+            phone_number: phone.to_owned(),
+            display_name: name.to_owned(),
+        }
+    }
+
+    fn field_error(result: Result<(TwilioCredential, DisplayName), ApiError>) -> String {
+        match result {
+            Ok(_) => panic!("expected a validation error"),
+            Err(error) => {
+                assert_eq!(error.code(), "invalid_field");
+                error.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn valid_twilio_request_parses() {
+        let (credential, name) = twilio(SID, "tok3n", "+14155550123", " Main ")
+            .into_parts()
+            .expect("valid");
+        assert_eq!(credential.account_sid.as_str(), SID);
+        assert_eq!(credential.phone_number.as_str(), "+14155550123");
+        assert_eq!(name.as_str(), "Main");
+    }
+
+    #[test]
+    fn invalid_twilio_fields_are_named_without_the_secret() {
+        assert!(
+            field_error(twilio("AC123", "t", "+14155550123", "n").into_parts())
+                .contains("accountSid")
+        );
+        assert!(field_error(twilio(SID, "t", "0123", "n").into_parts()).contains("phoneNumber"));
+        assert!(
+            field_error(twilio(SID, " ", "+14155550123", "n").into_parts()).contains("authToken")
+        );
+        let message = field_error(twilio(SID, "sec ret", "+14155550123", "n").into_parts());
+        assert!(
+            message.contains("authToken") && !message.contains("sec ret"),
+            "{message}"
+        );
+        assert!(
+            field_error(twilio(SID, "t", "+14155550123", "  ").into_parts())
+                .contains("displayName")
+        );
+        let long = "x".repeat(256);
+        assert!(
+            field_error(twilio(SID, "t", "+14155550123", &long).into_parts())
+                .contains("displayName")
+        );
+    }
+
+    #[test]
+    fn google_request_validates_redirect_url() {
+        let request = |redirect: Option<&str>| AddGoogleCalendarRequest {
+            client_id: "client.apps.googleusercontent.com".to_owned(),
+            client_secret: SecretString::from("client-secret"),
+            refresh_token: SecretString::from("1//refresh"),
+            redirect_url: redirect.map(str::to_owned),
+            calendar_id: None,
+            display_name: "Calendar".to_owned(),
+        };
+        let (credential, _) = request(Some("https://app.example.com/cb"))
+            .into_parts()
+            .expect("valid");
+        assert_eq!(credential.calendar_id(), "primary");
+        let error = request(Some("not a url"))
+            .into_parts()
+            .expect_err("invalid redirect");
+        assert!(error.to_string().contains("redirectUrl"));
+    }
+
+    #[test]
+    fn audit_query_bounds() {
+        assert_eq!(
+            AuditQuery::default().page_size().ok(),
+            Some(AUDIT_PAGE_DEFAULT)
+        );
+        assert!(AuditQuery {
+            limit: Some(0),
+            before: None
+        }
+        .page_size()
+        .is_err());
+        assert!(AuditQuery {
+            limit: Some(201),
+            before: None
+        }
+        .page_size()
+        .is_err());
+        assert!(AuditQuery {
+            limit: None,
+            before: Some(0)
+        }
+        .cursor()
+        .is_err());
+        assert_eq!(
+            AuditQuery {
+                limit: None,
+                before: Some(9)
+            }
+            .cursor()
+            .ok(),
+            Some(Some(9))
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! `byoc-api`: the byoc HTTP service as a library, so the `byoc-api` binary, the `byoc` CLI and the integration
+//! tests build the same application from the same configuration.
+//!
+//! - [`config`]: the contract's environment variables, parsed once into typed values.
+//! - [`startup`]: [`Services`] (store, keyring, auth) and the HTTP [`Application`].
+//! - [`dev`]: dev mode's generated files, demo organization and banner.
+//! - [`auth`]: bearer tokens (HS256 secret or JWKS) and token minting; [`caller`]: who calls, with which role.
+//! - [`dto`]: request and response bodies of the credential endpoints.
+//! - [`error`]: the one JSON error body every endpoint answers with.
+//! - [`extract`]: the JSON body extractor (body limit, unknown fields, field-naming errors).
+//! - [`routes`]: the endpoints; [`openapi`]: their OpenAPI document.
+//! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
+//! - [`telemetry`]: tracing set-up.
+
+pub mod auth;
+pub mod caller;
+pub mod config;
+pub mod dev;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use startup::{Application, Services, StartupError};
+
+/// The largest request body the service accepts, in bytes (larger bodies answer 413).
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024;

@@ -1,0 +1,65 @@
+//! The OpenAPI 3 document of every endpoint, generated from the handlers and DTOs (utoipa), served at
+//! `/openapi.json`.
+
+use actix_web::{get, HttpResponse};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+
+/// The service's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "byoc", description = "Bring your own credentials: per-organization provider credentials, encrypted, verified and audited."),
+    paths(
+        crate::routes::credentials::list_credentials,
+        crate::routes::audit::list_audit,
+        crate::routes::health::healthz,
+        crate::routes::health::readyz,
+        crate::routes::health::metrics,
+        openapi_json,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        crate::dto::CredentialRow,
+        crate::dto::VerificationStatusDto,
+        crate::dto::AuditEntryDto,
+        crate::dto::AddTwilioRequest,
+        crate::dto::AddGoogleCalendarRequest,
+        crate::dto::VerifyResponse,
+        crate::dto::DeleteResponse,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "credentials", description = "Credential management"),
+        (name = "audit", description = "The organization's audit log"),
+        (name = "health", description = "Liveness, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` security scheme (a Supabase-style JWT).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+#[get("/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

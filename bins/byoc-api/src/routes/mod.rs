@@ -1,0 +1,18 @@
+//! The HTTP endpoints, registered by [`configure`].
+
+pub mod audit;
+pub mod credentials;
+pub mod health;
+
+use actix_web::web;
+
+/// Registers every endpoint.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(credentials::list_credentials)
+        .service(audit::list_audit)
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics)
+        .service(crate::openapi::openapi_json);
+}

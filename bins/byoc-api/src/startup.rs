@@ -1,0 +1,228 @@
+//! Building the service from configuration: [`Services`] (store, keyring, auth; shared with the CLI) and the
+//! HTTP [`Application`] (bound listener, graceful shutdown on SIGTERM/SIGINT).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use byoc_credential_store::{CredentialRepository, StoreError};
+use byoc_crypto::Keyring;
+use secrecy::SecretString;
+use url::Url;
+
+use crate::auth::{mint_token, TokenVerifier};
+use crate::config::{AuthConfig, Config, ConfigError, Deployment, DEV_DIR};
+use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
+use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::metrics::{track_requests, Metrics};
+use crate::state::AppState;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the service (or a CLI command) cannot start. `Display` is one line and never holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is invalid (the message names the variable).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The database cannot be opened or used.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The dev-mode folder cannot be prepared.
+    #[error("dev mode: {0}")]
+    DevMode(String),
+    /// The listen address cannot be bound.
+    #[error("BYOC_BIND: cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics registry or the HTTP client cannot be set up.
+    #[error("start-up: {0}")]
+    Setup(String),
+}
+
+/// What dev mode set up: where, the demo org and owner, and the secret the dev token is signed with.
+pub struct DevSession {
+    /// The dev folder.
+    pub dir: std::path::PathBuf,
+    /// The demo organization and owner.
+    pub seed: DevSeed,
+    jwt_secret: SecretString,
+}
+
+impl DevSession {
+    /// A bearer token for the demo owner.
+    pub fn owner_token(&self) -> Result<String, StartupError> {
+        mint_token(
+            &self.jwt_secret,
+            self.seed.org_id.as_uuid(),
+            self.seed.owner_id.as_uuid(),
+            DEV_TOKEN_TTL,
+        )
+        .map_err(|error| StartupError::Setup(format!("cannot mint the dev token: {error}")))
+    }
+}
+
+/// The store, keyring and token settings built from configuration; shared by `byoc-api` and `byoc`.
+pub struct Services {
+    /// The credential store.
+    pub repository: Arc<dyn CredentialRepository>,
+    /// The keyring.
+    pub keyring: Arc<Keyring>,
+    /// Token settings (in dev mode with the generated JWT secret).
+    pub auth: AuthConfig,
+    /// Dev mode's set-up, when in dev mode.
+    pub dev: Option<DevSession>,
+}
+
+impl Services {
+    /// Opens the store (in dev mode: prepares `./.byoc-dev/` and seeds the demo organization).
+    pub async fn open(config: &Config) -> Result<Services, StartupError> {
+        match &config.deployment {
+            Deployment::Dev => {
+                let files = DevFiles::prepare(std::path::Path::new(DEV_DIR))?;
+                let repository =
+                    byoc_credential_store::connect(files.database_url.expose()).await?;
+                let seed = files.seed(repository.as_ref()).await?;
+                let jwt_secret = config
+                    .auth
+                    .jwt_secret
+                    .clone()
+                    .unwrap_or_else(|| files.jwt_secret.clone());
+                Ok(Services {
+                    repository,
+                    keyring: Arc::new(files.keyring),
+                    auth: AuthConfig {
+                        jwt_secret: Some(jwt_secret.clone()),
+                        jwks_url: config.auth.jwks_url.clone(),
+                    },
+                    dev: Some(DevSession {
+                        dir: files.dir,
+                        seed,
+                        jwt_secret,
+                    }),
+                })
+            }
+            Deployment::Configured { database, keyring } => Ok(Services {
+                repository: byoc_credential_store::connect(database.expose()).await?,
+                keyring: Arc::clone(keyring),
+                auth: config.auth.clone(),
+                dev: None,
+            }),
+        }
+    }
+}
+
+/// The running HTTP service.
+pub struct Application {
+    port: u16,
+    public_url: Url,
+    server: Server,
+    dev: Option<DevSession>,
+}
+
+impl Application {
+    /// Opens the services from `config` and binds `BYOC_BIND` (port 0 picks a free port).
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let services = Services::open(&config).await?;
+        Application::with_services(&config, services)
+    }
+
+    /// Binds and builds the HTTP server around already opened services.
+    pub fn with_services(config: &Config, services: Services) -> Result<Application, StartupError> {
+        let listener = TcpListener::bind(config.bind).map_err(|source| StartupError::Bind {
+            address: config.bind,
+            source,
+        })?;
+        let address = listener.local_addr().map_err(|source| StartupError::Bind {
+            address: config.bind,
+            source,
+        })?;
+        let public_url = match &config.providers.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{address}/"))
+                .map_err(|error| StartupError::Setup(format!("public URL: {error}")))?,
+        };
+        let http = byoc_providers::build_http_client(config.providers.timeouts)
+            .map_err(|error| StartupError::Setup(format!("HTTP client: {error}")))?;
+        let metrics =
+            Metrics::new().map_err(|error| StartupError::Setup(format!("metrics: {error}")))?;
+        let state = web::Data::new(AppState {
+            repository: services.repository,
+            keyring: services.keyring,
+            tokens: TokenVerifier::new(&services.auth, http),
+        });
+        let metrics = web::Data::new(metrics);
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(track_requests))
+                .app_data(state.clone())
+                .app_data(metrics.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(crate::BODY_LIMIT_BYTES)
+                        .error_handler(json_error),
+                )
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .configure(crate::routes::configure)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::no_route())
+                }))
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            address: config.bind,
+            source,
+        })?
+        .run();
+        Ok(Application {
+            port: address.port(),
+            public_url,
+            server,
+            dev: services.dev,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The external base URL (`BYOC_PUBLIC_URL`, else `http://` and the bound address).
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
+    }
+
+    /// In dev mode, the banner to print: dev token, settings URL and the dev-mode warning.
+    pub fn dev_banner(&self) -> Result<Option<String>, StartupError> {
+        self.dev
+            .as_ref()
+            .map(|dev| {
+                let token = dev.owner_token()?;
+                Ok(crate::dev::banner(
+                    &dev.dir,
+                    &dev.seed,
+                    &token,
+                    &self.public_url,
+                ))
+            })
+            .transpose()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish (up to 30 s) and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await?;
+        tracing::info!("byoc-api stopped");
+        Ok(())
+    }
+}

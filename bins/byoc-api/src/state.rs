@@ -1,0 +1,31 @@
+//! The state every handler shares: the store, the keyring, the token verifier.
+
+use std::sync::Arc;
+
+use byoc_credential_store::CredentialRepository;
+use byoc_crypto::Keyring;
+
+use crate::auth::TokenVerifier;
+use crate::error::ApiError;
+
+/// Shared, cheaply clonable application state (held in `web::Data`).
+pub struct AppState {
+    /// The credential store (membership and roles, readiness).
+    pub repository: Arc<dyn CredentialRepository>,
+    /// The loaded keyring.
+    pub keyring: Arc<Keyring>,
+    /// Bearer-token verification.
+    pub tokens: TokenVerifier,
+}
+
+impl AppState {
+    /// Readiness: the database answers a ping (the keyring is loaded whenever the state exists).
+    pub async fn check_ready(&self) -> Result<(), ApiError> {
+        self.repository.ping().await.map_err(|error| {
+            tracing::warn!(error = %crate::error::CauseChain(&error), "readiness check: database unreachable");
+            ApiError::database_unavailable()
+        })?;
+        tracing::debug!(active_key_version = %self.keyring.active_version(), "readiness check passed");
+        Ok(())
+    }
+}

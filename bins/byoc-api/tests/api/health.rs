@@ -1,0 +1,115 @@
+//! `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and unknown routes.
+
+use crate::helpers::{error_code, spawn_app, spawn_app_with, STORES};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_ok_on_both_stores() {
+    for store in STORES {
+        let app = spawn_app_with(store, &[]).await;
+        for path in ["/healthz", "/readyz"] {
+            let response = app.client.get(app.url(path)).send().await.expect("sent");
+            assert_eq!(response.status(), 200, "{store:?} {path}");
+            let body: serde_json::Value = response.json().await.expect("json");
+            assert_eq!(body["status"], "ok");
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_answers_503_when_the_database_is_gone() {
+    let mut app = spawn_app_with(crate::helpers::Store::Postgres, &[]).await;
+    app.drop_database();
+    let response = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_code(response).await, "database_unavailable");
+    let live = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        live.status(),
+        200,
+        "liveness does not depend on the database"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    app.client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    app.client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .expect("sent");
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert!(response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain")));
+    let text = response.text().await.expect("text");
+    assert!(
+        text.contains(r#"byoc_http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(
+        text.contains("byoc_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_lists_the_endpoints() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.expect("json");
+    assert!(document["openapi"]
+        .as_str()
+        .is_some_and(|version| version.starts_with("3.")));
+    for path in [
+        "/api/organization/credentials",
+        "/api/organization/audit",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} is documented");
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_the_json_error_body() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/nope")).send().await.expect("sent");
+    assert_eq!(response.status(), 404);
+    assert_eq!(error_code(response).await, "not_found");
+}
