@@ -125,22 +125,26 @@ pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Reads an answer body as text, bounded so a hostile server cannot exhaust memory.
+/// Reads an answer body as text, at most 4 MiB, chunk by chunk so a hostile server cannot exhaust memory.
 pub(crate) async fn read_body(
     provider: ProviderKind,
     idempotency: Idempotency,
-    response: Response,
+    mut response: Response,
 ) -> Result<String, ProviderError> {
     const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-    let bytes = response
-        .bytes()
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|error| transport_error(provider, idempotency, error))?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ProviderError::UnexpectedResponse {
-            provider,
-            reason: format!("the answer is larger than {MAX_BODY_BYTES} bytes"),
-        });
+        .map_err(|error| transport_error(provider, idempotency, error))?
+    {
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ProviderError::UnexpectedResponse {
+                provider,
+                reason: format!("the answer is larger than {MAX_BODY_BYTES} bytes"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -221,3 +221,22 @@ async fn a_payload_of_the_wrong_shape_is_invalid_input_naming_the_field() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_buffered() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(5 * 1024 * 1024)))
+        .mount(&server)
+        .await;
+    let error = registry_for(&server)
+        .await
+        .verify(ProviderKind::Stripe, &stripe_payload(STRIPE_TEST_KEY))
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(error, ProviderError::UnexpectedResponse { .. }),
+        "{error}"
+    );
+}
