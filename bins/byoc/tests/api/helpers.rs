@@ -1,0 +1,145 @@
+//! `spawn_app()`: a configured environment for the `byoc` binary (a fresh SQLite file or Postgres database,
+//! a generated master key and JWT secret) and a runner that captures its output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
+use byoc_crypto::MasterKey;
+use secrecy::ExposeSecret;
+
+/// The environment a CLI run gets.
+pub struct CliApp {
+    /// Variables set for every run.
+    pub env: Vec<(String, String)>,
+    /// The working directory of every run (dev mode writes `.byoc-dev/` here).
+    pub workdir: tempfile::TempDir,
+    _postgres: Option<TestPostgres>,
+}
+
+/// What one run printed and how it exited.
+pub struct Run {
+    /// Exit code (None when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A configured environment on a fresh SQLite file.
+pub async fn spawn_app() -> CliApp {
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let database = format!("sqlite://{}", workdir.path().join("byoc.db").display());
+    CliApp::configured(workdir, database, None)
+}
+
+/// A configured environment on a fresh Postgres database (the owner's URL, as `byoc migrate` needs).
+pub async fn spawn_app_postgres() -> CliApp {
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let postgres = fresh_postgres().await;
+    let database = postgres.owner_url().to_owned();
+    CliApp::configured(workdir, database, Some(postgres))
+}
+
+/// An empty environment: dev mode in a fresh working directory.
+pub fn spawn_dev() -> CliApp {
+    CliApp {
+        env: Vec::new(),
+        workdir: tempfile::tempdir().expect("temp dir"),
+        _postgres: None,
+    }
+}
+
+impl CliApp {
+    fn configured(
+        workdir: tempfile::TempDir,
+        database: String,
+        postgres: Option<TestPostgres>,
+    ) -> CliApp {
+        let key = MasterKey::generate().to_hex();
+        CliApp {
+            env: vec![
+                ("DATABASE_URL".to_owned(), database),
+                (
+                    "BYOC_MASTER_KEYS".to_owned(),
+                    format!("1:{}", key.expose_secret()),
+                ),
+                (
+                    "BYOC_JWT_SECRET".to_owned(),
+                    "cli-test-secret-0123456789abcdef0123".to_owned(),
+                ),
+            ],
+            workdir,
+            _postgres: postgres,
+        }
+    }
+
+    /// The working directory.
+    pub fn dir(&self) -> PathBuf {
+        self.workdir.path().to_path_buf()
+    }
+
+    /// Runs `byoc ARGS` with this environment (and only it) and waits for it.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    /// Runs `byoc ARGS` with this environment plus `extra`.
+    pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_byoc"));
+        command
+            .args(args)
+            .current_dir(self.workdir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = command.output().expect("byoc runs");
+        Run {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts success and returns stdout trimmed.
+    pub fn ok(self) -> String {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout.trim().to_owned()
+    }
+
+    /// Asserts a failure with exactly one line on stderr and returns it.
+    pub fn one_line_failure(self) -> String {
+        assert_ne!(
+            self.code,
+            Some(0),
+            "expected a failure; stdout: {}",
+            self.stdout
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect();
+        assert_eq!(lines.len(), 1, "one line on stderr, got: {}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        lines[0].to_owned()
+    }
+}
