@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use url::Url;
 
-use crate::config::{HttpTimeouts, RetryPolicy};
+use crate::config::{HttpTimeouts, ProviderConfig, RetryPolicy};
 use crate::error::ProviderError;
 use crate::kind::ProviderKind;
 
@@ -35,6 +35,26 @@ pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Url {
     url
 }
 
+/// How a client calls its provider: the retry policy and a per-request timeout (applied on top of the
+/// client's own, so a client built without [`build_http_client`] still times out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallPolicy {
+    /// When to retry.
+    pub retry: RetryPolicy,
+    /// Longest time for one attempt.
+    pub timeout: Duration,
+}
+
+impl CallPolicy {
+    /// The policy configured in `config`.
+    pub fn from_config(config: &ProviderConfig) -> Self {
+        CallPolicy {
+            retry: config.retry,
+            timeout: config.timeouts.request,
+        }
+    }
+}
+
 /// Whether repeating a request could make the provider act twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idempotency {
@@ -50,14 +70,15 @@ pub(crate) enum Idempotency {
 /// that survives the retry budget is returned as the response for the caller to map.
 pub(crate) async fn send_with_retry(
     provider: ProviderKind,
-    policy: RetryPolicy,
+    calls: CallPolicy,
     idempotency: Idempotency,
     build: impl Fn() -> RequestBuilder,
 ) -> Result<Response, ProviderError> {
+    let policy = calls.retry;
     let mut attempt: u32 = 1;
     loop {
         let may_retry = attempt < policy.max_attempts.max(1);
-        match build().send().await {
+        match build().timeout(calls.timeout).send().await {
             Ok(response) => {
                 let status = response.status();
                 let retriable = status == StatusCode::TOO_MANY_REQUESTS
@@ -183,12 +204,12 @@ pub(crate) struct ErrorAnswer {
 /// `GET url` with a bearer token (safe to retry); the 2xx body, or the error answer to map.
 pub(crate) async fn get_with_bearer(
     provider: ProviderKind,
-    policy: RetryPolicy,
+    calls: CallPolicy,
     http: &reqwest::Client,
     url: &Url,
     token: &str,
 ) -> Result<Result<String, ErrorAnswer>, ProviderError> {
-    let response = send_with_retry(provider, policy, Idempotency::Safe, || {
+    let response = send_with_retry(provider, calls, Idempotency::Safe, || {
         http.get(url.clone()).bearer_auth(token)
     })
     .await?;

@@ -7,10 +7,10 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{ProviderConfig, RetryPolicy};
+use crate::config::ProviderConfig;
 use crate::credentials::{CredentialPayload, HubSpotCredential};
 use crate::error::{scrub, ProviderError, ProviderRefusal, RefusalReason};
-use crate::http::{self, ErrorAnswer};
+use crate::http::{self, CallPolicy, ErrorAnswer};
 use crate::kind::ProviderKind;
 use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
 
@@ -21,7 +21,7 @@ const PROVIDER: ProviderKind = ProviderKind::HubSpot;
 pub struct HubSpotClient {
     http: reqwest::Client,
     api_base: Url,
-    retry: RetryPolicy,
+    calls: CallPolicy,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +90,7 @@ impl HubSpotClient {
         HubSpotClient {
             http,
             api_base: config.hubspot_api_base.clone(),
-            retry: config.retry,
+            calls: CallPolicy::from_config(config),
         }
     }
 
@@ -101,7 +101,7 @@ impl HubSpotClient {
     ) -> Result<VerificationDetails, ProviderError> {
         let token = credential.access_token.expose_secret();
         let url = http::endpoint(&self.api_base, &["account-info", "v3", "details"]);
-        match http::get_with_bearer(PROVIDER, self.retry, &self.http, &url, token).await? {
+        match http::get_with_bearer(PROVIDER, self.calls, &self.http, &url, token).await? {
             Ok(body) => {
                 let details: AccountDetails = http::parse_json(PROVIDER, &body)?;
                 Ok(VerificationDetails::HubSpot {

@@ -7,10 +7,10 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{ProviderConfig, RetryPolicy};
+use crate::config::ProviderConfig;
 use crate::credentials::{CredentialPayload, StripeCredential};
 use crate::error::{scrub, ProviderError, ProviderRefusal, RefusalReason};
-use crate::http::{self, ErrorAnswer};
+use crate::http::{self, CallPolicy, ErrorAnswer};
 use crate::kind::ProviderKind;
 use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
 
@@ -21,7 +21,7 @@ const PROVIDER: ProviderKind = ProviderKind::Stripe;
 pub struct StripeClient {
     http: reqwest::Client,
     api_base: Url,
-    retry: RetryPolicy,
+    calls: CallPolicy,
 }
 
 #[derive(Deserialize)]
@@ -117,7 +117,7 @@ impl StripeClient {
         StripeClient {
             http,
             api_base: config.stripe_api_base.clone(),
-            retry: config.retry,
+            calls: CallPolicy::from_config(config),
         }
     }
 
@@ -128,7 +128,7 @@ impl StripeClient {
     ) -> Result<VerificationDetails, ProviderError> {
         let key = credential.secret_key.expose_secret();
         let url = http::endpoint(&self.api_base, &["v1", "balance"]);
-        match http::get_with_bearer(PROVIDER, self.retry, &self.http, &url, key).await? {
+        match http::get_with_bearer(PROVIDER, self.calls, &self.http, &url, key).await? {
             Ok(body) => {
                 let balance: Balance = http::parse_json(PROVIDER, &body)?;
                 Ok(VerificationDetails::Stripe {

@@ -20,10 +20,10 @@ use url::Url;
 use crate::calendar::{
     self, Availability, AvailabilityRequest, BusyInterval, CalendarAvailability,
 };
-use crate::config::{BusinessHours, ProviderConfig, RetryPolicy};
+use crate::config::{BusinessHours, ProviderConfig};
 use crate::credentials::{CredentialPayload, GoogleCalendarCredential, PRIMARY_CALENDAR};
 use crate::error::{ProviderError, ProviderRefusal, RefusalReason};
-use crate::http::{self, Idempotency};
+use crate::http::{self, CallPolicy, Idempotency};
 use crate::kind::ProviderKind;
 use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
 use oauth::{Pkce, TokenGrant};
@@ -111,7 +111,7 @@ pub struct GoogleCalendarClient {
     auth_url: Url,
     token_url: Url,
     api_base: Url,
-    retry: RetryPolicy,
+    calls: CallPolicy,
     business_hours: BusinessHours,
     refresh_margin: Duration,
     tokens: Cache<TokenKey, CachedToken>,
@@ -202,7 +202,7 @@ impl GoogleCalendarClient {
             auth_url: config.google_oauth_auth_url.clone(),
             token_url: config.google_oauth_token_url.clone(),
             api_base: config.google_calendar_api_base.clone(),
-            retry: config.retry,
+            calls: CallPolicy::from_config(config),
             business_hours: config.business_hours,
             refresh_margin: config.token_refresh_margin,
             tokens: Cache::builder()
@@ -234,7 +234,7 @@ impl GoogleCalendarClient {
         form: &[(&str, &str)],
         secrets: &[&str],
     ) -> Result<TokenGrant, ProviderError> {
-        let response = http::send_with_retry(PROVIDER, self.retry, Idempotency::Safe, || {
+        let response = http::send_with_retry(PROVIDER, self.calls, Idempotency::Safe, || {
             self.http.post(self.token_url.clone()).form(form)
         })
         .await?;
@@ -367,7 +367,7 @@ impl GoogleCalendarClient {
         let mut refreshed_after_401 = false;
         loop {
             let bearer = Arc::clone(&token.token);
-            let response = http::send_with_retry(PROVIDER, self.retry, Idempotency::Safe, || {
+            let response = http::send_with_retry(PROVIDER, self.calls, Idempotency::Safe, || {
                 build().bearer_auth(bearer.expose_secret())
             })
             .await?;

@@ -11,10 +11,10 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{ProviderConfig, RetryPolicy};
+use crate::config::ProviderConfig;
 use crate::credentials::{CredentialPayload, TwilioCredential};
 use crate::error::{ProviderError, ProviderRefusal, RefusalReason};
-use crate::http::{self, Idempotency};
+use crate::http::{self, CallPolicy, Idempotency};
 use crate::kind::ProviderKind;
 use crate::sms::{OutboundSms, SentSms, SmsSender};
 use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
@@ -28,7 +28,7 @@ pub struct TwilioClient {
     http: reqwest::Client,
     api_base: Url,
     default_status_callback: Option<Url>,
-    retry: RetryPolicy,
+    calls: CallPolicy,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +72,7 @@ impl TwilioClient {
             http,
             api_base: config.twilio_api_base.clone(),
             default_status_callback: config.twilio_status_callback_url(),
-            retry: config.retry,
+            calls: CallPolicy::from_config(config),
         }
     }
 
@@ -102,7 +102,7 @@ impl TwilioClient {
         idempotency: Idempotency,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<String, ProviderError> {
-        let response = http::send_with_retry(PROVIDER, self.retry, idempotency, || {
+        let response = http::send_with_retry(PROVIDER, self.calls, idempotency, || {
             self.authorized(build(), credential)
         })
         .await?;
