@@ -41,6 +41,7 @@ pub use kind::{ProviderKind, UnknownProviderKind};
 pub use sms::MockSmsSender;
 pub use sms::{OutboundSms, SentSms, SmsSender};
 pub use stripe::StripeClient;
+pub use twilio::callback::StatusCallback;
 pub use twilio::signature::{compute_signature, validate_signature, SignatureError};
 pub use twilio::TwilioClient;
 #[cfg(feature = "mock")]

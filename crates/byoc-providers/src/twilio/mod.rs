@@ -2,6 +2,7 @@
 //! and validate status-callback signatures. REST API 2010-04-01 over reqwest, form-encoded, basic auth
 //! `AccountSid:AuthToken`.
 
+pub mod callback;
 mod errors;
 pub mod signature;
 
