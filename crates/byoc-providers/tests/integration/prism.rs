@@ -21,14 +21,17 @@ fn workspace_root() -> PathBuf {
 }
 
 fn prism_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("BYOC_PRISM_BIN") {
-        return PathBuf::from(path);
-    }
-    let path = workspace_root().join("tests/tools/node_modules/.bin/prism");
+    let (path, origin) = match std::env::var_os("BYOC_PRISM_BIN") {
+        Some(path) => (PathBuf::from(path), "BYOC_PRISM_BIN"),
+        None => (
+            workspace_root().join("tests/tools/node_modules/.bin/prism"),
+            "the workspace's test tools",
+        ),
+    };
     assert!(
         path.exists(),
-        "Prism is not installed at {}: run `npm ci --prefix tests/tools` from the workspace root \
-         (or set BYOC_PRISM_BIN)",
+        "Prism is not installed at {} ({origin}): run `npm ci --prefix tests/tools` from the workspace root \
+         (or point BYOC_PRISM_BIN at a prism binary)",
         path.display()
     );
     path
