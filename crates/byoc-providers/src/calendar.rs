@@ -6,7 +6,8 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{
-    DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc,
+    DateTime, Datelike, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone,
+    Utc,
 };
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -38,6 +39,12 @@ impl AvailabilityRequest {
         duration_minutes: u32,
         time_zone: Option<Tz>,
     ) -> Result<Self, InvalidField> {
+        if !(1970..=9999).contains(&date.year()) {
+            return Err(InvalidField::new(
+                "date",
+                "must be in the years 1970 to 9999",
+            ));
+        }
         if !(MIN_SLOT_MINUTES..=MAX_SLOT_MINUTES).contains(&duration_minutes) {
             return Err(InvalidField::new(
                 "duration",
@@ -449,6 +456,14 @@ mod tests {
                 .field,
             "date"
         );
+        for far in ["+99999-01-01", "0001-01-01"] {
+            assert_eq!(
+                AvailabilityRequest::parse(far, "30", None)
+                    .expect_err(far)
+                    .field,
+                "date"
+            );
+        }
         assert_eq!(
             AvailabilityRequest::parse("2026-03-08", "thirty", None)
                 .expect_err("duration")
