@@ -154,6 +154,15 @@ impl ApiError {
         )
     }
 
+    /// 424: the provider could not be asked (outage, timeout, unreadable answer); nothing was recorded.
+    pub fn provider_unavailable(reason: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FAILED_DEPENDENCY,
+            "provider_unavailable",
+            format!("the provider could not be reached: {reason}"),
+        )
+    }
+
     /// 429 with `Retry-After`.
     pub fn rate_limited(retry_after: Duration) -> ApiError {
         let mut error = ApiError::new(

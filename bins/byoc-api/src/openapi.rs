@@ -13,6 +13,10 @@ use crate::error::{ErrorBody, ErrorDetail};
     info(title = "byoc", description = "Bring your own credentials: per-organization provider credentials, encrypted, verified and audited."),
     paths(
         crate::routes::credentials::list_credentials,
+        crate::routes::credentials::add_twilio,
+        crate::routes::credentials::add_google_calendar,
+        crate::routes::credentials::verify_credential,
+        crate::routes::credentials::delete_credential,
         crate::routes::audit::list_audit,
         crate::routes::health::healthz,
         crate::routes::health::readyz,

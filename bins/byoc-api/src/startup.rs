@@ -10,11 +10,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use byoc_credential_store::{CredentialRepository, StoreError};
 use byoc_crypto::Keyring;
+use byoc_providers::{ProviderClients, VerifierRegistry};
 use secrecy::SecretString;
 use url::Url;
 
 use crate::auth::{mint_token, TokenVerifier};
 use crate::config::{AuthConfig, Config, ConfigError, Deployment, DEV_DIR};
+use crate::credentials::CredentialManager;
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
 use crate::error::{json_error, path_error, query_error, ApiError};
 use crate::metrics::{track_requests, Metrics};
@@ -79,6 +81,8 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     /// Token settings (in dev mode with the generated JWT secret).
     pub auth: AuthConfig,
+    /// The providers' verifiers (tests may replace them with mocks).
+    pub verifiers: VerifierRegistry,
     /// Dev mode's set-up, when in dev mode.
     pub dev: Option<DevSession>,
 }
@@ -86,6 +90,9 @@ pub struct Services {
 impl Services {
     /// Opens the store (in dev mode: prepares `./.byoc-dev/` and seeds the demo organization).
     pub async fn open(config: &Config) -> Result<Services, StartupError> {
+        let verifiers = ProviderClients::new(&config.providers)
+            .map_err(|error| StartupError::Setup(format!("provider clients: {error}")))?
+            .verifier_registry();
         match &config.deployment {
             Deployment::Dev => {
                 let files = DevFiles::prepare(std::path::Path::new(DEV_DIR))?;
@@ -104,6 +111,7 @@ impl Services {
                         jwt_secret: Some(jwt_secret.clone()),
                         jwks_url: config.auth.jwks_url.clone(),
                     },
+                    verifiers,
                     dev: Some(DevSession {
                         dir: files.dir,
                         seed,
@@ -115,6 +123,7 @@ impl Services {
                 repository: byoc_credential_store::connect(database.expose()).await?,
                 keyring: Arc::clone(keyring),
                 auth: config.auth.clone(),
+                verifiers,
                 dev: None,
             }),
         }
@@ -156,6 +165,12 @@ impl Application {
         let metrics =
             Metrics::new().map_err(|error| StartupError::Setup(format!("metrics: {error}")))?;
         let state = web::Data::new(AppState {
+            credentials: CredentialManager::new(
+                Arc::clone(&services.repository),
+                Arc::clone(&services.keyring),
+                services.verifiers,
+                metrics.clone(),
+            ),
             repository: services.repository,
             keyring: services.keyring,
             tokens: TokenVerifier::new(&services.auth, http),

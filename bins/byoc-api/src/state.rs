@@ -6,6 +6,7 @@ use byoc_credential_store::CredentialRepository;
 use byoc_crypto::Keyring;
 
 use crate::auth::TokenVerifier;
+use crate::credentials::CredentialManager;
 use crate::error::ApiError;
 
 /// Shared, cheaply clonable application state (held in `web::Data`).
@@ -16,6 +17,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Bearer-token verification.
     pub tokens: TokenVerifier,
+    /// Credential management (encrypt, store, verify, deactivate, purge, audit).
+    pub credentials: CredentialManager,
 }
 
 impl AppState {

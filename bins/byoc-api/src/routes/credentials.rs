@@ -1,10 +1,20 @@
 //! `/api/organization/credentials…`: list, add, verify, deactivate and purge an organization's credentials.
+//!
+//! Role rules (the contract's table): every member lists; admins and owners add, verify and deactivate;
+//! only owners purge. Another organization's credential answers 404 exactly like a missing one.
 
-use actix_web::{get, web};
+use actix_web::http::StatusCode;
+use actix_web::{delete, get, post, web, HttpResponse};
+use byoc_credential_store::CredentialId;
+use uuid::Uuid;
 
 use crate::caller::{Caller, Permission};
-use crate::dto::CredentialRow;
+use crate::dto::{
+    AddGoogleCalendarRequest, AddTwilioRequest, CredentialRow, DeleteQuery, DeleteResponse,
+    VerifyResponse,
+};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
 use crate::state::AppState;
 
 /// Lists the organization's credentials (metadata only, newest first; never a secret). Every member.
@@ -30,4 +40,143 @@ pub async fn list_credentials(
     Ok(web::Json(
         credentials.into_iter().map(CredentialRow::from).collect(),
     ))
+}
+
+/// Stores a Twilio credential, encrypted, as `pending`. Admins and owners.
+#[utoipa::path(
+    post,
+    path = "/api/organization/credentials/twilio",
+    tag = "credentials",
+    request_body = AddTwilioRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored; verify it next", body = CredentialRow),
+        (status = 400, description = "Malformed JSON, wrong type, unknown or missing field", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Not a member, or a member without the admin role", body = ErrorBody),
+        (status = 409, description = "A Twilio credential with this display name exists", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in the message)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[post("/api/organization/credentials/twilio")]
+pub async fn add_twilio(
+    caller: Caller,
+    body: ApiJson<AddTwilioRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::Manage)?;
+    let (credential, display_name) = body.0.into_parts()?;
+    let metadata = state
+        .credentials
+        .add(&caller.tenant, &credential, display_name)
+        .await?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(CredentialRow::from(metadata)))
+}
+
+/// Stores a Google Calendar credential (OAuth client and refresh token), encrypted, as `pending`. Admins and
+/// owners.
+#[utoipa::path(
+    post,
+    path = "/api/organization/credentials/google_calendar",
+    tag = "credentials",
+    request_body = AddGoogleCalendarRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored; verify it next", body = CredentialRow),
+        (status = 400, description = "Malformed JSON, wrong type, unknown or missing field", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Not a member, or a member without the admin role", body = ErrorBody),
+        (status = 409, description = "A Google Calendar credential with this display name exists", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in the message)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[post("/api/organization/credentials/google_calendar")]
+pub async fn add_google_calendar(
+    caller: Caller,
+    body: ApiJson<AddGoogleCalendarRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::Manage)?;
+    let (credential, display_name) = body.0.into_parts()?;
+    let metadata = state
+        .credentials
+        .add(&caller.tenant, &credential, display_name)
+        .await?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(CredentialRow::from(metadata)))
+}
+
+/// Verifies a credential with its provider and records the outcome. Admins and owners.
+#[utoipa::path(
+    post,
+    path = "/api/organization/credentials/{id}/verify",
+    tag = "credentials",
+    params(("id" = Uuid, Path, description = "The credential id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The provider's verdict (recorded on the credential)", body = VerifyResponse),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Not a member, or a member without the admin role", body = ErrorBody),
+        (status = 404, description = "No such credential in this organization", body = ErrorBody),
+        (status = 424, description = "The provider could not be reached; nothing recorded", body = ErrorBody),
+        (status = 429, description = "The provider rate limited the check", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[post("/api/organization/credentials/{id}/verify")]
+pub async fn verify_credential(
+    caller: Caller,
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<VerifyResponse>, ApiError> {
+    caller.require(Permission::Manage)?;
+    let verification = state
+        .credentials
+        .verify(&caller.tenant, CredentialId::from_uuid(id.into_inner()))
+        .await?;
+    Ok(web::Json(VerifyResponse {
+        verified: verification.verified,
+        verification_status: verification.metadata.verification_status.into(),
+        verification_error: verification.metadata.verification_error,
+    }))
+}
+
+/// Deactivates a credential (admins and owners), or with `?purge=true` deletes it and its ciphertext for good
+/// (owners only; its audit entries stay).
+#[utoipa::path(
+    delete,
+    path = "/api/organization/credentials/{id}",
+    tag = "credentials",
+    params(("id" = Uuid, Path, description = "The credential id"), DeleteQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deactivated (or purged)", body = DeleteResponse),
+        (status = 400, description = "Unreadable query string", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Role does not allow this (purge needs owner)", body = ErrorBody),
+        (status = 404, description = "No such credential in this organization", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[delete("/api/organization/credentials/{id}")]
+pub async fn delete_credential(
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<DeleteQuery>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<DeleteResponse>, ApiError> {
+    let id = CredentialId::from_uuid(id.into_inner());
+    if query.purge {
+        caller.require(Permission::Purge)?;
+        state.credentials.purge(&caller.tenant, id).await?;
+    } else {
+        caller.require(Permission::Manage)?;
+        state.credentials.deactivate(&caller.tenant, id).await?;
+    }
+    Ok(web::Json(DeleteResponse { success: true }))
 }

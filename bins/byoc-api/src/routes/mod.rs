@@ -10,6 +10,10 @@ use actix_web::web;
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(credentials::list_credentials)
+        .service(credentials::add_twilio)
+        .service(credentials::add_google_calendar)
+        .service(credentials::verify_credential)
+        .service(credentials::delete_credential)
         .service(audit::list_audit)
         .service(health::healthz)
         .service(health::readyz)

@@ -15,6 +15,8 @@ use byoc_credential_store::{
 use byoc_crypto::MasterKey;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Which store the app under test uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +29,43 @@ pub enum Store {
 
 /// Both stores, for tests that run against each.
 pub const STORES: [Store; 2] = [Store::Sqlite, Store::Postgres];
+
+/// A well-formed Twilio account SID of the fake Twilio's active account.
+pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+/// A SID the fake Twilio refuses (20003).
+pub const TWILIO_BAD_SID: &str = "ACffffffffffffffffffffffffffffffff";
+/// The auth token every test credential uses (a secret that must never leave the service).
+pub const TWILIO_AUTH_TOKEN: &str = "tw-secret-0f9e8d7c6b5a4f3e2d1c";
+/// The sending number the fake Twilio account owns.
+pub const TWILIO_PHONE: &str = "+14155550123";
+
+/// A fake Twilio: an active account with an SMS-capable number for [`TWILIO_SID`], a 401 for
+/// [`TWILIO_BAD_SID`].
+pub async fn fake_twilio() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "sid": TWILIO_SID, "status": "active", "friendly_name": "Test", "type": "Full"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "incoming_phone_numbers": [{"phone_number": TWILIO_PHONE, "capabilities": {"sms": true}}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_BAD_SID}.json")))
+        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+            "code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401
+        })))
+        .mount(&server)
+        .await;
+    server
+}
 
 /// Everything the service logged while the tests ran (debug level).
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -80,6 +119,8 @@ pub struct TestApp {
     pub repository: Arc<dyn CredentialRepository>,
     /// The HS256 secret tokens are signed with.
     pub jwt_secret: SecretString,
+    /// The master key (hex), to search logs and the database for key material.
+    pub master_key_hex: SecretString,
     database: Option<DatabaseGuard>,
 }
 
@@ -102,7 +143,6 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the app on `store` with extra environment values.
 pub async fn spawn_app_with(store: Store, extra: &[(&str, String)]) -> TestApp {
-    capture_logs();
     let (database_url, guard) = match store {
         Store::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -126,6 +166,62 @@ pub async fn spawn_app_with(store: Store, extra: &[(&str, String)]) -> TestApp {
             )
         }
     };
+    spawn(database_url, guard, extra).await
+}
+
+/// Spawns the app on a fresh Postgres database reached through a TCP proxy the test can cut.
+pub async fn spawn_app_behind_proxy() -> (TestApp, DatabaseProxy) {
+    let database = fresh_postgres().await;
+    let mut url = url::Url::parse(database.owner_url()).expect("owner URL");
+    let upstream = format!(
+        "{}:{}",
+        url.host_str().expect("host"),
+        url.port().unwrap_or(5432)
+    );
+    let proxy = DatabaseProxy::start(upstream).await;
+    url.set_port(Some(proxy.port)).expect("set port");
+    let guard = DatabaseGuard {
+        _sqlite_dir: None,
+        _postgres: Some(database),
+    };
+    (spawn(url.to_string(), guard, &[]).await, proxy)
+}
+
+/// A TCP proxy in front of Postgres; [`DatabaseProxy::cut`] closes every connection and stops listening.
+pub struct DatabaseProxy {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DatabaseProxy {
+    async fn start(upstream: String) -> DatabaseProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        DatabaseProxy { port, task }
+    }
+
+    /// The database becomes unreachable: open connections close, new ones are refused.
+    pub async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+async fn spawn(database_url: String, guard: DatabaseGuard, extra: &[(&str, String)]) -> TestApp {
+    capture_logs();
     let master_key_hex = MasterKey::generate().to_hex();
     let jwt_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4().simple()));
     let mut values: Vec<(String, String)> = vec![
@@ -167,6 +263,7 @@ pub async fn spawn_app_with(store: Store, extra: &[(&str, String)]) -> TestApp {
             .expect("client"),
         repository,
         jwt_secret,
+        master_key_hex,
         database: Some(guard),
     }
 }
@@ -223,6 +320,96 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// A POST of JSON with a bearer token.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A DELETE with a bearer token.
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Adds a Twilio credential as `token`'s user and returns the created row.
+    pub async fn add_twilio(
+        &self,
+        token: &str,
+        account_sid: &str,
+        display_name: &str,
+    ) -> serde_json::Value {
+        let response = self
+            .post_json(
+                "/api/organization/credentials/twilio",
+                token,
+                &serde_json::json!({
+                    "accountSid": account_sid,
+                    "authToken": TWILIO_AUTH_TOKEN,
+                    "phoneNumber": TWILIO_PHONE,
+                    "displayName": display_name,
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "add twilio");
+        response.json().await.expect("row")
+    }
+
+    /// Every row of every table as text, with `encrypted_data` left out (Postgres), or the whole database
+    /// file including its WAL (SQLite).
+    pub async fn database_text(&self) -> String {
+        if let Some(postgres) = &self
+            .database
+            .as_ref()
+            .and_then(|guard| guard._postgres.as_ref())
+        {
+            let pool = postgres.owner_pool(1).await;
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("list tables");
+            let mut text = String::new();
+            for table in tables {
+                let rows: Vec<String> = sqlx::query_scalar(&format!(
+                    "SELECT (to_jsonb(t) - 'encrypted_data')::text FROM \"{table}\" t"
+                ))
+                .fetch_all(&pool)
+                .await
+                .expect("dump table");
+                text.push_str(&rows.join("\n"));
+            }
+            pool.close().await;
+            text
+        } else {
+            let dir = self
+                .database
+                .as_ref()
+                .and_then(|guard| guard._sqlite_dir.as_ref())
+                .expect("a SQLite app has its folder");
+            let mut bytes = Vec::new();
+            for entry in std::fs::read_dir(dir.path()).expect("list folder") {
+                bytes.extend(std::fs::read(entry.expect("entry").path()).unwrap_or_default());
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
     }
 
     /// Drops the test database now (Postgres: `DROP DATABASE … WITH (FORCE)`), leaving the app running.

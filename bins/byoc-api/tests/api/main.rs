@@ -1,5 +1,8 @@
 //! Integration tests of byoc-api: the real application on port 0 against SQLite and Postgres.
 
 mod auth;
+mod credentials;
+mod errors;
 mod health;
 mod helpers;
+mod secrets;

@@ -1,0 +1,466 @@
+//! The credential endpoints: success paths on both stores, the role table, other organizations' ids, and
+//! the verification outcomes recorded from a fake Twilio.
+
+use byoc_credential_store::Role;
+
+use crate::helpers::{
+    error_code, fake_twilio, spawn_app_with, Store, TestApp, TestOrg, STORES, TWILIO_BAD_SID,
+    TWILIO_SID,
+};
+
+const LIST: &str = "/api/organization/credentials";
+const AUDIT: &str = "/api/organization/audit";
+
+async fn app_with_fake_twilio(store: Store) -> (TestApp, wiremock::MockServer) {
+    let twilio = fake_twilio().await;
+    let app = spawn_app_with(store, &[("TWILIO_API_BASE", twilio.uri())]).await;
+    (app, twilio)
+}
+
+#[tokio::test]
+async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
+    for store in STORES {
+        let (app, _twilio) = app_with_fake_twilio(store).await;
+        let org = app.create_org("Flow Clinic").await;
+        let owner = app.token(org.id, org.owner);
+        let admin = app.token(org.id, org.admin);
+
+        let row = app.add_twilio(&admin, TWILIO_SID, "Front desk").await;
+        let keys: Vec<&str> = row
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for key in [
+            "id",
+            "credential_type",
+            "display_name",
+            "is_active",
+            "verification_status",
+            "last_verified_at",
+            "verification_error",
+            "created_at",
+            "created_by",
+            "encryption_key_version",
+        ] {
+            assert!(keys.contains(&key), "{store:?}: row has {key}: {row}");
+        }
+        assert_eq!(row["credential_type"], "twilio");
+        assert_eq!(row["display_name"], "Front desk");
+        assert_eq!(row["is_active"], true);
+        assert_eq!(row["verification_status"], "pending");
+        assert_eq!(row["created_by"], org.admin.as_uuid().to_string());
+        assert_eq!(row["encryption_key_version"], 1);
+        assert!(
+            row["public_hint"]
+                .as_str()
+                .is_some_and(|hint| hint.contains("cdef")),
+            "{row}"
+        );
+        let id = row["id"].as_str().expect("id").to_owned();
+
+        let google = app
+            .post_json(
+                "/api/organization/credentials/google_calendar",
+                &owner,
+                &serde_json::json!({
+                    "clientId": "client-1.apps.googleusercontent.com",
+                    "clientSecret": "google-client-secret-xyz",
+                    "refreshToken": "1//google-refresh-token-xyz",
+                    "calendarId": "clinic@example.com",
+                    "displayName": "Clinic calendar",
+                }),
+            )
+            .await;
+        assert_eq!(google.status(), 201, "{store:?}");
+        let google: serde_json::Value = google.json().await.expect("row");
+        assert_eq!(google["credential_type"], "google_calendar");
+        assert_eq!(google["verification_status"], "pending");
+
+        let list: serde_json::Value = app
+            .get(LIST, &app.token(org.id, org.member))
+            .await
+            .json()
+            .await
+            .expect("list");
+        assert_eq!(list.as_array().map(Vec::len), Some(2), "{store:?}: {list}");
+
+        let verify = app
+            .post_json(
+                &format!("{LIST}/{id}/verify"),
+                &admin,
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(verify.status(), 200, "{store:?}");
+        let verify: serde_json::Value = verify.json().await.expect("json");
+        assert_eq!(
+            verify,
+            serde_json::json!({"verified": true, "verification_status": "verified", "verification_error": null})
+        );
+        let listed = find(
+            &app.get(LIST, &owner)
+                .await
+                .json::<serde_json::Value>()
+                .await
+                .expect("list"),
+            &id,
+        );
+        assert_eq!(listed["verification_status"], "verified");
+        assert!(listed["last_verified_at"].is_string());
+
+        let deactivate = app.delete(&format!("{LIST}/{id}"), &admin).await;
+        assert_eq!(deactivate.status(), 200);
+        assert_eq!(
+            deactivate.json::<serde_json::Value>().await.expect("json"),
+            serde_json::json!({"success": true})
+        );
+        let listed = find(
+            &app.get(LIST, &owner)
+                .await
+                .json::<serde_json::Value>()
+                .await
+                .expect("list"),
+            &id,
+        );
+        assert_eq!(listed["is_active"], false);
+
+        let purge = app.delete(&format!("{LIST}/{id}?purge=true"), &owner).await;
+        assert_eq!(purge.status(), 200);
+        assert_eq!(
+            purge.json::<serde_json::Value>().await.expect("json"),
+            serde_json::json!({"success": true})
+        );
+        let list: serde_json::Value = app.get(LIST, &owner).await.json().await.expect("list");
+        assert!(
+            list.as_array()
+                .expect("array")
+                .iter()
+                .all(|row| row["id"] != id.as_str()),
+            "purged"
+        );
+
+        let audit: serde_json::Value = app
+            .get(AUDIT, &app.token(org.id, org.member))
+            .await
+            .json()
+            .await
+            .expect("audit");
+        let actions: Vec<&str> = audit
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|entry| entry["credential_id"] == id.as_str())
+            .map(|entry| entry["action"].as_str().expect("action"))
+            .collect();
+        assert_eq!(
+            actions,
+            ["purged", "deactivated", "verified", "created"],
+            "{store:?}: newest first"
+        );
+        let first = &audit[0];
+        for key in [
+            "id",
+            "at",
+            "actor",
+            "action",
+            "credential_id",
+            "credential_type",
+            "detail",
+        ] {
+            assert!(first.get(key).is_some(), "audit entry has {key}: {first}");
+        }
+        assert_eq!(first["actor"], format!("user:{}", org.owner.as_uuid()));
+
+        let page_one: serde_json::Value = app
+            .get(&format!("{AUDIT}?limit=2"), &owner)
+            .await
+            .json()
+            .await
+            .expect("page");
+        assert_eq!(page_one.as_array().map(Vec::len), Some(2));
+        let cursor = page_one[1]["id"].as_i64().expect("id");
+        let page_two: serde_json::Value = app
+            .get(&format!("{AUDIT}?limit=2&before={cursor}"), &owner)
+            .await
+            .json()
+            .await
+            .expect("page");
+        let page_two_ids: Vec<i64> = page_two
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|e| e["id"].as_i64())
+            .collect();
+        assert!(
+            !page_two_ids.is_empty() && page_two_ids.iter().all(|entry| *entry < cursor),
+            "{page_two}"
+        );
+    }
+}
+
+fn find(list: &serde_json::Value, id: &str) -> serde_json::Value {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|row| row["id"] == id)
+        .cloned()
+        .expect("the credential is listed")
+}
+
+#[tokio::test]
+async fn a_refused_credential_is_recorded_as_failed() {
+    let (app, _twilio) = app_with_fake_twilio(Store::Sqlite).await;
+    let org = app.create_org("Refused").await;
+    let admin = app.token(org.id, org.admin);
+    let id = app.add_twilio(&admin, TWILIO_BAD_SID, "Wrong token").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let response = app
+        .post_json(
+            &format!("{LIST}/{id}/verify"),
+            &admin,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["verified"], false);
+    assert_eq!(body["verification_status"], "failed");
+    let error = body["verification_error"].as_str().expect("a reason");
+    assert!(error.contains("20003"), "{error}");
+    let audit: serde_json::Value = app.get(AUDIT, &admin).await.json().await.expect("audit");
+    assert_eq!(audit[0]["action"], "verification_failed");
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_answers_424_and_records_nothing() {
+    let app = spawn_app_with(
+        Store::Sqlite,
+        &[("TWILIO_API_BASE", "http://127.0.0.1:9".to_owned())],
+    )
+    .await;
+    let org = app.create_org("Offline").await;
+    let admin = app.token(org.id, org.admin);
+    let id = app.add_twilio(&admin, TWILIO_SID, "Offline").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let response = app
+        .post_json(
+            &format!("{LIST}/{id}/verify"),
+            &admin,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 424);
+    assert_eq!(error_code(response).await, "provider_unavailable");
+    let listed = find(
+        &app.get(LIST, &admin)
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .expect("list"),
+        &id,
+    );
+    assert_eq!(listed["verification_status"], "pending");
+}
+
+/// Every endpoint, as each role: the status the contract's role table gives.
+#[tokio::test]
+async fn role_table_for_every_endpoint() {
+    for store in STORES {
+        let (app, _twilio) = app_with_fake_twilio(store).await;
+        let org = app.create_org("Roles").await;
+        for (role, can_manage, can_purge) in [
+            (Role::Member, false, false),
+            (Role::Admin, true, false),
+            (Role::Owner, true, true),
+        ] {
+            let token = app.token(org.id, org.user(role));
+            let setup = app
+                .add_twilio(
+                    &app.token(org.id, org.owner),
+                    TWILIO_SID,
+                    &format!("for {role}"),
+                )
+                .await;
+            let id = setup["id"].as_str().expect("id").to_owned();
+            let expect = |allowed: bool, success: u16| if allowed { success } else { 403 };
+
+            assert_eq!(
+                app.get(LIST, &token).await.status(),
+                200,
+                "{store:?} {role} list"
+            );
+            assert_eq!(
+                app.get(AUDIT, &token).await.status(),
+                200,
+                "{store:?} {role} audit"
+            );
+            let added = app
+                .post_json(
+                    "/api/organization/credentials/twilio",
+                    &token,
+                    &twilio_body(&format!("added by {role}")),
+                )
+                .await;
+            assert_eq!(
+                added.status(),
+                expect(can_manage, 201),
+                "{store:?} {role} add twilio"
+            );
+            let added = app
+                .post_json(
+                    "/api/organization/credentials/google_calendar",
+                    &token,
+                    &google_body(&format!("added by {role}")),
+                )
+                .await;
+            assert_eq!(
+                added.status(),
+                expect(can_manage, 201),
+                "{store:?} {role} add google"
+            );
+            let verified = app
+                .post_json(
+                    &format!("{LIST}/{id}/verify"),
+                    &token,
+                    &serde_json::json!({}),
+                )
+                .await;
+            assert_eq!(
+                verified.status(),
+                expect(can_manage, 200),
+                "{store:?} {role} verify"
+            );
+            let purged = app.delete(&format!("{LIST}/{id}?purge=true"), &token).await;
+            assert_eq!(
+                purged.status(),
+                expect(can_purge, 200),
+                "{store:?} {role} purge"
+            );
+            if !can_purge {
+                assert_eq!(error_code(purged).await, "insufficient_role");
+                let deactivated = app.delete(&format!("{LIST}/{id}"), &token).await;
+                assert_eq!(
+                    deactivated.status(),
+                    expect(can_manage, 200),
+                    "{store:?} {role} deactivate"
+                );
+            }
+        }
+    }
+}
+
+fn twilio_body(display_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "accountSid": TWILIO_SID,
+        "authToken": crate::helpers::TWILIO_AUTH_TOKEN,
+        "phoneNumber": crate::helpers::TWILIO_PHONE,
+        "displayName": display_name,
+    })
+}
+
+fn google_body(display_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "clientId": "client.apps.googleusercontent.com",
+        "clientSecret": "google-secret",
+        "refreshToken": "1//refresh",
+        "displayName": display_name,
+    })
+}
+
+/// Another organization's credential is answered exactly like a missing one, for every verb, and stays as
+/// it was.
+#[tokio::test]
+async fn other_organizations_ids_are_not_found_and_unchanged() {
+    for store in STORES {
+        let (app, _twilio) = app_with_fake_twilio(store).await;
+        let victim: TestOrg = app.create_org("Victim").await;
+        let attacker: TestOrg = app.create_org("Attacker").await;
+        let victim_owner = app.token(victim.id, victim.owner);
+        let id = app.add_twilio(&victim_owner, TWILIO_SID, "Victim's").await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let missing = uuid::Uuid::new_v4();
+        let attacker_owner = app.token(attacker.id, attacker.owner);
+        for target in [id.clone(), missing.to_string()] {
+            let verify = app
+                .post_json(
+                    &format!("{LIST}/{target}/verify"),
+                    &attacker_owner,
+                    &serde_json::json!({}),
+                )
+                .await;
+            assert_eq!(verify.status(), 404, "{store:?} verify");
+            let verify_body: serde_json::Value = verify.json().await.expect("json");
+            let deactivate = app
+                .delete(&format!("{LIST}/{target}"), &attacker_owner)
+                .await;
+            assert_eq!(deactivate.status(), 404, "{store:?} deactivate");
+            let deactivate_body: serde_json::Value = deactivate.json().await.expect("json");
+            let purge = app
+                .delete(&format!("{LIST}/{target}?purge=true"), &attacker_owner)
+                .await;
+            assert_eq!(purge.status(), 404, "{store:?} purge");
+            let purge_body: serde_json::Value = purge.json().await.expect("json");
+            if target == id {
+                let missing_verify: serde_json::Value = app
+                    .post_json(
+                        &format!("{LIST}/{missing}/verify"),
+                        &attacker_owner,
+                        &serde_json::json!({}),
+                    )
+                    .await
+                    .json()
+                    .await
+                    .expect("json");
+                assert_eq!(
+                    verify_body, missing_verify,
+                    "indistinguishable from a missing id"
+                );
+                assert_eq!(deactivate_body, purge_body);
+            }
+        }
+        let attacker_list: serde_json::Value = app
+            .get(LIST, &attacker_owner)
+            .await
+            .json()
+            .await
+            .expect("list");
+        assert_eq!(attacker_list, serde_json::json!([]));
+        let attacker_audit: serde_json::Value = app
+            .get(AUDIT, &attacker_owner)
+            .await
+            .json()
+            .await
+            .expect("audit");
+        assert_eq!(attacker_audit, serde_json::json!([]));
+
+        let row = find(
+            &app.get(LIST, &victim_owner)
+                .await
+                .json::<serde_json::Value>()
+                .await
+                .expect("list"),
+            &id,
+        );
+        assert_eq!(row["is_active"], true, "{store:?}");
+        assert_eq!(row["verification_status"], "pending", "{store:?}");
+        let audit: serde_json::Value = app
+            .get(AUDIT, &victim_owner)
+            .await
+            .json()
+            .await
+            .expect("audit");
+        assert_eq!(
+            audit.as_array().map(Vec::len),
+            Some(1),
+            "{store:?}: only the creation: {audit}"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Every error status of the contract, each with the JSON error body: 400, 404, 409, 413, 415, 422, 503.
+
+use crate::helpers::{
+    error_code, spawn_app, spawn_app_behind_proxy, TWILIO_AUTH_TOKEN, TWILIO_PHONE, TWILIO_SID,
+};
+
+const TWILIO: &str = "/api/organization/credentials/twilio";
+
+fn body(overrides: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "accountSid": TWILIO_SID,
+        "authToken": TWILIO_AUTH_TOKEN,
+        "phoneNumber": TWILIO_PHONE,
+        "displayName": "Main",
+    });
+    for (key, value) in overrides {
+        if value.is_null() {
+            body.as_object_mut().expect("object").remove(*key);
+        } else {
+            body[*key] = value.clone();
+        }
+    }
+    body
+}
+
+#[tokio::test]
+async fn malformed_and_wrongly_shaped_bodies_get_400() {
+    let app = spawn_app().await;
+    let org = app.create_org("Errors").await;
+    let token = app.token(org.id, org.admin);
+
+    let response = app
+        .client
+        .post(app.url(TWILIO))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"accountSid\": ")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    assert_eq!(error_code(response).await, "malformed_request");
+
+    let cases = [
+        (
+            "wrong type",
+            body(&[("authToken", serde_json::json!(123456789))]),
+            "authToken",
+        ),
+        (
+            "unknown field",
+            body(&[("role", serde_json::json!("owner"))]),
+            "role",
+        ),
+        (
+            "missing field",
+            body(&[("phoneNumber", serde_json::Value::Null)]),
+            "phoneNumber",
+        ),
+    ];
+    for (name, request, field) in cases {
+        let response = app.post_json(TWILIO, &token, &request).await;
+        assert_eq!(response.status(), 400, "{name}");
+        let error: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(error["error"]["code"], "invalid_body", "{name}");
+        let message = error["error"]["message"].as_str().expect("message");
+        assert!(message.contains(field), "{name}: {message}");
+        assert!(
+            !message.contains("123456789"),
+            "the value is never echoed: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_and_non_json_bodies_get_413_and_415() {
+    let app = spawn_app().await;
+    let org = app.create_org("Limits").await;
+    let token = app.token(org.id, org.admin);
+    let huge = body(&[("displayName", serde_json::json!("x".repeat(20 * 1024)))]);
+    let response = app.post_json(TWILIO, &token, &huge).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(error_code(response).await, "payload_too_large");
+
+    let response = app
+        .client
+        .post(app.url(TWILIO))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body(body(&[]).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 415);
+    assert_eq!(error_code(response).await, "unsupported_media_type");
+}
+
+#[tokio::test]
+async fn invalid_fields_get_422_naming_the_field() {
+    let app = spawn_app().await;
+    let org = app.create_org("Validation").await;
+    let token = app.token(org.id, org.admin);
+    let cases = [
+        (
+            "accountSid",
+            body(&[("accountSid", serde_json::json!("AC123"))]),
+        ),
+        (
+            "phoneNumber",
+            body(&[("phoneNumber", serde_json::json!("555-0123"))]),
+        ),
+        ("authToken", body(&[("authToken", serde_json::json!(""))])),
+        (
+            "displayName",
+            body(&[("displayName", serde_json::json!("   "))]),
+        ),
+    ];
+    for (field, request) in cases {
+        let response = app.post_json(TWILIO, &token, &request).await;
+        assert_eq!(response.status(), 422, "{field}");
+        let error: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(error["error"]["code"], "invalid_field");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(field)),
+            "{field}: {error}"
+        );
+    }
+    let response = app
+        .post_json(
+            "/api/organization/credentials/google_calendar",
+            &token,
+            &serde_json::json!({"clientId": "c", "clientSecret": "s", "refreshToken": "r",
+                                "redirectUrl": "ftp://nope", "displayName": "G"}),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.expect("text").contains("redirectUrl"));
+}
+
+#[tokio::test]
+async fn duplicate_display_name_gets_409() {
+    let app = spawn_app().await;
+    let org = app.create_org("Duplicates").await;
+    let token = app.token(org.id, org.admin);
+    app.add_twilio(&token, TWILIO_SID, "Same name").await;
+    let response = app
+        .post_json(
+            TWILIO,
+            &token,
+            &body(&[("displayName", serde_json::json!("Same name"))]),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(error_code(response).await, "duplicate_display_name");
+}
+
+#[tokio::test]
+async fn bad_ids_and_query_strings_get_404_400_and_422() {
+    let app = spawn_app().await;
+    let org = app.create_org("Queries").await;
+    let owner = app.token(org.id, org.owner);
+    let response = app
+        .delete("/api/organization/credentials/not-a-uuid", &owner)
+        .await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(error_code(response).await, "not_found");
+    let response = app
+        .post_json(
+            "/api/organization/credentials/not-a-uuid/verify",
+            &owner,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+
+    let id = uuid::Uuid::new_v4();
+    for path in [
+        format!("/api/organization/credentials/{id}?purge=maybe"),
+        format!("/api/organization/credentials/{id}?force=true"),
+    ] {
+        let response = app.delete(&path, &owner).await;
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(error_code(response).await, "invalid_body");
+    }
+    let response = app.get("/api/organization/audit?limit=abc", &owner).await;
+    assert_eq!(response.status(), 400);
+    for path in [
+        "/api/organization/audit?limit=0",
+        "/api/organization/audit?limit=201",
+        "/api/organization/audit?before=0",
+    ] {
+        let response = app.get(path, &owner).await;
+        assert_eq!(response.status(), 422, "{path}");
+        assert_eq!(error_code(response).await, "invalid_field");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_gets_503() {
+    let (app, proxy) = spawn_app_behind_proxy().await;
+    let org = app.create_org("Outage").await;
+    let owner = app.token(org.id, org.owner);
+    assert_eq!(
+        app.get("/api/organization/credentials", &owner)
+            .await
+            .status(),
+        200
+    );
+    proxy.cut().await;
+    for response in [
+        app.get("/api/organization/credentials", &owner).await,
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("sent"),
+    ] {
+        assert_eq!(response.status(), 503);
+        assert_eq!(error_code(response).await, "database_unavailable");
+    }
+}
