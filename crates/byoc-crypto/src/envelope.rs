@@ -5,7 +5,7 @@ use std::fmt;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use uuid::Uuid;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::CryptoError;
 use crate::key_version::KeyVersion;
@@ -29,15 +29,14 @@ const CIPHERTEXT_OFFSET: usize = HEADER_LEN + NONCE_LEN + WRAPPED_KEY_LEN + NONC
 /// Length of the smallest envelope (empty payload): 93 bytes.
 pub const MIN_ENVELOPE_LEN: usize = CIPHERTEXT_OFFSET + TAG_LEN;
 
-/// Label at the start of the wrapping layer's associated data.
-const WRAP_AAD_LABEL: &[u8] = b"byoc-crypto/v1 wrapped data key";
-/// Label at the start of the payload layer's associated data.
-const PAYLOAD_AAD_LABEL: &[u8] = b"byoc-crypto/v1 payload";
+/// Length of the key version at the end of the wrapping layer's associated data.
+const KEY_VERSION_LEN: usize = 4;
 
 /// What an envelope is bound to: it opens only with exactly the context it was sealed with.
 ///
-/// Serialised as associated data of both AEAD layers, each field prefixed by its length
-/// (u64 big-endian): org id (16 bytes), credential type (UTF-8), credential id (16 bytes).
+/// Serialised into the associated data of both AEAD layers as org id (16 bytes) ‖ credential id
+/// (16 bytes) ‖ length of the credential type (u64 big-endian) ‖ credential type (UTF-8): fixed-length
+/// fields first and the one variable-length field length-prefixed, so the encoding is unambiguous.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EnvelopeContext<'a> {
     /// The organization that owns the credential.
@@ -58,39 +57,58 @@ impl<'a> EnvelopeContext<'a> {
         }
     }
 
-    /// Appends the length-prefixed encoding of the three fields.
+    /// Appends the unambiguous encoding of the three fields.
     fn encode_into(&self, out: &mut Vec<u8>) {
-        for field in [
-            self.org_id.as_bytes().as_slice(),
-            self.credential_type.as_bytes(),
-            self.credential_id.as_bytes().as_slice(),
-        ] {
-            out.extend_from_slice(&(field.len() as u64).to_be_bytes());
-            out.extend_from_slice(field);
-        }
-    }
-
-    /// Associated data of the wrapping layer: label, envelope header (format and key version), context.
-    fn wrap_aad(&self, header: &[u8; HEADER_LEN]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(WRAP_AAD_LABEL.len() + HEADER_LEN + self.encoded_len());
-        aad.extend_from_slice(WRAP_AAD_LABEL);
-        aad.extend_from_slice(header);
-        self.encode_into(&mut aad);
-        aad
-    }
-
-    /// Associated data of the payload layer: label, format byte, context. The key version is left out so
-    /// that a rewrap does not have to touch the payload.
-    fn payload_aad(&self, format: u8) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(PAYLOAD_AAD_LABEL.len() + 1 + self.encoded_len());
-        aad.extend_from_slice(PAYLOAD_AAD_LABEL);
-        aad.push(format);
-        self.encode_into(&mut aad);
-        aad
+        out.extend_from_slice(self.org_id.as_bytes());
+        out.extend_from_slice(self.credential_id.as_bytes());
+        out.extend_from_slice(&(self.credential_type.len() as u64).to_be_bytes());
+        out.extend_from_slice(self.credential_type.as_bytes());
     }
 
     fn encoded_len(&self) -> usize {
-        3 * 8 + 16 + self.credential_type.len() + 16
+        16 + 16 + 8 + self.credential_type.len()
+    }
+}
+
+/// The associated data of both layers in one buffer: `format ‖ context ‖ key version`.
+///
+/// The wrapping layer authenticates all of it (so the whole header is bound to the wrapped data key); the
+/// payload layer authenticates everything but the trailing key version, so a rewrap leaves the payload
+/// alone. Sharing the prefix is safe because the layers use unrelated keys (derived key-encryption key
+/// versus random data key).
+struct AssociatedData {
+    bytes: Vec<u8>,
+}
+
+impl AssociatedData {
+    fn new(format: u8, context: &EnvelopeContext<'_>, key_version: KeyVersion) -> AssociatedData {
+        let mut bytes = Vec::with_capacity(1 + context.encoded_len() + KEY_VERSION_LEN);
+        bytes.push(format);
+        context.encode_into(&mut bytes);
+        bytes.extend_from_slice(&key_version.get().to_be_bytes());
+        AssociatedData { bytes }
+    }
+
+    /// Replaces the trailing key version (rewrap wraps under a different version than it unwraps).
+    fn set_key_version(&mut self, key_version: KeyVersion) {
+        let payload_len = self.payload_len();
+        self.bytes.truncate(payload_len);
+        self.bytes
+            .extend_from_slice(&key_version.get().to_be_bytes());
+    }
+
+    fn payload_len(&self) -> usize {
+        self.bytes.len() - KEY_VERSION_LEN
+    }
+
+    /// Associated data of the wrapping layer: all of it.
+    fn wrap(&self) -> Aad<&[u8]> {
+        Aad::from(&self.bytes[..])
+    }
+
+    /// Associated data of the payload layer: all but the key version.
+    fn payload(&self) -> Aad<&[u8]> {
+        Aad::from(&self.bytes[..self.payload_len()])
     }
 }
 
@@ -153,7 +171,6 @@ pub fn envelope_key_version(bytes: &[u8]) -> Result<KeyVersion, CryptoError> {
 
 /// An envelope split into its fields (structure checked, nothing decrypted).
 struct ParsedEnvelope<'a> {
-    header: &'a [u8; HEADER_LEN],
     format: u8,
     key_version: KeyVersion,
     wrap_nonce: &'a [u8; NONCE_LEN],
@@ -180,7 +197,6 @@ impl<'a> ParsedEnvelope<'a> {
         let key_version = KeyVersion::new(u32::from_be_bytes(version))
             .map_err(|_| CryptoError::ZeroKeyVersion)?;
         Ok(ParsedEnvelope {
-            header,
             format,
             key_version,
             wrap_nonce,
@@ -200,6 +216,16 @@ fn split<const N: usize>(bytes: &[u8]) -> Result<(&[u8; N], &[u8]), CryptoError>
 fn header_for(version: KeyVersion) -> [u8; HEADER_LEN] {
     let [a, b, c, d] = version.get().to_be_bytes();
     [FORMAT_V1, a, b, c, d]
+}
+
+/// Key bytes on the stack, zeroed on drop. (zeroize's slice impl clears in bulk; its array impl and
+/// `Zeroizing<[u8; N]>` go byte by byte, which shows up in the cost of opening a small envelope.)
+struct SecretBytes<const N: usize>([u8; N]);
+
+impl<const N: usize> Drop for SecretBytes<N> {
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
+    }
 }
 
 /// A fresh random 96-bit nonce.
@@ -225,24 +251,25 @@ impl Keyring {
         plaintext: &[u8],
         context: &EnvelopeContext<'_>,
     ) -> Result<Envelope, CryptoError> {
-        let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+        let mut data_key = SecretBytes([0u8; DATA_KEY_LEN]);
         self.rng()
-            .fill(&mut data_key[..])
+            .fill(&mut data_key.0)
             .map_err(|_| CryptoError::RandomUnavailable)?;
         let payload_nonce = random_nonce(self.rng())?;
+        let active = self.active_version();
+        let aad = AssociatedData::new(FORMAT_V1, context, active);
 
         // The buffer holds the plaintext until it is encrypted in place, so it is zeroed if sealing fails.
         let mut bytes = Zeroizing::new(Vec::with_capacity(
             MIN_ENVELOPE_LEN.saturating_add(plaintext.len()),
         ));
-        let active = self.active_version();
-        self.append_wrapped_key(&mut bytes, active, &data_key, context)?;
+        self.append_wrapped_key(&mut bytes, active, &data_key.0, &aad)?;
         bytes.extend_from_slice(&payload_nonce);
         bytes.extend_from_slice(plaintext);
-        let tag = data_key_cipher(&data_key)
+        let tag = data_key_cipher(&data_key.0)
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(payload_nonce),
-                Aad::from(context.payload_aad(FORMAT_V1)),
+                aad.payload(),
                 &mut bytes[CIPHERTEXT_OFFSET..],
             )
             .map_err(|_| CryptoError::PayloadTooLarge)?;
@@ -260,8 +287,10 @@ impl Keyring {
         context: &EnvelopeContext<'_>,
     ) -> Result<Plaintext, CryptoError> {
         let parsed = ParsedEnvelope::parse(envelope)?;
-        let data_key = self.unwrap_data_key(&parsed, context)?;
-        open_payload(&parsed, &data_key, context)
+        let aad = AssociatedData::new(parsed.format, context, parsed.key_version);
+        let mut unwrapped = SecretBytes(*parsed.wrapped_key);
+        self.unwrap_data_key(&parsed, &aad, &mut unwrapped)?;
+        open_payload(&parsed, &unwrapped.0, &aad)
     }
 
     /// Moves an envelope to the active key version: unwraps its data key and wraps it again under the
@@ -275,8 +304,10 @@ impl Keyring {
         context: &EnvelopeContext<'_>,
     ) -> Result<Envelope, CryptoError> {
         let parsed = ParsedEnvelope::parse(envelope)?;
-        let data_key = self.unwrap_data_key(&parsed, context)?;
-        drop(open_payload(&parsed, &data_key, context)?);
+        let mut aad = AssociatedData::new(parsed.format, context, parsed.key_version);
+        let mut unwrapped = SecretBytes(*parsed.wrapped_key);
+        self.unwrap_data_key(&parsed, &aad, &mut unwrapped)?;
+        drop(open_payload(&parsed, &unwrapped.0, &aad)?);
         let active = self.active_version();
         if parsed.key_version == active {
             return Ok(Envelope {
@@ -284,8 +315,9 @@ impl Keyring {
                 key_version: active,
             });
         }
+        aad.set_key_version(active);
         let mut bytes = Vec::with_capacity(envelope.len());
-        self.append_wrapped_key(&mut bytes, active, &data_key, context)?;
+        self.append_wrapped_key(&mut bytes, active, data_key_of(&unwrapped.0)?, &aad)?;
         bytes.extend_from_slice(parsed.payload_nonce);
         bytes.extend_from_slice(parsed.ciphertext);
         Ok(Envelope {
@@ -294,78 +326,84 @@ impl Keyring {
         })
     }
 
-    /// Appends the header for `version`, a fresh wrap nonce and `data_key` wrapped under `version`.
+    /// Appends the header for `version`, a fresh wrap nonce and `data_key` wrapped under `version`
+    /// (`aad` must carry `version`).
     fn append_wrapped_key(
         &self,
         out: &mut Vec<u8>,
         version: KeyVersion,
         data_key: &[u8; DATA_KEY_LEN],
-        context: &EnvelopeContext<'_>,
+        aad: &AssociatedData,
     ) -> Result<(), CryptoError> {
         let key_encryption_key = self
             .key_encryption_key(version)
             .ok_or(CryptoError::UnknownKeyVersion(version))?;
-        let header = header_for(version);
         let wrap_nonce = random_nonce(self.rng())?;
-        let mut wrapped = Zeroizing::new(*data_key);
+        let mut wrapped = SecretBytes(*data_key);
         let tag = key_encryption_key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(wrap_nonce),
-                Aad::from(context.wrap_aad(&header)),
-                &mut wrapped[..],
+                aad.wrap(),
+                &mut wrapped.0,
             )
             .map_err(|_| CryptoError::PayloadTooLarge)?;
-        out.extend_from_slice(&header);
+        out.extend_from_slice(&header_for(version));
         out.extend_from_slice(&wrap_nonce);
-        out.extend_from_slice(&wrapped[..]);
+        out.extend_from_slice(&wrapped.0);
         out.extend_from_slice(tag.as_ref());
         Ok(())
     }
 
-    /// Decrypts the wrapped data key with the key of the envelope's version.
+    /// Decrypts the wrapped data key with the key of the envelope's version, in place: afterwards the
+    /// first `DATA_KEY_LEN` bytes of `wrapped` are the data key.
     fn unwrap_data_key(
         &self,
         parsed: &ParsedEnvelope<'_>,
-        context: &EnvelopeContext<'_>,
-    ) -> Result<Zeroizing<[u8; DATA_KEY_LEN]>, CryptoError> {
+        aad: &AssociatedData,
+        wrapped: &mut SecretBytes<WRAPPED_KEY_LEN>,
+    ) -> Result<(), CryptoError> {
         let key_encryption_key = self
             .key_encryption_key(parsed.key_version)
             .ok_or(CryptoError::UnknownKeyVersion(parsed.key_version))?;
-        let mut wrapped = Zeroizing::new(*parsed.wrapped_key);
-        let data_key = key_encryption_key
+        key_encryption_key
             .open_in_place(
                 Nonce::assume_unique_for_key(*parsed.wrap_nonce),
-                Aad::from(context.wrap_aad(parsed.header)),
-                &mut wrapped[..],
+                aad.wrap(),
+                &mut wrapped.0,
             )
             .map_err(|_| CryptoError::Authentication)?;
-        let mut unwrapped = Zeroizing::new([0u8; DATA_KEY_LEN]);
-        unwrapped.copy_from_slice(
-            data_key
-                .get(..DATA_KEY_LEN)
-                .ok_or(CryptoError::Authentication)?,
-        );
-        Ok(unwrapped)
+        Ok(())
     }
+}
+
+/// The data key in a decrypted wrapped-key buffer (its first `DATA_KEY_LEN` bytes; the rest is the tag).
+fn data_key_of(unwrapped: &[u8; WRAPPED_KEY_LEN]) -> Result<&[u8; DATA_KEY_LEN], CryptoError> {
+    unwrapped
+        .split_first_chunk::<DATA_KEY_LEN>()
+        .map(|(data_key, _tag)| data_key)
+        .ok_or(CryptoError::Authentication)
 }
 
 /// Decrypts the payload with the unwrapped data key.
 fn open_payload(
     parsed: &ParsedEnvelope<'_>,
-    data_key: &[u8; DATA_KEY_LEN],
-    context: &EnvelopeContext<'_>,
+    unwrapped: &[u8; WRAPPED_KEY_LEN],
+    aad: &AssociatedData,
 ) -> Result<Plaintext, CryptoError> {
-    let mut buffer = Zeroizing::new(parsed.ciphertext.to_vec());
+    let data_key = data_key_of(unwrapped)?;
+    // Wrapped in `Plaintext` before decrypting, so that even a failed decryption's output is zeroed.
+    let mut plaintext = Plaintext::new(parsed.ciphertext.to_vec());
+    let buffer = plaintext.buffer_mut();
     let plaintext_len = data_key_cipher(data_key)
         .open_in_place(
             Nonce::assume_unique_for_key(*parsed.payload_nonce),
-            Aad::from(context.payload_aad(parsed.format)),
+            aad.payload(),
             &mut buffer[..],
         )
         .map_err(|_| CryptoError::Authentication)?
         .len();
     buffer.truncate(plaintext_len);
-    Ok(Plaintext::new(buffer))
+    Ok(plaintext)
 }
 
 #[cfg(test)]
@@ -381,23 +419,81 @@ mod tests {
     }
 
     #[test]
-    fn context_encoding_is_length_prefixed() {
+    fn context_encoding_is_unambiguous() {
         let org = Uuid::from_u128(1);
         let credential = Uuid::from_u128(2);
         let mut encoded = Vec::new();
         EnvelopeContext::new(org, "ab", credential).encode_into(&mut encoded);
         let mut expected = Vec::new();
-        expected.extend_from_slice(&16u64.to_be_bytes());
         expected.extend_from_slice(org.as_bytes());
+        expected.extend_from_slice(credential.as_bytes());
         expected.extend_from_slice(&2u64.to_be_bytes());
         expected.extend_from_slice(b"ab");
-        expected.extend_from_slice(&16u64.to_be_bytes());
-        expected.extend_from_slice(credential.as_bytes());
         assert_eq!(encoded, expected);
         assert_eq!(
             EnvelopeContext::new(org, "ab", credential).encoded_len(),
             expected.len()
         );
+    }
+
+    /// Builds an envelope by hand from the layout documented in the crate docs (HKDF-derived key-encryption
+    /// key, associated data, field order) and opens it with the keyring: stored envelopes depend on this.
+    #[test]
+    fn documented_layout_opens() {
+        use crate::{Keyring, MasterKey};
+        use ring::hkdf;
+
+        let master = [0x42u8; 32];
+        let org = Uuid::from_u128(0x0102);
+        let credential = Uuid::from_u128(0x0304);
+        let credential_type = "twilio";
+        let version = KeyVersion::new(7).expect("non-zero");
+        let keyring =
+            Keyring::new(vec![(version, MasterKey::from_bytes(master))], version).expect("keyring");
+
+        let key_encryption_key = LessSafeKey::new(UnboundKey::from(
+            hkdf::Salt::new(hkdf::HKDF_SHA256, b"byoc-crypto/v1 master key derivation")
+                .extract(&master)
+                .expand(&[b"byoc-crypto/v1 key-encryption key"], &AES_256_GCM)
+                .expect("HKDF output length"),
+        ));
+        let mut payload_aad = vec![FORMAT_V1];
+        payload_aad.extend_from_slice(org.as_bytes());
+        payload_aad.extend_from_slice(credential.as_bytes());
+        payload_aad.extend_from_slice(&6u64.to_be_bytes());
+        payload_aad.extend_from_slice(credential_type.as_bytes());
+        let mut wrap_aad = payload_aad.clone();
+        wrap_aad.extend_from_slice(&7u32.to_be_bytes());
+
+        let data_key = [0x24u8; 32];
+        let mut wrapped = data_key.to_vec();
+        key_encryption_key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key([1; 12]),
+                Aad::from(&wrap_aad),
+                &mut wrapped,
+            )
+            .expect("wrap");
+        let mut ciphertext = b"hello".to_vec();
+        data_key_cipher(&data_key)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key([2; 12]),
+                Aad::from(&payload_aad),
+                &mut ciphertext,
+            )
+            .expect("seal");
+
+        let mut envelope = vec![FORMAT_V1, 0, 0, 0, 7];
+        envelope.extend_from_slice(&[1; 12]);
+        envelope.extend_from_slice(&wrapped);
+        envelope.extend_from_slice(&[2; 12]);
+        envelope.extend_from_slice(&ciphertext);
+
+        let context = EnvelopeContext::new(org, credential_type, credential);
+        let opened = keyring
+            .open(&envelope, &context)
+            .expect("documented layout opens");
+        assert_eq!(opened.expose_secret(), b"hello");
     }
 
     #[test]

@@ -35,13 +35,17 @@
 //!
 //! The smallest envelope (empty payload) is [`MIN_ENVELOPE_LEN`] = 93 bytes.
 //!
-//! Associated data, where `context` is the three context fields each prefixed by its length as a u64
-//! big-endian (org id 16 bytes, credential type UTF-8, credential id 16 bytes):
+//! Both layers take their associated data from one byte string,
+//! `format byte ‖ org id (16) ‖ credential id (16) ‖ credential type length (u64 big-endian) ‖
+//! credential type (UTF-8) ‖ key version (u32 big-endian)` (fixed-length fields first, the one
+//! variable-length field length-prefixed, so the encoding is unambiguous):
 //!
-//! - wrapping layer: `"byoc-crypto/v1 wrapped data key" ‖ bytes 0..5 (format, key version) ‖ context`;
-//! - payload layer: `"byoc-crypto/v1 payload" ‖ format byte ‖ context`. The key version is left out so a
-//!   rewrap can keep the payload as it is; the payload is still tied to its data key, which only the
-//!   authenticated wrapping layer yields.
+//! - the wrapping layer authenticates all of it, which binds the whole header (format and key version)
+//!   and the context to the wrapped data key;
+//! - the payload layer authenticates all but the trailing key version, so a rewrap can keep the payload
+//!   as it is; the payload is still tied to its data key, which only the authenticated wrapping layer
+//!   yields. The two layers use unrelated keys (derived key-encryption key, random data key), so sharing
+//!   associated data between them allows no substitution from one layer into the other.
 //!
 //! So a changed context, a changed header, nonce, wrapped key or ciphertext bit, or a wrong key for the
 //! version all fail as [`CryptoError::Authentication`]; an unknown format byte, a key version the keyring
