@@ -47,16 +47,19 @@ fn display_name(text: &str) -> Result<DisplayName, ApiError> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddTwilioRequest {
     /// `AC` followed by 32 hex digits.
-    #[schema(example = "AC0123456789abcdef0123456789abcdef")]
+    #[schema(
+        example = "AC0123456789abcdef0123456789abcdef",
+        pattern = "^AC[0-9a-fA-F]{32}$"
+    )]
     pub account_sid: String,
     /// The account's auth token (stored encrypted; never returned).
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\s]+$")]
     pub auth_token: SecretString,
     /// The sending number in E.164 form.
-    #[schema(example = "+14155550123")]
+    #[schema(example = "+14155550123", pattern = "^\\+[1-9][0-9]{6,14}$")]
     pub phone_number: String,
     /// A name for people, unique per credential type in the organization.
-    #[schema(example = "Front desk Twilio")]
+    #[schema(example = "Front desk Twilio", min_length = 1, max_length = 255)]
     pub display_name: String,
 }
 
@@ -83,22 +86,32 @@ impl AddTwilioRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddGoogleCalendarRequest {
     /// The OAuth client id.
+    #[schema(
+        example = "1234-abc.apps.googleusercontent.com",
+        min_length = 1,
+        pattern = "^[^\\s]+$"
+    )]
     pub client_id: String,
     /// The OAuth client secret (stored encrypted; never returned).
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\s]+$")]
     pub client_secret: SecretString,
     /// A refresh token issued to that client (stored encrypted; never returned).
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 1, pattern = "^[^\\s]+$")]
     pub refresh_token: SecretString,
     /// The redirect URL registered with the client.
     #[serde(default)]
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        pattern = "^https?://",
+        example = "https://app.example.com/api/auth/google/callback"
+    )]
     pub redirect_url: Option<String>,
     /// The calendar to read (default `primary`).
     #[serde(default)]
     #[schema(nullable = false)]
     pub calendar_id: Option<String>,
     /// A name for people, unique per credential type in the organization.
+    #[schema(example = "Clinic calendar", min_length = 1, max_length = 255)]
     pub display_name: String,
 }
 
