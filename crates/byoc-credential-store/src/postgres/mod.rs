@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Either, Executor, Postgres, Row, Transaction};
+use sqlx::{Executor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::access::{check, check_grant, clip_verification_error, Need};
@@ -130,15 +129,14 @@ impl PostgresStore {
         tenant: &Tenant,
     ) -> StoreResult<(Transaction<'static, Postgres>, Option<Role>)> {
         let mut transaction = self.pool.begin().await?;
-        let (user, service) = context_values(&tenant.actor);
+        let (user, service) = context_args(&tenant.actor);
+        // byoc_enter_context is set_config('byoc.org_id' | 'byoc.user_id' | 'byoc.service', …, true); the
+        // materialized CTE runs it before the role lookup reads the context.
         let row = sqlx::query(
-            "WITH ctx AS MATERIALIZED ( \
-                 SELECT set_config('byoc.org_id', $1, true), \
-                        set_config('byoc.user_id', $2, true), \
-                        set_config('byoc.service', $3, true)) \
+            "WITH ctx AS MATERIALIZED (SELECT byoc_enter_context($1, $2, $3)) \
              SELECT byoc_ctx_member_role() AS role FROM ctx",
         )
-        .bind(tenant.org_id.to_string())
+        .bind(tenant.org_id.as_uuid())
         .bind(user)
         .bind(service)
         .fetch_one(&mut *transaction)
@@ -158,49 +156,43 @@ impl PostgresStore {
         Ok((transaction, role))
     }
 
-    /// Runs one read in a single round trip: context, role lookup and `body` go to the server as one
-    /// simple-protocol message, which Postgres runs as one implicit transaction, so the transaction-local
-    /// context ends with it. Only for reads whose parameters are ids and enums: they are written into the
-    /// text (`body` must contain nothing else from outside).
-    async fn read_in_context(
+    /// Reads through one of the `byoc_tenant_*` functions (migration 0006): context, membership check and
+    /// row in one prepared round trip. The function returns exactly one row: `ctx_allowed` (a member or a
+    /// service of the org) and, when something matched, the row's columns (`id` NULL otherwise). Only for
+    /// reads any member or service may do.
+    async fn tenant_read(
         &self,
         tenant: &Tenant,
-        need: Need,
-        body: &str,
-    ) -> StoreResult<Vec<PgRow>> {
-        let (user, service) = context_values(&tenant.actor);
-        let sql = format!(
-            "WITH ctx AS MATERIALIZED ( \
-                 SELECT set_config('byoc.org_id', '{org}', true), \
-                        set_config('byoc.user_id', '{user}', true), \
-                        set_config('byoc.service', '{service}', true)) \
-             SELECT byoc_ctx_member_role() AS role FROM ctx; {body}",
-            org = tenant.org_id,
-        );
-        let mut role_row = None;
-        let mut rows = Vec::new();
-        let mut statements_done = 0;
-        let mut results = sqlx::raw_sql(&sql).fetch_many(&self.pool);
-        while let Some(item) = results.try_next().await? {
-            match item {
-                Either::Left(_) => statements_done += 1,
-                Either::Right(row) if statements_done == 0 => role_row = Some(row),
-                Either::Right(row) => rows.push(row),
-            }
+        sql: &str,
+        extra: Option<(Option<Uuid>, Option<&str>)>,
+    ) -> StoreResult<Option<PgRow>> {
+        let (user, service) = context_args(&tenant.actor);
+        let mut query = sqlx::query(sql)
+            .bind(tenant.org_id.as_uuid())
+            .bind(user)
+            .bind(service);
+        if let Some((id, credential_type)) = extra {
+            query = query.bind(id).bind(credential_type);
         }
-        let role_row = role_row
-            .ok_or_else(|| StoreError::internal("the context statement returned no row"))?;
-        check(&tenant.actor, role_from_row(&role_row)?, need)?;
-        Ok(rows)
+        let row = query.fetch_one(&self.pool).await?;
+        if !row.try_get::<bool, _>("ctx_allowed")? {
+            return Err(match tenant.actor {
+                Actor::User(_) => StoreError::Forbidden {
+                    reason: "the user is not a member of this organization",
+                },
+                Actor::Service(_) => StoreError::internal("a service context was refused"),
+            });
+        }
+        let matched = row.try_get::<Option<Uuid>, _>("id")?.is_some();
+        Ok(matched.then_some(row))
     }
 }
 
-/// The `byoc.user_id` and `byoc.service` values for an actor (the other one is empty). Both are safe to write
-/// into SQL text: a hyphenated UUID, or a service name of `[a-z0-9._-]`.
-fn context_values(actor: &Actor) -> (String, String) {
+/// The user and service arguments of the `byoc_tenant_*` functions for an actor (the other one is NULL).
+fn context_args(actor: &Actor) -> (Option<Uuid>, Option<&str>) {
     match actor {
-        Actor::User(user_id) => (user_id.to_string(), String::new()),
-        Actor::Service(name) => (String::new(), name.as_str().to_owned()),
+        Actor::User(user_id) => (Some(user_id.as_uuid()), None),
+        Actor::Service(name) => (None, Some(name.as_str())),
     }
 }
 
@@ -245,17 +237,14 @@ impl CredentialRepository for PostgresStore {
     }
 
     async fn get_organization(&self, tenant: &Tenant) -> StoreResult<Organization> {
-        let rows = self
-            .read_in_context(
+        let row = self
+            .tenant_read(
                 tenant,
-                Need::MemberOrService,
-                &format!(
-                    "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = '{}'",
-                    tenant.org_id
-                ),
+                "SELECT * FROM byoc_tenant_organization($1, $2, $3)",
+                None,
             )
             .await?;
-        rows.first()
+        row.as_ref()
             .map(organization)
             .transpose()?
             .ok_or_else(|| not_found("organization"))
@@ -319,14 +308,15 @@ impl CredentialRepository for PostgresStore {
     }
 
     async fn member_role(&self, tenant: &Tenant) -> StoreResult<Option<Role>> {
-        match &tenant.actor {
-            Actor::Service(_) => Ok(None),
-            Actor::User(_) => {
-                let (transaction, role) = self.begin(tenant).await?;
-                transaction.commit().await?;
-                Ok(role)
-            }
-        }
+        let Some(user_id) = tenant.actor.user_id() else {
+            return Ok(None);
+        };
+        let row = sqlx::query("SELECT byoc_tenant_member_role($1, $2) AS role")
+            .bind(tenant.org_id.as_uuid())
+            .bind(user_id.as_uuid())
+            .fetch_one(&self.pool)
+            .await?;
+        role_from_row(&row)
     }
 
     async fn list_members(&self, tenant: &Tenant) -> StoreResult<Vec<Member>> {
@@ -389,17 +379,15 @@ impl CredentialRepository for PostgresStore {
     }
 
     async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>> {
-        let rows = self
-            .read_in_context(
-                tenant,
-                Need::MemberOrService,
-                &format!(
-                    "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials WHERE org_id = '{}' \
-                     ORDER BY created_at DESC, id DESC",
-                    tenant.org_id
-                ),
-            )
-            .await?;
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials WHERE org_id = $1 \
+             ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(tenant.org_id.as_uuid())
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
         rows.iter().map(credential_metadata).collect()
     }
 
@@ -408,18 +396,14 @@ impl CredentialRepository for PostgresStore {
         tenant: &Tenant,
         id: CredentialId,
     ) -> StoreResult<CredentialRecord> {
-        let rows = self
-            .read_in_context(
+        let row = self
+            .tenant_read(
                 tenant,
-                Need::MemberOrService,
-                &format!(
-                    "SELECT {CREDENTIAL_COLUMNS}, encrypted_data FROM organization_api_credentials \
-                     WHERE id = '{id}' AND org_id = '{}'",
-                    tenant.org_id
-                ),
+                "SELECT * FROM byoc_tenant_credential($1, $2, $3, $4, $5)",
+                Some((Some(id.as_uuid()), None)),
             )
             .await?;
-        rows.first()
+        row.as_ref()
             .map(credential_record)
             .transpose()?
             .ok_or_else(|| not_found("credential"))
@@ -430,20 +414,14 @@ impl CredentialRepository for PostgresStore {
         tenant: &Tenant,
         credential_type: CredentialType,
     ) -> StoreResult<Option<CredentialRecord>> {
-        let rows = self
-            .read_in_context(
+        let row = self
+            .tenant_read(
                 tenant,
-                Need::MemberOrService,
-                &format!(
-                    "SELECT {CREDENTIAL_COLUMNS}, encrypted_data FROM organization_api_credentials \
-                     WHERE org_id = '{}' AND credential_type = '{}' AND is_active \
-                     ORDER BY (verification_status = 'verified') DESC, created_at DESC, id DESC LIMIT 1",
-                    tenant.org_id,
-                    credential_type.as_str()
-                ),
+                "SELECT * FROM byoc_tenant_credential($1, $2, $3, $4, $5)",
+                Some((None, Some(credential_type.as_str()))),
             )
             .await?;
-        rows.first().map(credential_record).transpose()
+        row.as_ref().map(credential_record).transpose()
     }
 
     async fn record_verification(

@@ -992,9 +992,14 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
         rest.iter().map(|envelope| envelope.id).collect::<Vec<_>>(),
         ids[2..]
     );
+    let all_orgs: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|envelope| envelope.org_id)
+        .collect();
     assert!(
-        rest.iter().any(|envelope| envelope.org_id == a.id)
-            && rest.iter().any(|envelope| envelope.org_id == b.id)
+        all_orgs.contains(&a.id) && all_orgs.contains(&b.id),
+        "the operator path crosses organizations"
     );
 
     let target = &first[0];
