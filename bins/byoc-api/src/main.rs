@@ -1,5 +1,6 @@
 //! `byoc-api`: the byoc HTTP service. Loads configuration, sets up tracing, builds and runs the application.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use byoc_api::config::Config;
@@ -7,7 +8,7 @@ use byoc_api::{telemetry, Application, StartupError};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Err(error) = telemetry::init("info", std::io::stderr) {
+    if let Err(error) = telemetry::init("info", std::io::stderr, std::io::stderr().is_terminal()) {
         eprintln!("byoc-api: cannot set up logging: {error}");
         return ExitCode::FAILURE;
     }
@@ -24,7 +25,8 @@ async fn run() -> Result<(), StartupError> {
     let config = Config::from_env()?;
     let application = Application::build(config).await?;
     if let Some(banner) = application.dev_banner()? {
-        println!("{banner}");
+        // A closed stdout (e.g. piped into `head`) must not stop the service.
+        let _ = writeln!(std::io::stdout(), "{banner}");
     }
     tracing::info!(port = application.port(), public_url = %application.public_url(), "byoc-api listening");
     application

@@ -42,12 +42,19 @@ pub const TWILIO_PHONE: &str = "+14155550123";
 /// A fake Twilio: an active account with an SMS-capable number for [`TWILIO_SID`], a 401 for
 /// [`TWILIO_BAD_SID`].
 pub async fn fake_twilio() -> MockServer {
+    fake_twilio_answering_after(Duration::ZERO).await
+}
+
+/// [`fake_twilio`] whose every answer takes `delay`.
+pub async fn fake_twilio_answering_after(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}.json")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "sid": TWILIO_SID, "status": "active", "friendly_name": "Test", "type": "Full"
-        })))
+        .respond_with(ResponseTemplate::new(200).set_delay(delay).set_body_json(
+            serde_json::json!({
+                "sid": TWILIO_SID, "status": "active", "friendly_name": "Test", "type": "Full"
+            }),
+        ))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -90,7 +97,7 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     Arc::clone(LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = CapturedLogs(Arc::clone(&buffer));
-        byoc_api::telemetry::init("debug", move || writer.clone())
+        byoc_api::telemetry::init("debug", move || writer.clone(), false)
             .expect("the first subscriber installs");
         buffer
     }))

@@ -2,6 +2,7 @@
 
 mod auth;
 mod credentials;
+mod dev_mode;
 mod errors;
 mod health;
 mod helpers;

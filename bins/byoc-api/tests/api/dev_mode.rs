@@ -1,0 +1,178 @@
+//! The `byoc-api` binary with no configuration: dev mode's banner, token and settings URL; a restart reuses
+//! the generated keys (a stored credential still decrypts); SIGTERM stops it cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{fake_twilio, fake_twilio_answering_after, TWILIO_SID};
+
+struct DevServer {
+    child: Child,
+    log: std::path::PathBuf,
+    base: String,
+    token: String,
+    org: String,
+}
+
+fn start(dir: &std::path::Path, twilio: &str) -> DevServer {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_byoc-api"))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BYOC_BIND", "127.0.0.1:0")
+        .env("TWILIO_API_BASE", twilio)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log file"))
+        .spawn()
+        .expect("byoc-api starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut banner = Vec::new();
+    while !banner
+        .iter()
+        .any(|line: &String| line.starts_with("settings page:"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        banner.push(
+            receiver
+                .recv_timeout(left)
+                .expect("the dev banner is printed"),
+        );
+    }
+    let text = banner.join("\n");
+    assert!(text.contains("DEV MODE"), "{text}");
+    let field = |name: &str| {
+        banner
+            .iter()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_else(|| panic!("{name} in the banner: {text}"))
+    };
+    let settings = field("settings page:");
+    let base = settings
+        .strip_suffix("/dashboard/settings")
+        .expect("the settings URL is under the service")
+        .to_owned();
+    DevServer {
+        child,
+        log: dir.join("stderr.log"),
+        base,
+        token: field("dev token (24 h):"),
+        org: field("demo organization:"),
+    }
+}
+
+fn terminate(mut server: DevServer) {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            assert!(status.success(), "a clean exit on SIGTERM: {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "byoc-api did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn add_twilio(client: &reqwest::Client, server: &DevServer) -> String {
+    let created = client
+        .post(format!(
+            "{}/api/organization/credentials/twilio",
+            server.base
+        ))
+        .bearer_auth(&server.token)
+        .json(&serde_json::json!({
+            "accountSid": TWILIO_SID,
+            "authToken": crate::helpers::TWILIO_AUTH_TOKEN,
+            "phoneNumber": crate::helpers::TWILIO_PHONE,
+            "displayName": "Dev Twilio",
+        }))
+        .send()
+        .await
+        .unwrap_or_else(|error| {
+            let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+            panic!("add twilio: {error}\nbyoc-api's log:\n{log}")
+        });
+    assert_eq!(created.status(), 201);
+    created.json::<serde_json::Value>().await.expect("row")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let twilio = fake_twilio_answering_after(Duration::from_millis(1500)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let server = start(dir.path(), &twilio.uri());
+    let id = add_twilio(&client, &server).await;
+    let request = client
+        .post(format!(
+            "{}/api/organization/credentials/{id}/verify",
+            server.base
+        ))
+        .bearer_auth(&server.token)
+        .send();
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = std::thread::spawn(move || terminate(server));
+    let response = in_flight
+        .await
+        .expect("joined")
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.expect("json")["verified"],
+        true
+    );
+    stopping.join().expect("byoc-api stopped cleanly");
+}
+
+#[tokio::test]
+async fn dev_mode_survives_a_restart_and_stops_on_sigterm() {
+    let twilio = fake_twilio().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+
+    let server = start(dir.path(), &twilio.uri());
+    let id = add_twilio(&client, &server).await;
+    let first_org = server.org.clone();
+    terminate(server);
+
+    let server = start(dir.path(), &twilio.uri());
+    assert_eq!(server.org, first_org, "the demo organization is kept");
+    let verified = client
+        .post(format!(
+            "{}/api/organization/credentials/{id}/verify",
+            server.base
+        ))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(verified.status(), 200);
+    let verified: serde_json::Value = verified.json().await.expect("json");
+    assert_eq!(
+        verified["verified"], true,
+        "the restarted service still decrypts: {verified}"
+    );
+    terminate(server);
+}
