@@ -76,39 +76,42 @@ impl<'a> EnvelopeContext<'a> {
 /// payload layer authenticates everything but the trailing key version, so a rewrap leaves the payload
 /// alone. Sharing the prefix is safe because the layers use unrelated keys (derived key-encryption key
 /// versus random data key).
-struct AssociatedData {
-    bytes: Vec<u8>,
-}
+#[derive(Clone, Copy)]
+struct AssociatedData<'a>(&'a [u8]);
 
-impl AssociatedData {
-    fn new(format: u8, context: &EnvelopeContext<'_>, key_version: KeyVersion) -> AssociatedData {
-        let mut bytes = Vec::with_capacity(1 + context.encoded_len() + KEY_VERSION_LEN);
-        bytes.push(format);
-        context.encode_into(&mut bytes);
-        bytes.extend_from_slice(&key_version.get().to_be_bytes());
-        AssociatedData { bytes }
+impl<'a> AssociatedData<'a> {
+    /// Length of the associated data for `context`.
+    fn len_for(context: &EnvelopeContext<'_>) -> usize {
+        1 + context.encoded_len() + KEY_VERSION_LEN
     }
 
-    /// Replaces the trailing key version (rewrap wraps under a different version than it unwraps).
-    fn set_key_version(&mut self, key_version: KeyVersion) {
-        let payload_len = self.payload_len();
-        self.bytes.truncate(payload_len);
-        self.bytes
-            .extend_from_slice(&key_version.get().to_be_bytes());
+    /// Appends the associated data to `out`.
+    fn append(
+        out: &mut Vec<u8>,
+        format: u8,
+        context: &EnvelopeContext<'_>,
+        key_version: KeyVersion,
+    ) {
+        out.push(format);
+        context.encode_into(out);
+        out.extend_from_slice(&key_version.get().to_be_bytes());
     }
 
-    fn payload_len(&self) -> usize {
-        self.bytes.len() - KEY_VERSION_LEN
+    /// Builds the associated data in a buffer of its own.
+    fn build(format: u8, context: &EnvelopeContext<'_>, key_version: KeyVersion) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(AssociatedData::len_for(context));
+        AssociatedData::append(&mut bytes, format, context, key_version);
+        bytes
     }
 
     /// Associated data of the wrapping layer: all of it.
-    fn wrap(&self) -> Aad<&[u8]> {
-        Aad::from(&self.bytes[..])
+    fn wrap(self) -> Aad<&'a [u8]> {
+        Aad::from(self.0)
     }
 
-    /// Associated data of the payload layer: all but the key version.
-    fn payload(&self) -> Aad<&[u8]> {
-        Aad::from(&self.bytes[..self.payload_len()])
+    /// Associated data of the payload layer: all but the trailing key version.
+    fn payload(self) -> Aad<&'a [u8]> {
+        Aad::from(&self.0[..self.0.len().saturating_sub(KEY_VERSION_LEN)])
     }
 }
 
@@ -257,13 +260,14 @@ impl Keyring {
             .map_err(|_| CryptoError::RandomUnavailable)?;
         let payload_nonce = random_nonce(self.rng())?;
         let active = self.active_version();
-        let aad = AssociatedData::new(FORMAT_V1, context, active);
+        let aad_bytes = AssociatedData::build(FORMAT_V1, context, active);
+        let aad = AssociatedData(&aad_bytes);
 
         // The buffer holds the plaintext until it is encrypted in place, so it is zeroed if sealing fails.
         let mut bytes = Zeroizing::new(Vec::with_capacity(
             MIN_ENVELOPE_LEN.saturating_add(plaintext.len()),
         ));
-        self.append_wrapped_key(&mut bytes, active, &data_key.0, &aad)?;
+        self.append_wrapped_key(&mut bytes, active, &data_key.0, aad)?;
         bytes.extend_from_slice(&payload_nonce);
         bytes.extend_from_slice(plaintext);
         let tag = data_key_cipher(&data_key.0)
@@ -287,10 +291,24 @@ impl Keyring {
         context: &EnvelopeContext<'_>,
     ) -> Result<Plaintext, CryptoError> {
         let parsed = ParsedEnvelope::parse(envelope)?;
-        let aad = AssociatedData::new(parsed.format, context, parsed.key_version);
+        let ciphertext_len = parsed.ciphertext.len();
+        // One allocation holds the ciphertext, decrypted in place, followed by the associated data. It is
+        // owned by `Plaintext` from the start, so it is zeroed on every path.
+        let mut plaintext = Plaintext::new(Vec::with_capacity(
+            ciphertext_len.saturating_add(AssociatedData::len_for(context)),
+        ));
+        let buffer = plaintext.buffer_mut();
+        buffer.extend_from_slice(parsed.ciphertext);
+        AssociatedData::append(buffer, parsed.format, context, parsed.key_version);
+        let (in_out, aad) = buffer
+            .split_at_mut_checked(ciphertext_len)
+            .ok_or(CryptoError::Truncated)?;
+        let aad = AssociatedData(aad);
         let mut unwrapped = SecretBytes(*parsed.wrapped_key);
-        self.unwrap_data_key(&parsed, &aad, &mut unwrapped)?;
-        open_payload(&parsed, &unwrapped.0, &aad)
+        self.unwrap_data_key(&parsed, aad, &mut unwrapped)?;
+        let plaintext_len = decrypt_payload(&parsed, &unwrapped.0, aad, in_out)?;
+        buffer.truncate(plaintext_len);
+        Ok(plaintext)
     }
 
     /// Moves an envelope to the active key version: unwraps its data key and wraps it again under the
@@ -304,10 +322,17 @@ impl Keyring {
         context: &EnvelopeContext<'_>,
     ) -> Result<Envelope, CryptoError> {
         let parsed = ParsedEnvelope::parse(envelope)?;
-        let mut aad = AssociatedData::new(parsed.format, context, parsed.key_version);
+        let mut aad = AssociatedData::build(parsed.format, context, parsed.key_version);
         let mut unwrapped = SecretBytes(*parsed.wrapped_key);
-        self.unwrap_data_key(&parsed, &aad, &mut unwrapped)?;
-        drop(open_payload(&parsed, &unwrapped.0, &aad)?);
+        self.unwrap_data_key(&parsed, AssociatedData(&aad), &mut unwrapped)?;
+        let mut scratch = Plaintext::new(parsed.ciphertext.to_vec());
+        decrypt_payload(
+            &parsed,
+            &unwrapped.0,
+            AssociatedData(&aad),
+            scratch.buffer_mut(),
+        )?;
+        drop(scratch);
         let active = self.active_version();
         if parsed.key_version == active {
             return Ok(Envelope {
@@ -315,9 +340,15 @@ impl Keyring {
                 key_version: active,
             });
         }
-        aad.set_key_version(active);
+        aad.truncate(aad.len().saturating_sub(KEY_VERSION_LEN));
+        aad.extend_from_slice(&active.get().to_be_bytes());
         let mut bytes = Vec::with_capacity(envelope.len());
-        self.append_wrapped_key(&mut bytes, active, data_key_of(&unwrapped.0)?, &aad)?;
+        self.append_wrapped_key(
+            &mut bytes,
+            active,
+            data_key_of(&unwrapped.0)?,
+            AssociatedData(&aad),
+        )?;
         bytes.extend_from_slice(parsed.payload_nonce);
         bytes.extend_from_slice(parsed.ciphertext);
         Ok(Envelope {
@@ -333,7 +364,7 @@ impl Keyring {
         out: &mut Vec<u8>,
         version: KeyVersion,
         data_key: &[u8; DATA_KEY_LEN],
-        aad: &AssociatedData,
+        aad: AssociatedData<'_>,
     ) -> Result<(), CryptoError> {
         let key_encryption_key = self
             .key_encryption_key(version)
@@ -359,7 +390,7 @@ impl Keyring {
     fn unwrap_data_key(
         &self,
         parsed: &ParsedEnvelope<'_>,
-        aad: &AssociatedData,
+        aad: AssociatedData<'_>,
         wrapped: &mut SecretBytes<WRAPPED_KEY_LEN>,
     ) -> Result<(), CryptoError> {
         let key_encryption_key = self
@@ -384,26 +415,21 @@ fn data_key_of(unwrapped: &[u8; WRAPPED_KEY_LEN]) -> Result<&[u8; DATA_KEY_LEN],
         .ok_or(CryptoError::Authentication)
 }
 
-/// Decrypts the payload with the unwrapped data key.
-fn open_payload(
+/// Decrypts the payload in place with the unwrapped data key; returns the plaintext length.
+fn decrypt_payload(
     parsed: &ParsedEnvelope<'_>,
     unwrapped: &[u8; WRAPPED_KEY_LEN],
-    aad: &AssociatedData,
-) -> Result<Plaintext, CryptoError> {
-    let data_key = data_key_of(unwrapped)?;
-    // Wrapped in `Plaintext` before decrypting, so that even a failed decryption's output is zeroed.
-    let mut plaintext = Plaintext::new(parsed.ciphertext.to_vec());
-    let buffer = plaintext.buffer_mut();
-    let plaintext_len = data_key_cipher(data_key)
+    aad: AssociatedData<'_>,
+    in_out: &mut [u8],
+) -> Result<usize, CryptoError> {
+    let plaintext = data_key_cipher(data_key_of(unwrapped)?)
         .open_in_place(
             Nonce::assume_unique_for_key(*parsed.payload_nonce),
             aad.payload(),
-            &mut buffer[..],
+            in_out,
         )
-        .map_err(|_| CryptoError::Authentication)?
-        .len();
-    buffer.truncate(plaintext_len);
-    Ok(plaintext)
+        .map_err(|_| CryptoError::Authentication)?;
+    Ok(plaintext.len())
 }
 
 #[cfg(test)]
