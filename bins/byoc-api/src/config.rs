@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use byoc_credential_store::Backend;
 use byoc_crypto::{Keyring, KeyringConfig, KeyringError};
-use byoc_providers::ProviderConfig;
+use byoc_providers::{E164Phone, ProviderConfig, TwilioAccountSid, TwilioCredential};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 use uuid::Uuid;
@@ -143,17 +143,6 @@ pub struct GoogleOAuthClient {
     pub client_secret: SecretString,
 }
 
-/// The legacy shared Twilio credentials (`TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`, `TWILIO_PHONE_NUMBER`).
-#[derive(Clone)]
-pub struct LegacyTwilio {
-    /// The account SID.
-    pub account_sid: String,
-    /// The auth token.
-    pub auth_token: SecretString,
-    /// The sender number.
-    pub phone_number: String,
-}
-
 /// Everything the service and the CLI read from their environment.
 pub struct Config {
     /// `BYOC_BIND`: the listen address.
@@ -170,8 +159,9 @@ pub struct Config {
     pub providers: ProviderConfig,
     /// The platform's Google OAuth app, when configured.
     pub google_oauth_client: Option<GoogleOAuthClient>,
-    /// Legacy env Twilio credentials, when all three variables are set.
-    pub legacy_twilio: Option<LegacyTwilio>,
+    /// Legacy env Twilio credentials (`TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`, `TWILIO_PHONE_NUMBER`), when
+    /// all three are set.
+    pub legacy_twilio: Option<TwilioCredential>,
     /// `BYOC_LEGACY_FALLBACK_ORGS`: orgs allowed to fall back to the legacy credentials.
     pub legacy_fallback_orgs: Vec<Uuid>,
 }
@@ -293,10 +283,12 @@ impl Config {
             get("TWILIO_AUTH_TOKEN"),
             get("TWILIO_PHONE_NUMBER"),
         ) {
-            (Some(account_sid), Some(token), Some(phone_number)) => Some(LegacyTwilio {
-                account_sid,
-                auth_token: SecretString::from(token),
-                phone_number,
+            (Some(account_sid), Some(token), Some(phone_number)) => Some(TwilioCredential {
+                account_sid: TwilioAccountSid::parse("TWILIO_ACCOUNT_SID", account_sid.trim())
+                    .map_err(|error| invalid(error.field, error.reason))?,
+                auth_token: SecretString::from(token.trim().to_owned()),
+                phone_number: E164Phone::parse("TWILIO_PHONE_NUMBER", phone_number.trim())
+                    .map_err(|error| invalid(error.field, error.reason))?,
             }),
             (None, None, None) => None,
             (sid, token, _) => {
@@ -555,6 +547,24 @@ mod tests {
             ("CREDENTIAL_ENCRYPTION_KEY", KEY_A),
         ]);
         assert!(line.starts_with("BYOC_JWT_SECRET:"), "{line}");
+    }
+
+    #[test]
+    fn legacy_twilio_credentials_are_validated() {
+        let config = parse(&[
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN", "legacy-token"),
+            ("TWILIO_PHONE_NUMBER", "+14155550123"),
+        ])
+        .expect("valid");
+        let legacy = config.legacy_twilio.expect("configured");
+        assert_eq!(legacy.phone_number.as_str(), "+14155550123");
+        let line = error_line(&[
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN", "legacy-token"),
+            ("TWILIO_PHONE_NUMBER", "0123"),
+        ]);
+        assert!(line.starts_with("TWILIO_PHONE_NUMBER:"), "{line}");
     }
 
     #[test]

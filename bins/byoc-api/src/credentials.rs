@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use byoc_credential_store::{
     AuditAction, CredentialId, CredentialMetadata, CredentialRepository, CredentialType,
-    DisplayName, EncryptedEnvelope, NewAuditEvent, NewCredential, PublicHint, Tenant,
-    VerificationOutcome, VerificationStatus,
+    DisplayName, EncryptedEnvelope, NewAuditEvent, NewCredential, OrgId, PublicHint, ServiceName,
+    Tenant, VerificationOutcome, VerificationStatus,
 };
 use byoc_crypto::{CryptoError, EnvelopeContext, Keyring};
 use byoc_providers::{CredentialPayload, ProviderError, ProviderKind, VerifierRegistry};
 use chrono::Utc;
 
 use crate::error::ApiError;
+use crate::keys::stored_key_version;
 use crate::metrics::Metrics;
 
 /// What verifying a credential found.
@@ -60,22 +61,9 @@ impl CredentialManager {
         payload: &P,
         display_name: DisplayName,
     ) -> Result<CredentialMetadata, ApiError> {
-        let credential_type = credential_type(P::KIND)?;
-        let id = CredentialId::new_random();
-        let (encrypted_data, encryption_key_version) = {
-            let json = payload.to_json_bytes();
-            self.seal(tenant, credential_type, id, json.as_bytes())?
-        };
-        let credential = NewCredential {
-            id,
-            credential_type,
-            display_name,
-            public_hint: PublicHint::parse(&payload.public_hint()).ok(),
-            encrypted_data,
-            encryption_key_version,
-        };
+        let credential = self.new_credential(tenant, payload, display_name)?;
         let result = self.repository.insert_credential(tenant, &credential).await;
-        self.count("created", credential_type, result.is_ok());
+        self.count("created", credential.credential_type, result.is_ok());
         let metadata = result?;
         self.audit(
             tenant,
@@ -85,6 +73,53 @@ impl CredentialManager {
         )
         .await?;
         Ok(metadata)
+    }
+
+    /// Operator: encrypts and stores a credential in `org` with no user (`byoc import-env`), audited as the
+    /// calling service.
+    pub async fn import<P: CredentialPayload>(
+        &self,
+        org: OrgId,
+        service: ServiceName,
+        payload: &P,
+        display_name: DisplayName,
+    ) -> Result<CredentialMetadata, ApiError> {
+        let tenant = Tenant::service(org, service);
+        let credential = self.new_credential(&tenant, payload, display_name)?;
+        let metadata = self
+            .repository
+            .operator_insert_credential(org, &credential)
+            .await?;
+        self.count("imported", credential.credential_type, true);
+        self.audit(
+            &tenant,
+            "created",
+            &metadata,
+            serde_json::json!({"display_name": metadata.display_name, "source": "import-env"}),
+        )
+        .await?;
+        Ok(metadata)
+    }
+
+    fn new_credential<P: CredentialPayload>(
+        &self,
+        tenant: &Tenant,
+        payload: &P,
+        display_name: DisplayName,
+    ) -> Result<NewCredential, ApiError> {
+        let credential_type = credential_type(P::KIND)?;
+        let id = CredentialId::new_random();
+        let json = payload.to_json_bytes();
+        let (encrypted_data, encryption_key_version) =
+            self.seal(tenant, credential_type, id, json.as_bytes())?;
+        Ok(NewCredential {
+            id,
+            credential_type,
+            display_name,
+            public_hint: PublicHint::parse(&payload.public_hint()).ok(),
+            encrypted_data,
+            encryption_key_version,
+        })
     }
 
     /// Decrypts the credential, asks its provider, and records the outcome (status, error, time).
@@ -192,9 +227,7 @@ impl CredentialManager {
             .keyring
             .seal(plaintext, &envelope_context(tenant, credential_type, id))
             .map_err(|error| crypto_failure(&error))?;
-        let version = NonZeroU32::new(envelope.key_version().get()).ok_or_else(|| {
-            ApiError::internal(&CryptoError::UnknownKeyVersion(envelope.key_version()))
-        })?;
+        let version = stored_key_version(envelope.key_version());
         Ok((EncryptedEnvelope::new(envelope.into_bytes())?, version))
     }
 

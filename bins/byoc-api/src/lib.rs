@@ -10,6 +10,7 @@
 //! - [`error`]: the one JSON error body every endpoint answers with.
 //! - [`extract`]: the JSON body extractor (body limit, unknown fields, field-naming errors).
 //! - [`routes`]: the endpoints; [`openapi`]: their OpenAPI document.
+//! - [`keys`]: operator key rotation and `keys check` over every organization.
 //! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
 //! - [`telemetry`]: tracing set-up.
 
@@ -21,6 +22,7 @@ pub mod dev;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

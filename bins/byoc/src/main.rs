@@ -7,13 +7,28 @@ use std::time::Duration;
 
 use byoc_api::auth::mint_token;
 use byoc_api::config::{Config, ConfigError, DatabaseUrl};
+use byoc_api::credentials::CredentialManager;
+use byoc_api::keys::{self, KeyMaintenanceError};
+use byoc_api::metrics::Metrics;
 use byoc_api::{Services, StartupError};
-use byoc_credential_store::{HotLeadThreshold, OrgId, OrganizationName, Role, StoreError, UserId};
+use byoc_credential_store::{
+    DisplayName, HotLeadThreshold, OrgId, OrganizationName, Role, ServiceName, StoreError, UserId,
+};
 use byoc_crypto::MasterKey;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::ExposeSecret;
 
-/// Operator CLI for byoc: database migrations, organizations and members, tokens and master keys.
+/// Prints a line to stdout; a closed stdout (e.g. `byoc token | head -c 20`) is not an error worth a panic.
+macro_rules! say {
+    ($($argument:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($argument)*);
+    }};
+}
+
+/// Operator CLI for byoc: database migrations, organizations and members, tokens, master keys and the
+/// legacy-credential import.
 #[derive(Debug, Parser)]
 #[command(name = "byoc", version, about, long_about = None)]
 struct Cli {
@@ -47,10 +62,20 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
         ttl: u64,
     },
-    /// Master keys: generate a new one.
+    /// Master keys: generate, rotate (re-wrap every data key under the active version), check.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Move the legacy TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN / TWILIO_PHONE_NUMBER into an organization as a
+    /// normal (encrypted, pending) Twilio credential.
+    ImportEnv {
+        /// The organization that receives the credential.
+        #[arg(long, value_name = "ORG_ID")]
+        org: OrgId,
+        /// The credential's display name.
+        #[arg(long, default_value = "Imported Twilio (env)")]
+        display_name: String,
     },
 }
 
@@ -84,6 +109,11 @@ enum MemberCommand {
 enum KeysCommand {
     /// Print a new random 256-bit master key as 64 hex digits (add it to BYOC_MASTER_KEYS as `VERSION:HEX`).
     Generate,
+    /// Re-wrap every data key under BYOC_ACTIVE_KEY_VERSION, online and resumable (run it again after an
+    /// interruption), with a progress bar.
+    Rotate,
+    /// Decrypt every credential; list those that fail and exit non-zero if any does.
+    Check,
 }
 
 /// Why a command failed; one line, never a secret.
@@ -95,6 +125,8 @@ enum CliError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Keys(#[from] KeyMaintenanceError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -160,7 +192,7 @@ async fn run(command: Command) -> Result<(), CliError> {
                 .repository
                 .operator_create_organization(&name, HotLeadThreshold::DEFAULT)
                 .await?;
-            println!("{}", organization.id);
+            say!("{}", organization.id);
             Ok(())
         }
         Command::Member {
@@ -171,9 +203,11 @@ async fn run(command: Command) -> Result<(), CliError> {
                 .repository
                 .operator_add_member(org, user, role)
                 .await?;
-            println!(
+            say!(
                 "{} is now {} of {}",
-                member.user_id, member.role, member.org_id
+                member.user_id,
+                member.role,
+                member.org_id
             );
             Ok(())
         }
@@ -200,16 +234,116 @@ async fn run(command: Command) -> Result<(), CliError> {
                 Duration::from_secs(ttl),
             )
             .map_err(|error| CliError::Invalid(format!("cannot mint the token: {error}")))?;
-            println!("{token}");
+            say!("{token}");
             Ok(())
         }
         Command::Keys {
             command: KeysCommand::Generate,
         } => {
-            println!("{}", MasterKey::generate().to_hex().expose_secret());
+            say!("{}", MasterKey::generate().to_hex().expose_secret());
             Ok(())
         }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => rotate().await,
+        Command::Keys {
+            command: KeysCommand::Check,
+        } => check().await,
+        Command::ImportEnv { org, display_name } => import_env(org, &display_name).await,
     }
+}
+
+async fn rotate() -> Result<(), CliError> {
+    let services = open_services().await?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} re-wrapped ({eta} left)")
+            .map_err(|error| CliError::Invalid(format!("progress bar: {error}")))?
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!(
+        "rotating to key version {}",
+        services.keyring.active_version()
+    ));
+    let report = keys::rotate(
+        services.repository.as_ref(),
+        &services.keyring,
+        |progress| {
+            bar.set_length(progress.total);
+            bar.set_position(progress.rewrapped);
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    let per_version: Vec<String> = report
+        .remaining
+        .iter()
+        .map(|(version, count)| format!("version {version}: {count}"))
+        .collect();
+    say!(
+        "re-wrapped {} credential(s) under key version {}; credentials per key version: {}",
+        report.rewrapped,
+        services.keyring.active_version(),
+        if per_version.is_empty() {
+            "none".to_owned()
+        } else {
+            per_version.join(", ")
+        }
+    );
+    Ok(())
+}
+
+async fn check() -> Result<(), CliError> {
+    let services = open_services().await?;
+    let report = keys::check(services.repository.as_ref(), &services.keyring).await?;
+    for failure in &report.failures {
+        say!(
+            "FAILED credential {} (organization {}, key version {}): {}",
+            failure.id,
+            failure.org_id,
+            failure.key_version,
+            failure.error
+        );
+    }
+    if report.failures.is_empty() {
+        say!("all {} credential(s) decrypt", report.ok);
+        Ok(())
+    } else {
+        Err(CliError::Invalid(format!(
+            "{} credential(s) failed to decrypt, {} decrypt",
+            report.failures.len(),
+            report.ok
+        )))
+    }
+}
+
+async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
+    let config = Config::from_env()?;
+    let legacy = config.legacy_twilio.clone().ok_or_else(|| {
+        CliError::Invalid(
+            "TWILIO_ACCOUNT_SID: the legacy TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_PHONE_NUMBER are not set"
+                .to_owned(),
+        )
+    })?;
+    let display_name = DisplayName::parse(display_name.trim())
+        .map_err(|error| CliError::Invalid(format!("--display-name: {}", error.reason)))?;
+    let services = Services::open(&config).await?;
+    let manager = CredentialManager::new(
+        services.repository,
+        services.keyring,
+        services.verifiers,
+        Metrics::new().map_err(|error| CliError::Invalid(format!("metrics: {error}")))?,
+    );
+    let service =
+        ServiceName::parse("byoc-cli").map_err(|error| CliError::Invalid(error.to_string()))?;
+    let metadata = manager
+        .import(org, service, &legacy, display_name)
+        .await
+        .map_err(|error| CliError::Invalid(error.to_string()))?;
+    say!(
+        "imported the legacy Twilio credential into {org} as {} ({}); verify it, then remove the TWILIO_* variables",
+        metadata.id, metadata.display_name
+    );
+    Ok(())
 }
 
 /// `byoc migrate` needs only `DATABASE_URL` (the owner's, for Postgres); in dev mode it opens the dev database.
@@ -226,7 +360,7 @@ async fn migrate() -> Result<(), CliError> {
             open_services().await?;
         }
     }
-    println!("migrations applied");
+    say!("migrations applied");
     Ok(())
 }
 

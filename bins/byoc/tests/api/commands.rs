@@ -133,7 +133,7 @@ async fn bad_input_exits_non_zero_with_one_line() {
 fn help_describes_every_command() {
     let app = spawn_dev();
     let help = app.run(&["--help"]).ok();
-    for command in ["migrate", "org", "member", "token", "keys"] {
+    for command in ["migrate", "org", "member", "token", "keys", "import-env"] {
         assert!(help.contains(command), "{command} in {help}");
     }
     let help = app.run(&["token", "--help"]).ok();

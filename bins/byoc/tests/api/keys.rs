@@ -1,0 +1,109 @@
+//! `import-env`, `keys rotate` and `keys check`: import legacy credentials under key version 1, rotate them to
+//! version 2 (again: nothing left to do), and check that they decrypt with version 2 alone and fail without it.
+
+use byoc_crypto::MasterKey;
+use secrecy::ExposeSecret;
+
+use crate::helpers::{spawn_app, spawn_app_postgres, CliApp};
+
+const LEGACY: [(&str, &str); 3] = [
+    ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+    ("TWILIO_AUTH_TOKEN", "legacy-secret-token-4242"),
+    ("TWILIO_PHONE_NUMBER", "+14155550123"),
+];
+
+fn keys_env(app: &CliApp) -> String {
+    app.env
+        .iter()
+        .find(|(key, _)| key == "BYOC_MASTER_KEYS")
+        .map(|(_, value)| value.clone())
+        .expect("the test environment has a key")
+}
+
+#[tokio::test]
+async fn import_rotate_and_check_on_sqlite_and_postgres() {
+    for app in [spawn_app().await, spawn_app_postgres().await] {
+        app.run(&["migrate"]).ok();
+        let mut orgs = Vec::new();
+        for name in ["Legacy A", "Legacy B"] {
+            let org = app.run(&["org", "create", "--name", name]).ok();
+            let imported = app.run_with(&["import-env", "--org", &org], &LEGACY).ok();
+            assert!(imported.contains("imported"), "{imported}");
+            assert!(!imported.contains("legacy-secret-token-4242"));
+            orgs.push(org);
+        }
+        let line = app
+            .run_with(&["import-env", "--org", &orgs[0]], &LEGACY)
+            .one_line_failure();
+        assert!(
+            line.contains("already exists"),
+            "a second import collides on the display name: {line}"
+        );
+
+        assert!(app
+            .run(&["keys", "check"])
+            .ok()
+            .contains("all 2 credential(s) decrypt"));
+
+        let version_one = keys_env(&app);
+        let key_two = MasterKey::generate().to_hex();
+        let both = format!("{version_one},2:{}", key_two.expose_secret());
+        let rotated = app
+            .run_with(&["keys", "rotate"], &[("BYOC_MASTER_KEYS", &both)])
+            .ok();
+        assert!(
+            rotated.contains("re-wrapped 2 credential(s) under key version 2"),
+            "{rotated}"
+        );
+        assert!(rotated.contains("version 2: 2"), "{rotated}");
+        let again = app
+            .run_with(&["keys", "rotate"], &[("BYOC_MASTER_KEYS", &both)])
+            .ok();
+        assert!(
+            again.contains("re-wrapped 0 credential(s)"),
+            "a second run has nothing to do: {again}"
+        );
+
+        let only_two = format!("2:{}", key_two.expose_secret());
+        let checked = app
+            .run_with(&["keys", "check"], &[("BYOC_MASTER_KEYS", &only_two)])
+            .ok();
+        assert!(checked.contains("all 2 credential(s) decrypt"), "{checked}");
+
+        let run = app.run(&["keys", "check"]);
+        assert_ne!(
+            run.code,
+            Some(0),
+            "version 1 alone cannot open version-2 envelopes"
+        );
+        assert_eq!(
+            run.stdout.matches("FAILED credential").count(),
+            2,
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stderr.contains("2 credential(s) failed to decrypt"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn import_env_without_legacy_variables_fails_in_one_line() {
+    let app = spawn_app().await;
+    let org = app.run(&["org", "create", "--name", "No legacy"]).ok();
+    let line = app.run(&["import-env", "--org", &org]).one_line_failure();
+    assert!(line.contains("TWILIO_ACCOUNT_SID"), "{line}");
+    let line = app
+        .run_with(
+            &["import-env", "--org", &org],
+            &[LEGACY[0], LEGACY[1], ("TWILIO_PHONE_NUMBER", "12345")],
+        )
+        .one_line_failure();
+    assert!(
+        line.contains("TWILIO_PHONE_NUMBER") && !line.contains("legacy-secret-token-4242"),
+        "{line}"
+    );
+}
