@@ -169,14 +169,7 @@ pub struct Config {
 impl Config {
     /// Reads the process environment (and `BYOC_CONFIG_FILE`, when set).
     pub fn from_env() -> Result<Config, ConfigError> {
-        let mut values: HashMap<String, String> = std::env::vars()
-            .filter(|(_, value)| !value.is_empty())
-            .collect();
-        if let Some(path) = values.get(CONFIG_FILE_VAR).cloned() {
-            for (key, value) in read_config_file(Path::new(&path))? {
-                values.entry(key).or_insert(value);
-            }
-        }
+        let values = environment()?;
         Config::from_lookup(|name| values.get(name).cloned())
     }
 
@@ -327,6 +320,22 @@ impl Config {
     pub fn is_dev(&self) -> bool {
         matches!(self.deployment, Deployment::Dev)
     }
+}
+
+/// The configuration variables: the process environment, plus the entries of `BYOC_CONFIG_FILE` for variables
+/// the environment leaves unset. Empty values count as unset.
+pub fn environment() -> Result<HashMap<String, String>, ConfigError> {
+    let mut values: HashMap<String, String> = std::env::vars()
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
+    if let Some(path) = values.get(CONFIG_FILE_VAR).cloned() {
+        for (key, value) in read_config_file(Path::new(&path))? {
+            if !value.is_empty() {
+                values.entry(key).or_insert(value);
+            }
+        }
+    }
+    Ok(values)
 }
 
 fn parse_bind(text: &str) -> Result<SocketAddr, ConfigError> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use byoc_api::auth::mint_token;
-use byoc_api::config::{Config, ConfigError, DatabaseUrl};
+use byoc_api::config::{self, Config, ConfigError, DatabaseUrl};
 use byoc_api::credentials::CredentialManager;
 use byoc_api::keys::{self, KeyMaintenanceError};
 use byoc_api::metrics::Metrics;
@@ -346,12 +346,10 @@ async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `byoc migrate` needs only `DATABASE_URL` (the owner's, for Postgres); in dev mode it opens the dev database.
+/// `byoc migrate` needs only `DATABASE_URL` (the owner's, for Postgres; from the environment or
+/// `BYOC_CONFIG_FILE`); in dev mode it opens the dev database.
 async fn migrate() -> Result<(), CliError> {
-    match std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-    {
+    match config::environment()?.remove("DATABASE_URL") {
         Some(url) => {
             let database = DatabaseUrl::parse(&url)?;
             byoc_credential_store::migrate(database.expose()).await?;

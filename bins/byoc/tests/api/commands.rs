@@ -160,3 +160,32 @@ fn dev_mode_tokens_are_signed_with_the_dev_secret() {
     )
     .expect("signed with the dev secret");
 }
+
+#[tokio::test]
+async fn a_config_file_supplies_unset_variables() {
+    let app = spawn_app().await;
+    let file = app.dir().join("byoc.env");
+    let lines: Vec<String> = app
+        .env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    std::fs::write(&file, lines.join("\n")).expect("write the config file");
+    let file = file.display().to_string();
+    let only_file = crate::helpers::spawn_dev();
+    let run = |args: &[&str]| only_file.run_with(args, &[("BYOC_CONFIG_FILE", &file)]);
+    assert_eq!(run(&["migrate"]).ok(), "migrations applied");
+    let org = run(&["org", "create", "--name", "From file"]).ok();
+    uuid::Uuid::parse_str(&org).expect("an id");
+    assert!(
+        !only_file.dir().join(".byoc-dev").exists(),
+        "the file's DATABASE_URL was used, not dev mode"
+    );
+    let line = only_file
+        .run_with(
+            &["migrate"],
+            &[("BYOC_CONFIG_FILE", "/nonexistent/byoc.env")],
+        )
+        .one_line_failure();
+    assert!(line.contains("BYOC_CONFIG_FILE"), "{line}");
+}
