@@ -334,6 +334,97 @@ impl From<AuditEvent> for AuditEntryDto {
     }
 }
 
+// The bodies of the endpoints that use credentials (SMS, leads, availability, Google connect), as the
+// contract names them; their handlers register them in the OpenAPI document with their paths.
+
+/// `POST /api/sms/test`: where to send the hot-lead alert text.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmsTestRequest {
+    /// The recipient in E.164 form.
+    #[schema(example = "+14155550199", pattern = "^\\+[1-9][0-9]{6,14}$")]
+    pub to: String,
+}
+
+/// A message handed to Twilio.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SmsResult {
+    /// Twilio's message SID.
+    #[schema(example = "SM0123456789abcdef0123456789abcdef")]
+    pub sid: String,
+    /// Twilio's status (`queued`, `sent`, …).
+    #[schema(example = "queued")]
+    pub status: String,
+}
+
+/// `POST /api/leads`: a scored lead.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeadRequest {
+    /// The lead's name (used in the alert text).
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// The lead score, 0 to 100.
+    #[schema(minimum = 0, maximum = 100)]
+    pub score: u8,
+    /// Who gets the hot-lead alert, in E.164 form.
+    #[schema(example = "+14155550199", pattern = "^\\+[1-9][0-9]{6,14}$")]
+    pub notify_phone: String,
+}
+
+/// The answer of `POST /api/leads`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct LeadResponse {
+    /// Whether the score reached the organization's hot threshold.
+    pub hot: bool,
+    /// The alert sent for a hot lead; null otherwise.
+    pub sms: Option<SmsResult>,
+}
+
+/// The query of `GET /api/calendar/availability`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AvailabilityQuery {
+    /// The day, `YYYY-MM-DD`.
+    #[param(value_type = String, format = Date, example = "2026-12-01")]
+    pub date: chrono::NaiveDate,
+    /// The slot length in minutes.
+    #[param(minimum = 5, maximum = 480, example = 30)]
+    pub duration: u32,
+    /// An IANA time zone (default: the calendar's).
+    #[param(example = "America/New_York")]
+    pub time_zone: Option<String>,
+}
+
+/// One free slot.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TimeSlot {
+    /// Start (RFC 3339).
+    pub start: DateTime<Utc>,
+    /// End (RFC 3339).
+    pub end: DateTime<Utc>,
+}
+
+/// The answer of `GET /api/calendar/availability`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AvailabilityResponse {
+    /// Free slots, in order.
+    pub slots: Vec<TimeSlot>,
+}
+
+/// The query Google sends to `GET /api/auth/google/callback`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GoogleCallbackQuery {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The signed, single-use state issued by `/api/auth/google/start`.
+    pub state: Option<String>,
+    /// Google's error, when the user declined.
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

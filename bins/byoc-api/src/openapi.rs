@@ -33,6 +33,12 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::dto::AddGoogleCalendarRequest,
         crate::dto::VerifyResponse,
         crate::dto::DeleteResponse,
+        crate::dto::SmsTestRequest,
+        crate::dto::SmsResult,
+        crate::dto::LeadRequest,
+        crate::dto::LeadResponse,
+        crate::dto::TimeSlot,
+        crate::dto::AvailabilityResponse,
     )),
     modifiers(&BearerAuth),
     tags(
