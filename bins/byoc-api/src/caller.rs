@@ -61,11 +61,6 @@ impl Caller {
             Err(ApiError::forbidden_role(permission.least_role()))
         }
     }
-
-    /// The caller's organization.
-    pub fn org_id(&self) -> OrgId {
-        self.tenant.org_id
-    }
 }
 
 impl From<AuthError> for ApiError {

@@ -91,15 +91,6 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }
 
-    /// 405 for a path served under another method.
-    pub fn method_not_allowed() -> ApiError {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this endpoint does not accept that method",
-        )
-    }
-
     /// 409: a credential of that type already has that display name in the organization.
     pub fn duplicate_display_name() -> ApiError {
         ApiError::new(
@@ -183,11 +174,6 @@ impl ApiError {
         )
     }
 
-    /// 503: the service is not ready (used by `/readyz`).
-    pub fn not_ready(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
-    }
-
     /// 500: logs the cause chain and answers an opaque message.
     pub fn internal(cause: &(dyn StdError + 'static)) -> ApiError {
         tracing::error!(error = %CauseChain(cause), "internal error");
@@ -246,6 +232,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
         if let Some(retry_after) = self.retry_after {
             let seconds = retry_after.as_secs().max(1);
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {

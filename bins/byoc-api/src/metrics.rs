@@ -62,14 +62,6 @@ impl Metrics {
         })
     }
 
-    /// Registers another collector (e.g. the credential service's figures) in this registry.
-    pub fn register(
-        &self,
-        collector: Box<dyn prometheus::core::Collector>,
-    ) -> Result<(), prometheus::Error> {
-        self.registry.register(collector)
-    }
-
     /// Counts one credential operation (`created`, `verified`, `deactivated`, `purged`, …).
     pub fn credential_operation(&self, operation: &str, credential_type: &str, outcome: &str) {
         self.credential_operations
