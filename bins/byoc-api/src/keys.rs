@@ -13,6 +13,59 @@ use byoc_credential_store::{
 };
 use byoc_crypto::{CryptoError, EnvelopeContext, KeyVersion, Keyring};
 
+/// Why the keyring does not fit the database (start-up refuses).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringMismatch {
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The key given for a version is not the one that first wrote with it.
+    #[error("BYOC_MASTER_KEYS: the key for version {0} is not the key this database's data was written with")]
+    WrongKey(KeyVersion),
+}
+
+/// Start-up key check: every keyring version's key check value must equal the one stored by whoever first
+/// wrote with that version (the active version's is stored now if none is). Versions that wrap stored data but
+/// are missing from the keyring are logged as warnings; the credentials they wrap cannot be decrypted.
+pub async fn verify_keyring(
+    repository: &dyn CredentialRepository,
+    keyring: &Keyring,
+) -> Result<(), KeyringMismatch> {
+    let stored = repository.key_check_values().await?;
+    for version in keyring.versions() {
+        let Some(mine) = keyring.key_check_value(version) else {
+            continue;
+        };
+        let number = stored_key_version(version);
+        let theirs = match stored.iter().find(|value| value.key_version == number) {
+            Some(value) => value.check_value.clone(),
+            None if version == keyring.active_version() => {
+                repository
+                    .insert_key_check_value_if_absent(number, mine.as_bytes())
+                    .await?
+                    .check_value
+            }
+            None => continue,
+        };
+        if theirs.as_slice() != mine.as_bytes().as_slice() {
+            return Err(KeyringMismatch::WrongKey(version));
+        }
+    }
+    for count in repository.operator_count_by_key_version().await? {
+        let known = keyring
+            .versions()
+            .any(|version| stored_key_version(version) == count.key_version);
+        if !known && count.credentials > 0 {
+            tracing::warn!(
+                key_version = count.key_version.get(),
+                credentials = count.credentials,
+                "stored credentials are wrapped by a key version missing from BYOC_MASTER_KEYS; they cannot be decrypted"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Rows read and re-wrapped per batch.
 pub const BATCH_SIZE: u32 = 500;
 

@@ -19,6 +19,7 @@ use crate::config::{AuthConfig, Config, ConfigError, Deployment, DEV_DIR};
 use crate::credentials::CredentialManager;
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
 use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::keys::{verify_keyring, KeyringMismatch};
 use crate::metrics::{track_requests, Metrics};
 use crate::state::AppState;
 
@@ -46,6 +47,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The keyring does not fit the data in the database.
+    #[error("{0}")]
+    Keyring(#[from] KeyringMismatch),
     /// The metrics registry or the HTTP client cannot be set up.
     #[error("start-up: {0}")]
     Setup(String),
@@ -88,7 +92,8 @@ pub struct Services {
 }
 
 impl Services {
-    /// Opens the store (in dev mode: prepares `./.byoc-dev/` and seeds the demo organization).
+    /// Opens the store and checks the keyring against it (in dev mode: prepares `./.byoc-dev/` and seeds the
+    /// demo organization).
     pub async fn open(config: &Config) -> Result<Services, StartupError> {
         let verifiers = ProviderClients::new(&config.providers)
             .map_err(|error| StartupError::Setup(format!("provider clients: {error}")))?
@@ -119,13 +124,17 @@ impl Services {
                     }),
                 })
             }
-            Deployment::Configured { database, keyring } => Ok(Services {
-                repository: byoc_credential_store::connect(database.expose()).await?,
-                keyring: Arc::clone(keyring),
-                auth: config.auth.clone(),
-                verifiers,
-                dev: None,
-            }),
+            Deployment::Configured { database, keyring } => {
+                let repository = byoc_credential_store::connect(database.expose()).await?;
+                verify_keyring(repository.as_ref(), keyring).await?;
+                Ok(Services {
+                    repository,
+                    keyring: Arc::clone(keyring),
+                    auth: config.auth.clone(),
+                    verifiers,
+                    dev: None,
+                })
+            }
         }
     }
 }

@@ -37,7 +37,10 @@ async fn missing_malformed_forged_and_expired_tokens_get_401() {
     let response = app.client.get(app.url(LIST)).send().await.expect("sent");
     assert_eq!(response.status(), 401, "no token");
     assert_eq!(
-        response.headers().get("www-authenticate").and_then(|value| value.to_str().ok()),
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok()),
         Some("Bearer")
     );
     assert_eq!(error_code(response).await, "unauthorized");

@@ -107,3 +107,19 @@ async fn import_env_without_legacy_variables_fails_in_one_line() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn a_different_key_for_a_used_version_is_refused_at_start() {
+    let app = spawn_app().await;
+    let org = app.run(&["org", "create", "--name", "Key check"]).ok();
+    app.run_with(&["import-env", "--org", &org], &LEGACY).ok();
+    let wrong = format!("1:{}", MasterKey::generate().to_hex().expose_secret());
+    let line = app
+        .run_with(&["keys", "check"], &[("BYOC_MASTER_KEYS", &wrong)])
+        .one_line_failure();
+    assert!(
+        line.contains("BYOC_MASTER_KEYS") && line.contains("version 1"),
+        "{line}"
+    );
+    assert!(!line.contains(&wrong[2..]), "{line}");
+}
