@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use byoc_credential_store::{CredentialRepository, StoreError};
 use byoc_crypto::Keyring;
@@ -187,6 +188,11 @@ impl Application {
         let metrics = web::Data::new(metrics);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(
+                    DefaultHeaders::new()
+                        .add((header::CACHE_CONTROL, "no-store"))
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+                )
                 .wrap(from_fn(track_requests))
                 .app_data(state.clone())
                 .app_data(metrics.clone())

@@ -111,5 +111,14 @@ async fn unknown_routes_answer_the_json_error_body() {
     let app = spawn_app().await;
     let response = app.client.get(app.url("/nope")).send().await.expect("sent");
     assert_eq!(response.status(), 404);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
     assert_eq!(error_code(response).await, "not_found");
 }
