@@ -5,11 +5,13 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+use tracing::Instrument;
 
 /// The label used for requests that matched no route (keeps label cardinality bounded).
 const UNMATCHED_ROUTE: &str = "unmatched";
@@ -86,8 +88,12 @@ impl Metrics {
     }
 }
 
-/// Middleware: records each request's route pattern, status and latency, and logs one line per request
-/// (method, route pattern, status, milliseconds; never the query string, which may hold an OAuth code).
+/// The header carrying a request's id (taken from the caller when it sends a sane one, else generated).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Middleware: gives each request an id (answered in `x-request-id` and attached to every log line of the
+/// request), records its route pattern, status and latency, and logs one line per request (method, route
+/// pattern, status, milliseconds; never the query string, which may hold an OAuth code).
 pub async fn track_requests(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -95,7 +101,15 @@ pub async fn track_requests(
     let started = Instant::now();
     let method = request.method().to_string();
     let metrics = request.app_data::<web::Data<Metrics>>().cloned();
-    let result = next.call(request).await;
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_sane_request_id(id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut result = next.call(request).instrument(span.clone()).await;
     let (route, status) = match &result {
         Ok(response) => (
             response.request().match_pattern(),
@@ -108,19 +122,42 @@ pub async fn track_requests(
     if let Some(metrics) = metrics {
         metrics.observe(&route, &method, status, elapsed.as_secs_f64());
     }
-    tracing::info!(
-        method = %method,
-        route = %route,
-        status,
-        elapsed_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            route = %route,
+            status,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    if let (Ok(response), Ok(value)) = (&mut result, HeaderValue::from_str(&request_id)) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
     result
+}
+
+/// A caller's request id is reused when it is 1 to 64 characters of `A-Z a-z 0-9 - _ .`.
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_from_callers_are_checked() {
+        assert!(is_sane_request_id("abc-123_x.y"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("has space"));
+        assert!(!is_sane_request_id(&"a".repeat(65)));
+    }
 
     #[test]
     fn renders_registered_metrics_in_text_format() {

@@ -2,6 +2,7 @@
 //! optional `BYOC_CONFIG_FILE`, dev mode under `./.byoc-dev/` when nothing is configured) and exits non-zero
 //! with one clear line on bad input.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -136,6 +137,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return clap_exit(&error),
     };
+    if let Err(error) = byoc_api::telemetry::init(
+        "warn,sqlx=error",
+        std::io::stderr,
+        std::io::stderr().is_terminal(),
+    ) {
+        eprintln!("byoc: cannot set up logging: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

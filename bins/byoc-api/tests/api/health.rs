@@ -120,5 +120,22 @@ async fn unknown_routes_answer_the_json_error_body() {
     };
     assert_eq!(header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert!(header("x-request-id").is_some_and(|id| uuid::Uuid::parse_str(&id).is_ok()));
     assert_eq!(error_code(response).await, "not_found");
+
+    let traced = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        traced
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok()),
+        Some("trace-42"),
+        "a caller's request id is kept"
+    );
 }
