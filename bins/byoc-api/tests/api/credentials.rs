@@ -3,6 +3,8 @@
 
 use byoc_credential_store::Role;
 
+use crate::helpers::TWILIO_RATE_LIMITED_SID;
+
 use crate::helpers::{
     error_code, fake_twilio, spawn_app_with, Store, TestApp, TestOrg, STORES, TWILIO_BAD_SID,
     TWILIO_SID,
@@ -266,6 +268,47 @@ async fn an_unreachable_provider_answers_424_and_records_nothing() {
         &id,
     );
     assert_eq!(listed["verification_status"], "pending");
+}
+
+#[tokio::test]
+async fn a_provider_rate_limit_answers_429_with_retry_after() {
+    let (app, _twilio) = app_with_fake_twilio(Store::Sqlite).await;
+    let org = app.create_org("Busy").await;
+    let admin = app.token(org.id, org.admin);
+    let id = app
+        .add_twilio(&admin, TWILIO_RATE_LIMITED_SID, "Busy")
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let response = app
+        .post_json(
+            &format!("{LIST}/{id}/verify"),
+            &admin,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok()),
+        Some("120")
+    );
+    assert_eq!(error_code(response).await, "rate_limited");
+    let listed = find(
+        &app.get(LIST, &admin)
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .expect("list"),
+        &id,
+    );
+    assert_eq!(
+        listed["verification_status"], "pending",
+        "a rate limit says nothing about the credential"
+    );
 }
 
 /// Every endpoint, as each role: the status the contract's role table gives.

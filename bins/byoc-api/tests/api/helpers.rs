@@ -34,6 +34,8 @@ pub const STORES: [Store; 2] = [Store::Sqlite, Store::Postgres];
 pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// A SID the fake Twilio refuses (20003).
 pub const TWILIO_BAD_SID: &str = "ACffffffffffffffffffffffffffffffff";
+/// A SID for which the fake Twilio answers 429 with `Retry-After: 120`.
+pub const TWILIO_RATE_LIMITED_SID: &str = "AC42942942942942942942942942942942";
 /// The auth token every test credential uses (a secret that must never leave the service).
 pub const TWILIO_AUTH_TOKEN: &str = "tw-secret-0f9e8d7c6b5a4f3e2d1c";
 /// The sending number the fake Twilio account owns.
@@ -69,6 +71,15 @@ pub async fn fake_twilio_answering_after(delay: Duration) -> MockServer {
         .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
             "code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401
         })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_RATE_LIMITED_SID}.json")))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "120")
+                .set_body_json(serde_json::json!({"code": 20429, "message": "Too Many Requests", "status": 429})),
+        )
         .mount(&server)
         .await;
     server
