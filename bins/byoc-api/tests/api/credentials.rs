@@ -3,11 +3,9 @@
 
 use byoc_credential_store::Role;
 
-use crate::helpers::TWILIO_RATE_LIMITED_SID;
-
 use crate::helpers::{
     error_code, fake_twilio, spawn_app_with, Store, TestApp, TestOrg, STORES, TWILIO_BAD_SID,
-    TWILIO_SID,
+    TWILIO_RATE_LIMITED_SID, TWILIO_SID,
 };
 
 const LIST: &str = "/api/organization/credentials";
