@@ -125,13 +125,16 @@ impl CredentialManager {
     /// Decrypts the credential, asks its provider, and records the outcome (status, error, time).
     ///
     /// A refusal that says the credential is unusable marks it `failed`; an outage or rate limit records
-    /// nothing and answers 424 or 429.
+    /// nothing and answers 424 or 429. A deactivated credential is not decrypted again (409).
     pub async fn verify(
         &self,
         tenant: &Tenant,
         id: CredentialId,
     ) -> Result<Verification, ApiError> {
         let record = self.repository.get_credential(tenant, id).await?;
+        if !record.metadata.is_active {
+            return Err(ApiError::credential_inactive());
+        }
         let credential_type = record.metadata.credential_type;
         let kind = provider_kind(credential_type)?;
         let result = {

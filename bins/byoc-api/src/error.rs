@@ -100,6 +100,15 @@ impl ApiError {
         )
     }
 
+    /// 409: the credential is deactivated and is never used (or verified) again.
+    pub fn credential_inactive() -> ApiError {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "credential_inactive",
+            "this credential is deactivated; add a new one instead",
+        )
+    }
+
     /// 409: the organization has no usable credential for a provider it needs.
     pub fn credential_not_configured(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "credential_not_configured", message)

@@ -123,6 +123,7 @@ pub async fn add_google_calendar(
         (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
         (status = 403, description = "Not a member, or a member without the admin role", body = ErrorBody),
         (status = 404, description = "No such credential in this organization", body = ErrorBody),
+        (status = 409, description = "The credential is deactivated", body = ErrorBody),
         (status = 424, description = "The provider could not be reached; nothing recorded", body = ErrorBody),
         (status = 429, description = "The provider rate limited the check", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),

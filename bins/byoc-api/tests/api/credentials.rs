@@ -125,6 +125,19 @@ async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
             &id,
         );
         assert_eq!(listed["is_active"], false);
+        let reverify = app
+            .post_json(
+                &format!("{LIST}/{id}/verify"),
+                &admin,
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(
+            reverify.status(),
+            409,
+            "{store:?}: a deactivated credential is not used again"
+        );
+        assert_eq!(error_code(reverify).await, "credential_inactive");
 
         let purge = app.delete(&format!("{LIST}/{id}?purge=true"), &owner).await;
         assert_eq!(purge.status(), 200);
