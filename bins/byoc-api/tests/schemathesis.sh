@@ -68,6 +68,7 @@ fi
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$max_examples" \
     --seed 20261128 \
+    --generation-database none \
     --workers 1 \
     --no-color \
     --report-dir "$target_dir/schemathesis-report"
