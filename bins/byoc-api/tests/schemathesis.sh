@@ -63,6 +63,8 @@ if [ -z "$token" ]; then
     exit 1
 fi
 
+# Run from the temporary folder so nothing schemathesis keeps between runs lands in the working tree.
+cd "$workdir"
 "$venv/bin/schemathesis" run "$base/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
