@@ -11,7 +11,7 @@ use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use byoc_credential_store::{CredentialRepository, StoreError};
 use byoc_crypto::Keyring;
-use byoc_providers::{ProviderClients, VerifierRegistry};
+use byoc_providers::ProviderClients;
 use secrecy::SecretString;
 use url::Url;
 
@@ -86,8 +86,8 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     /// Token settings (in dev mode with the generated JWT secret).
     pub auth: AuthConfig,
-    /// The providers' verifiers (tests may replace them with mocks).
-    pub verifiers: VerifierRegistry,
+    /// The provider clients (Twilio, Google Calendar, Stripe, HubSpot), sharing one HTTP client.
+    pub providers: ProviderClients,
     /// Dev mode's set-up, when in dev mode.
     pub dev: Option<DevSession>,
 }
@@ -96,14 +96,14 @@ impl Services {
     /// Opens the store and checks the keyring against it (in dev mode: prepares `./.byoc-dev/` and seeds the
     /// demo organization).
     pub async fn open(config: &Config) -> Result<Services, StartupError> {
-        let verifiers = ProviderClients::new(&config.providers)
-            .map_err(|error| StartupError::Setup(format!("provider clients: {error}")))?
-            .verifier_registry();
+        let providers = ProviderClients::new(&config.providers)
+            .map_err(|error| StartupError::Setup(format!("provider clients: {error}")))?;
         match &config.deployment {
             Deployment::Dev => {
                 let files = DevFiles::prepare(std::path::Path::new(DEV_DIR))?;
                 let repository =
                     byoc_credential_store::connect(files.database_url.expose()).await?;
+                verify_keyring(repository.as_ref(), &files.keyring).await?;
                 let seed = files.seed(repository.as_ref()).await?;
                 let jwt_secret = config
                     .auth
@@ -117,7 +117,7 @@ impl Services {
                         jwt_secret: Some(jwt_secret.clone()),
                         jwks_url: config.auth.jwks_url.clone(),
                     },
-                    verifiers,
+                    providers,
                     dev: Some(DevSession {
                         dir: files.dir,
                         seed,
@@ -132,7 +132,7 @@ impl Services {
                     repository,
                     keyring: Arc::clone(keyring),
                     auth: config.auth.clone(),
-                    verifiers,
+                    providers,
                     dev: None,
                 })
             }
@@ -178,7 +178,7 @@ impl Application {
             credentials: CredentialManager::new(
                 Arc::clone(&services.repository),
                 Arc::clone(&services.keyring),
-                services.verifiers,
+                services.providers.verifier_registry(),
                 metrics.clone(),
             ),
             repository: services.repository,

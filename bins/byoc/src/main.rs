@@ -339,7 +339,7 @@ async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
     let manager = CredentialManager::new(
         services.repository,
         services.keyring,
-        services.verifiers,
+        services.providers.verifier_registry(),
         Metrics::new().map_err(|error| CliError::Invalid(format!("metrics: {error}")))?,
     );
     let service =

@@ -176,3 +176,33 @@ async fn dev_mode_survives_a_restart_and_stops_on_sigterm() {
     );
     terminate(server);
 }
+
+#[tokio::test]
+async fn a_replaced_dev_key_is_refused_at_start() {
+    let twilio = fake_twilio().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let server = start(dir.path(), &twilio.uri());
+    add_twilio(&client, &server).await;
+    terminate(server);
+
+    let other_key = byoc_crypto::MasterKey::generate().to_hex();
+    let keys_file = dir.path().join(".byoc-dev/master-keys");
+    std::fs::write(
+        &keys_file,
+        format!("1:{}", secrecy::ExposeSecret::expose_secret(&other_key)),
+    )
+    .expect("replace the dev key");
+    let output = Command::new(env!("CARGO_BIN_EXE_byoc-api"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BYOC_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("byoc-api runs");
+    assert_eq!(output.status.code(), Some(1), "start-up is refused");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("version 1"), "{stderr}");
+}
