@@ -1,6 +1,8 @@
 //! The Postgres backend: all work as `byoc_app` under row-level security, with the tenant context set per
 //! transaction.
 
+mod notify;
+
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
@@ -43,6 +45,8 @@ const ORGANIZATION_COLUMNS: &str =
 /// Audit columns (`detail` as text: the store hands JSON around as text).
 const AUDIT_COLUMNS: &str =
     "id, org_id, seq, at, actor, action, credential_id, credential_type, detail::text AS detail";
+
+pub use notify::{CredentialChange, CredentialChangeListener, CREDENTIAL_CHANGES_CHANNEL};
 
 /// The Postgres migrations (`migrations/postgres`), embedded.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");

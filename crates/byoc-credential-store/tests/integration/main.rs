@@ -5,3 +5,4 @@ mod audit_chain;
 mod conformance;
 mod fixtures;
 mod isolation;
+mod notifications;

@@ -1,0 +1,55 @@
+//! Credential change notifications (Postgres `LISTEN`), so that every replica can drop cached secrets within
+//! moments of a change made by another one.
+
+use serde::Deserialize;
+use sqlx::postgres::PgListener;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::CredentialType;
+use crate::tenant::{CredentialId, OrgId};
+
+use super::PostgresStore;
+
+/// The channel the database notifies on every credential change (migration 0007), whoever writes. Key
+/// rotation does not notify: it changes no secret.
+pub const CREDENTIAL_CHANGES_CHANNEL: &str = "byoc_credential_changes";
+
+/// One changed credential: inserted, deactivated, verified or found failing, its envelope edited, or purged.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct CredentialChange {
+    /// Its organization.
+    pub org_id: OrgId,
+    /// Its provider.
+    pub credential_type: CredentialType,
+    /// The credential.
+    pub credential_id: CredentialId,
+}
+
+/// A dedicated connection listening on [`CREDENTIAL_CHANGES_CHANNEL`].
+#[derive(Debug)]
+pub struct CredentialChangeListener {
+    listener: PgListener,
+}
+
+impl PostgresStore {
+    /// Opens a listening connection for credential changes. The listener uses one of the pool's connections
+    /// while it lives: drop it before [`PostgresStore::close`], which waits for every connection.
+    pub async fn listen_credential_changes(&self) -> StoreResult<CredentialChangeListener> {
+        let mut listener = PgListener::connect_with(self.pool()).await?;
+        listener.listen(CREDENTIAL_CHANGES_CHANNEL).await?;
+        Ok(CredentialChangeListener { listener })
+    }
+}
+
+impl CredentialChangeListener {
+    /// Waits for the next change. `Ok(None)` means the connection was lost and changes may have been missed:
+    /// treat everything cached as stale (the next call reconnects and listens again).
+    pub async fn recv(&mut self) -> StoreResult<Option<CredentialChange>> {
+        let Some(notification) = self.listener.try_recv().await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(notification.payload())
+            .map(Some)
+            .map_err(|_| StoreError::internal("a credential change notification could not be read"))
+    }
+}
