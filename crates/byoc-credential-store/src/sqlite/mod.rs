@@ -70,8 +70,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at `sqlite://PATH`, with foreign keys on and WAL journaling,
-    /// and applies the migrations.
+    /// Opens the database at `sqlite://PATH` (creating the file and its folder if missing), with foreign keys
+    /// on and WAL journaling, and applies the migrations.
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(database_url)
             .map_err(|error| StoreError::Internal {
@@ -83,6 +83,20 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
+        // A missing file is created, and so is its folder.
+        if let Some(folder) = options
+            .get_filename()
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(folder).map_err(|error| StoreError::Internal {
+                context: format!(
+                    "cannot create the folder {} for the SQLite file",
+                    folder.display()
+                ),
+                source: Some(sqlx::Error::Io(error)),
+            })?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))

@@ -1096,3 +1096,15 @@ impl Closable for byoc_credential_store::SqliteStore {
         self.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_missing_sqlite_file_and_folder_are_created() {
+    let folder = std::env::temp_dir().join(format!("byoc-test-{}", uuid::Uuid::new_v4().simple()));
+    let url =
+        byoc_credential_store::test_support::sqlite_url(&folder.join("nested").join("byoc.db"));
+    let store = byoc_credential_store::connect(&url).await.unwrap();
+    store.ping().await.unwrap();
+    byoc_credential_store::migrate(&url).await.unwrap();
+    assert!(folder.join("nested").join("byoc.db").exists());
+    std::fs::remove_dir_all(&folder).unwrap();
+}
