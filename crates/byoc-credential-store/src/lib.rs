@@ -12,6 +12,7 @@ mod model;
 pub mod postgres;
 mod repository;
 mod rows;
+pub mod service;
 pub mod sqlite;
 mod tenant;
 
@@ -38,6 +39,9 @@ pub use tenant::{
 };
 
 pub use postgres::PostgresStore;
+pub use service::{
+    CredentialService, CredentialServiceError, DecryptedCredential, ServiceConfig, UsableCredential,
+};
 pub use sqlite::SqliteStore;
 
 /// Which backend a `DATABASE_URL` selects.

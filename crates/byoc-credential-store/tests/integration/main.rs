@@ -6,3 +6,4 @@ mod conformance;
 mod fixtures;
 mod isolation;
 mod notifications;
+mod service;

@@ -1,0 +1,254 @@
+//! The audit batcher: audit events are queued without waiting (no database round trip on the caller's path)
+//! and a background task writes them, grouped per organization, with one `append_audit_events` call per
+//! organization and batch. Events that cannot be written stay queued and are retried; `flush` waits until
+//! everything queued before it is written, and `shutdown` writes what is left and stops the task.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::model::NewAuditEvent;
+use crate::repository::CredentialRepository;
+use crate::tenant::{OrgId, ServiceName, Tenant};
+
+/// Most events taken from the queue for one write.
+const MAX_BATCH: usize = 2_000;
+/// First wait after a failed write; doubled up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+/// Longest wait between retries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// Failed attempts after which a shutdown gives up on the events still queued.
+const SHUTDOWN_ATTEMPTS: u32 = 5;
+
+/// Why audit events could not be written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// Writing failed; the events stay queued and are retried (a flush reports the failure).
+    #[error("audit events could not be written ({pending} waiting): {reason}")]
+    WriteFailed {
+        /// Events waiting to be written.
+        pending: usize,
+        /// The store's error.
+        reason: String,
+    },
+    /// Shutdown gave up after repeated failures; these events were not written.
+    #[error("{lost} audit events could not be written before shutdown: {reason}")]
+    Lost {
+        /// Events not written.
+        lost: usize,
+        /// The store's last error.
+        reason: String,
+    },
+    /// The batcher has stopped (after `shutdown`).
+    #[error("the audit batcher has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Event(OrgId, NewAuditEvent),
+    Flush(oneshot::Sender<Result<(), AuditError>>),
+    Shutdown(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// Queues audit events for the background writer. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AuditBatcher {
+    sender: mpsc::UnboundedSender<Command>,
+    pending: Arc<AtomicUsize>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl AuditBatcher {
+    /// Starts the writer task on the current tokio runtime; batches are written as `writer` (a service
+    /// principal of each event's organization), each event keeping its own actor.
+    pub(crate) fn start(
+        repository: Arc<dyn CredentialRepository>,
+        writer: ServiceName,
+    ) -> AuditBatcher {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(
+            Writer {
+                repository,
+                writer,
+                pending: Arc::clone(&pending),
+                buffer: Vec::new(),
+            }
+            .run(receiver),
+        );
+        AuditBatcher {
+            sender,
+            pending,
+            task: Arc::new(Mutex::new(Some(task))),
+        }
+    }
+
+    /// Queues an event; never waits. After shutdown the event is dropped with an error log.
+    pub(crate) fn record(&self, org_id: OrgId, event: NewAuditEvent) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(Command::Event(org_id, event)).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(%org_id, "audit event recorded after shutdown was dropped");
+        }
+    }
+
+    /// Events queued and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every event queued before this call is written.
+    pub(crate) async fn flush(&self) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Command::Flush(reply))
+            .map_err(|_| AuditError::Stopped)?;
+        answer.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Writes every queued event (retrying a few times on failure) and stops the writer. Later calls, and
+    /// events recorded afterwards, get [`AuditError::Stopped`].
+    pub(crate) async fn shutdown(&self) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Command::Shutdown(reply))
+            .map_err(|_| AuditError::Stopped)?;
+        let result = answer.await.map_err(|_| AuditError::Stopped)?;
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        result
+    }
+}
+
+struct Writer {
+    repository: Arc<dyn CredentialRepository>,
+    writer: ServiceName,
+    pending: Arc<AtomicUsize>,
+    buffer: Vec<(OrgId, NewAuditEvent)>,
+}
+
+impl Writer {
+    async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Command>) {
+        let mut flushes = Vec::new();
+        let mut shutdown = None;
+        let mut failures = 0u32;
+        loop {
+            if self.buffer.is_empty() && flushes.is_empty() && shutdown.is_none() {
+                match receiver.recv().await {
+                    Some(command) => self.take(command, &mut flushes, &mut shutdown),
+                    None => return,
+                }
+            }
+            // Everything already queued joins this write; a shutdown also stops taking new commands, so
+            // anything recorded after it is refused by the closed channel.
+            while self.buffer.len() < MAX_BATCH && shutdown.is_none() {
+                match receiver.try_recv() {
+                    Ok(command) => self.take(command, &mut flushes, &mut shutdown),
+                    Err(_) => break,
+                }
+            }
+            if shutdown.is_some() {
+                receiver.close();
+                while let Ok(command) = receiver.try_recv() {
+                    self.take(command, &mut flushes, &mut shutdown);
+                }
+            }
+            match self.write().await {
+                Ok(()) => {
+                    failures = 0;
+                    // A flush is answered only when nothing queued before it is left.
+                    if self.buffer.is_empty() {
+                        for flush in flushes.drain(..) {
+                            let _ = flush.send(Ok(()));
+                        }
+                        if let Some(reply) = shutdown.take() {
+                            let _ = reply.send(Ok(()));
+                            return;
+                        }
+                    }
+                }
+                Err(reason) => {
+                    failures = failures.saturating_add(1);
+                    let pending = self.buffer.len();
+                    tracing::warn!(pending, error = %reason, "audit events could not be written; retrying");
+                    for flush in flushes.drain(..) {
+                        let _ = flush.send(Err(AuditError::WriteFailed {
+                            pending,
+                            reason: reason.clone(),
+                        }));
+                    }
+                    if failures >= SHUTDOWN_ATTEMPTS {
+                        if let Some(reply) = shutdown.take() {
+                            tracing::error!(lost = pending, "audit events lost at shutdown");
+                            self.pending.fetch_sub(pending, Ordering::Relaxed);
+                            let _ = reply.send(Err(AuditError::Lost {
+                                lost: pending,
+                                reason,
+                            }));
+                            return;
+                        }
+                    }
+                    let delay = FIRST_RETRY_DELAY
+                        .saturating_mul(1 << failures.min(7))
+                        .min(MAX_RETRY_DELAY);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        command: Command,
+        flushes: &mut Vec<oneshot::Sender<Result<(), AuditError>>>,
+        shutdown: &mut Option<oneshot::Sender<Result<(), AuditError>>>,
+    ) {
+        match command {
+            Command::Event(org_id, event) => self.buffer.push((org_id, event)),
+            Command::Flush(reply) => flushes.push(reply),
+            Command::Shutdown(reply) => {
+                if let Some(earlier) = shutdown.replace(reply) {
+                    let _ = earlier.send(Err(AuditError::Stopped));
+                }
+            }
+        }
+    }
+
+    /// Writes the buffer, one call per organization (events in order). What could not be written stays in
+    /// the buffer, in order.
+    async fn write(&mut self) -> Result<(), String> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let mut by_org: BTreeMap<OrgId, Vec<NewAuditEvent>> = BTreeMap::new();
+        for (org_id, event) in self.buffer.drain(..) {
+            by_org.entry(org_id).or_default().push(event);
+        }
+        let mut failure = None;
+        for (org_id, events) in by_org {
+            if failure.is_none() {
+                let tenant = Tenant::service(org_id, self.writer.clone());
+                match self.repository.append_audit_events(&tenant, &events).await {
+                    Ok(_) => {
+                        self.pending.fetch_sub(events.len(), Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(error) => failure = Some(error.to_string()),
+                }
+            }
+            self.buffer
+                .extend(events.into_iter().map(|event| (org_id, event)));
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}

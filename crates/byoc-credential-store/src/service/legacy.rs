@@ -1,0 +1,64 @@
+//! The transition fallback: organizations listed in `BYOC_LEGACY_FALLBACK_ORGS` that have no usable Twilio
+//! credential of their own keep sending with the legacy shared `TWILIO_*` credentials, each use logged,
+//! audited (`legacy_fallback_used`) and counted.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use byoc_providers::{CredentialJson, CredentialPayload, TwilioCredential};
+
+use crate::tenant::OrgId;
+
+/// The legacy shared Twilio credentials and the organizations allowed to fall back to them (the binary
+/// reads `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`, `TWILIO_PHONE_NUMBER` and `BYOC_LEGACY_FALLBACK_ORGS`).
+#[derive(Clone)]
+pub struct LegacyTwilioFallback {
+    /// The legacy credentials.
+    pub credential: TwilioCredential,
+    /// The organizations that may use them; any other organization gets "not configured".
+    pub orgs: HashSet<OrgId>,
+}
+
+impl fmt::Debug for LegacyTwilioFallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LegacyTwilioFallback")
+            .field("orgs", &self.orgs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fallback as the service holds it: the payload already serialized once, and the use counter.
+pub(crate) struct Fallback {
+    json: std::sync::Arc<CredentialJson>,
+    orgs: HashSet<OrgId>,
+    uses: AtomicU64,
+}
+
+impl Fallback {
+    pub(crate) fn new(config: Option<LegacyTwilioFallback>) -> Option<Fallback> {
+        let config = config?;
+        if config.orgs.is_empty() {
+            return None;
+        }
+        Some(Fallback {
+            json: std::sync::Arc::new(config.credential.to_json_bytes()),
+            orgs: config.orgs,
+            uses: AtomicU64::new(0),
+        })
+    }
+
+    /// The legacy payload when `org_id` may use it (counted as one use).
+    pub(crate) fn take(&self, org_id: OrgId) -> Option<std::sync::Arc<CredentialJson>> {
+        if self.orgs.contains(&org_id) {
+            self.uses.fetch_add(1, Ordering::Relaxed);
+            Some(std::sync::Arc::clone(&self.json))
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn uses(&self) -> u64 {
+        self.uses.load(Ordering::Relaxed)
+    }
+}

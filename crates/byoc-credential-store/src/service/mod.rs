@@ -1,0 +1,1006 @@
+//! The credential service: the facade a Rust service calls when it wants "organization X's Twilio
+//! credential", and nothing lower.
+//!
+//! [`CredentialService`] seals payloads with the keyring (bound to org, type and id) and stores them, lists
+//! metadata, hands out decrypted credentials that are active and verified (typed
+//! [`CredentialServiceError::NotConfigured`] otherwise), records verification outcomes, runs the providers'
+//! verifiers, deactivates and purges, imports the legacy env credentials, and audits every access and change.
+//!
+//! - **Cache.** Decrypted credentials are cached per (organization, type) for the configured TTL
+//!   (`BYOC_CACHE_TTL_SECS`, default 60 s, 0 turns it off). Concurrent misses for one key share one database
+//!   read and one decryption (moka's `try_get_with`). Every change made through this service invalidates its
+//!   key at once; [`CredentialService::follow_changes`] does the same for changes made by other replicas
+//!   (Postgres `LISTEN`), and while that listener is disconnected the cache is bypassed altogether. A load
+//!   that overlaps an invalidation is not cached.
+//! - **Audit.** Events are queued without waiting and written in batches per organization by a background
+//!   task, so a cached read costs no database round trip; changes wait for their event to be written
+//!   (a flush). [`CredentialService::shutdown`] writes everything left.
+//! - **Keys.** [`check_keyring`] at start-up, [`rotate`] and [`check_all`] for the operator (see [`keys`]).
+//! - **Fallback.** [`LegacyTwilioFallback`] for organizations listed in `BYOC_LEGACY_FALLBACK_ORGS`.
+
+mod audit;
+mod clock;
+mod error;
+pub mod keys;
+mod legacy;
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use byoc_crypto::{EnvelopeContext, Keyring, Plaintext};
+use byoc_providers::{
+    CredentialJson, CredentialPayload, ProviderKind, VerificationDetails, VerifierRegistry,
+};
+use moka::future::Cache;
+use tokio::task::JoinHandle;
+
+use crate::model::{
+    AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialType, DisplayName,
+    EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, PublicHint, Purpose,
+    VerificationOutcome, VerificationStatus,
+};
+use crate::postgres::{CredentialChangeListener, PostgresStore};
+use crate::repository::CredentialRepository;
+use crate::tenant::{CredentialId, OrgId, ServiceName, Tenant};
+
+pub use audit::AuditError;
+#[cfg(feature = "mock")]
+pub use clock::MockClock;
+pub use clock::{Clock, SystemClock};
+pub use error::{CredentialServiceError, ServiceResult};
+pub use keys::{
+    check_all, check_keyring, rotate, stored_key_version, CheckReport, EnvelopeFailure,
+    KeyringMismatch, KeyringReport, RotationOptions, RotationProgress, RotationReport,
+};
+pub use legacy::LegacyTwilioFallback;
+
+use legacy::Fallback;
+
+/// The cache TTL when `BYOC_CACHE_TTL_SECS` is not set.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Decrypted credentials kept at most, by default.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
+/// Rows per batch of [`CredentialService::check_all`].
+const CHECK_BATCH: u32 = 2_000;
+/// Loads retried when an invalidation overlapped them, before reading past the cache.
+const LOAD_ATTEMPTS: usize = 3;
+
+/// The provider kind of a credential type (they name the same four providers).
+pub const fn provider_kind(credential_type: CredentialType) -> ProviderKind {
+    match credential_type {
+        CredentialType::Twilio => ProviderKind::Twilio,
+        CredentialType::GoogleCalendar => ProviderKind::GoogleCalendar,
+        CredentialType::Stripe => ProviderKind::Stripe,
+        CredentialType::Hubspot => ProviderKind::HubSpot,
+    }
+}
+
+/// The credential type of a provider kind.
+pub const fn credential_type(kind: ProviderKind) -> CredentialType {
+    match kind {
+        ProviderKind::Twilio => CredentialType::Twilio,
+        ProviderKind::GoogleCalendar => CredentialType::GoogleCalendar,
+        ProviderKind::Stripe => CredentialType::Stripe,
+        ProviderKind::HubSpot => CredentialType::Hubspot,
+    }
+}
+
+/// Parses `BYOC_CACHE_TTL_SECS` (whole seconds; unset means [`DEFAULT_CACHE_TTL`], 0 turns the cache off).
+pub fn cache_ttl_from_env(value: Option<&str>) -> Result<Duration, InvalidValue> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_CACHE_TTL),
+        Some(text) => text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| InvalidValue {
+                field: "BYOC_CACHE_TTL_SECS",
+                reason: "must be a whole number of seconds (0 turns the cache off)",
+            }),
+    }
+}
+
+/// How the service runs.
+#[derive(Clone)]
+pub struct ServiceConfig {
+    /// How long a decrypted credential is served from memory; zero turns the cache off.
+    pub cache_ttl: Duration,
+    /// Most decrypted credentials kept in memory.
+    pub cache_capacity: u64,
+    /// The service principal that writes audit batches (each event keeps its own actor).
+    pub service_name: ServiceName,
+    /// The transition fallback to the legacy Twilio credentials, if configured.
+    pub legacy_fallback: Option<LegacyTwilioFallback>,
+    /// Where the service reads the time (audit events, verification outcomes).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ServiceConfig {
+    /// The defaults (60 s cache, no fallback, system clock) for a service principal.
+    pub fn new(service_name: ServiceName) -> ServiceConfig {
+        ServiceConfig {
+            cache_ttl: DEFAULT_CACHE_TTL,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            service_name,
+            legacy_fallback: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("service_name", &self.service_name)
+            .field("legacy_fallback", &self.legacy_fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A decrypted stored credential as cached.
+struct StoredSecret {
+    metadata: CredentialMetadata,
+    plaintext: Plaintext,
+}
+
+enum Secret {
+    Stored(Arc<StoredSecret>),
+    Legacy {
+        credential_type: CredentialType,
+        json: Arc<CredentialJson>,
+    },
+}
+
+/// A decrypted credential, ready to use. The JSON payload is reachable only through
+/// [`DecryptedCredential::expose_json`] or [`DecryptedCredential::parse`]; the bytes are zeroed when the
+/// last holder (cache entry or caller) drops them; `Debug` shows the type and id only.
+pub struct DecryptedCredential {
+    secret: Secret,
+}
+
+impl DecryptedCredential {
+    /// The provider.
+    pub fn credential_type(&self) -> CredentialType {
+        match &self.secret {
+            Secret::Stored(stored) => stored.metadata.credential_type,
+            Secret::Legacy {
+                credential_type, ..
+            } => *credential_type,
+        }
+    }
+
+    /// The stored credential's metadata; `None` for the legacy fallback.
+    pub fn metadata(&self) -> Option<&CredentialMetadata> {
+        match &self.secret {
+            Secret::Stored(stored) => Some(&stored.metadata),
+            Secret::Legacy { .. } => None,
+        }
+    }
+
+    /// The stored credential's id; `None` for the legacy fallback.
+    pub fn id(&self) -> Option<CredentialId> {
+        self.metadata().map(|metadata| metadata.id)
+    }
+
+    /// Whether this is the legacy env credential served by the transition fallback.
+    pub fn is_legacy_fallback(&self) -> bool {
+        matches!(self.secret, Secret::Legacy { .. })
+    }
+
+    /// The decrypted JSON payload. Keep the borrow short; do not copy it into types that are not zeroed.
+    pub fn expose_json(&self) -> &[u8] {
+        match &self.secret {
+            Secret::Stored(stored) => stored.plaintext.expose_secret(),
+            Secret::Legacy { json, .. } => json.as_bytes(),
+        }
+    }
+
+    /// Parses the payload as the provider's type (its secrets are `SecretString`s).
+    pub fn parse<P: CredentialPayload>(&self) -> ServiceResult<P> {
+        let provider = self.credential_type();
+        if credential_type(P::KIND) != provider {
+            return Err(CredentialServiceError::NotConfigured {
+                provider: credential_type(P::KIND),
+            });
+        }
+        P::from_json_bytes(self.expose_json())
+            .map_err(|source| CredentialServiceError::InvalidPayload { provider, source })
+    }
+}
+
+impl fmt::Debug for DecryptedCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecryptedCredential")
+            .field("credential_type", &self.credential_type())
+            .field("id", &self.id())
+            .field("legacy_fallback", &self.is_legacy_fallback())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A credential parsed as its provider's payload type.
+#[derive(Debug)]
+pub struct UsableCredential<P> {
+    /// The stored credential's id; `None` for the legacy fallback (record SMS with no credential id).
+    pub credential_id: Option<CredentialId>,
+    /// Whether this is the legacy env credential served by the transition fallback.
+    pub legacy_fallback: bool,
+    /// The payload; its secrets are `SecretString`s.
+    pub payload: P,
+}
+
+/// What [`CredentialService::verify`] found.
+#[derive(Debug)]
+pub struct Verification {
+    /// The credential after the outcome was recorded.
+    pub metadata: CredentialMetadata,
+    /// Whether the provider accepted it.
+    pub verified: bool,
+    /// What the provider reported when it accepted the credential.
+    pub details: Option<VerificationDetails>,
+}
+
+/// The audit actions the service writes.
+struct Actions {
+    created: AuditAction,
+    read: AuditAction,
+    verified: AuditAction,
+    verification_failed: AuditAction,
+    verification_reset: AuditAction,
+    deactivated: AuditAction,
+    purged: AuditAction,
+    updated: AuditAction,
+    legacy_fallback_used: AuditAction,
+}
+
+impl Actions {
+    fn new() -> Actions {
+        let action =
+            |name| AuditAction::parse(name).expect("the service's audit action names are valid");
+        Actions {
+            created: action("created"),
+            read: action("read"),
+            verified: action("verified"),
+            verification_failed: action("verification_failed"),
+            verification_reset: action("verification_reset"),
+            deactivated: action("deactivated"),
+            purged: action("purged"),
+            updated: action("updated"),
+            legacy_fallback_used: action("legacy_fallback_used"),
+        }
+    }
+}
+
+type CacheKey = (OrgId, CredentialType);
+
+/// Why a cached load did not produce a value.
+#[derive(Clone)]
+enum LoadError {
+    /// An invalidation overlapped the load: its value may be stale and is not cached.
+    Stale,
+    /// The load failed.
+    Failed(CredentialServiceError),
+}
+
+struct Inner {
+    repository: Arc<dyn CredentialRepository>,
+    keyring: Arc<Keyring>,
+    cache: Option<Cache<CacheKey, Arc<StoredSecret>>>,
+    /// Bumped on every invalidation; a load that sees it change is not cached.
+    generation: AtomicU64,
+    /// False while the change listener is reconnecting: the cache is bypassed then.
+    cache_trusted: AtomicBool,
+    audit: audit::AuditBatcher,
+    fallback: Option<Fallback>,
+    clock: Arc<dyn Clock>,
+    actions: Actions,
+    followers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The credential service. Cheap to clone; build one per process (inside a tokio runtime) and share it.
+#[derive(Clone)]
+pub struct CredentialService {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for CredentialService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialService")
+            .field("keyring", &self.inner.keyring)
+            .field("cache", &self.inner.cache.is_some())
+            .field("pending_audit_events", &self.pending_audit_events())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialService {
+    /// Runs the start-up key check ([`check_keyring`]) and, when it passes, starts the service. A mismatch
+    /// refuses before the service writes anything.
+    pub async fn start(
+        repository: Arc<dyn CredentialRepository>,
+        keyring: Arc<Keyring>,
+        config: ServiceConfig,
+    ) -> Result<(CredentialService, KeyringReport), KeyringMismatch> {
+        let report = check_keyring(repository.as_ref(), &keyring).await?;
+        Ok((CredentialService::new(repository, keyring, config), report))
+    }
+
+    /// Starts the service without the key check (for callers that ran [`check_keyring`] themselves, and
+    /// tests). Spawns the audit writer on the current tokio runtime.
+    pub fn new(
+        repository: Arc<dyn CredentialRepository>,
+        keyring: Arc<Keyring>,
+        config: ServiceConfig,
+    ) -> CredentialService {
+        let cache = (!config.cache_ttl.is_zero()).then(|| {
+            Cache::builder()
+                .time_to_live(config.cache_ttl)
+                .max_capacity(config.cache_capacity)
+                .build()
+        });
+        let audit = audit::AuditBatcher::start(Arc::clone(&repository), config.service_name);
+        CredentialService {
+            inner: Arc::new(Inner {
+                repository,
+                keyring,
+                cache,
+                generation: AtomicU64::new(0),
+                cache_trusted: AtomicBool::new(true),
+                audit,
+                fallback: Fallback::new(config.legacy_fallback),
+                clock: config.clock,
+                actions: Actions::new(),
+                followers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The repository underneath (for what the facade does not cover: organizations, members, OAuth
+    /// states, SMS messages, usage counters).
+    pub fn repository(&self) -> &Arc<dyn CredentialRepository> {
+        &self.inner.repository
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.inner.keyring
+    }
+
+    // Storing and listing.
+
+    /// Encrypts `payload` (bound to org, type and a fresh id) and stores it, `pending`, created by the
+    /// tenant's user (owner or admin). Audited as `created`.
+    pub async fn store<P: CredentialPayload>(
+        &self,
+        tenant: &Tenant,
+        payload: &P,
+        display_name: DisplayName,
+    ) -> ServiceResult<CredentialMetadata> {
+        let credential = self.new_credential(tenant.org_id, payload, display_name)?;
+        let metadata = self
+            .inner
+            .repository
+            .insert_credential(tenant, &credential)
+            .await?;
+        self.changed(
+            tenant,
+            &self.inner.actions.created,
+            &metadata,
+            serde_json::json!({"display_name": metadata.display_name}),
+        )
+        .await;
+        Ok(metadata)
+    }
+
+    /// Operator: encrypts and stores `payload` in `org_id` with no user (`byoc import-env`), audited as
+    /// `created` by the service `actor` with `source: import-env`.
+    pub async fn import<P: CredentialPayload>(
+        &self,
+        org_id: OrgId,
+        actor: ServiceName,
+        payload: &P,
+        display_name: DisplayName,
+    ) -> ServiceResult<CredentialMetadata> {
+        let credential = self.new_credential(org_id, payload, display_name)?;
+        let metadata = self
+            .inner
+            .repository
+            .operator_insert_credential(org_id, &credential)
+            .await?;
+        let tenant = Tenant::service(org_id, actor);
+        self.changed(
+            &tenant,
+            &self.inner.actions.created,
+            &metadata,
+            serde_json::json!({"display_name": metadata.display_name, "source": "import-env"}),
+        )
+        .await;
+        Ok(metadata)
+    }
+
+    /// Every credential of the organization (active or not), metadata only, newest first.
+    pub async fn list(&self, tenant: &Tenant) -> ServiceResult<Vec<CredentialMetadata>> {
+        Ok(self.inner.repository.list_credentials(tenant).await?)
+    }
+
+    /// One credential's metadata (`Store(NotFound)` for a missing one or another organization's).
+    pub async fn metadata(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> ServiceResult<CredentialMetadata> {
+        Ok(self
+            .inner
+            .repository
+            .get_credential(tenant, id)
+            .await?
+            .metadata)
+    }
+
+    // Using credentials.
+
+    /// The organization's active, verified credential of `credential_type`, decrypted, for `purpose`
+    /// (such as `sms:hot_lead`). Audited as `read` with the purpose (queued: a cached read costs no
+    /// database round trip). With no usable credential: [`CredentialServiceError::NotConfigured`], except
+    /// for Twilio in an organization allowed the legacy fallback, which gets the legacy credential (logged,
+    /// audited as `legacy_fallback_used`, counted).
+    pub async fn get_credential(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+        purpose: &Purpose,
+    ) -> ServiceResult<DecryptedCredential> {
+        match self.lookup(tenant, credential_type).await {
+            Ok(stored) => {
+                self.record(
+                    tenant,
+                    &self.inner.actions.read,
+                    Some(stored.metadata.id),
+                    Some(credential_type),
+                    serde_json::json!({"purpose": purpose.as_str()}),
+                );
+                Ok(DecryptedCredential {
+                    secret: Secret::Stored(stored),
+                })
+            }
+            Err(CredentialServiceError::NotConfigured { provider })
+                if provider == CredentialType::Twilio =>
+            {
+                let json = self
+                    .inner
+                    .fallback
+                    .as_ref()
+                    .and_then(|fallback| fallback.take(tenant.org_id))
+                    .ok_or(CredentialServiceError::NotConfigured { provider })?;
+                tracing::warn!(
+                    org_id = %tenant.org_id,
+                    purpose = purpose.as_str(),
+                    "no usable Twilio credential: using the legacy TWILIO_* credentials (transition fallback)"
+                );
+                self.record(
+                    tenant,
+                    &self.inner.actions.legacy_fallback_used,
+                    None,
+                    Some(credential_type),
+                    serde_json::json!({"purpose": purpose.as_str()}),
+                );
+                Ok(DecryptedCredential {
+                    secret: Secret::Legacy {
+                        credential_type,
+                        json,
+                    },
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// [`CredentialService::get_credential`] parsed as the provider's payload type `P` (for example
+    /// `TwilioCredential`).
+    pub async fn get_payload<P: CredentialPayload>(
+        &self,
+        tenant: &Tenant,
+        purpose: &Purpose,
+    ) -> ServiceResult<UsableCredential<P>> {
+        let credential = self
+            .get_credential(tenant, credential_type(P::KIND), purpose)
+            .await?;
+        Ok(UsableCredential {
+            credential_id: credential.id(),
+            legacy_fallback: credential.is_legacy_fallback(),
+            payload: credential.parse()?,
+        })
+    }
+
+    /// How many times the legacy fallback was used since start (for the API's metrics).
+    pub fn legacy_fallback_uses(&self) -> u64 {
+        self.inner.fallback.as_ref().map_or(0, Fallback::uses)
+    }
+
+    async fn lookup(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+    ) -> ServiceResult<Arc<StoredSecret>> {
+        let inner = &self.inner;
+        let Some(cache) = inner
+            .cache
+            .as_ref()
+            .filter(|_| inner.cache_trusted.load(Ordering::Acquire))
+        else {
+            return inner.load(tenant, credential_type).await;
+        };
+        let key = (tenant.org_id, credential_type);
+        if let Some(hit) = cache.get(&key).await {
+            return Ok(hit);
+        }
+        for _ in 0..LOAD_ATTEMPTS {
+            let generation = inner.generation.load(Ordering::Acquire);
+            let load = async {
+                let stored = inner
+                    .load(tenant, credential_type)
+                    .await
+                    .map_err(LoadError::Failed)?;
+                if inner.generation.load(Ordering::Acquire) == generation {
+                    Ok(stored)
+                } else {
+                    Err(LoadError::Stale)
+                }
+            };
+            match cache.try_get_with(key, load).await {
+                Ok(stored) => return Ok(stored),
+                Err(error) => match error.as_ref() {
+                    LoadError::Stale => continue,
+                    LoadError::Failed(error) => return Err(error.clone()),
+                },
+            }
+        }
+        inner.load(tenant, credential_type).await
+    }
+
+    // Verification.
+
+    /// Records a verification outcome (status, error, now) for a credential, audited as `verified`,
+    /// `verification_failed` or `verification_reset`. Members and services may record one (a use that
+    /// finds the credential refused marks it failed). `error` is the provider's reason, never a secret.
+    pub async fn record_verification(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        status: VerificationStatus,
+        error: Option<String>,
+    ) -> ServiceResult<CredentialMetadata> {
+        let outcome = VerificationOutcome {
+            status,
+            error,
+            at: self.inner.clock.now(),
+        };
+        let metadata = self
+            .inner
+            .repository
+            .record_verification(tenant, id, &outcome)
+            .await?;
+        let detail = match &outcome.error {
+            Some(reason) => serde_json::json!({"error": reason}),
+            None => serde_json::json!({}),
+        };
+        self.changed(tenant, self.verification_action(status), &metadata, detail)
+            .await;
+        Ok(metadata)
+    }
+
+    /// Decrypts the credential, asks its provider with `verifiers`, and records the outcome: the API's
+    /// verify endpoint in one call.
+    ///
+    /// A refusal that says the credential is unusable records `failed` (and returns `verified: false`); an
+    /// outage, rate limit or invalid input records nothing and returns [`CredentialServiceError::Provider`].
+    /// A deactivated credential is not decrypted again ([`CredentialServiceError::Inactive`]). When the
+    /// provider hands back a changed payload (Google rotated the refresh token), it is sealed and stored.
+    pub async fn verify(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        verifiers: &VerifierRegistry,
+    ) -> ServiceResult<Verification> {
+        let record = self.inner.repository.get_credential(tenant, id).await?;
+        if !record.metadata.is_active {
+            return Err(CredentialServiceError::Inactive { id });
+        }
+        let credential_type = record.metadata.credential_type;
+        let result = {
+            let plaintext =
+                self.inner
+                    .open(tenant.org_id, credential_type, id, &record.encrypted_data)?;
+            verifiers
+                .verify(provider_kind(credential_type), plaintext.expose_secret())
+                .await
+        };
+        let (status, error, details) = match result {
+            Ok(accepted) => {
+                if let Some(updated) = accepted.updated_payload {
+                    let (envelope, version) =
+                        self.inner
+                            .seal(tenant.org_id, credential_type, id, updated.as_bytes())?;
+                    let metadata = self
+                        .inner
+                        .repository
+                        .update_envelope(tenant, id, &envelope, version)
+                        .await?;
+                    self.changed(
+                        tenant,
+                        &self.inner.actions.updated,
+                        &metadata,
+                        serde_json::json!({"reason": "provider rotated the credential"}),
+                    )
+                    .await;
+                }
+                (VerificationStatus::Verified, None, Some(accepted.details))
+            }
+            Err(refusal) if refusal.is_credential_failure() => {
+                (VerificationStatus::Failed, Some(refusal.to_string()), None)
+            }
+            Err(other) => return Err(CredentialServiceError::Provider(other)),
+        };
+        let verified = status == VerificationStatus::Verified;
+        let metadata = self.record_verification(tenant, id, status, error).await?;
+        Ok(Verification {
+            metadata,
+            verified,
+            details,
+        })
+    }
+
+    fn verification_action(&self, status: VerificationStatus) -> &AuditAction {
+        match status {
+            VerificationStatus::Verified => &self.inner.actions.verified,
+            VerificationStatus::Failed => &self.inner.actions.verification_failed,
+            VerificationStatus::Pending => &self.inner.actions.verification_reset,
+        }
+    }
+
+    // Retiring credentials.
+
+    /// Deactivates a credential (owner or admin): it is never served again, here at once and on other
+    /// replicas within a second. Audited as `deactivated`.
+    pub async fn deactivate(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+    ) -> ServiceResult<CredentialMetadata> {
+        let metadata = self
+            .inner
+            .repository
+            .deactivate_credential(tenant, id)
+            .await?;
+        self.changed(
+            tenant,
+            &self.inner.actions.deactivated,
+            &metadata,
+            serde_json::json!({}),
+        )
+        .await;
+        Ok(metadata)
+    }
+
+    /// Deletes a credential and its ciphertext for good (owner); its audit entries stay. Audited as
+    /// `purged`.
+    pub async fn purge(&self, tenant: &Tenant, id: CredentialId) -> ServiceResult<()> {
+        let metadata = self.metadata(tenant, id).await?;
+        self.inner.repository.purge_credential(tenant, id).await?;
+        self.changed(
+            tenant,
+            &self.inner.actions.purged,
+            &metadata,
+            serde_json::json!({"display_name": metadata.display_name}),
+        )
+        .await;
+        Ok(())
+    }
+
+    // Audit.
+
+    /// The organization's audit log, newest first, after writing the events still queued (best effort).
+    pub async fn audit_events(
+        &self,
+        tenant: &Tenant,
+        page: AuditPage,
+    ) -> ServiceResult<Vec<AuditEvent>> {
+        if let Err(error) = self.inner.audit.flush().await {
+            tracing::warn!(%error, "listing the audit log before queued events were written");
+        }
+        Ok(self
+            .inner
+            .repository
+            .list_audit_events(tenant, page)
+            .await?)
+    }
+
+    /// Waits until every audit event queued before this call is written.
+    pub async fn flush_audit(&self) -> Result<(), AuditError> {
+        self.inner.audit.flush().await
+    }
+
+    /// Audit events queued and not yet written (a metric).
+    pub fn pending_audit_events(&self) -> usize {
+        self.inner.audit.pending()
+    }
+
+    /// Graceful shutdown: stops following changes, writes every queued audit event and stops the writer.
+    /// Call it once, after the last request; events recorded afterwards are dropped with an error log.
+    pub async fn shutdown(&self) -> Result<(), AuditError> {
+        let followers: Vec<JoinHandle<()>> = std::mem::take(
+            &mut *self
+                .inner
+                .followers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for follower in followers {
+            follower.abort();
+            let _ = follower.await;
+        }
+        self.inner.audit.shutdown().await
+    }
+
+    // Keys (operator paths).
+
+    /// The start-up key check against this service's keyring (see [`check_keyring`]).
+    pub async fn check_keyring(&self) -> Result<KeyringReport, KeyringMismatch> {
+        check_keyring(self.inner.repository.as_ref(), &self.inner.keyring).await
+    }
+
+    /// Re-wraps every data key under the active version (see [`rotate`]). The service keeps serving
+    /// meanwhile: rotation changes no secret, so nothing cached goes stale.
+    pub async fn rotate(
+        &self,
+        options: &RotationOptions,
+        progress: impl FnMut(&RotationProgress) + Send,
+    ) -> ServiceResult<RotationReport> {
+        Ok(rotate(
+            Arc::clone(&self.inner.repository),
+            Arc::clone(&self.inner.keyring),
+            options,
+            progress,
+        )
+        .await?)
+    }
+
+    /// Decrypts every credential of every organization and lists those that fail (`byoc keys check`).
+    pub async fn check_all(&self) -> ServiceResult<CheckReport> {
+        Ok(check_all(
+            Arc::clone(&self.inner.repository),
+            Arc::clone(&self.inner.keyring),
+            CHECK_BATCH,
+        )
+        .await?)
+    }
+
+    // Cross-replica invalidation.
+
+    /// Follows credential changes made by any replica (Postgres `LISTEN`): each notification drops that
+    /// (organization, type) from the cache; a lost connection drops everything and bypasses the cache until
+    /// the listener is back. Returns once listening. Stopped by [`CredentialService::shutdown`], which
+    /// must run before the store is closed.
+    pub async fn follow_changes(&self, store: &PostgresStore) -> ServiceResult<()> {
+        let listener = store.listen_credential_changes().await?;
+        let task = tokio::spawn(follow(Arc::downgrade(&self.inner), store.clone(), listener));
+        self.inner
+            .followers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(task);
+        Ok(())
+    }
+
+    /// Drops every cached credential.
+    pub fn invalidate_all(&self) {
+        self.inner.invalidate_all();
+    }
+
+    // Internals.
+
+    fn new_credential<P: CredentialPayload>(
+        &self,
+        org_id: OrgId,
+        payload: &P,
+        display_name: DisplayName,
+    ) -> ServiceResult<NewCredential> {
+        let credential_type = credential_type(P::KIND);
+        let id = CredentialId::new_random();
+        let json = payload.to_json_bytes();
+        let (encrypted_data, encryption_key_version) =
+            self.inner
+                .seal(org_id, credential_type, id, json.as_bytes())?;
+        Ok(NewCredential {
+            id,
+            credential_type,
+            display_name,
+            public_hint: PublicHint::parse(&payload.public_hint()).ok(),
+            encrypted_data,
+            encryption_key_version,
+        })
+    }
+
+    /// Queues an audit event (never waits).
+    fn record(
+        &self,
+        tenant: &Tenant,
+        action: &AuditAction,
+        credential_id: Option<CredentialId>,
+        credential_type: Option<CredentialType>,
+        detail: serde_json::Value,
+    ) {
+        self.inner.audit.record(
+            tenant.org_id,
+            NewAuditEvent {
+                actor: tenant.actor.clone(),
+                action: action.clone(),
+                at: self.inner.clock.now(),
+                credential_id,
+                credential_type,
+                detail,
+            },
+        );
+    }
+
+    /// After a change: drops the cached (org, type), audits the change and waits for the event to be
+    /// written. A write failure is logged; the event stays queued and is retried.
+    async fn changed(
+        &self,
+        tenant: &Tenant,
+        action: &AuditAction,
+        metadata: &CredentialMetadata,
+        detail: serde_json::Value,
+    ) {
+        self.inner
+            .invalidate(metadata.org_id, metadata.credential_type)
+            .await;
+        self.record(
+            tenant,
+            action,
+            Some(metadata.id),
+            Some(metadata.credential_type),
+            detail,
+        );
+        if let Err(error) = self.inner.audit.flush().await {
+            tracing::warn!(%error, action = action.as_str(), "audit event queued for retry");
+        }
+    }
+}
+
+impl Inner {
+    /// Reads the usable credential of a type and decrypts it.
+    async fn load(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+    ) -> ServiceResult<Arc<StoredSecret>> {
+        let record = self
+            .repository
+            .get_active_credential(tenant, credential_type)
+            .await?
+            .filter(|record| {
+                record.metadata.is_active
+                    && record.metadata.verification_status == VerificationStatus::Verified
+            })
+            .ok_or(CredentialServiceError::NotConfigured {
+                provider: credential_type,
+            })?;
+        let plaintext = self.open(
+            tenant.org_id,
+            credential_type,
+            record.metadata.id,
+            &record.encrypted_data,
+        )?;
+        Ok(Arc::new(StoredSecret {
+            metadata: record.metadata,
+            plaintext,
+        }))
+    }
+
+    fn open(
+        &self,
+        org_id: OrgId,
+        credential_type: CredentialType,
+        id: CredentialId,
+        envelope: &EncryptedEnvelope,
+    ) -> ServiceResult<Plaintext> {
+        self.keyring
+            .open(
+                envelope.as_bytes(),
+                &envelope_context(org_id, credential_type, id),
+            )
+            .map_err(|source| CredentialServiceError::Decrypt { id, source })
+    }
+
+    fn seal(
+        &self,
+        org_id: OrgId,
+        credential_type: CredentialType,
+        id: CredentialId,
+        plaintext: &[u8],
+    ) -> ServiceResult<(EncryptedEnvelope, NonZeroU32)> {
+        let envelope = self
+            .keyring
+            .seal(plaintext, &envelope_context(org_id, credential_type, id))
+            .map_err(CredentialServiceError::Encrypt)?;
+        let version = stored_key_version(envelope.key_version());
+        let envelope = EncryptedEnvelope::new(envelope.into_bytes())
+            .map_err(|error| CredentialServiceError::from(crate::StoreError::from(error)))?;
+        Ok((envelope, version))
+    }
+
+    async fn invalidate(&self, org_id: OrgId, credential_type: CredentialType) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&(org_id, credential_type)).await;
+        }
+    }
+
+    fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
+    }
+}
+
+/// The envelope context of a credential: organization, type and id.
+pub fn envelope_context(
+    org_id: OrgId,
+    credential_type: CredentialType,
+    id: CredentialId,
+) -> EnvelopeContext<'static> {
+    EnvelopeContext::new(org_id.as_uuid(), credential_type.as_str(), id.as_uuid())
+}
+
+/// First wait before listening again after the listener lost its connection; doubled up to 5 s.
+const RELISTEN_DELAY: Duration = Duration::from_millis(100);
+
+/// The change-following task: invalidates on every notification; on a lost connection drops everything,
+/// bypasses the cache and listens again. Ends when the service is gone.
+async fn follow(
+    service: Weak<Inner>,
+    store: PostgresStore,
+    mut listener: CredentialChangeListener,
+) {
+    loop {
+        let received = listener.recv().await;
+        let Some(inner) = service.upgrade() else {
+            return;
+        };
+        match received {
+            Ok(Some(change)) => {
+                inner
+                    .invalidate(change.org_id, change.credential_type)
+                    .await;
+                continue;
+            }
+            Ok(None) => tracing::warn!("credential change listener lost its connection"),
+            Err(error) => tracing::warn!(%error, "credential change listener failed"),
+        }
+        inner.cache_trusted.store(false, Ordering::Release);
+        inner.invalidate_all();
+        drop(inner);
+        let mut delay = RELISTEN_DELAY;
+        listener = loop {
+            match store.listen_credential_changes().await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for credential changes; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let Some(inner) = service.upgrade() else {
+            return;
+        };
+        inner.invalidate_all();
+        inner.cache_trusted.store(true, Ordering::Release);
+    }
+}
