@@ -1,5 +1,7 @@
 //! [`Caller`]: the authenticated user, their organization and their role, extracted from each request.
 //!
+//! The token comes from `Authorization: Bearer …`, or, without that header, from the settings page's session
+//! cookie (state-changing requests then need the session's CSRF header, see [`crate::settings::session`]).
 //! The token says who and for which organization; the role comes from `organization_members`. The contract's
 //! role table is enforced with [`Caller::require`] in every handler (and again by the store underneath).
 
@@ -82,6 +84,7 @@ impl FromRequest for Caller {
             .headers()
             .get(header::AUTHORIZATION)
             .map(|value| value.to_str().map(str::to_owned));
+        let session_token = crate::settings::session::cookie_token(request);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
             let authorization = match authorization {
@@ -89,20 +92,28 @@ impl FromRequest for Caller {
                 Some(Ok(value)) => Some(value),
                 Some(Err(_)) => return Err(AuthError::Malformed.into()),
             };
-            let token = bearer_token(authorization.as_deref())?;
-            let claims = state.tokens.verify(token).await?;
-            let tenant = Tenant::user(
-                OrgId::from_uuid(claims.org_id),
-                UserId::from_uuid(claims.sub),
-            );
-            let role = state
-                .repository
-                .member_role(&tenant)
-                .await?
-                .ok_or_else(ApiError::not_a_member)?;
-            Ok(Caller { tenant, role })
+            let token = match authorization {
+                None => session_token?.ok_or(AuthError::Missing)?,
+                Some(authorization) => bearer_token(Some(&authorization))?.to_owned(),
+            };
+            authenticate(&state, &token).await
         })
     }
+}
+
+/// Checks a bearer token and looks up the caller's role (401 for a bad token, 403 for a non-member).
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let claims = state.tokens.verify(token).await?;
+    let tenant = Tenant::user(
+        OrgId::from_uuid(claims.org_id),
+        UserId::from_uuid(claims.sub),
+    );
+    let role = state
+        .repository
+        .member_role(&tenant)
+        .await?
+        .ok_or_else(ApiError::not_a_member)?;
+    Ok(Caller { tenant, role })
 }
 
 /// The application state was not registered (a wiring bug, answered as a 500).

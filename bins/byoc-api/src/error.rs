@@ -77,6 +77,15 @@ impl ApiError {
         )
     }
 
+    /// 403: a request made with the settings page's session cookie lacks the session's CSRF token.
+    pub fn csrf_failed() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "missing or wrong CSRF token for this session; reload the page",
+        )
+    }
+
     /// 404: nothing by that id in the caller's organization.
     pub fn not_found(what: &str) -> ApiError {
         ApiError::new(

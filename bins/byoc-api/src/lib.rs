@@ -10,6 +10,7 @@
 //! - [`error`]: the one JSON error body every endpoint answers with.
 //! - [`extract`]: the JSON body extractor (body limit, unknown fields, field-naming errors).
 //! - [`routes`]: the endpoints; [`openapi`]: their OpenAPI document.
+//! - [`settings`]: the settings page at `/dashboard/settings` (cookie sessions with CSRF protection).
 //! - [`keys`]: operator key rotation and `keys check` over every organization.
 //! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
 //! - [`telemetry`]: tracing set-up.
@@ -26,6 +27,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -184,6 +184,7 @@ impl Application {
             repository: services.repository,
             keyring: services.keyring,
             tokens: TokenVerifier::new(&services.auth, http),
+            secure_cookies: public_url.scheme() == "https",
         });
         let metrics = web::Data::new(metrics);
         let server = HttpServer::new(move || {

@@ -19,6 +19,8 @@ pub struct AppState {
     pub tokens: TokenVerifier,
     /// Credential management (encrypt, store, verify, deactivate, purge, audit).
     pub credentials: CredentialManager,
+    /// Whether the settings page's cookies carry `Secure` (`BYOC_PUBLIC_URL` is https).
+    pub secure_cookies: bool,
 }
 
 impl AppState {

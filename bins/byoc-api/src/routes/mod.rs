@@ -18,5 +18,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
-        .service(crate::openapi::openapi_json);
+        .service(crate::openapi::openapi_json)
+        .configure(crate::settings::configure);
 }

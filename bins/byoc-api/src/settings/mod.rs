@@ -1,0 +1,251 @@
+//! The settings page at `/dashboard/settings`: an organization's credentials, the forms that add, verify,
+//! revoke and purge them, "Connect Google Calendar", "Send test SMS" and the recent audit events.
+//!
+//! The server renders the page for the session's organization and role ([`view`]); controls a role may not use
+//! are not rendered. The page's script (embedded from `assets/`, no CDN) submits its forms with `fetch()` to the
+//! JSON API, authenticated by the session cookie plus the CSRF header ([`session`]), then re-renders.
+
+pub mod session;
+pub mod view;
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use byoc_credential_store::AuditPage;
+use serde::Deserialize;
+
+use crate::caller::{authenticate, Caller};
+use crate::dto::{AuditEntryDto, CredentialRow};
+use crate::error::ApiError;
+use crate::state::AppState;
+use view::{GoogleResult, SettingsView, SignInView};
+
+/// The page's path.
+pub const SETTINGS_PATH: &str = "/dashboard/settings";
+/// How many audit events the page shows.
+const AUDIT_EVENTS_SHOWN: u32 = 20;
+/// The page's stylesheet.
+const STYLESHEET: &str = include_str!("../../assets/settings.css");
+/// The page's script.
+const SCRIPT: &str = include_str!("../../assets/settings.js");
+/// The page's content security policy: only its own script and stylesheet, no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Registers the page, its sign-in/sign-out forms and its assets.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(settings_page)
+        .service(sign_in)
+        .service(sign_out)
+        .service(stylesheet)
+        .service(script);
+}
+
+/// The query of the settings page: the outcome of a "Connect Google Calendar" round trip.
+#[derive(Debug, Deserialize)]
+pub struct SettingsQuery {
+    /// `connected` or `error`.
+    google: Option<String>,
+}
+
+/// The settings page for the session's organization, or the sign-in form without a valid session.
+#[get("/dashboard/settings")]
+async fn settings_page(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    query: Option<web::Query<SettingsQuery>>,
+) -> Result<HttpResponse, ApiError> {
+    let google = query
+        .and_then(|query| query.into_inner().google)
+        .and_then(|value| GoogleResult::parse(&value));
+    let Some(token) = request
+        .cookie(session::SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+    else {
+        return sign_in_page(&state, StatusCode::OK, None);
+    };
+    let caller = match authenticate(&state, &token).await {
+        Ok(caller) => caller,
+        Err(error) if is_session_refusal(&error) => {
+            let mut response = sign_in_page(
+                &state,
+                StatusCode::OK,
+                Some("Your session has ended or is no longer valid. Sign in again."),
+            )?;
+            response
+                .add_cookie(&session::expired_session_cookie(state.secure_cookies))
+                .map_err(|error| ApiError::internal(&error))?;
+            return Ok(response);
+        }
+        Err(error) => return Err(error),
+    };
+    let markup = settings_markup(&state, &caller, &token, google).await?;
+    Ok(html(StatusCode::OK).body(markup))
+}
+
+async fn settings_markup(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+    google: Option<GoogleResult>,
+) -> Result<String, ApiError> {
+    let credentials: Vec<CredentialRow> = state
+        .repository
+        .list_credentials(&caller.tenant)
+        .await?
+        .into_iter()
+        .map(CredentialRow::from)
+        .collect();
+    let audit: Vec<AuditEntryDto> = state
+        .repository
+        .list_audit_events(
+            &caller.tenant,
+            AuditPage {
+                limit: AUDIT_EVENTS_SHOWN,
+                before: None,
+            },
+        )
+        .await?
+        .into_iter()
+        .map(AuditEntryDto::from)
+        .collect();
+    Ok(SettingsView {
+        caller,
+        csrf_token: &session::csrf_token(token),
+        credentials: &credentials,
+        audit: &audit,
+        google,
+    }
+    .render()
+    .into_string())
+}
+
+/// Whether an authentication error means "sign in again" (401, or 403 for a user no longer a member).
+fn is_session_refusal(error: &ApiError) -> bool {
+    matches!(
+        error.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    )
+}
+
+fn html(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    builder
+        .content_type(ContentType::html())
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"));
+    builder
+}
+
+/// The sign-in form with a fresh double-submit nonce (and its cookie).
+fn sign_in_page(
+    state: &AppState,
+    status: StatusCode,
+    message: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let nonce = session::new_login_nonce().map_err(|_| ApiError::internal(&NoRandomness))?;
+    let markup = SignInView {
+        nonce: &nonce,
+        message,
+    }
+    .render()
+    .into_string();
+    Ok(html(status)
+        .cookie(session::login_cookie(&nonce, state.secure_cookies))
+        .body(markup))
+}
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+struct SignInForm {
+    token: String,
+    nonce: String,
+}
+
+/// Exchanges a bearer token for a session cookie, then redirects to the page.
+#[post("/dashboard/session")]
+async fn sign_in(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<SignInForm>,
+) -> Result<HttpResponse, ApiError> {
+    let SignInForm { token, nonce } = form.into_inner();
+    if !session::login_nonce_matches(&request, &nonce) {
+        return sign_in_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired. Please try again."),
+        );
+    }
+    let token = token.trim();
+    match authenticate(&state, token).await {
+        Ok(_) => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, SETTINGS_PATH))
+            .cookie(session::session_cookie(token, state.secure_cookies))
+            .finish()),
+        Err(error) if is_session_refusal(&error) => {
+            let message = if error.status() == StatusCode::FORBIDDEN {
+                "This token's user is not a member of its organization."
+            } else {
+                "That token is not valid (malformed, expired or badly signed)."
+            };
+            sign_in_page(&state, StatusCode::UNAUTHORIZED, Some(message))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The sign-out form's field.
+#[derive(Deserialize)]
+struct SignOutForm {
+    csrf: String,
+}
+
+/// Ends the session (the form carries the session's CSRF token) and shows the sign-in form.
+#[post("/dashboard/signout")]
+async fn sign_out(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<SignOutForm>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(token) = request.cookie(session::SESSION_COOKIE) else {
+        return Ok(redirect_to_settings());
+    };
+    if !session::csrf_matches(token.value(), &form.csrf) {
+        return Err(ApiError::csrf_failed());
+    }
+    let mut response = redirect_to_settings();
+    response
+        .add_cookie(&session::expired_session_cookie(state.secure_cookies))
+        .map_err(|error| ApiError::internal(&error))?;
+    Ok(response)
+}
+
+fn redirect_to_settings() -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, SETTINGS_PATH))
+        .finish()
+}
+
+/// The page's stylesheet (embedded in the binary).
+#[get("/dashboard/assets/settings.css")]
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .body(STYLESHEET)
+}
+
+/// The page's script (embedded in the binary).
+#[get("/dashboard/assets/settings.js")]
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(SCRIPT)
+}
+
+/// The system random generator failed (answered as a 500).
+#[derive(Debug, thiserror::Error)]
+#[error("the system random generator failed")]
+struct NoRandomness;

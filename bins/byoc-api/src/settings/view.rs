@@ -1,0 +1,497 @@
+//! The settings page's markup (maud): the sign-in form and the page for a signed-in caller.
+//!
+//! Everything a role may not do is left out of the markup, not merely hidden: members get the list, the audit
+//! events and "Send test SMS"; admins also the add/verify/revoke controls; owners also "Purge".
+
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, DOCTYPE};
+
+use crate::caller::{Caller, Permission};
+use crate::dto::{AuditEntryDto, CredentialRow, VerificationStatusDto};
+
+/// The Account SID rule of the server, as an HTML `pattern` (anchored by the browser).
+pub const ACCOUNT_SID_PATTERN: &str = "AC[0-9a-fA-F]{32}";
+/// The E.164 rule of the server, as an HTML `pattern` (the server also checks the number is a real one).
+pub const E164_PATTERN: &str = r"\+[1-9][0-9]{7,14}";
+
+/// The outcome of "Connect Google Calendar", from the `?google=` query on return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoogleResult {
+    /// `?google=connected`.
+    Connected,
+    /// `?google=error`.
+    Failed,
+}
+
+impl GoogleResult {
+    /// Reads the query value; anything else is ignored.
+    pub fn parse(value: &str) -> Option<GoogleResult> {
+        match value {
+            "connected" => Some(GoogleResult::Connected),
+            "error" => Some(GoogleResult::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The sign-in form.
+pub struct SignInView<'a> {
+    /// The double-submit nonce (also in the `byoc_login` cookie).
+    pub nonce: &'a str,
+    /// Why the caller sees this form again, if they do.
+    pub message: Option<&'a str>,
+}
+
+impl SignInView<'_> {
+    /// Renders the sign-in page.
+    pub fn render(&self) -> Markup {
+        layout(
+            "Sign in · byoc settings",
+            None,
+            html! {
+                main id="main" class="narrow" {
+                    h1 { "Sign in to credential settings" }
+                    p { "Paste the bearer token you use with the byoc API. It is kept in an HttpOnly session cookie \
+                         for this browser only." }
+                    @if let Some(message) = self.message {
+                        p class="notice error" role="alert" { "❌ " (message) }
+                    }
+                    form method="post" action="/dashboard/session" class="card" {
+                        input type="hidden" name="nonce" value=(self.nonce);
+                        div class="field" {
+                            label for="token" { "Bearer token" }
+                            input id="token" name="token" type="password" required autocomplete="off"
+                                spellcheck="false";
+                        }
+                        button type="submit" class="primary" { "Sign in" }
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// The page of a signed-in caller.
+pub struct SettingsView<'a> {
+    /// Who is signed in (organization, user, role).
+    pub caller: &'a Caller,
+    /// The session's CSRF token (for the page's requests).
+    pub csrf_token: &'a str,
+    /// The organization's credentials, newest first.
+    pub credentials: &'a [CredentialRow],
+    /// Its most recent audit events, newest first.
+    pub audit: &'a [AuditEntryDto],
+    /// The result of a "Connect Google Calendar" round trip, on return.
+    pub google: Option<GoogleResult>,
+}
+
+impl SettingsView<'_> {
+    /// Renders the settings page.
+    pub fn render(&self) -> Markup {
+        let can_manage = Permission::Manage.allows(self.caller.role);
+        layout(
+            "Credential settings · byoc",
+            Some(self.csrf_token),
+            html! {
+                header class="topbar" {
+                    div {
+                        p class="brand" { "byoc" }
+                        p class="who" {
+                            "Organization " code { (self.caller.tenant.org_id.as_uuid()) }
+                            " · role " strong data-testid="role" { (self.caller.role.as_str()) }
+                        }
+                    }
+                    form method="post" action="/dashboard/signout" {
+                        input type="hidden" name="csrf" value=(self.csrf_token);
+                        button type="submit" class="secondary" { "Sign out" }
+                    }
+                }
+                main id="main" {
+                    h1 { "Credential settings" }
+                    div id="flash" role="status" aria-live="polite" {
+                        @match self.google {
+                            Some(GoogleResult::Connected) => {
+                                p class="notice ok" { "✅ Google Calendar connected." }
+                            }
+                            Some(GoogleResult::Failed) => {
+                                p class="notice error" {
+                                    "❌ Google Calendar could not be connected. Try again, and allow calendar \
+                                     access when Google asks."
+                                }
+                            }
+                            None => {}
+                        }
+                    }
+                    @if !can_manage {
+                        p class="notice info" {
+                            "You are a member of this organization: you can see its credentials and send a \
+                             test SMS. Ask an admin or owner to add, verify or revoke credentials."
+                        }
+                    }
+                    (self.credential_list())
+                    @if can_manage {
+                        div class="grid" {
+                            (add_twilio_form())
+                            (connect_google())
+                        }
+                    }
+                    (test_sms_form())
+                    (self.audit_list())
+                }
+            },
+        )
+    }
+
+    fn credential_list(&self) -> Markup {
+        let can_manage = Permission::Manage.allows(self.caller.role);
+        let can_purge = Permission::Purge.allows(self.caller.role);
+        html! {
+            section aria-labelledby="credentials-heading" class="card" {
+                h2 id="credentials-heading" { "Credentials" }
+                @if self.credentials.is_empty() {
+                    p id="no-credentials" { "No credentials yet." }
+                } @else {
+                    table id="credentials" class="stack" {
+                        thead {
+                            tr {
+                                th scope="col" { "Type" }
+                                th scope="col" { "Name" }
+                                th scope="col" { "Status" }
+                                th scope="col" { "Last verified" }
+                                th scope="col" { "Key version" }
+                                @if can_manage { th scope="col" { "Actions" } }
+                            }
+                        }
+                        tbody {
+                            @for row in self.credentials {
+                                tr data-credential-id=(row.id) data-status=(status_key(row)) {
+                                    td data-label="Type" { div class="cell" { (type_label(&row.credential_type)) } }
+                                    td data-label="Name" { div class="cell" {
+                                        (row.display_name)
+                                        @if let Some(hint) = &row.public_hint {
+                                            br; small class="hint" { (hint) }
+                                        }
+                                    } }
+                                    td data-label="Status" { div class="cell" { (status_cell(row)) } }
+                                    td data-label="Last verified" { div class="cell" { (optional_time(row.last_verified_at)) } }
+                                    td data-label="Key version" { div class="cell" { "v" (row.encryption_key_version) } }
+                                    @if can_manage {
+                                        td data-label="Actions" class="actions" { div class="cell" {
+                                            @if row.is_active {
+                                                button type="button" class="secondary" data-action="verify"
+                                                    data-id=(row.id) data-name=(row.display_name) {
+                                                    "Verify" span class="visually-hidden" { " " (row.display_name) }
+                                                }
+                                                button type="button" class="danger" data-action="revoke"
+                                                    data-id=(row.id) data-name=(row.display_name) {
+                                                    "Revoke" span class="visually-hidden" { " " (row.display_name) }
+                                                }
+                                            }
+                                            @if can_purge {
+                                                button type="button" class="danger" data-action="purge"
+                                                    data-id=(row.id) data-name=(row.display_name) {
+                                                    "Purge" span class="visually-hidden" { " " (row.display_name) }
+                                                }
+                                            }
+                                        } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                p id="credentials-error" class="field-error" role="alert" {}
+            }
+        }
+    }
+
+    fn audit_list(&self) -> Markup {
+        html! {
+            section aria-labelledby="audit-heading" class="card" {
+                h2 id="audit-heading" { "Recent activity" }
+                @if self.audit.is_empty() {
+                    p { "No activity yet." }
+                } @else {
+                    table id="audit" class="stack" {
+                        thead {
+                            tr {
+                                th scope="col" { "When" }
+                                th scope="col" { "Action" }
+                                th scope="col" { "Credential" }
+                                th scope="col" { "By" }
+                            }
+                        }
+                        tbody {
+                            @for event in self.audit {
+                                tr {
+                                    td data-label="When" { div class="cell" { (time(event.at)) } }
+                                    td data-label="Action" { div class="cell" { code { (event.action) } } }
+                                    td data-label="Credential" { div class="cell" {
+                                        @if let Some(kind) = &event.credential_type { (type_label(kind)) " " }
+                                        @if let Some(id) = event.credential_id {
+                                            small class="hint" { (short_id(&id.to_string())) }
+                                        }
+                                    } }
+                                    td data-label="By" { div class="cell" { small { (event.actor) } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn layout(title: &str, csrf_token: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(token) = csrf_token { meta name="csrf-token" content=(token); }
+                title { (title) }
+                link rel="stylesheet" href="/dashboard/assets/settings.css";
+                script src="/dashboard/assets/settings.js" defer {}
+            }
+            body {
+                a href="#main" class="skip-link" { "Skip to content" }
+                (body)
+            }
+        }
+    }
+}
+
+fn add_twilio_form() -> Markup {
+    html! {
+        section aria-labelledby="add-twilio-heading" class="card" {
+            h2 id="add-twilio-heading" { "Add Twilio account" }
+            form id="add-twilio" novalidate {
+                (field("accountSid", "Account SID", html! {
+                    input id="accountSid" name="accountSid" type="text" required autocomplete="off"
+                        spellcheck="false" pattern=(ACCOUNT_SID_PATTERN) placeholder="AC…"
+                        aria-describedby="accountSid-help accountSid-error"
+                        data-error="Enter the Account SID: AC followed by 32 hexadecimal digits.";
+                }, "From the Twilio console: AC followed by 32 hex digits."))
+                (field("authToken", "Auth Token", html! {
+                    input id="authToken" name="authToken" type="password" required autocomplete="new-password"
+                        pattern=r"\S+" aria-describedby="authToken-help authToken-error"
+                        data-error="Enter the Auth Token (no spaces).";
+                }, "Stored encrypted; it is never shown again."))
+                (field("phoneNumber", "Phone number", html! {
+                    input id="phoneNumber" name="phoneNumber" type="tel" required autocomplete="off"
+                        pattern=(E164_PATTERN) placeholder="+14155550123"
+                        aria-describedby="phoneNumber-help phoneNumber-error"
+                        data-error="Enter the Twilio number in international form, e.g. +14155550123.";
+                }, "The sending number in E.164 form, e.g. +14155550123."))
+                (field("displayName", "Display name", html! {
+                    input id="displayName" name="displayName" type="text" required maxlength="255"
+                        autocomplete="off" aria-describedby="displayName-help displayName-error"
+                        data-error="Enter a name (up to 255 characters).";
+                }, "A name for people, e.g. Reception."))
+                p id="add-twilio-error" class="field-error" role="alert" {}
+                button type="submit" class="primary" { "Add Twilio account" }
+            }
+        }
+    }
+}
+
+fn field(id: &str, label: &str, input: Markup, help: &str) -> Markup {
+    html! {
+        div class="field" {
+            label for=(id) { (label) }
+            (input)
+            small id={ (id) "-help" } class="help" { (help) }
+            span id={ (id) "-error" } class="field-error" aria-live="polite" {}
+        }
+    }
+}
+
+fn connect_google() -> Markup {
+    html! {
+        section aria-labelledby="google-heading" class="card" {
+            h2 id="google-heading" { "Google Calendar" }
+            p { "Connect the clinic's Google Calendar so availability comes from its free/busy times. You will be \
+                 sent to Google to allow access, then back here." }
+            a id="connect-google" class="button primary" href="/api/auth/google/start" {
+                "Connect Google Calendar"
+            }
+        }
+    }
+}
+
+fn test_sms_form() -> Markup {
+    html! {
+        section aria-labelledby="test-sms-heading" class="card" {
+            h2 id="test-sms-heading" { "Send test SMS" }
+            form id="test-sms" novalidate {
+                div class="field" {
+                    label for="to" { "Send to" }
+                    input id="to" name="to" type="tel" required autocomplete="tel" pattern=(E164_PATTERN)
+                        placeholder="+14155550123" aria-describedby="to-help to-error"
+                        data-error="Enter a phone number in international form, e.g. +14155550123.";
+                    small id="to-help" class="help" { "Sends the hot-lead alert text with the verified Twilio account." }
+                    span id="to-error" class="field-error" aria-live="polite" {}
+                }
+                button type="submit" class="primary" { "Send test SMS" }
+            }
+            p id="test-sms-result" role="status" aria-live="polite" {}
+        }
+    }
+}
+
+fn status_key(row: &CredentialRow) -> &'static str {
+    if !row.is_active {
+        return "revoked";
+    }
+    match row.verification_status {
+        VerificationStatusDto::Verified => "verified",
+        VerificationStatusDto::Pending => "pending",
+        VerificationStatusDto::Failed => "failed",
+    }
+}
+
+fn status_cell(row: &CredentialRow) -> Markup {
+    html! {
+        @match status_key(row) {
+            "revoked" => { span class="status revoked" { "⛔ Revoked" } }
+            "verified" => { span class="status verified" { "✅ Verified" } }
+            "failed" => {
+                span class="status failed" { "❌ Verification failed" }
+                @if let Some(error) = &row.verification_error {
+                    br; small class="provider-error" { (error) }
+                }
+                br; small class="todo" { (failure_advice(&row.credential_type)) }
+            }
+            _ => { span class="status pending" { "⚠️ Needs verification" } }
+        }
+    }
+}
+
+fn failure_advice(credential_type: &str) -> &'static str {
+    match credential_type {
+        "twilio" => "Check the Account SID, Auth Token and that the number belongs to the account and can send \
+                     SMS; then revoke this one and add it again.",
+        "google_calendar" => "Connect Google Calendar again and allow calendar access.",
+        _ => "Check the credential with the provider, then revoke it and add it again.",
+    }
+}
+
+fn type_label(credential_type: &str) -> &str {
+    match credential_type {
+        "twilio" => "Twilio",
+        "google_calendar" => "Google Calendar",
+        "stripe" => "Stripe",
+        "hubspot" => "HubSpot",
+        other => other,
+    }
+}
+
+fn optional_time(at: Option<DateTime<Utc>>) -> Markup {
+    match at {
+        Some(at) => time(at),
+        None => html! { span class="muted" { "Never" } },
+    }
+}
+
+fn time(at: DateTime<Utc>) -> Markup {
+    html! {
+        time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M UTC")) }
+    }
+}
+
+fn short_id(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byoc_credential_store::{OrgId, Role, Tenant, UserId};
+    use uuid::Uuid;
+
+    fn row(status: VerificationStatusDto, active: bool) -> CredentialRow {
+        CredentialRow {
+            id: Uuid::new_v4(),
+            credential_type: "twilio".into(),
+            display_name: "<Front desk>".into(),
+            is_active: active,
+            verification_status: status,
+            last_verified_at: None,
+            verification_error: Some("Authenticate (20003)".into()),
+            created_at: Utc::now(),
+            created_by: None,
+            encryption_key_version: 1,
+            public_hint: None,
+        }
+    }
+
+    fn page(role: Role, rows: &[CredentialRow]) -> String {
+        let caller = Caller {
+            tenant: Tenant::user(
+                OrgId::from_uuid(Uuid::new_v4()),
+                UserId::from_uuid(Uuid::new_v4()),
+            ),
+            role,
+        };
+        SettingsView {
+            caller: &caller,
+            csrf_token: "csrf",
+            credentials: rows,
+            audit: &[],
+            google: None,
+        }
+        .render()
+        .into_string()
+    }
+
+    #[test]
+    fn controls_follow_the_role() {
+        let rows = [row(VerificationStatusDto::Pending, true)];
+        let member = page(Role::Member, &rows);
+        assert!(!member.contains("data-action"), "{member}");
+        assert!(!member.contains("add-twilio"));
+        assert!(member.contains("test-sms"));
+        let admin = page(Role::Admin, &rows);
+        assert!(admin.contains(r#"data-action="revoke""#));
+        assert!(admin.contains("add-twilio"));
+        assert!(!admin.contains(r#"data-action="purge""#));
+        let owner = page(Role::Owner, &rows);
+        assert!(owner.contains(r#"data-action="purge""#));
+    }
+
+    #[test]
+    fn statuses_and_escaping() {
+        let html = page(
+            Role::Owner,
+            &[
+                row(VerificationStatusDto::Verified, true),
+                row(VerificationStatusDto::Failed, true),
+                row(VerificationStatusDto::Pending, true),
+                row(VerificationStatusDto::Verified, false),
+            ],
+        );
+        for expected in [
+            "✅ Verified",
+            "❌ Verification failed",
+            "Authenticate (20003)",
+            "⚠️ Needs verification",
+            "⛔ Revoked",
+        ] {
+            assert!(html.contains(expected), "{expected}");
+        }
+        assert!(html.contains("&lt;Front desk&gt;"));
+        assert!(!html.contains("<Front desk>"));
+    }
+
+    #[test]
+    fn google_result_is_read_from_known_values_only() {
+        assert_eq!(
+            GoogleResult::parse("connected"),
+            Some(GoogleResult::Connected)
+        );
+        assert_eq!(GoogleResult::parse("error"), Some(GoogleResult::Failed));
+        assert_eq!(GoogleResult::parse("<script>"), None);
+    }
+}
