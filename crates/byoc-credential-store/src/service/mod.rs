@@ -1004,3 +1004,6 @@ async fn follow(
         inner.cache_trusted.store(true, Ordering::Release);
     }
 }
+
+#[cfg(all(test, feature = "mock"))]
+mod tests;

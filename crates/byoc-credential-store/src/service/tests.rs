@@ -1,0 +1,347 @@
+//! Unit tests of the service with the repository and the clock mocked.
+
+use std::sync::atomic::AtomicUsize;
+
+use chrono::{DateTime, TimeZone, Utc};
+use mockall::predicate::eq;
+
+use super::*;
+use crate::model::CredentialRecord;
+use crate::repository::MockCredentialRepository;
+use crate::tenant::UserId;
+use crate::StoreError;
+
+fn test_keyring() -> Arc<Keyring> {
+    let version = byoc_crypto::KeyVersion::FIRST;
+    Arc::new(
+        Keyring::new(
+            vec![(version, byoc_crypto::MasterKey::from_bytes([7; 32]))],
+            version,
+        )
+        .unwrap(),
+    )
+}
+
+fn fixed_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+}
+
+fn clock() -> Arc<dyn Clock> {
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(fixed_time);
+    Arc::new(clock)
+}
+
+fn config(ttl: Duration) -> ServiceConfig {
+    let mut config = ServiceConfig::new(ServiceName::parse("unit-test").unwrap());
+    config.cache_ttl = ttl;
+    config.clock = clock();
+    config
+}
+
+fn tenant(org_id: OrgId) -> Tenant {
+    Tenant::service(org_id, ServiceName::parse("lead-scorer").unwrap())
+}
+
+fn purpose() -> Purpose {
+    Purpose::parse("sms:hot_lead").unwrap()
+}
+
+const PAYLOAD: &[u8] = br#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":"secret-token","phoneNumber":"+14155550123"}"#;
+
+/// A Twilio record of `org_id` sealed with [`test_keyring`] (under `sealed_for`'s id when given, to make
+/// it undecryptable).
+fn record(
+    org_id: OrgId,
+    status: VerificationStatus,
+    is_active: bool,
+    sealed_for: Option<CredentialId>,
+) -> CredentialRecord {
+    let id = CredentialId::new_random();
+    let envelope = test_keyring()
+        .seal(
+            PAYLOAD,
+            &envelope_context(org_id, CredentialType::Twilio, sealed_for.unwrap_or(id)),
+        )
+        .unwrap();
+    CredentialRecord {
+        metadata: CredentialMetadata {
+            id,
+            org_id,
+            credential_type: CredentialType::Twilio,
+            display_name: "Main".to_owned(),
+            public_hint: None,
+            is_active,
+            verification_status: status,
+            last_verified_at: None,
+            verification_error: None,
+            created_at: fixed_time(),
+            updated_at: fixed_time(),
+            created_by: Some(UserId::new_random()),
+            encryption_key_version: NonZeroU32::MIN,
+        },
+        encrypted_data: EncryptedEnvelope::new(envelope.into_bytes()).unwrap(),
+    }
+}
+
+/// Audit writes succeed and land in `written`.
+fn accept_audit(
+    repository: &mut MockCredentialRepository,
+    written: Arc<Mutex<Vec<NewAuditEvent>>>,
+) {
+    repository
+        .expect_append_audit_events()
+        .returning(move |_, events| {
+            written.lock().unwrap().extend(events.iter().cloned());
+            Ok(events.len() as u64)
+        });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_misses_read_and_decrypt_once() {
+    let org_id = OrgId::new_random();
+    let stored = record(org_id, VerificationStatus::Verified, true, None);
+    let reads = Arc::new(AtomicUsize::new(0));
+    let mut repository = MockCredentialRepository::new();
+    let counter = Arc::clone(&reads);
+    repository
+        .expect_get_active_credential()
+        .with(eq(tenant(org_id)), eq(CredentialType::Twilio))
+        .returning(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            // A slow database: every other caller arrives while this read is in flight.
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(Some(stored.clone()))
+        });
+    let written = Arc::new(Mutex::new(Vec::new()));
+    accept_audit(&mut repository, Arc::clone(&written));
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                service
+                    .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+                    .await
+                    .map(|credential| credential.expose_json().to_vec())
+            })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap().unwrap(), PAYLOAD);
+    }
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "one database read");
+    service.shutdown().await.unwrap();
+    let written = written.lock().unwrap();
+    assert_eq!(written.len(), 16, "every read is audited");
+    assert!(written.iter().all(|event| event.at == fixed_time()
+        && event.action.as_str() == "read"
+        && event.detail["purpose"] == "sms:hot_lead"));
+}
+
+#[tokio::test]
+async fn a_zero_ttl_reads_every_time() {
+    let org_id = OrgId::new_random();
+    let stored = record(org_id, VerificationStatus::Verified, true, None);
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_get_active_credential()
+        .times(3)
+        .returning(move |_, _| Ok(Some(stored.clone())));
+    accept_audit(&mut repository, Arc::default());
+    let service =
+        CredentialService::new(Arc::new(repository), test_keyring(), config(Duration::ZERO));
+    for _ in 0..3 {
+        service
+            .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+            .await
+            .unwrap();
+    }
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn only_an_active_verified_credential_is_served() {
+    let org_id = OrgId::new_random();
+    for (status, active) in [
+        (VerificationStatus::Pending, true),
+        (VerificationStatus::Failed, true),
+        (VerificationStatus::Verified, false),
+    ] {
+        let stored = record(org_id, status, active, None);
+        let mut repository = MockCredentialRepository::new();
+        repository
+            .expect_get_active_credential()
+            .returning(move |_, _| Ok(Some(stored.clone())));
+        let service = CredentialService::new(
+            Arc::new(repository),
+            test_keyring(),
+            config(Duration::from_secs(60)),
+        );
+        let error = service
+            .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CredentialServiceError::NotConfigured {
+                    provider: CredentialType::Twilio
+                }
+            ),
+            "{status:?} {active}: {error:?}"
+        );
+        assert_eq!(service.pending_audit_events(), 0, "a refusal reads nothing");
+    }
+}
+
+#[tokio::test]
+async fn an_envelope_of_another_credential_does_not_decrypt() {
+    let org_id = OrgId::new_random();
+    let stored = record(
+        org_id,
+        VerificationStatus::Verified,
+        true,
+        Some(CredentialId::new_random()),
+    );
+    let id = stored.metadata.id;
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_get_active_credential()
+        .returning(move |_, _| Ok(Some(stored.clone())));
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    let error = service
+        .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CredentialServiceError::Decrypt { id: failed, .. } if failed == id));
+    assert!(!error.to_string().contains("secret-token"));
+}
+
+#[tokio::test]
+async fn unwritten_audit_events_stay_queued_until_a_write_succeeds() {
+    let org_id = OrgId::new_random();
+    let stored = record(org_id, VerificationStatus::Verified, true, None);
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_get_active_credential()
+        .returning(move |_, _| Ok(Some(stored.clone())));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&attempts);
+    repository
+        .expect_append_audit_events()
+        .returning(move |_, events| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
+            } else {
+                Ok(events.len() as u64)
+            }
+        });
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    service
+        .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+        .await
+        .unwrap();
+    let first = service.flush_audit().await.unwrap_err();
+    assert!(
+        matches!(first, AuditError::WriteFailed { pending: 1, .. }),
+        "{first:?}"
+    );
+    assert_eq!(service.pending_audit_events(), 1);
+    service.flush_audit().await.unwrap();
+    assert_eq!(service.pending_audit_events(), 0);
+    service.shutdown().await.unwrap();
+    assert!(matches!(
+        service.flush_audit().await,
+        Err(AuditError::Stopped)
+    ));
+}
+
+#[tokio::test]
+async fn a_change_invalidates_the_cached_credential() {
+    let org_id = OrgId::new_random();
+    let stored = record(org_id, VerificationStatus::Verified, true, None);
+    let id = stored.metadata.id;
+    let mut deactivated = stored.metadata.clone();
+    deactivated.is_active = false;
+    let mut repository = MockCredentialRepository::new();
+    let mut sequence = mockall::Sequence::new();
+    repository
+        .expect_get_active_credential()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(move |_, _| Ok(Some(stored.clone())));
+    repository
+        .expect_deactivate_credential()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(move |_, _| Ok(deactivated.clone()));
+    repository
+        .expect_get_active_credential()
+        .times(1)
+        .in_sequence(&mut sequence)
+        .returning(|_, _| Ok(None));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    accept_audit(&mut repository, Arc::clone(&written));
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    let admin = Tenant::user(org_id, UserId::new_random());
+    service
+        .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+        .await
+        .unwrap();
+    service.deactivate(&admin, id).await.unwrap();
+    assert!(service
+        .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+        .await
+        .is_err());
+    service.shutdown().await.unwrap();
+    let actions: Vec<_> = written
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|event| (event.action.as_str().to_owned(), event.actor.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("read".to_owned(), tenant(org_id).actor),
+            ("deactivated".to_owned(), admin.actor)
+        ]
+    );
+}
+
+#[test]
+fn cache_ttl_parses_whole_seconds() {
+    assert_eq!(cache_ttl_from_env(None), Ok(DEFAULT_CACHE_TTL));
+    assert_eq!(cache_ttl_from_env(Some("0")), Ok(Duration::ZERO));
+    assert_eq!(cache_ttl_from_env(Some(" 5 ")), Ok(Duration::from_secs(5)));
+    let error = cache_ttl_from_env(Some("-1")).unwrap_err();
+    assert_eq!(error.field, "BYOC_CACHE_TTL_SECS");
+}
+
+#[test]
+fn not_configured_names_the_provider() {
+    let error = CredentialServiceError::NotConfigured {
+        provider: CredentialType::GoogleCalendar,
+    };
+    assert_eq!(
+        error.to_string(),
+        "no usable Google Calendar credential: add and verify a Google Calendar credential for this organization"
+    );
+}
