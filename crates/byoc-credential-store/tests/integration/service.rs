@@ -20,9 +20,14 @@ use byoc_providers::{
 
 use crate::fixtures::{org, OrgFixture};
 
+#[path = "service_keys.rs"]
+mod keys;
+#[path = "service_replicas.rs"]
+mod replicas;
+
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 
-fn twilio(token: &str) -> TwilioCredential {
+pub fn twilio(token: &str) -> TwilioCredential {
     let json = serde_json::json!({
         "accountSid": ACCOUNT_SID,
         "authToken": token,
@@ -31,7 +36,7 @@ fn twilio(token: &str) -> TwilioCredential {
     TwilioCredential::from_json_bytes(json.to_string().as_bytes()).unwrap()
 }
 
-fn token_of(credential: &TwilioCredential) -> String {
+pub fn token_of(credential: &TwilioCredential) -> String {
     use secrecy::ExposeSecret;
     credential.auth_token.expose_secret().to_owned()
 }
@@ -54,17 +59,17 @@ pub fn keyring_with_active(versions: &[u32], active: u32) -> Arc<Keyring> {
     Arc::new(Keyring::new(keys, KeyVersion::new(active).unwrap()).unwrap())
 }
 
-fn config(ttl: Duration) -> ServiceConfig {
+pub fn config(ttl: Duration) -> ServiceConfig {
     let mut config = ServiceConfig::new(ServiceName::parse("byoc-api").unwrap());
     config.cache_ttl = ttl;
     config
 }
 
-fn purpose(text: &str) -> Purpose {
+pub fn purpose(text: &str) -> Purpose {
     Purpose::parse(text).unwrap()
 }
 
-fn name(text: &str) -> DisplayName {
+pub fn name(text: &str) -> DisplayName {
     DisplayName::parse(text).unwrap()
 }
 

@@ -1,0 +1,283 @@
+//! The start-up key check, rotation and `keys check` through the credential service, on Postgres and
+//! SQLite.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use byoc_credential_store::service::{
+    check_keyring, KeyringMismatch, RotationOptions, RotationProgress,
+};
+use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite};
+use byoc_credential_store::{
+    AuditPage, CredentialRepository, CredentialService, CredentialType, KeyVersionCount,
+    ServiceConfig, ServiceName, VerificationStatus,
+};
+use byoc_crypto::{CryptoError, KeyVersion, Keyring, MasterKey};
+
+use super::{config, keyring, keyring_with_active, name, purpose, token_of, twilio};
+use crate::fixtures::{org, OrgFixture};
+
+fn version(number: u32) -> NonZeroU32 {
+    NonZeroU32::new(number).unwrap()
+}
+
+/// Stores `count` verified Twilio credentials in each organization with the given keyring.
+async fn seed(
+    repository: &Arc<dyn CredentialRepository>,
+    keyring: Arc<Keyring>,
+    clinics: &[&OrgFixture],
+    count: usize,
+) {
+    let service = CredentialService::new(Arc::clone(repository), keyring, config(Duration::ZERO));
+    for clinic in clinics {
+        for index in 0..count {
+            let stored = service
+                .store(
+                    &clinic.admin,
+                    &twilio(&format!("token-{index}")),
+                    name(&format!("Twilio {index}")),
+                )
+                .await
+                .unwrap();
+            service
+                .record_verification(&clinic.admin, stored.id, VerificationStatus::Verified, None)
+                .await
+                .unwrap();
+        }
+    }
+    service.shutdown().await.unwrap();
+}
+
+async fn key_check<R: CredentialRepository + Clone + 'static>(store: R) {
+    let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+    let clinic = org(&store, "Clinic").await;
+
+    let first = check_keyring(repository.as_ref(), &keyring(&[1]))
+        .await
+        .unwrap();
+    assert!(first.recorded_active);
+    assert_eq!(first.matched, [KeyVersion::new(1).unwrap()]);
+    seed(&repository, keyring(&[1]), &[&clinic], 2).await;
+    let again = check_keyring(repository.as_ref(), &keyring(&[1]))
+        .await
+        .unwrap();
+    assert!(!again.recorded_active);
+    assert!(again.missing.is_empty());
+
+    // A different key under version 1 (with a new active version 2): refused before anything is written.
+    let wrong = Arc::new(
+        Keyring::new(
+            vec![
+                (KeyVersion::new(1).unwrap(), MasterKey::from_bytes([9; 32])),
+                (KeyVersion::new(2).unwrap(), MasterKey::from_bytes([2; 32])),
+            ],
+            KeyVersion::new(2).unwrap(),
+        )
+        .unwrap(),
+    );
+    let refused = CredentialService::start(
+        Arc::clone(&repository),
+        Arc::clone(&wrong),
+        config(Duration::ZERO),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, KeyringMismatch::WrongKey(v) if v.get() == 1),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "BYOC_MASTER_KEYS: the key for version 1 is not the key this database's data was written with"
+    );
+    let stored_versions: Vec<u32> = repository
+        .key_check_values()
+        .await
+        .unwrap()
+        .iter()
+        .map(|value| value.key_version.get())
+        .collect();
+    assert_eq!(stored_versions, [1], "nothing written for version 2");
+
+    // Version 1 wraps data but is missing from a keyring of version 2 only: reported.
+    let (service, report) = CredentialService::start(
+        Arc::clone(&repository),
+        keyring(&[2]),
+        config(Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    assert!(report.recorded_active);
+    assert_eq!(
+        report.missing,
+        [KeyVersionCount {
+            key_version: version(1),
+            credentials: 2
+        }]
+    );
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_check_on_postgres() {
+    let database = fresh_postgres().await;
+    key_check(database.store().clone()).await;
+}
+
+#[tokio::test]
+async fn key_check_on_sqlite() {
+    let database = fresh_sqlite().await;
+    key_check(database.store().clone()).await;
+}
+
+/// Rotation moves every row to the active version while the service keeps serving; progress counts down;
+/// one `rotated` event per organization; `check` then decrypts everything, and lists what a keyring
+/// without the old version cannot.
+async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
+    let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+    let first = org(&store, "First").await;
+    let second = org(&store, "Second").await;
+    seed(&repository, keyring(&[1]), &[&first, &second], 15).await;
+
+    let rotated_keyring = keyring_with_active(&[1, 2], 2);
+    let service = CredentialService::new(
+        Arc::clone(&repository),
+        Arc::clone(&rotated_keyring),
+        config(Duration::from_secs(60)),
+    );
+    let before = service
+        .get_payload::<byoc_providers::TwilioCredential>(&first.service, &purpose("sms:test"))
+        .await
+        .unwrap();
+    let mut seen: Vec<RotationProgress> = Vec::new();
+    let options = RotationOptions {
+        batch_size: 4,
+        swaps_in_flight: 3,
+        ..RotationOptions::default()
+    };
+    let report = service
+        .rotate(&options, |progress| seen.push(progress.clone()))
+        .await
+        .unwrap();
+    assert_eq!(report.rewrapped, 30);
+    assert_eq!(report.active_version, version(2));
+    assert!(report.failures.is_empty());
+    assert_eq!(
+        report.remaining,
+        [KeyVersionCount {
+            key_version: version(2),
+            credentials: 30
+        }]
+    );
+    assert_eq!(seen.first().unwrap().remaining[0].credentials, 30);
+    assert_eq!(seen.last().unwrap().rewrapped, 30);
+    assert_eq!(seen.last().unwrap().remaining[0].credentials, 0);
+    assert!(seen
+        .windows(2)
+        .all(|pair| pair[0].rewrapped <= pair[1].rewrapped));
+
+    let after = service
+        .get_payload::<byoc_providers::TwilioCredential>(&first.service, &purpose("sms:test"))
+        .await
+        .unwrap();
+    assert_eq!(token_of(&after.payload), token_of(&before.payload));
+    let check = service.check_all().await.unwrap();
+    assert_eq!((check.ok, check.failures.len()), (30, 0));
+
+    // A second run finds nothing to do.
+    let again = service.rotate(&options, |_| {}).await.unwrap();
+    assert_eq!(again.rewrapped, 0);
+
+    for clinic in [&first, &second] {
+        let rotated: Vec<_> = service
+            .audit_events(
+                &clinic.member,
+                AuditPage {
+                    limit: 100,
+                    before: None,
+                },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|event| event.action.as_str() == "rotated")
+            .collect();
+        assert_eq!(rotated.len(), 1);
+        assert_eq!(rotated[0].detail["rewrapped"], 15);
+        assert_eq!(rotated[0].detail["key_version"], 2);
+    }
+    service.shutdown().await.unwrap();
+
+    // Everything is on version 2 now: a keyring with only version 1 fails every row.
+    let stale = CredentialService::new(
+        Arc::clone(&repository),
+        keyring(&[1]),
+        config(Duration::ZERO),
+    );
+    let check = stale.check_all().await.unwrap();
+    assert_eq!(check.ok, 0);
+    assert_eq!(check.failures.len(), 30);
+    let orgs: HashMap<_, usize> =
+        check
+            .failures
+            .iter()
+            .fold(HashMap::new(), |mut orgs, failure| {
+                *orgs.entry(failure.org_id).or_default() += 1;
+                orgs
+            });
+    assert_eq!(orgs.len(), 2);
+    assert!(check.failures.iter().all(|failure| failure.error
+        == CryptoError::UnknownKeyVersion(KeyVersion::new(2).unwrap())
+        && failure.key_version == version(2)));
+    stale.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rotation_on_postgres() {
+    let database = fresh_postgres().await;
+    rotation(database.store().clone()).await;
+}
+
+#[tokio::test]
+async fn rotation_on_sqlite() {
+    let database = fresh_sqlite().await;
+    rotation(database.store().clone()).await;
+}
+
+#[tokio::test]
+async fn rows_that_cannot_be_rewrapped_are_reported_and_the_rest_rotated() {
+    let database = fresh_sqlite().await;
+    let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
+    let clinic = org(database.store(), "Clinic").await;
+    seed(&repository, keyring(&[1]), &[&clinic], 3).await;
+    let other = org(database.store(), "Other").await;
+    seed(&repository, keyring_with_active(&[2], 2), &[&other], 2).await;
+    // Version 1 is missing: its rows are reported; nothing else needs moving to version 3.
+    let service = CredentialService::new(
+        Arc::clone(&repository),
+        keyring_with_active(&[2, 3], 3),
+        ServiceConfig::new(ServiceName::parse("byoc-cli").unwrap()),
+    );
+    let report = service
+        .rotate(&RotationOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.rewrapped, 2);
+    assert_eq!(report.failures.len(), 3);
+    assert!(report.failures.iter().all(
+        |failure| failure.error == CryptoError::UnknownKeyVersion(KeyVersion::new(1).unwrap())
+    ));
+    let by_version: Vec<(u32, u64)> = report
+        .remaining
+        .iter()
+        .map(|count| (count.key_version.get(), count.credentials))
+        .collect();
+    assert_eq!(by_version, [(1, 3), (3, 2)]);
+    assert!(service
+        .get_credential(&other.service, CredentialType::Twilio, &purpose("sms:test"))
+        .await
+        .is_ok());
+    service.shutdown().await.unwrap();
+}
