@@ -40,6 +40,12 @@ const people = {};
 function startFakeTwilio() {
   const server = http.createServer((request, response) => {
     const url = new URL(request.url, "http://fake");
+    if (url.pathname === "/back-from-google") {
+      // Another site sending the browser back, as Google does after "Connect Google Calendar".
+      response.writeHead(302, { location: `${baseUrl}/dashboard/settings?google=connected` });
+      response.end();
+      return undefined;
+    }
     const auth = Buffer.from((request.headers.authorization || "").replace(/^Basic /, ""), "base64").toString();
     const reply = (status, body) => {
       response.writeHead(status, { "content-type": "application/json" });
@@ -373,8 +379,13 @@ test("Connect Google Calendar links to the OAuth start and shows the result on r
   assert.equal(await page.getByRole("link", { name: "Connect Google Calendar" }).getAttribute("href"), "/api/auth/google/start");
   await page.goto(`${baseUrl}/dashboard/settings?google=connected`);
   await page.getByRole("status").filter({ hasText: "Google Calendar connected" }).waitFor();
-  await page.goto(`${baseUrl}/dashboard/settings?google=error`);
-  await page.getByRole("status").filter({ hasText: "could not be connected" }).waitFor();
+  await page.goto(`${baseUrl}/dashboard/settings?google=error&reason=access_denied`);
+  await page.getByRole("status").filter({ hasText: "could not be connected (access_denied)" }).waitFor();
+
+  // Returning from another site: the SameSite=Strict cookie only comes with the page's same-site reload.
+  await page.goto(`http://localhost:${fakeTwilio.address().port}/back-from-google`);
+  await page.getByRole("status").filter({ hasText: "Google Calendar connected" }).waitFor();
+  assert.equal(await page.getByTestId("role").textContent(), "owner");
   await page.context().close();
 });
 

@@ -47,6 +47,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
 pub struct SettingsQuery {
     /// `connected` or `error`.
     google: Option<String>,
+    /// With `error`: why, as a code.
+    reason: Option<String>,
 }
 
 /// The settings page for the session's organization, or the sign-in form without a valid session.
@@ -56,13 +58,21 @@ async fn settings_page(
     state: web::Data<AppState>,
     query: Option<web::Query<SettingsQuery>>,
 ) -> Result<HttpResponse, ApiError> {
-    let google = query
-        .and_then(|query| query.into_inner().google)
-        .and_then(|value| GoogleResult::parse(&value));
+    let google = query.and_then(|query| {
+        let query = query.into_inner();
+        GoogleResult::parse(query.google.as_deref()?, query.reason.as_deref())
+    });
     let Some(token) = request
         .cookie(session::SESSION_COOKIE)
         .map(|cookie| cookie.value().to_owned())
     else {
+        if is_cross_site_navigation(&request) {
+            let target = request
+                .uri()
+                .path_and_query()
+                .map_or(SETTINGS_PATH, |path| path.as_str());
+            return Ok(html(StatusCode::OK).body(view::same_site_reload(target).into_string()));
+        }
         return sign_in_page(&state, StatusCode::OK, None);
     };
     let caller = match authenticate(&state, &token).await {
@@ -119,6 +129,18 @@ async fn settings_markup(
     }
     .render()
     .into_string())
+}
+
+/// Whether the browser says this is a top-level navigation from another site (`Sec-Fetch-Site: cross-site`).
+fn is_cross_site_navigation(request: &HttpRequest) -> bool {
+    let header_is = |name: &str, expected: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            == Some(expected)
+    };
+    header_is("sec-fetch-site", "cross-site") && header_is("sec-fetch-mode", "navigate")
 }
 
 /// Whether an authentication error means "sign in again" (401, or 403 for a user no longer a member).

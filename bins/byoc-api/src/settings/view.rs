@@ -15,21 +15,48 @@ pub const ACCOUNT_SID_PATTERN: &str = "AC[0-9a-fA-F]{32}";
 pub const E164_PATTERN: &str = r"\+[1-9][0-9]{7,14}";
 
 /// The outcome of "Connect Google Calendar", from the `?google=` query on return.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GoogleResult {
     /// `?google=connected`.
     Connected,
-    /// `?google=error`.
-    Failed,
+    /// `?google=error`, with the `reason=` code when it is one (lowercase letters, digits, `_`).
+    Failed(Option<String>),
 }
 
 impl GoogleResult {
-    /// Reads the query value; anything else is ignored.
-    pub fn parse(value: &str) -> Option<GoogleResult> {
-        match value {
+    /// Reads the query values; any other `google` value is ignored, and so is a reason that is not a plain code.
+    pub fn parse(google: &str, reason: Option<&str>) -> Option<GoogleResult> {
+        match google {
             "connected" => Some(GoogleResult::Connected),
-            "error" => Some(GoogleResult::Failed),
+            "error" => Some(GoogleResult::Failed(
+                reason
+                    .filter(|code| {
+                        (1..=64).contains(&code.len())
+                            && code.bytes().all(|byte| {
+                                byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'
+                            })
+                    })
+                    .map(str::to_owned),
+            )),
             _ => None,
+        }
+    }
+}
+
+/// A page that reloads itself from this origin: a cross-site navigation (the return from Google) carries no
+/// `SameSite=Strict` cookie, the reload it triggers does.
+pub fn same_site_reload(target: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0; url=" (target) };
+                title { "byoc settings" }
+            }
+            body {
+                p { a href=(target) { "Continue to the settings page" } }
+            }
         }
     }
 }
@@ -109,14 +136,15 @@ impl SettingsView<'_> {
                 main id="main" {
                     h1 { "Credential settings" }
                     div id="flash" role="status" aria-live="polite" {
-                        @match self.google {
+                        @match &self.google {
                             Some(GoogleResult::Connected) => {
                                 p class="notice ok" { "✅ Google Calendar connected." }
                             }
-                            Some(GoogleResult::Failed) => {
+                            Some(GoogleResult::Failed(reason)) => {
                                 p class="notice error" {
-                                    "❌ Google Calendar could not be connected. Try again, and allow calendar \
-                                     access when Google asks."
+                                    "❌ Google Calendar could not be connected"
+                                    @if let Some(reason) = reason { " (" code { (reason) } ")" }
+                                    ". Try again, and allow calendar access when Google asks."
                                 }
                             }
                             None => {}
@@ -488,10 +516,17 @@ mod tests {
     #[test]
     fn google_result_is_read_from_known_values_only() {
         assert_eq!(
-            GoogleResult::parse("connected"),
+            GoogleResult::parse("connected", None),
             Some(GoogleResult::Connected)
         );
-        assert_eq!(GoogleResult::parse("error"), Some(GoogleResult::Failed));
-        assert_eq!(GoogleResult::parse("<script>"), None);
+        assert_eq!(
+            GoogleResult::parse("error", Some("access_denied")),
+            Some(GoogleResult::Failed(Some("access_denied".into())))
+        );
+        assert_eq!(
+            GoogleResult::parse("error", Some("<b>phish</b>")),
+            Some(GoogleResult::Failed(None))
+        );
+        assert_eq!(GoogleResult::parse("<script>", None), None);
     }
 }
