@@ -40,8 +40,14 @@ const people = {};
 function startFakeTwilio() {
   const server = http.createServer((request, response) => {
     const url = new URL(request.url, "http://fake");
+    if (url.pathname === "/consent") {
+      // Another site (localhost is not the same site as 127.0.0.1) whose link sends the browser back, as
+      // Google's consent page does after "Connect Google Calendar".
+      response.writeHead(200, { "content-type": "text/html" });
+      response.end('<a href="/back-from-google">Allow</a>');
+      return undefined;
+    }
     if (url.pathname === "/back-from-google") {
-      // Another site sending the browser back, as Google does after "Connect Google Calendar".
       response.writeHead(302, { location: `${baseUrl}/dashboard/settings?google=connected` });
       response.end();
       return undefined;
@@ -382,8 +388,10 @@ test("Connect Google Calendar links to the OAuth start and shows the result on r
   await page.goto(`${baseUrl}/dashboard/settings?google=error&reason=access_denied`);
   await page.getByRole("status").filter({ hasText: "could not be connected (access_denied)" }).waitFor();
 
-  // Returning from another site: the SameSite=Strict cookie only comes with the page's same-site reload.
-  await page.goto(`http://localhost:${fakeTwilio.address().port}/back-from-google`);
+  // Returning from another site: that navigation carries no SameSite=Strict cookie (Sec-Fetch-Site: cross-site);
+  // the page's same-site reload does, so the result shows signed in rather than the sign-in form.
+  await page.goto(`http://localhost:${fakeTwilio.address().port}/consent`);
+  await page.getByRole("link", { name: "Allow" }).click();
   await page.getByRole("status").filter({ hasText: "Google Calendar connected" }).waitFor();
   assert.equal(await page.getByTestId("role").textContent(), "owner");
   await page.context().close();
