@@ -5,6 +5,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_credential_store::{
@@ -34,7 +35,7 @@ pub struct DevFiles {
     /// `sqlite://DIR/byoc.db`.
     pub database_url: DatabaseUrl,
     /// The keyring from `DIR/master-keys`.
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     /// The HS256 secret from `DIR/jwt-secret`.
     pub jwt_secret: SecretString,
 }
@@ -74,7 +75,7 @@ impl DevFiles {
         Ok(DevFiles {
             dir: dir.to_path_buf(),
             database_url: DatabaseUrl::sqlite_file(&dir.join(DATABASE_FILE)),
-            keyring,
+            keyring: Arc::new(keyring),
             jwt_secret,
         })
     }

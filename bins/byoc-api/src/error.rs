@@ -6,13 +6,15 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use byoc_credential_store::{ConflictKind, StoreError};
+use byoc_credential_store::{ConflictKind, CredentialServiceError, StoreError};
+use byoc_providers::ProviderError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -314,7 +316,14 @@ fn describe_query_error(serde_message: &str) -> String {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        match &error {
+        ApiError::from_shared_store_error(&error)
+    }
+}
+
+impl ApiError {
+    /// The answer for a store error (also when it is shared by several waiting callers).
+    fn from_shared_store_error(error: &StoreError) -> ApiError {
+        match error {
             StoreError::NotFound { what } => ApiError::not_found(what),
             StoreError::Conflict {
                 what: ConflictKind::DisplayName,
@@ -334,10 +343,46 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Invalid(invalid) => ApiError::invalid_field(invalid.field, invalid.reason),
             StoreError::Unavailable(_) => {
-                tracing::error!(error = %CauseChain(&error), "database unavailable");
+                tracing::error!(error = %CauseChain(error), "database unavailable");
                 ApiError::database_unavailable()
             }
-            StoreError::Internal { .. } => ApiError::internal(&error),
+            StoreError::Internal { .. } => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<CredentialServiceError> for ApiError {
+    fn from(error: CredentialServiceError) -> ApiError {
+        match error {
+            CredentialServiceError::NotConfigured { .. } => {
+                ApiError::credential_not_configured(error.to_string())
+            }
+            CredentialServiceError::Inactive { .. } => ApiError::credential_inactive(),
+            CredentialServiceError::Store(store) => match Arc::try_unwrap(store) {
+                Ok(store) => store.into(),
+                Err(shared) => ApiError::from_shared_store_error(&shared),
+            },
+            CredentialServiceError::Provider(provider) => provider.into(),
+            CredentialServiceError::InvalidPayload { source, .. } => source.into(),
+            other @ (CredentialServiceError::Decrypt { .. }
+            | CredentialServiceError::Encrypt(_)) => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(error: ProviderError) -> ApiError {
+        match error {
+            ProviderError::InvalidInput(field) => field.into(),
+            ProviderError::Refused(refusal) => ApiError::provider_refused(
+                refusal.provider.display_name(),
+                &refusal.code,
+                &refusal.message,
+            ),
+            ProviderError::RateLimited { retry_after, .. } => {
+                ApiError::rate_limited(retry_after.unwrap_or(Duration::from_secs(1)))
+            }
+            other => ApiError::provider_unavailable(&other.to_string()),
         }
     }
 }

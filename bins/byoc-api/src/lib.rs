@@ -5,25 +5,21 @@
 //! - [`startup`]: [`Services`] (store, keyring, auth) and the HTTP [`Application`].
 //! - [`dev`]: dev mode's generated files, demo organization and banner.
 //! - [`auth`]: bearer tokens (HS256 secret or JWKS) and token minting; [`caller`]: who calls, with which role.
-//! - [`credentials`]: encrypt, store, verify, deactivate and purge credentials, with audit events.
 //! - [`dto`]: request and response bodies of the credential endpoints.
 //! - [`error`]: the one JSON error body every endpoint answers with.
 //! - [`extract`]: the JSON body extractor (body limit, unknown fields, field-naming errors).
 //! - [`routes`]: the endpoints; [`openapi`]: their OpenAPI document.
 //! - [`settings`]: the settings page at `/dashboard/settings` (cookie sessions with CSRF protection).
-//! - [`keys`]: operator key rotation and `keys check` over every organization.
 //! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
 //! - [`telemetry`]: tracing set-up.
 
 pub mod auth;
 pub mod caller;
 pub mod config;
-pub mod credentials;
 pub mod dev;
 pub mod dto;
 pub mod error;
 pub mod extract;
-pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

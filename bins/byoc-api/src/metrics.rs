@@ -8,8 +8,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
+use byoc_credential_store::CredentialService;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tracing::Instrument;
 
@@ -23,6 +25,8 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_latency: HistogramVec,
     credential_operations: IntCounterVec,
+    audit_queue: IntGauge,
+    legacy_fallback_uses: IntCounter,
 }
 
 impl Metrics {
@@ -53,6 +57,16 @@ impl Metrics {
             ),
             &["operation", "credential_type", "outcome"],
         )?;
+        let audit_queue = IntGauge::new(
+            "audit_queue_pending",
+            "Audit events queued by the credential service and not yet written",
+        )?;
+        let legacy_fallback_uses = IntCounter::new(
+            "legacy_fallback_uses_total",
+            "Times the legacy TWILIO_* credentials were served to an organization in the fallback list",
+        )?;
+        registry.register(Box::new(audit_queue.clone()))?;
+        registry.register(Box::new(legacy_fallback_uses.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(credential_operations.clone()))?;
@@ -61,6 +75,8 @@ impl Metrics {
             http_requests,
             http_latency,
             credential_operations,
+            audit_queue,
+            legacy_fallback_uses,
         })
     }
 
@@ -69,6 +85,15 @@ impl Metrics {
         self.credential_operations
             .with_label_values(&[operation, credential_type, outcome])
             .inc();
+    }
+
+    /// Reads the credential service's figures (audit queue, legacy fallback uses) into the metrics.
+    pub fn observe_credential_service(&self, service: &CredentialService) {
+        self.audit_queue
+            .set(i64::try_from(service.pending_audit_events()).unwrap_or(i64::MAX));
+        let uses = service.legacy_fallback_uses();
+        self.legacy_fallback_uses
+            .inc_by(uses.saturating_sub(self.legacy_fallback_uses.get()));
     }
 
     /// The Prometheus text exposition of every metric.

@@ -9,18 +9,20 @@ use actix_web::dev::Server;
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
-use byoc_credential_store::{CredentialRepository, StoreError};
+use byoc_credential_store::service::{KeyringMismatch, LegacyTwilioFallback};
+use byoc_credential_store::{
+    Backend, CredentialRepository, CredentialService, OrgId, PostgresStore, ServiceConfig,
+    ServiceName, StoreError,
+};
 use byoc_crypto::Keyring;
 use byoc_providers::ProviderClients;
 use secrecy::SecretString;
 use url::Url;
 
 use crate::auth::{mint_token, TokenVerifier};
-use crate::config::{AuthConfig, Config, ConfigError, Deployment, DEV_DIR};
-use crate::credentials::CredentialManager;
+use crate::config::{AuthConfig, Config, ConfigError, DatabaseUrl, Deployment, DEV_DIR};
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
 use crate::error::{json_error, path_error, query_error, ApiError};
-use crate::keys::{verify_keyring, KeyringMismatch};
 use crate::metrics::{track_requests, Metrics};
 use crate::state::AppState;
 
@@ -78,10 +80,13 @@ impl DevSession {
     }
 }
 
-/// The store, keyring and token settings built from configuration; shared by `byoc-api` and `byoc`.
+/// The store, the credential service, the keyring and token settings built from configuration; shared by
+/// `byoc-api` and `byoc`.
 pub struct Services {
-    /// The credential store.
+    /// The credential store (organizations, members and what the credential service does not cover).
     pub repository: Arc<dyn CredentialRepository>,
+    /// The credential service: every credential read, change and audit event goes through it.
+    pub credential_service: CredentialService,
     /// The keyring.
     pub keyring: Arc<Keyring>,
     /// Token settings (in dev mode with the generated JWT secret).
@@ -93,51 +98,119 @@ pub struct Services {
 }
 
 impl Services {
-    /// Opens the store and checks the keyring against it (in dev mode: prepares `./.byoc-dev/` and seeds the
-    /// demo organization).
+    /// Opens the store and starts the credential service after the start-up key check (in dev mode: prepares
+    /// `./.byoc-dev/` and seeds the demo organization). On Postgres the service follows other replicas'
+    /// credential changes.
     pub async fn open(config: &Config) -> Result<Services, StartupError> {
         let providers = ProviderClients::new(&config.providers)
             .map_err(|error| StartupError::Setup(format!("provider clients: {error}")))?;
-        match &config.deployment {
+        let (database, keyring, auth, dev_files) = match &config.deployment {
             Deployment::Dev => {
                 let files = DevFiles::prepare(std::path::Path::new(DEV_DIR))?;
-                let repository =
-                    byoc_credential_store::connect(files.database_url.expose()).await?;
-                verify_keyring(repository.as_ref(), &files.keyring).await?;
-                let seed = files.seed(repository.as_ref()).await?;
                 let jwt_secret = config
                     .auth
                     .jwt_secret
                     .clone()
                     .unwrap_or_else(|| files.jwt_secret.clone());
-                Ok(Services {
-                    repository,
-                    keyring: Arc::new(files.keyring),
-                    auth: AuthConfig {
-                        jwt_secret: Some(jwt_secret.clone()),
-                        jwks_url: config.auth.jwks_url.clone(),
-                    },
-                    providers,
-                    dev: Some(DevSession {
-                        dir: files.dir,
-                        seed,
-                        jwt_secret,
-                    }),
-                })
+                let auth = AuthConfig {
+                    jwt_secret: Some(jwt_secret),
+                    jwks_url: config.auth.jwks_url.clone(),
+                };
+                (
+                    files.database_url.clone(),
+                    Arc::clone(&files.keyring),
+                    auth,
+                    Some(files),
+                )
             }
-            Deployment::Configured { database, keyring } => {
-                let repository = byoc_credential_store::connect(database.expose()).await?;
-                verify_keyring(repository.as_ref(), keyring).await?;
-                Ok(Services {
-                    repository,
-                    keyring: Arc::clone(keyring),
-                    auth: config.auth.clone(),
-                    providers,
-                    dev: None,
-                })
-            }
+            Deployment::Configured { database, keyring } => (
+                database.clone(),
+                Arc::clone(keyring),
+                config.auth.clone(),
+                None,
+            ),
+        };
+        let (repository, postgres) = open_store(&database).await?;
+        let (credential_service, report) = CredentialService::start(
+            Arc::clone(&repository),
+            Arc::clone(&keyring),
+            service_config(config)?,
+        )
+        .await?;
+        if report.recorded_active {
+            tracing::info!(key_version = %keyring.active_version(), "recorded the active key's check value");
         }
+        if let Some(store) = &postgres {
+            credential_service
+                .follow_changes(store)
+                .await
+                .map_err(|error| {
+                    StartupError::Setup(format!("following credential changes: {error}"))
+                })?;
+        }
+        let dev = match dev_files {
+            Some(files) => {
+                let seed = files.seed(repository.as_ref()).await?;
+                let jwt_secret = auth
+                    .jwt_secret
+                    .clone()
+                    .unwrap_or_else(|| files.jwt_secret.clone());
+                Some(DevSession {
+                    dir: files.dir,
+                    seed,
+                    jwt_secret,
+                })
+            }
+            None => None,
+        };
+        Ok(Services {
+            repository,
+            credential_service,
+            keyring,
+            auth,
+            providers,
+            dev,
+        })
     }
+}
+
+/// Connects to the store `DATABASE_URL` names; for Postgres also returns the concrete store (change
+/// notifications).
+async fn open_store(
+    database: &DatabaseUrl,
+) -> Result<(Arc<dyn CredentialRepository>, Option<PostgresStore>), StartupError> {
+    match database.backend() {
+        Backend::Postgres => {
+            let store = PostgresStore::connect(database.expose()).await?;
+            Ok((Arc::new(store.clone()), Some(store)))
+        }
+        Backend::Sqlite => Ok((
+            byoc_credential_store::connect(database.expose()).await?,
+            None,
+        )),
+    }
+}
+
+/// The credential service's settings: cache TTL and the legacy Twilio fallback from the configuration.
+fn service_config(config: &Config) -> Result<ServiceConfig, StartupError> {
+    let name = ServiceName::parse("byoc-api")
+        .map_err(|error| StartupError::Setup(format!("service name: {error}")))?;
+    let mut service_config = ServiceConfig::new(name);
+    service_config.cache_ttl = config.cache_ttl;
+    service_config.legacy_fallback =
+        config
+            .legacy_twilio
+            .clone()
+            .map(|credential| LegacyTwilioFallback {
+                credential,
+                orgs: config
+                    .legacy_fallback_orgs
+                    .iter()
+                    .copied()
+                    .map(OrgId::from_uuid)
+                    .collect(),
+            });
+    Ok(service_config)
 }
 
 /// The running HTTP service.
@@ -145,6 +218,7 @@ pub struct Application {
     port: u16,
     public_url: Url,
     server: Server,
+    credential_service: CredentialService,
     dev: Option<DevSession>,
 }
 
@@ -174,13 +248,10 @@ impl Application {
             .map_err(|error| StartupError::Setup(format!("HTTP client: {error}")))?;
         let metrics =
             Metrics::new().map_err(|error| StartupError::Setup(format!("metrics: {error}")))?;
+        let credential_service = services.credential_service.clone();
         let state = web::Data::new(AppState {
-            credentials: CredentialManager::new(
-                Arc::clone(&services.repository),
-                Arc::clone(&services.keyring),
-                services.providers.verifier_registry(),
-                metrics.clone(),
-            ),
+            credential_service: services.credential_service,
+            verifiers: services.providers.verifier_registry(),
             repository: services.repository,
             keyring: services.keyring,
             tokens: TokenVerifier::new(&services.auth, http),
@@ -220,6 +291,7 @@ impl Application {
             port: address.port(),
             public_url,
             server,
+            credential_service,
             dev: services.dev,
         })
     }
@@ -250,10 +322,14 @@ impl Application {
             .transpose()
     }
 
-    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish (up to 30 s) and returns.
+    /// Serves until SIGTERM or SIGINT, lets in-flight requests finish (up to 30 s), then writes every queued
+    /// audit event and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await?;
+        let served = self.server.await;
+        if let Err(error) = self.credential_service.shutdown().await {
+            tracing::error!(%error, "queued audit events could not all be written at shutdown");
+        }
         tracing::info!("byoc-api stopped");
-        Ok(())
+        served
     }
 }

@@ -1,12 +1,12 @@
-//! The state every handler shares: the store, the keyring, the token verifier.
+//! The state every handler shares: the store, the credential service, the keyring, the token verifier.
 
 use std::sync::Arc;
 
-use byoc_credential_store::CredentialRepository;
+use byoc_credential_store::{CredentialRepository, CredentialService};
 use byoc_crypto::Keyring;
+use byoc_providers::VerifierRegistry;
 
 use crate::auth::TokenVerifier;
-use crate::credentials::CredentialManager;
 use crate::error::ApiError;
 
 /// Shared, cheaply clonable application state (held in `web::Data`).
@@ -17,8 +17,10 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Bearer-token verification.
     pub tokens: TokenVerifier,
-    /// Credential management (encrypt, store, verify, deactivate, purge, audit).
-    pub credentials: CredentialManager,
+    /// The credential service: store, list, verify, deactivate, purge, read, audit (one per process).
+    pub credential_service: CredentialService,
+    /// The providers' verifiers.
+    pub verifiers: VerifierRegistry,
     /// Whether the settings page's cookies carry `Secure` (`BYOC_PUBLIC_URL` is https).
     pub secure_cookies: bool,
 }

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use byoc_api::auth::mint_token;
 use byoc_api::config::{self, Config, ConfigError, DatabaseUrl};
-use byoc_api::credentials::CredentialManager;
-use byoc_api::keys::{self, KeyMaintenanceError};
-use byoc_api::metrics::Metrics;
 use byoc_api::{Services, StartupError};
+use byoc_credential_store::service::RotationOptions;
+use byoc_credential_store::CredentialServiceError;
 use byoc_credential_store::{
     DisplayName, HotLeadThreshold, OrgId, OrganizationName, Role, ServiceName, StoreError, UserId,
 };
@@ -127,7 +126,7 @@ enum CliError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
-    Keys(#[from] KeyMaintenanceError),
+    Service(#[from] CredentialServiceError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -273,37 +272,64 @@ async fn rotate() -> Result<(), CliError> {
         "rotating to key version {}",
         services.keyring.active_version()
     ));
-    let report = keys::rotate(
-        services.repository.as_ref(),
-        &services.keyring,
-        |progress| {
-            bar.set_length(progress.total);
+    let rotated = services
+        .credential_service
+        .rotate(&RotationOptions::default(), |progress| {
+            let left: u64 = progress
+                .remaining
+                .iter()
+                .map(|count| count.credentials)
+                .sum();
+            bar.set_length(progress.rewrapped + left);
             bar.set_position(progress.rewrapped);
-        },
-    )
-    .await?;
+        })
+        .await;
     bar.finish_and_clear();
+    let report = finish(&services, rotated).await?;
+    for failure in &report.failures {
+        say!(
+            "FAILED credential {} (organization {}, key version {}): {}",
+            failure.id,
+            failure.org_id,
+            failure.key_version,
+            failure.error
+        );
+    }
     let per_version: Vec<String> = report
         .remaining
         .iter()
-        .map(|(version, count)| format!("version {version}: {count}"))
+        .map(|count| format!("version {}: {}", count.key_version, count.credentials))
         .collect();
     say!(
         "re-wrapped {} credential(s) under key version {}; credentials per key version: {}",
         report.rewrapped,
-        services.keyring.active_version(),
+        report.active_version,
         if per_version.is_empty() {
             "none".to_owned()
         } else {
             per_version.join(", ")
         }
     );
-    Ok(())
+    if report.changed_meanwhile > 0 {
+        say!(
+            "{} credential(s) changed while being re-wrapped; run `byoc keys rotate` again",
+            report.changed_meanwhile
+        );
+    }
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Invalid(format!(
+            "{} credential(s) could not be re-wrapped",
+            report.failures.len()
+        )))
+    }
 }
 
 async fn check() -> Result<(), CliError> {
     let services = open_services().await?;
-    let report = keys::check(services.repository.as_ref(), &services.keyring).await?;
+    let checked = services.credential_service.check_all().await;
+    let report = finish(&services, checked).await?;
     for failure in &report.failures {
         say!(
             "FAILED credential {} (organization {}, key version {}): {}",
@@ -335,24 +361,30 @@ async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
     })?;
     let display_name = DisplayName::parse(display_name.trim())
         .map_err(|error| CliError::Invalid(format!("--display-name: {}", error.reason)))?;
-    let services = Services::open(&config).await?;
-    let manager = CredentialManager::new(
-        services.repository,
-        services.keyring,
-        services.providers.verifier_registry(),
-        Metrics::new().map_err(|error| CliError::Invalid(format!("metrics: {error}")))?,
-    );
-    let service =
+    let actor =
         ServiceName::parse("byoc-cli").map_err(|error| CliError::Invalid(error.to_string()))?;
-    let metadata = manager
-        .import(org, service, &legacy, display_name)
-        .await
-        .map_err(|error| CliError::Invalid(error.to_string()))?;
+    let services = Services::open(&config).await?;
+    let imported = services
+        .credential_service
+        .import(org, actor, &legacy, display_name)
+        .await;
+    let metadata = finish(&services, imported).await?;
     say!(
         "imported the legacy Twilio credential into {org} as {} ({}); verify it, then remove the TWILIO_* variables",
         metadata.id, metadata.display_name
     );
     Ok(())
+}
+
+/// Writes the credential service's queued audit events, then hands back the command's result.
+async fn finish<T>(
+    services: &Services,
+    result: Result<T, CredentialServiceError>,
+) -> Result<T, CliError> {
+    let flushed = services.credential_service.shutdown().await;
+    let value = result?;
+    flushed.map_err(|error| CliError::Invalid(format!("audit log: {error}")))?;
+    Ok(value)
 }
 
 /// `byoc migrate` needs only `DATABASE_URL` (the owner's, for Postgres; from the environment or

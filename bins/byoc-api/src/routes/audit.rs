@@ -37,8 +37,8 @@ pub async fn list_audit(
         before: query.cursor()?.map(AuditEventId),
     };
     let events = state
-        .repository
-        .list_audit_events(&caller.tenant, page)
+        .credential_service
+        .audit_events(&caller.tenant, page)
         .await?;
     Ok(web::Json(
         events.into_iter().map(AuditEntryDto::from).collect(),

@@ -5,7 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, post, web, HttpResponse};
-use byoc_credential_store::CredentialId;
+use byoc_credential_store::{CredentialId, CredentialServiceError, CredentialType};
 use uuid::Uuid;
 
 use crate::caller::{Caller, Permission};
@@ -15,6 +15,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Lists the organization's credentials (metadata only, newest first; never a secret). Every member.
@@ -36,7 +37,7 @@ pub async fn list_credentials(
     state: web::Data<AppState>,
 ) -> Result<web::Json<Vec<CredentialRow>>, ApiError> {
     caller.require(Permission::Use)?;
-    let credentials = state.repository.list_credentials(&caller.tenant).await?;
+    let credentials = state.credential_service.list(&caller.tenant).await?;
     Ok(web::Json(
         credentials.into_iter().map(CredentialRow::from).collect(),
     ))
@@ -66,13 +67,15 @@ pub async fn add_twilio(
     caller: Caller,
     body: ApiJson<AddTwilioRequest>,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Permission::Manage)?;
     let (credential, display_name) = body.0.into_parts()?;
-    let metadata = state
-        .credentials
-        .add(&caller.tenant, &credential, display_name)
-        .await?;
+    let stored = state
+        .credential_service
+        .store(&caller.tenant, &credential, display_name)
+        .await;
+    let metadata = counted(&metrics, "created", CredentialType::Twilio, stored)?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(CredentialRow::from(metadata)))
 }
 
@@ -101,13 +104,15 @@ pub async fn add_google_calendar(
     caller: Caller,
     body: ApiJson<AddGoogleCalendarRequest>,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Permission::Manage)?;
     let (credential, display_name) = body.0.into_parts()?;
-    let metadata = state
-        .credentials
-        .add(&caller.tenant, &credential, display_name)
-        .await?;
+    let stored = state
+        .credential_service
+        .store(&caller.tenant, &credential, display_name)
+        .await;
+    let metadata = counted(&metrics, "created", CredentialType::GoogleCalendar, stored)?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(CredentialRow::from(metadata)))
 }
 
@@ -134,12 +139,26 @@ pub async fn verify_credential(
     caller: Caller,
     id: web::Path<Uuid>,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<web::Json<VerifyResponse>, ApiError> {
     caller.require(Permission::Manage)?;
     let verification = state
-        .credentials
-        .verify(&caller.tenant, CredentialId::from_uuid(id.into_inner()))
+        .credential_service
+        .verify(
+            &caller.tenant,
+            CredentialId::from_uuid(id.into_inner()),
+            &state.verifiers,
+        )
         .await?;
+    metrics.credential_operation(
+        "verified",
+        verification.metadata.credential_type.as_str(),
+        if verification.verified {
+            "ok"
+        } else {
+            "refused"
+        },
+    );
     Ok(web::Json(VerifyResponse {
         verified: verification.verified,
         verification_status: verification.metadata.verification_status.into(),
@@ -170,14 +189,35 @@ pub async fn delete_credential(
     id: web::Path<Uuid>,
     query: web::Query<DeleteQuery>,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<web::Json<DeleteResponse>, ApiError> {
     let id = CredentialId::from_uuid(id.into_inner());
     if query.purge {
         caller.require(Permission::Purge)?;
-        state.credentials.purge(&caller.tenant, id).await?;
+        state.credential_service.purge(&caller.tenant, id).await?;
+        metrics.credential_operation("purged", "any", "ok");
     } else {
         caller.require(Permission::Manage)?;
-        state.credentials.deactivate(&caller.tenant, id).await?;
+        let metadata = state
+            .credential_service
+            .deactivate(&caller.tenant, id)
+            .await?;
+        metrics.credential_operation("deactivated", metadata.credential_type.as_str(), "ok");
     }
     Ok(web::Json(DeleteResponse { success: true }))
+}
+
+/// Counts a credential operation by its outcome and turns the service's error into the API's.
+fn counted<T>(
+    metrics: &Metrics,
+    operation: &str,
+    credential_type: CredentialType,
+    result: Result<T, CredentialServiceError>,
+) -> Result<T, ApiError> {
+    metrics.credential_operation(
+        operation,
+        credential_type.as_str(),
+        if result.is_ok() { "ok" } else { "error" },
+    );
+    Ok(result?)
 }

@@ -46,7 +46,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthStatus
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 #[get("/metrics")]
-pub async fn metrics(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    metrics.observe_credential_service(&state.credential_service);
     let text = metrics
         .render()
         .map_err(|error| ApiError::internal(&error))?;

@@ -75,6 +75,8 @@ async fn metrics_count_requests_by_route_and_status() {
         text.contains("byoc_http_request_duration_seconds_bucket"),
         "{text}"
     );
+    assert!(text.contains("byoc_audit_queue_pending 0"), "{text}");
+    assert!(text.contains("byoc_legacy_fallback_uses_total 0"), "{text}");
 }
 
 #[tokio::test]
