@@ -164,6 +164,11 @@ pub struct Config {
     pub legacy_twilio: Option<TwilioCredential>,
     /// `BYOC_LEGACY_FALLBACK_ORGS`: orgs allowed to fall back to the legacy credentials.
     pub legacy_fallback_orgs: Vec<Uuid>,
+    /// Per-organization rate limits and the daily provider-call warning (`BYOC_SMS_PER_MINUTE`,
+    /// `BYOC_PROVIDER_CALLS_PER_MINUTE`, `BYOC_PROVIDER_DAILY_WARNING`).
+    pub usage: crate::usage::UsageConfig,
+    /// `BYOC_OAUTH_STATE_SECRET`: signs Google connect states (default: derived from `BYOC_JWT_SECRET`).
+    pub oauth_state_secret: Option<SecretString>,
 }
 
 impl Config {
@@ -303,6 +308,9 @@ impl Config {
             None => Vec::new(),
         };
 
+        let usage = crate::usage::UsageConfig::from_lookup(get)?;
+        let oauth_state_secret = get("BYOC_OAUTH_STATE_SECRET").map(SecretString::from);
+
         Ok(Config {
             bind,
             deployment,
@@ -313,6 +321,8 @@ impl Config {
             google_oauth_client,
             legacy_twilio,
             legacy_fallback_orgs,
+            usage,
+            oauth_state_secret,
         })
     }
 

@@ -174,6 +174,20 @@ impl ApiError {
         )
     }
 
+    /// 400: a Google connect `state` that is forged, expired, replayed or another user's; nothing was stored.
+    pub fn invalid_oauth_state(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_oauth_state", message)
+    }
+
+    /// 403: a Twilio webhook whose `X-Twilio-Signature` does not check out for the organization's auth token.
+    pub fn invalid_signature() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            "the X-Twilio-Signature does not match this organization's Twilio credential",
+        )
+    }
+
     /// 429 with `Retry-After`.
     pub fn rate_limited(retry_after: Duration) -> ApiError {
         let mut error = ApiError::new(

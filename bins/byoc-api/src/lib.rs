@@ -12,6 +12,8 @@
 //! - [`settings`]: the settings page at `/dashboard/settings` (cookie sessions with CSRF protection).
 //! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
 //! - [`telemetry`]: tracing set-up.
+//! - [`outbound`] and [`usage`]: what the endpoints that use credentials share (provider clients, callback
+//!   settings, per-organization rate limits and daily provider counters).
 
 pub mod auth;
 pub mod caller;
@@ -22,11 +24,13 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod usage;
 
 pub use startup::{Application, Services, StartupError};
 

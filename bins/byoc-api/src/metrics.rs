@@ -87,6 +87,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Registers another collector (e.g. the per-organization usage gauges) in the service's registry.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// Reads the credential service's figures (audit queue, legacy fallback uses) into the metrics.
     pub fn observe_credential_service(&self, service: &CredentialService) {
         self.audit_queue

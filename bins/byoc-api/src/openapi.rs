@@ -18,6 +18,12 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::routes::credentials::verify_credential,
         crate::routes::credentials::delete_credential,
         crate::routes::audit::list_audit,
+        crate::routes::sms::send_test_sms,
+        crate::routes::leads::create_lead,
+        crate::routes::calendar::availability,
+        crate::routes::google_oauth::google_start,
+        crate::routes::google_oauth::google_callback,
+        crate::routes::twilio_webhook::twilio_status,
         crate::routes::health::healthz,
         crate::routes::health::readyz,
         crate::routes::health::metrics,
@@ -39,11 +45,14 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::dto::LeadResponse,
         crate::dto::TimeSlot,
         crate::dto::AvailabilityResponse,
+        crate::routes::twilio_webhook::StatusRecorded,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "credentials", description = "Credential management"),
         (name = "audit", description = "The organization's audit log"),
+        (name = "usage", description = "Using the organization's credentials: test SMS, leads, availability, Twilio status webhook"),
+        (name = "google", description = "Connect Google Calendar (OAuth with PKCE)"),
         (name = "health", description = "Liveness, readiness, metrics and this document"),
     )
 )]

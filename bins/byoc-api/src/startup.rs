@@ -249,12 +249,29 @@ impl Application {
         let metrics =
             Metrics::new().map_err(|error| StartupError::Setup(format!("metrics: {error}")))?;
         let credential_service = services.credential_service.clone();
+        let outbound = crate::outbound::Outbound {
+            usage: crate::usage::Usage::new(
+                config.usage,
+                Arc::clone(&services.repository),
+                &metrics,
+            )
+            .map_err(|error| StartupError::Setup(format!("usage metrics: {error}")))?,
+            public_url: public_url.clone(),
+            google_oauth_client: config.google_oauth_client.clone(),
+            oauth_state_key: crate::routes::google_oauth::OAuthStateKey::new(
+                config.oauth_state_secret.as_ref(),
+                services.auth.jwt_secret.as_ref(),
+            )
+            .map_err(|_| StartupError::Setup("OAuth state key: no randomness".to_owned()))?,
+            providers: services.providers.clone(),
+        };
         let state = web::Data::new(AppState {
             credential_service: services.credential_service,
             verifiers: services.providers.verifier_registry(),
             repository: services.repository,
             keyring: services.keyring,
             tokens: TokenVerifier::new(&services.auth, http),
+            outbound,
             secure_cookies: public_url.scheme() == "https",
         });
         let metrics = web::Data::new(metrics);

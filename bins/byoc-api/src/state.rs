@@ -21,6 +21,8 @@ pub struct AppState {
     pub credential_service: CredentialService,
     /// The providers' verifiers.
     pub verifiers: VerifierRegistry,
+    /// Provider clients, limits and callback settings of the endpoints that use credentials.
+    pub outbound: crate::outbound::Outbound,
     /// Whether the settings page's cookies carry `Secure` (`BYOC_PUBLIC_URL` is https).
     pub secure_cookies: bool,
 }

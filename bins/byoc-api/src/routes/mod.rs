@@ -1,8 +1,13 @@
 //! The HTTP endpoints, registered by [`configure`].
 
 pub mod audit;
+pub mod calendar;
 pub mod credentials;
+pub mod google_oauth;
 pub mod health;
+pub mod leads;
+pub mod sms;
+pub mod twilio_webhook;
 
 use actix_web::web;
 
@@ -15,6 +20,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(credentials::verify_credential)
         .service(credentials::delete_credential)
         .service(audit::list_audit)
+        .service(sms::send_test_sms)
+        .service(leads::create_lead)
+        .service(calendar::availability)
+        .service(google_oauth::google_start)
+        .service(google_oauth::google_callback)
+        .service(twilio_webhook::twilio_status)
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)

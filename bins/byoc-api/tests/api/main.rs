@@ -6,4 +6,8 @@ mod dev_mode;
 mod errors;
 mod health;
 mod helpers;
+mod leads;
+#[path = "../../../../crates/byoc-providers/tests/integration/prism.rs"]
+mod prism;
 mod secrets;
+mod sms;

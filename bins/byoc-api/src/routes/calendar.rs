@@ -1,0 +1,112 @@
+//! `GET /api/calendar/availability?date&duration&timeZone`: free slots in business hours from the
+//! organization's Google Calendar (free/busy), with the organization's stored OAuth client and refresh token.
+//!
+//! Access tokens are cached by the Google client until shortly before they expire. A refresh that Google
+//! answers `invalid_grant` (revoked, expired, password changed) marks the credential `failed` with "reconnect
+//! Google Calendar" and answers 424; its cached token is dropped.
+
+use actix_web::{get, web};
+use byoc_credential_store::{CredentialType, VerificationStatus};
+use byoc_providers::{AvailabilityRequest, CalendarAvailability, GoogleCalendarCredential};
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::caller::{Caller, Permission};
+use crate::dto::{AvailabilityQuery, AvailabilityResponse, TimeSlot};
+use crate::error::{ApiError, CauseChain, ErrorBody};
+use crate::outbound::{purpose, service_error};
+use crate::state::AppState;
+use crate::usage::Guarded;
+
+/// The query as sent (parsed by [`AvailabilityRequest::parse`], so a bad value answers 422 naming it).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAvailabilityQuery {
+    date: String,
+    duration: String,
+    #[serde(default)]
+    time_zone: Option<String>,
+}
+
+/// Free slots of `duration` minutes on `date` from the organization's Google Calendar. Every member.
+#[utoipa::path(
+    get,
+    path = "/api/calendar/availability",
+    tag = "usage",
+    params(AvailabilityQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Free slots in business hours (09:00-17:00 local)", body = AvailabilityResponse),
+        (status = 400, description = "A query parameter is missing or unknown", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Not a member of the token's organization", body = ErrorBody),
+        (status = 409, description = "No usable Google Calendar credential (credential_not_configured)", body = ErrorBody),
+        (status = 422, description = "Invalid date, duration or timeZone (named in the message)", body = ErrorBody),
+        (status = 424, description = "Google refused (e.g. invalid_grant: reconnect Google Calendar)", body = ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[get("/api/calendar/availability")]
+pub async fn availability(
+    caller: Caller,
+    query: web::Query<RawAvailabilityQuery>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<AvailabilityResponse>, ApiError> {
+    caller.require(Permission::Use)?;
+    let request =
+        AvailabilityRequest::parse(&query.date, &query.duration, query.time_zone.as_deref())?;
+    let tenant = &caller.tenant;
+    let outbound = &state.outbound;
+    outbound.usage.admit(tenant.org_id, Guarded::ProviderCall)?;
+    let credential = state
+        .credential_service
+        .get_payload::<GoogleCalendarCredential>(tenant, &purpose("calendar:availability")?)
+        .await
+        .map_err(service_error)?;
+    let google = &outbound.providers.google;
+    let result = google.free_slots(&credential.payload, &request).await;
+    outbound
+        .usage
+        .record(tenant, CredentialType::GoogleCalendar, result.is_ok())
+        .await;
+    let availability = match result {
+        Ok(availability) => availability,
+        Err(error) => {
+            if error.is_credential_failure() {
+                google.forget_token(&credential.payload).await;
+                if let Some(id) = credential.credential_id {
+                    if let Err(record_error) = state
+                        .credential_service
+                        .record_verification(
+                            tenant,
+                            id,
+                            VerificationStatus::Failed,
+                            Some(error.to_string()),
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %CauseChain(&record_error), "cannot mark the Google Calendar credential failed");
+                    }
+                }
+            }
+            return Err(ApiError::from(error));
+        }
+    };
+    if availability.updated_credential.is_some() {
+        tracing::warn!(
+            org_id = %tenant.org_id,
+            "Google rotated the refresh token during an availability check; the credential service has no method to store it back, reconnect or verify the credential to store the new one"
+        );
+    }
+    Ok(web::Json(AvailabilityResponse {
+        slots: availability
+            .slots
+            .into_iter()
+            .map(|slot| TimeSlot {
+                start: slot.start.with_timezone(&Utc),
+                end: slot.end.with_timezone(&Utc),
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,493 @@
+//! "Connect Google Calendar": `GET /api/auth/google/start` and `GET /api/auth/google/callback`.
+//!
+//! The `state` sent to Google is `{id}.{org}.{user}.{expires}.{tag}`: the id of an `oauth_states` row (which
+//! holds the PKCE verifier, encrypted, and the OAuth client used), the organization and user it is bound to, its
+//! expiry (unix seconds), and an HMAC-SHA256 tag over all of that ([`OAuthStateKey`]). The start also sets the
+//! cookie [`BINDING_COOKIE`] (HttpOnly, `SameSite=Lax`, path of the callback) to the state id, so the callback
+//! only completes in the browser that started it.
+//!
+//! The callback refuses with 400 `invalid_oauth_state`, storing nothing, a state that is forged (bad tag),
+//! expired, replayed (its row was consumed already), from another browser, or from another user (a caller
+//! authenticated as someone else). Otherwise it consumes the row, exchanges the code with the PKCE verifier,
+//! stores the refresh token as a `google_calendar` credential through the credential service, verifies it with
+//! a calendar list, and redirects to `/dashboard/settings?google=connected` (or `?google=error&reason=CODE`).
+
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use byoc_credential_store::{
+    CredentialServiceError, CredentialType, DisplayName, EncryptedEnvelope, NewOAuthState,
+    OAuthStateId, OrgId, StoreError, Tenant, UserId,
+};
+use byoc_crypto::EnvelopeContext;
+use byoc_providers::{GoogleCalendarCredential, Pkce, ProviderError};
+use chrono::{DateTime, Utc};
+use ring::{hkdf, hmac};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::caller::{Caller, Permission};
+use crate::dto::GoogleCallbackQuery;
+use crate::error::{ApiError, ErrorBody};
+use crate::outbound::{purpose, service_error};
+use crate::state::AppState;
+
+/// How long a started connect may take before its state expires.
+pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+/// The cookie that binds a state to the browser that started the connect.
+pub const BINDING_COOKIE: &str = "byoc_google_oauth";
+/// The callback's path (Google redirects here; the redirect URL is `BYOC_PUBLIC_URL` + this path).
+pub const CALLBACK_PATH: &str = "/api/auth/google/callback";
+/// The settings page the callback redirects to.
+const SETTINGS_PATH: &str = "/dashboard/settings";
+/// The credential type an OAuth state's PKCE envelope is bound to (envelope associated data).
+const STATE_ENVELOPE_TYPE: &str = "oauth_state";
+
+/// The HMAC key that signs OAuth states: `BYOC_OAUTH_STATE_SECRET` when set, else derived (HKDF-SHA256) from
+/// `BYOC_JWT_SECRET`, else random for this process (states then do not survive a restart or cross replicas).
+pub struct OAuthStateKey(hmac::Key);
+
+/// The verified contents of a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedState {
+    /// The `oauth_states` row.
+    pub id: OAuthStateId,
+    /// The organization it is bound to.
+    pub org_id: OrgId,
+    /// The user it is bound to.
+    pub user_id: UserId,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a presented state is refused (all answered as 400 `invalid_oauth_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateRefusal {
+    /// Missing, malformed or with a tag that does not match.
+    #[error("the OAuth state is missing or not one byoc issued")]
+    Forged,
+    /// Past its expiry.
+    #[error("the OAuth state has expired; start again")]
+    Expired,
+    /// Already used, or its row is gone.
+    #[error("the OAuth state was already used or is unknown; start again")]
+    Replayed,
+    /// Presented from another browser or by another user than the one who started.
+    #[error("the OAuth state belongs to another user or browser")]
+    OtherUser,
+}
+
+impl From<StateRefusal> for ApiError {
+    fn from(refusal: StateRefusal) -> ApiError {
+        ApiError::invalid_oauth_state(refusal.to_string())
+    }
+}
+
+impl OAuthStateKey {
+    /// The key from a dedicated secret, else from the JWT secret, else random.
+    pub fn new(
+        dedicated: Option<&SecretString>,
+        jwt_secret: Option<&SecretString>,
+    ) -> Result<OAuthStateKey, ring::error::Unspecified> {
+        let derive = |secret: &SecretString| {
+            let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"byoc oauth state")
+                .extract(secret.expose_secret().as_bytes());
+            prk.expand(&[b"hmac-sha256 v1"], hmac::HMAC_SHA256)
+                .map(|okm| OAuthStateKey(hmac::Key::from(okm)))
+        };
+        match dedicated.or(jwt_secret) {
+            Some(secret) => derive(secret),
+            None => {
+                tracing::warn!("no BYOC_OAUTH_STATE_SECRET or BYOC_JWT_SECRET: Google connect states are signed with a per-process key");
+                hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                    .map(OAuthStateKey)
+            }
+        }
+    }
+
+    fn payload(state: &SignedState) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            state.id,
+            state.org_id,
+            state.user_id,
+            state.expires_at.timestamp()
+        )
+    }
+
+    /// The state text to send to Google.
+    pub fn sign(&self, state: &SignedState) -> String {
+        let payload = OAuthStateKey::payload(state);
+        let tag = hmac::sign(&self.0, payload.as_bytes());
+        format!("{payload}.{}", hex::encode(tag.as_ref()))
+    }
+
+    /// Checks the tag (constant time) and the expiry at `now`.
+    pub fn verify(&self, text: &str, now: DateTime<Utc>) -> Result<SignedState, StateRefusal> {
+        let (payload, tag) = text.rsplit_once('.').ok_or(StateRefusal::Forged)?;
+        let tag = hex::decode(tag).map_err(|_| StateRefusal::Forged)?;
+        hmac::verify(&self.0, payload.as_bytes(), &tag).map_err(|_| StateRefusal::Forged)?;
+        let mut parts = payload.split('.');
+        let mut next = || parts.next().ok_or(StateRefusal::Forged);
+        let id = next()?
+            .parse::<OAuthStateId>()
+            .map_err(|_| StateRefusal::Forged)?;
+        let org_id = next()?.parse::<OrgId>().map_err(|_| StateRefusal::Forged)?;
+        let user_id = next()?
+            .parse::<UserId>()
+            .map_err(|_| StateRefusal::Forged)?;
+        let expires_at = next()?
+            .parse::<i64>()
+            .ok()
+            .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+            .ok_or(StateRefusal::Forged)?;
+        if expires_at <= now {
+            return Err(StateRefusal::Expired);
+        }
+        Ok(SignedState {
+            id,
+            org_id,
+            user_id,
+            expires_at,
+        })
+    }
+}
+
+/// The OAuth client a connect uses: the organization's own (from its Google Calendar credential) or the
+/// platform's (`GOOGLE_OAUTH_CLIENT_ID`/`SECRET`).
+struct OAuthClient {
+    client_id: String,
+    client_secret: SecretString,
+    own_credential: Option<byoc_credential_store::CredentialId>,
+}
+
+async fn oauth_client(state: &AppState, tenant: &Tenant) -> Result<OAuthClient, ApiError> {
+    match state
+        .credential_service
+        .get_payload::<GoogleCalendarCredential>(tenant, &purpose("oauth:connect")?)
+        .await
+    {
+        Ok(credential) => {
+            return Ok(OAuthClient {
+                client_id: credential.payload.client_id.clone(),
+                client_secret: credential.payload.client_secret.clone(),
+                own_credential: credential.credential_id,
+            })
+        }
+        Err(CredentialServiceError::NotConfigured { .. }) => {}
+        Err(error) => return Err(service_error(error)),
+    }
+    state
+        .outbound
+        .google_oauth_client
+        .as_ref()
+        .map(|client| OAuthClient {
+            client_id: client.client_id.clone(),
+            client_secret: client.client_secret.clone(),
+            own_credential: None,
+        })
+        .ok_or_else(|| {
+            ApiError::credential_not_configured(
+                "no Google OAuth client: set GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET, or add a Google Calendar credential with your own OAuth client",
+            )
+        })
+}
+
+fn envelope_context(org_id: OrgId, id: OAuthStateId) -> EnvelopeContext<'static> {
+    EnvelopeContext::new(org_id.as_uuid(), STATE_ENVELOPE_TYPE, id.as_uuid())
+}
+
+/// The redirect URL registered with the OAuth client: `BYOC_PUBLIC_URL` + the callback path.
+pub fn redirect_url(public_url: &Url) -> Result<Url, ApiError> {
+    public_url
+        .join(CALLBACK_PATH.trim_start_matches('/'))
+        .map_err(|error| ApiError::internal(&error))
+}
+
+/// Starts "Connect Google Calendar": 302 to Google's consent page with a signed, single-use state and PKCE.
+/// Admins and owners.
+#[utoipa::path(
+    get,
+    path = "/api/auth/google/start",
+    tag = "google",
+    security(("bearer" = [])),
+    responses(
+        (status = 302, description = "Redirect to Google's consent page (Location header)"),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Not a member, or a member without the admin role", body = ErrorBody),
+        (status = 409, description = "No OAuth client: neither the platform's nor the organization's own", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[get("/api/auth/google/start")]
+pub async fn google_start(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::Manage)?;
+    let user_id = caller
+        .tenant
+        .actor
+        .user_id()
+        .ok_or_else(|| ApiError::forbidden_role("admin"))?;
+    let client = oauth_client(&state, &caller.tenant).await?;
+    let pkce = Pkce::generate().map_err(|error| ApiError::internal(&error))?;
+    let id = OAuthStateId::new_random();
+    let org_id = caller.tenant.org_id;
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(STATE_TTL).map_err(|error| ApiError::internal(&error))?;
+    let envelope = state
+        .keyring
+        .seal(
+            pkce.verifier().expose_secret().as_bytes(),
+            &envelope_context(org_id, id),
+        )
+        .map_err(|error| ApiError::internal(&error))?;
+    state
+        .repository
+        .insert_oauth_state(
+            &caller.tenant,
+            &NewOAuthState {
+                id,
+                provider: CredentialType::GoogleCalendar,
+                pkce_verifier_envelope: EncryptedEnvelope::new(envelope.into_bytes())?,
+                client_credential_id: client.own_credential,
+                expires_at,
+            },
+        )
+        .await?;
+    let signed = state.outbound.oauth_state_key.sign(&SignedState {
+        id,
+        org_id,
+        user_id,
+        expires_at,
+    });
+    let redirect = redirect_url(&state.outbound.public_url)?;
+    let consent =
+        state
+            .outbound
+            .providers
+            .google
+            .consent_url(&client.client_id, &redirect, &signed, &pkce);
+    let binding = Cookie::build(BINDING_COOKIE, id.to_string())
+        .path(CALLBACK_PATH)
+        .http_only(true)
+        .secure(state.outbound.public_url.scheme() == "https")
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            i64::try_from(STATE_TTL.as_secs()).unwrap_or(600),
+        ))
+        .finish();
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, consent.as_str()))
+        .cookie(binding)
+        .finish())
+}
+
+/// Google's redirect back: checks the state, exchanges the code, stores and verifies the credential, and
+/// redirects to the settings page with the outcome.
+#[utoipa::path(
+    get,
+    path = "/api/auth/google/callback",
+    tag = "google",
+    params(GoogleCallbackQuery),
+    responses(
+        (status = 302, description = "Redirect to /dashboard/settings?google=connected or ?google=error&reason=CODE"),
+        (status = 400, description = "Forged, expired, replayed or another user's state; nothing stored", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[get("/api/auth/google/callback")]
+pub async fn google_callback(
+    request: HttpRequest,
+    query: web::Query<GoogleCallbackQuery>,
+    caller: Option<Caller>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = Utc::now();
+    let text = query.state.as_deref().ok_or(StateRefusal::Forged)?;
+    let signed = state.outbound.oauth_state_key.verify(text, now)?;
+    let bound_here = request
+        .cookie(BINDING_COOKIE)
+        .is_some_and(|cookie| cookie.value() == signed.id.to_string());
+    let other_caller = caller.as_ref().is_some_and(|caller| {
+        caller.tenant.org_id != signed.org_id
+            || caller.tenant.actor.user_id() != Some(signed.user_id)
+    });
+    if !bound_here || other_caller {
+        return Err(StateRefusal::OtherUser.into());
+    }
+    let tenant = Tenant::user(signed.org_id, signed.user_id);
+    let stored = match state
+        .repository
+        .consume_oauth_state(&tenant, signed.id, now)
+        .await
+    {
+        Ok(stored) => stored,
+        Err(StoreError::NotFound { .. } | StoreError::Forbidden { .. }) => {
+            return Err(StateRefusal::Replayed.into())
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let outcome = complete(&state, &tenant, &query, &stored).await;
+    let location = match outcome {
+        Ok(()) => format!("{SETTINGS_PATH}?google=connected"),
+        Err(reason) => format!("{SETTINGS_PATH}?google=error&reason={reason}"),
+    };
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .cookie({
+            let mut removal = Cookie::build(BINDING_COOKIE, "")
+                .path(CALLBACK_PATH)
+                .finish();
+            removal.make_removal();
+            removal
+        })
+        .finish())
+}
+
+/// The reason code shown on the settings page: lowercase letters, digits and `_` only.
+fn reason_code(text: &str) -> String {
+    let code: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if code.is_empty() {
+        "unknown".to_owned()
+    } else {
+        code
+    }
+}
+
+fn provider_reason(error: &ProviderError) -> String {
+    reason_code(error.provider_code().unwrap_or("provider_unavailable"))
+}
+
+/// Everything after a valid state: returns the reason code of a failure for the redirect.
+async fn complete(
+    state: &AppState,
+    tenant: &Tenant,
+    query: &GoogleCallbackQuery,
+    stored: &byoc_credential_store::OAuthState,
+) -> Result<(), String> {
+    if let Some(error) = &query.error {
+        return Err(reason_code(error));
+    }
+    let code = query
+        .code
+        .as_deref()
+        .filter(|code| !code.trim().is_empty())
+        .ok_or_else(|| "missing_code".to_owned())?;
+    let role = state
+        .repository
+        .member_role(tenant)
+        .await
+        .map_err(|_| "database_unavailable".to_owned())?;
+    if !role.is_some_and(|role| role.can_manage()) {
+        return Err("insufficient_role".to_owned());
+    }
+    let verifier = state
+        .keyring
+        .open(
+            stored.pkce_verifier_envelope.as_bytes(),
+            &envelope_context(stored.org_id, stored.id),
+        )
+        .map_err(|error| {
+            tracing::error!(error = %error, "cannot open an OAuth state's PKCE verifier");
+            "internal_error".to_owned()
+        })?;
+    let verifier = SecretString::from(
+        std::str::from_utf8(verifier.expose_secret())
+            .map_err(|_| "internal_error".to_owned())?
+            .to_owned(),
+    );
+    let client = match stored.client_credential_id {
+        Some(_) => oauth_client(state, tenant).await,
+        None => state
+            .outbound
+            .google_oauth_client
+            .as_ref()
+            .map(|client| OAuthClient {
+                client_id: client.client_id.clone(),
+                client_secret: client.client_secret.clone(),
+                own_credential: None,
+            })
+            .ok_or_else(|| ApiError::credential_not_configured("no Google OAuth client")),
+    }
+    .map_err(|error| reason_code(error.code()))?;
+    let redirect =
+        redirect_url(&state.outbound.public_url).map_err(|_| "internal_error".to_owned())?;
+    state
+        .outbound
+        .usage
+        .admit(tenant.org_id, crate::usage::Guarded::ProviderCall)
+        .map_err(|_| "rate_limited".to_owned())?;
+    let exchanged = state
+        .outbound
+        .providers
+        .google
+        .exchange_code(
+            &client.client_id,
+            &client.client_secret,
+            code,
+            &redirect,
+            &verifier,
+        )
+        .await;
+    state
+        .outbound
+        .usage
+        .record(tenant, CredentialType::GoogleCalendar, exchanged.is_ok())
+        .await;
+    let tokens = exchanged.map_err(|error| provider_reason(&error))?;
+    let credential = GoogleCalendarCredential::new(
+        &client.client_id,
+        client.client_secret,
+        tokens.refresh_token,
+        Some(redirect),
+        None,
+    )
+    .map_err(|error| reason_code(error.field))?;
+    let display_name = DisplayName::parse(&format!(
+        "Google Calendar (connected {}, {})",
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        &stored.id.to_string()[..8]
+    ))
+    .map_err(|_| "internal_error".to_owned())?;
+    let metadata = state
+        .credential_service
+        .store(tenant, &credential, display_name)
+        .await
+        .map_err(|error| reason_code(service_error(error).code()))?;
+    let verification = state
+        .credential_service
+        .verify(
+            tenant,
+            metadata.id,
+            &state.outbound.providers.verifier_registry(),
+        )
+        .await;
+    state
+        .outbound
+        .usage
+        .record(
+            tenant,
+            CredentialType::GoogleCalendar,
+            verification.as_ref().is_ok_and(|outcome| outcome.verified),
+        )
+        .await;
+    match verification {
+        Ok(outcome) if outcome.verified => Ok(()),
+        Ok(_) => Err("verification_failed".to_owned()),
+        Err(error) => Err(reason_code(service_error(error).code())),
+    }
+}

@@ -1,0 +1,246 @@
+//! Per-organization limits and quota monitoring for the endpoints that use credentials.
+//!
+//! - Rate limits (governor keyed limiters, one bucket per organization): outbound SMS
+//!   (`BYOC_SMS_PER_MINUTE`, default 10) and every provider call (`BYOC_PROVIDER_CALLS_PER_MINUTE`, default 120).
+//!   An exhausted bucket answers 429 with `Retry-After` before any provider is called.
+//! - Daily counters of provider calls and failures per organization and provider, kept in the store
+//!   (`provider_usage`, so they survive restarts and add up across replicas) and exposed as the gauges
+//!   `byoc_provider_calls_today` and `byoc_provider_failures_today` (labels `org_id`, `provider`; reset at
+//!   midnight UTC).
+//! - A warning logged once per organization, provider and day when the day's calls reach
+//!   `BYOC_PROVIDER_DAILY_WARNING` (default 1000): only the call whose increment crosses the threshold logs, so
+//!   the warning appears once however many replicas count.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use byoc_credential_store::{CredentialRepository, CredentialType, OrgId, Tenant};
+use chrono::{NaiveDate, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use prometheus::{IntGaugeVec, Opts};
+
+use crate::config::ConfigError;
+use crate::error::{ApiError, CauseChain};
+use crate::metrics::Metrics;
+
+const DEFAULT_SMS_PER_MINUTE: u32 = 10;
+const DEFAULT_PROVIDER_CALLS_PER_MINUTE: u32 = 120;
+const DEFAULT_DAILY_WARNING: u64 = 1000;
+
+/// The limits, from `BYOC_SMS_PER_MINUTE`, `BYOC_PROVIDER_CALLS_PER_MINUTE` and `BYOC_PROVIDER_DAILY_WARNING`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageConfig {
+    /// Outbound SMS per organization per minute (also the burst).
+    pub sms_per_minute: NonZeroU32,
+    /// Provider calls (SMS, free/busy, OAuth exchanges) per organization per minute (also the burst).
+    pub provider_calls_per_minute: NonZeroU32,
+    /// Provider calls per organization, provider and day at which a warning is logged.
+    pub daily_warning: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> UsageConfig {
+        UsageConfig {
+            sms_per_minute: NonZeroU32::new(DEFAULT_SMS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+            provider_calls_per_minute: NonZeroU32::new(DEFAULT_PROVIDER_CALLS_PER_MINUTE)
+                .unwrap_or(NonZeroU32::MIN),
+            daily_warning: DEFAULT_DAILY_WARNING,
+        }
+    }
+}
+
+impl UsageConfig {
+    /// Reads the limits with `get` (a variable's value, `None` when unset); a bad value names its variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<UsageConfig, ConfigError> {
+        let defaults = UsageConfig::default();
+        let per_minute = |variable: &'static str, default: NonZeroU32| match get(variable) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<NonZeroU32>()
+                .map_err(|_| ConfigError::Invalid {
+                    variable,
+                    reason: "must be a whole number of at least 1".to_owned(),
+                }),
+        };
+        let daily_warning = match get("BYOC_PROVIDER_DAILY_WARNING") {
+            None => defaults.daily_warning,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|value| *value > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    variable: "BYOC_PROVIDER_DAILY_WARNING",
+                    reason: "must be a whole number of at least 1".to_owned(),
+                })?,
+        };
+        Ok(UsageConfig {
+            sms_per_minute: per_minute("BYOC_SMS_PER_MINUTE", defaults.sms_per_minute)?,
+            provider_calls_per_minute: per_minute(
+                "BYOC_PROVIDER_CALLS_PER_MINUTE",
+                defaults.provider_calls_per_minute,
+            )?,
+            daily_warning,
+        })
+    }
+}
+
+/// What a rate limit guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guarded {
+    /// An outbound SMS (counts against both the SMS and the provider-call limit).
+    Sms,
+    /// Any other provider call.
+    ProviderCall,
+}
+
+/// Per-organization rate limits and daily provider counters.
+pub struct Usage {
+    sms: DefaultKeyedRateLimiter<OrgId>,
+    provider_calls: DefaultKeyedRateLimiter<OrgId>,
+    clock: DefaultClock,
+    repository: Arc<dyn CredentialRepository>,
+    daily_warning: u64,
+    calls_today: IntGaugeVec,
+    failures_today: IntGaugeVec,
+    gauge_day: Mutex<NaiveDate>,
+}
+
+impl Usage {
+    /// Builds the limiters and registers the gauges in `metrics`.
+    pub fn new(
+        config: UsageConfig,
+        repository: Arc<dyn CredentialRepository>,
+        metrics: &Metrics,
+    ) -> Result<Usage, prometheus::Error> {
+        let calls_today = IntGaugeVec::new(
+            Opts::new(
+                "provider_calls_today",
+                "Provider calls made with an organization's credentials today (UTC), by organization and provider",
+            ),
+            &["org_id", "provider"],
+        )?;
+        let failures_today = IntGaugeVec::new(
+            Opts::new(
+                "provider_failures_today",
+                "Failed provider calls today (UTC), by organization and provider",
+            ),
+            &["org_id", "provider"],
+        )?;
+        metrics.register(Box::new(calls_today.clone()))?;
+        metrics.register(Box::new(failures_today.clone()))?;
+        Ok(Usage {
+            sms: RateLimiter::keyed(Quota::per_minute(config.sms_per_minute)),
+            provider_calls: RateLimiter::keyed(Quota::per_minute(config.provider_calls_per_minute)),
+            clock: DefaultClock::default(),
+            repository,
+            daily_warning: config.daily_warning,
+            calls_today,
+            failures_today,
+            gauge_day: Mutex::new(Utc::now().date_naive()),
+        })
+    }
+
+    /// Takes one unit of the organization's budget for `what`, or answers 429 with the wait in `Retry-After`.
+    pub fn admit(&self, org: OrgId, what: Guarded) -> Result<(), ApiError> {
+        if what == Guarded::Sms {
+            self.sms.check_key(&org).map_err(|not_until| {
+                self.limited(org, "sms", not_until.wait_time_from(self.clock.now()))
+            })?;
+        }
+        self.provider_calls.check_key(&org).map_err(|not_until| {
+            self.limited(
+                org,
+                "provider_calls",
+                not_until.wait_time_from(self.clock.now()),
+            )
+        })
+    }
+
+    fn limited(&self, org: OrgId, limit: &str, wait: Duration) -> ApiError {
+        tracing::info!(org_id = %org, limit, wait_ms = wait.as_millis() as u64, "rate limited");
+        ApiError::rate_limited(wait.max(Duration::from_secs(1)))
+    }
+
+    /// Counts one provider call (and a failure when `succeeded` is false) in the organization's daily counter,
+    /// updates the gauges, and logs the daily warning when this call reaches the threshold. A store failure is
+    /// logged and never fails the request that made the call.
+    pub async fn record(&self, tenant: &Tenant, provider: CredentialType, succeeded: bool) {
+        let day = Utc::now().date_naive();
+        let failures = u32::from(!succeeded);
+        let counter = match self
+            .repository
+            .increment_usage(tenant, provider, day, 1, failures)
+            .await
+        {
+            Ok(counter) => counter,
+            Err(error) => {
+                tracing::warn!(error = %CauseChain(&error), provider = provider.as_str(), "cannot count a provider call");
+                return;
+            }
+        };
+        self.roll_gauges(day);
+        let org = tenant.org_id.to_string();
+        let labels = [org.as_str(), provider.as_str()];
+        self.calls_today
+            .with_label_values(&labels)
+            .set(i64::try_from(counter.calls).unwrap_or(i64::MAX));
+        self.failures_today
+            .with_label_values(&labels)
+            .set(i64::try_from(counter.failures).unwrap_or(i64::MAX));
+        if counter.calls >= self.daily_warning && counter.calls - 1 < self.daily_warning {
+            tracing::warn!(
+                org_id = %tenant.org_id,
+                provider = provider.as_str(),
+                calls = counter.calls,
+                failures = counter.failures,
+                threshold = self.daily_warning,
+                "daily provider call warning threshold reached"
+            );
+        }
+    }
+
+    /// Clears the gauges when the UTC day has changed since they were last set.
+    fn roll_gauges(&self, today: NaiveDate) {
+        if let Ok(mut day) = self.gauge_day.lock() {
+            if *day != today {
+                self.calls_today.reset();
+                self.failures_today.reset();
+                self.sms.retain_recent();
+                self.provider_calls.retain_recent();
+                *day = today;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_read_from_the_environment_and_bad_values_name_the_variable() {
+        let config = UsageConfig::from_lookup(|_| None).expect("defaults");
+        assert_eq!(config, UsageConfig::default());
+        let config = UsageConfig::from_lookup(|name| match name {
+            "BYOC_SMS_PER_MINUTE" => Some("3".to_owned()),
+            "BYOC_PROVIDER_DAILY_WARNING" => Some("50".to_owned()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(config.sms_per_minute.get(), 3);
+        assert_eq!(config.daily_warning, 50);
+        for variable in [
+            "BYOC_SMS_PER_MINUTE",
+            "BYOC_PROVIDER_CALLS_PER_MINUTE",
+            "BYOC_PROVIDER_DAILY_WARNING",
+        ] {
+            let error = UsageConfig::from_lookup(|name| (name == variable).then(|| "0".to_owned()))
+                .expect_err("zero is refused");
+            assert!(error.to_string().starts_with(variable), "{error}");
+        }
+    }
+}
