@@ -271,3 +271,28 @@ async fn script() -> HttpResponse {
 #[derive(Debug, thiserror::Error)]
 #[error("the system random generator failed")]
 struct NoRandomness;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn cross_site_navigations_are_recognised() {
+        let cross = TestRequest::get()
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .insert_header(("sec-fetch-mode", "navigate"))
+            .to_http_request();
+        assert!(is_cross_site_navigation(&cross));
+        let same = TestRequest::get()
+            .insert_header(("sec-fetch-site", "same-origin"))
+            .insert_header(("sec-fetch-mode", "navigate"))
+            .to_http_request();
+        assert!(!is_cross_site_navigation(&same));
+        let fetch = TestRequest::get()
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .insert_header(("sec-fetch-mode", "cors"))
+            .to_http_request();
+        assert!(!is_cross_site_navigation(&fetch));
+    }
+}

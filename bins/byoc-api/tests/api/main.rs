@@ -10,4 +10,5 @@ mod leads;
 #[path = "../../../../crates/byoc-providers/tests/integration/prism.rs"]
 mod prism;
 mod secrets;
+mod settings;
 mod sms;

@@ -1,0 +1,233 @@
+//! The settings page's sessions over HTTP: sign-in exchanges a bearer token for an HttpOnly, SameSite=Strict
+//! cookie (Secure behind an https `BYOC_PUBLIC_URL`), the API accepts that cookie, and every state-changing
+//! request made with it needs the session's CSRF token. (The page itself is driven in Chromium by
+//! `tests/e2e/run.sh`.)
+
+use actix_web::cookie::{Cookie, SameSite};
+use byoc_credential_store::Role;
+
+use crate::helpers::{
+    error_code, spawn_app, spawn_app_with, Store, TestApp, TWILIO_PHONE, TWILIO_SID,
+};
+
+const PAGE: &str = "/dashboard/settings";
+
+fn set_cookies(response: &reqwest::Response) -> Vec<Cookie<'static>> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| Cookie::parse(value.to_owned()).ok())
+        .collect()
+}
+
+fn named(cookies: &[Cookie<'static>], name: &str) -> Option<Cookie<'static>> {
+    cookies.iter().find(|cookie| cookie.name() == name).cloned()
+}
+
+/// The value of `<meta name="csrf-token" content="…">` in a page.
+fn csrf_from(html: &str) -> String {
+    let marker = r#"name="csrf-token" content=""#;
+    let start = html.find(marker).expect("the page carries a CSRF token") + marker.len();
+    html[start..].chars().take_while(|c| *c != '"').collect()
+}
+
+/// Signs in through the form and returns the session cookie as the server set it.
+async fn sign_in(app: &TestApp, token: &str) -> Cookie<'static> {
+    let form = app.client.get(app.url(PAGE)).send().await.expect("sent");
+    assert_eq!(form.status(), 200);
+    let nonce = named(&set_cookies(&form), "byoc_login").expect("the sign-in nonce cookie");
+    let response = app
+        .client
+        .post(app.url("/dashboard/session"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("byoc_login={}", nonce.value()),
+        )
+        .form(&[("token", token), ("nonce", nonce.value())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()[reqwest::header::LOCATION], PAGE);
+    named(&set_cookies(&response), "byoc_session").expect("a session cookie")
+}
+
+async fn page(app: &TestApp, session: &Cookie<'_>) -> String {
+    let response = app
+        .client
+        .get(app.url(PAGE))
+        .header(
+            reqwest::header::COOKIE,
+            format!("byoc_session={}", session.value()),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let policy = response.headers()[reqwest::header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    response.text().await.expect("html")
+}
+
+#[tokio::test]
+async fn the_session_cookie_authenticates_the_api_and_state_changes_need_the_csrf_token() {
+    let app = spawn_app().await;
+    let org = app.create_org("Cookie Clinic").await;
+    let session = sign_in(&app, &app.token(org.id, org.admin)).await;
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(session.same_site(), Some(SameSite::Strict));
+    assert_eq!(session.path(), Some("/"));
+    assert_ne!(session.secure(), Some(true), "plain http: no Secure flag");
+    let cookie = format!("byoc_session={}", session.value());
+
+    let list = app
+        .client
+        .get(app.url("/api/organization/credentials"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(list.status(), 200, "a GET needs no CSRF token");
+
+    let body = serde_json::json!({
+        "accountSid": TWILIO_SID, "authToken": "tw-cookie-secret", "phoneNumber": TWILIO_PHONE,
+        "displayName": "Front desk"
+    });
+    let add = |csrf: Option<String>| {
+        let mut request = app
+            .client
+            .post(app.url("/api/organization/credentials/twilio"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .json(&body);
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        request.send()
+    };
+    let refused = add(None).await.expect("sent");
+    assert_eq!(refused.status(), 403);
+    assert_eq!(error_code(refused).await, "csrf_failed");
+    let forged = add(Some("00".repeat(32))).await.expect("sent");
+    assert_eq!(forged.status(), 403);
+
+    let csrf = csrf_from(&page(&app, &session).await);
+    let added = add(Some(csrf)).await.expect("sent");
+    assert_eq!(added.status(), 201);
+}
+
+#[tokio::test]
+async fn sign_in_needs_the_form_nonce_and_a_valid_member_token() {
+    let app = spawn_app().await;
+    let org = app.create_org("Nonce Clinic").await;
+    let token = app.token(org.id, org.owner);
+
+    let cross_site = app
+        .client
+        .post(app.url("/dashboard/session"))
+        .form(&[("token", token.as_str()), ("nonce", "guessed")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(cross_site.status(), 403);
+    assert!(named(&set_cookies(&cross_site), "byoc_session").is_none());
+
+    let form = app.client.get(app.url(PAGE)).send().await.expect("sent");
+    let nonce = named(&set_cookies(&form), "byoc_login").expect("nonce");
+    let outsider = app.token(org.id, byoc_credential_store::UserId::new_random());
+    let refused = app
+        .client
+        .post(app.url("/dashboard/session"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("byoc_login={}", nonce.value()),
+        )
+        .form(&[("token", outsider.as_str()), ("nonce", nonce.value())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), 401);
+    assert!(named(&set_cookies(&refused), "byoc_session").is_none());
+    assert!(refused.text().await.expect("html").contains("not a member"));
+}
+
+#[tokio::test]
+async fn controls_are_rendered_by_role_and_sign_out_needs_the_csrf_token() {
+    let app = spawn_app().await;
+    let org = app.create_org("Role Clinic").await;
+    app.add_twilio(&app.token(org.id, org.owner), TWILIO_SID, "Front desk")
+        .await;
+    for (role, manage, purge) in [
+        (Role::Member, false, false),
+        (Role::Admin, true, false),
+        (Role::Owner, true, true),
+    ] {
+        let session = sign_in(&app, &app.token(org.id, org.user(role))).await;
+        let html = page(&app, &session).await;
+        assert!(html.contains("Front desk"), "{role:?} sees the list");
+        assert_eq!(html.contains(r#"id="add-twilio""#), manage, "{role:?}");
+        assert_eq!(html.contains(r#"data-action="revoke""#), manage, "{role:?}");
+        assert_eq!(html.contains(r#"data-action="purge""#), purge, "{role:?}");
+        assert!(
+            html.contains(r#"id="test-sms""#),
+            "{role:?} may send a test SMS"
+        );
+    }
+
+    let session = sign_in(&app, &app.token(org.id, org.owner)).await;
+    let cookie = format!("byoc_session={}", session.value());
+    let without = app
+        .client
+        .post(app.url("/dashboard/signout"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[("csrf", "wrong")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(without.status(), 403);
+    let csrf = csrf_from(&page(&app, &session).await);
+    let signed_out = app
+        .client
+        .post(app.url("/dashboard/signout"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(signed_out.status(), 303);
+    let removal = named(&set_cookies(&signed_out), "byoc_session").expect("removal cookie");
+    assert_eq!(removal.value(), "");
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https_and_a_cross_site_return_reloads_same_site() {
+    let app = spawn_app_with(
+        Store::Sqlite,
+        &[("BYOC_PUBLIC_URL", "https://byoc.example/".to_owned())],
+    )
+    .await;
+    let org = app.create_org("Https Clinic").await;
+    let session = sign_in(&app, &app.token(org.id, org.owner)).await;
+    assert_eq!(session.secure(), Some(true));
+
+    let back_from_google = app
+        .client
+        .get(app.url("/dashboard/settings?google=connected"))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(back_from_google.status(), 200);
+    let html = back_from_google.text().await.expect("html");
+    assert!(
+        html.contains(
+            r#"http-equiv="refresh" content="0; url=/dashboard/settings?google=connected""#
+        ),
+        "{html}"
+    );
+}
