@@ -12,3 +12,4 @@ mod prism;
 mod secrets;
 mod settings;
 mod sms;
+mod webhook;
