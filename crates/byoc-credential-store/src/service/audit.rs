@@ -21,6 +21,9 @@ const MAX_BATCH: usize = 2_000;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 /// Longest wait between retries.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long the writer waits for more events before writing a batch (unless a flush or shutdown asks
+/// sooner), so that a trickle of reads costs one insert per interval rather than one per read.
+const LINGER: Duration = Duration::from_millis(20);
 /// Failed attempts after which a shutdown gives up on the events still queued.
 const SHUTDOWN_ATTEMPTS: u32 = 5;
 
@@ -147,6 +150,18 @@ impl Writer {
                 match receiver.recv().await {
                     Some(command) => self.take(command, &mut flushes, &mut shutdown),
                     None => return,
+                }
+            }
+            if failures == 0 && flushes.is_empty() && shutdown.is_none() {
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while self.buffer.len() < MAX_BATCH && flushes.is_empty() && shutdown.is_none() {
+                    tokio::select! {
+                        command = receiver.recv() => match command {
+                            Some(command) => self.take(command, &mut flushes, &mut shutdown),
+                            None => break,
+                        },
+                        () = tokio::time::sleep_until(deadline) => break,
+                    }
                 }
             }
             // Everything already queued joins this write; a shutdown also stops taking new commands, so

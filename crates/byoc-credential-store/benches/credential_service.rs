@@ -1,0 +1,443 @@
+//! Credential service costs, each next to its baseline from the same run:
+//!
+//! - `cache_hit/get_credential`: a cached `get_credential` (cache lookup, audit event queued), with the
+//!   repository mocked (a hit never reaches it; the audit writer drains into the mock). A per-call p50 over
+//!   200,000 individually timed calls is printed as well.
+//! - `uncached/*`: `get_credential` with the cache off on the local Postgres (`BYOC_TEST_DATABASE_URL`):
+//!   one tenant read (context, role check, RLS), decryption and a queued audit event, against a raw prepared
+//!   primary-key select of the same columns as the owner, and against the repository's
+//!   `get_active_credential` alone (what the facade adds), at 1 and 16 concurrent callers, all pools 16
+//!   connections.
+//! - rotation: `BYOC_BENCH_ROTATION_ROWS` rows (default 100,000) bulk-inserted under key version 1, then
+//!   one timed `rotate` to version 2 and one back to version 1; rows/s printed.
+
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use byoc_credential_store::service::{envelope_context, rotate, RotationOptions};
+use byoc_credential_store::test_support::fresh_postgres;
+use byoc_credential_store::{
+    CredentialId, CredentialMetadata, CredentialRecord, CredentialRepository, CredentialService,
+    CredentialType, DisplayName, EncryptedEnvelope, HotLeadThreshold, MockCredentialRepository,
+    NewCredential, OrgId, OrganizationName, PostgresStore, Purpose, Role, ServiceConfig,
+    ServiceName, Tenant, UserId, VerificationStatus,
+};
+use byoc_crypto::{KeyVersion, Keyring, MasterKey};
+use criterion::{black_box, BenchmarkId, Criterion};
+use futures::future::join_all;
+use rayon::prelude::*;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::Row;
+use tokio::runtime::Runtime;
+
+const PAYLOAD: &[u8] = br#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":"0123456789abcdef0123456789abcdef","phoneNumber":"+14155550123"}"#;
+
+const RAW_SELECT: &str = "SELECT id, org_id, credential_type, display_name, public_hint, is_active, \
+     verification_status, last_verified_at, verification_error, created_at, updated_at, created_by, \
+     encryption_key_version, encrypted_data FROM organization_api_credentials WHERE id = $1";
+
+fn keyring(versions: &[u32], active: u32) -> Arc<Keyring> {
+    let keys = versions
+        .iter()
+        .map(|&version| {
+            (
+                KeyVersion::new(version).expect("version"),
+                MasterKey::from_bytes([u8::try_from(version).expect("small"); 32]),
+            )
+        })
+        .collect();
+    Arc::new(Keyring::new(keys, KeyVersion::new(active).expect("version")).expect("keyring"))
+}
+
+fn config(ttl: Duration) -> ServiceConfig {
+    let mut config = ServiceConfig::new(ServiceName::parse("bench").expect("name"));
+    config.cache_ttl = ttl;
+    config
+}
+
+fn purpose() -> Purpose {
+    Purpose::parse("sms:hot_lead").expect("purpose")
+}
+
+fn sealed(keyring: &Keyring, org_id: OrgId, id: CredentialId) -> EncryptedEnvelope {
+    let envelope = keyring
+        .seal(
+            PAYLOAD,
+            &envelope_context(org_id, CredentialType::Twilio, id),
+        )
+        .expect("seal");
+    EncryptedEnvelope::new(envelope.into_bytes()).expect("non-empty")
+}
+
+fn cache_hit(criterion: &mut Criterion) {
+    let runtime = Runtime::new().expect("tokio runtime");
+    let org_id = OrgId::new_random();
+    let keys = keyring(&[1], 1);
+    let id = CredentialId::new_random();
+    let now = chrono::Utc::now();
+    let record = CredentialRecord {
+        metadata: CredentialMetadata {
+            id,
+            org_id,
+            credential_type: CredentialType::Twilio,
+            display_name: "Twilio".to_owned(),
+            public_hint: None,
+            is_active: true,
+            verification_status: VerificationStatus::Verified,
+            last_verified_at: Some(now),
+            verification_error: None,
+            created_at: now,
+            updated_at: now,
+            created_by: None,
+            encryption_key_version: NonZeroU32::MIN,
+        },
+        encrypted_data: sealed(&keys, org_id, id),
+    };
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_get_active_credential()
+        .returning(move |_, _| Ok(Some(record.clone())));
+    repository
+        .expect_append_audit_events()
+        .returning(|_, events| Ok(events.len() as u64));
+    let service = runtime.block_on(async {
+        CredentialService::new(
+            Arc::new(repository),
+            keys,
+            config(Duration::from_secs(3600)),
+        )
+    });
+    let tenant = Tenant::service(org_id, ServiceName::parse("lead-scorer").expect("name"));
+    let purpose = purpose();
+    runtime.block_on(async {
+        service
+            .get_credential(&tenant, CredentialType::Twilio, &purpose)
+            .await
+            .expect("prime the cache");
+    });
+
+    let mut group = criterion.benchmark_group("cache_hit");
+    group.bench_function("get_credential", |bencher| {
+        bencher.iter_custom(|iterations| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    black_box(
+                        service
+                            .get_credential(&tenant, CredentialType::Twilio, &purpose)
+                            .await
+                            .expect("hit"),
+                    );
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+
+    let mut samples: Vec<Duration> = runtime.block_on(async {
+        let mut samples = Vec::with_capacity(200_000);
+        for _ in 0..200_000 {
+            let start = Instant::now();
+            black_box(
+                service
+                    .get_credential(&tenant, CredentialType::Twilio, &purpose)
+                    .await
+                    .expect("hit"),
+            );
+            samples.push(start.elapsed());
+            if samples.len() % 10_000 == 0 {
+                // Let the audit writer drain between slices.
+                tokio::task::yield_now().await;
+            }
+        }
+        samples
+    });
+    samples.sort_unstable();
+    println!(
+        "cache_hit/get_credential per call (200000 calls, timer included): p50 {:?}, p90 {:?}, p99 {:?}",
+        samples[samples.len() / 2],
+        samples[samples.len() * 9 / 10],
+        samples[samples.len() * 99 / 100]
+    );
+    runtime.block_on(async {
+        service.shutdown().await.expect("audit flushed");
+    });
+}
+
+/// Runs `operations` calls of `call` spread over `concurrency` tasks and returns the elapsed time.
+async fn spread<F, Fut>(operations: u64, concurrency: u64, call: F) -> Duration
+where
+    F: Fn() -> Fut + Clone,
+    Fut: std::future::Future<Output = ()>,
+{
+    let start = Instant::now();
+    join_all((0..concurrency).map(|task| {
+        let call = call.clone();
+        let share = operations / concurrency + u64::from(task < operations % concurrency);
+        async move {
+            for _ in 0..share {
+                call().await;
+            }
+        }
+    }))
+    .await;
+    start.elapsed()
+}
+
+fn uncached(criterion: &mut Criterion) {
+    let runtime = Runtime::new().expect("tokio runtime");
+    let database = runtime.block_on(fresh_postgres());
+    let options = PgConnectOptions::from_str(database.owner_url()).expect("owner URL");
+    let store = runtime
+        .block_on(PostgresStore::connect_with(options, 16))
+        .expect("store");
+    let raw = runtime.block_on(database.owner_pool(16));
+    let keys = keyring(&[1], 1);
+    let (tenant, credential_id, service) = runtime.block_on(async {
+        let organization = store
+            .operator_create_organization(
+                &OrganizationName::parse("Bench").expect("name"),
+                HotLeadThreshold::DEFAULT,
+            )
+            .await
+            .expect("organization");
+        let owner = UserId::new_random();
+        store
+            .operator_add_member(organization.id, owner, Role::Owner)
+            .await
+            .expect("member");
+        let id = CredentialId::new_random();
+        let admin = Tenant::user(organization.id, owner);
+        store
+            .insert_credential(
+                &admin,
+                &NewCredential {
+                    id,
+                    credential_type: CredentialType::Twilio,
+                    display_name: DisplayName::parse("Twilio").expect("name"),
+                    public_hint: None,
+                    encrypted_data: sealed(&keys, organization.id, id),
+                    encryption_key_version: NonZeroU32::MIN,
+                },
+            )
+            .await
+            .expect("credential");
+        store
+            .record_verification(
+                &admin,
+                id,
+                &byoc_credential_store::VerificationOutcome {
+                    status: VerificationStatus::Verified,
+                    error: None,
+                    at: chrono::Utc::now(),
+                },
+            )
+            .await
+            .expect("verified");
+        let service = CredentialService::new(
+            Arc::new(store.clone()),
+            Arc::clone(&keys),
+            config(Duration::ZERO),
+        );
+        (
+            Tenant::service(
+                organization.id,
+                ServiceName::parse("lead-scorer").expect("name"),
+            ),
+            id,
+            service,
+        )
+    });
+    let purpose = purpose();
+
+    let mut group = criterion.benchmark_group("uncached");
+    for concurrency in [1_u64, 16] {
+        group.bench_with_input(
+            BenchmarkId::new("get_credential", concurrency),
+            &concurrency,
+            |bencher, &concurrency| {
+                bencher.iter_custom(|operations| {
+                    let (service, tenant, purpose) =
+                        (service.clone(), tenant.clone(), purpose.clone());
+                    runtime.block_on(spread(operations, concurrency, move || {
+                        let (service, tenant, purpose) =
+                            (service.clone(), tenant.clone(), purpose.clone());
+                        async move {
+                            black_box(
+                                service
+                                    .get_credential(&tenant, CredentialType::Twilio, &purpose)
+                                    .await
+                                    .expect("read"),
+                            );
+                        }
+                    }))
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("repository_get_active_credential", concurrency),
+            &concurrency,
+            |bencher, &concurrency| {
+                bencher.iter_custom(|operations| {
+                    let (store, tenant) = (store.clone(), tenant.clone());
+                    runtime.block_on(spread(operations, concurrency, move || {
+                        let (store, tenant) = (store.clone(), tenant.clone());
+                        async move {
+                            black_box(
+                                store
+                                    .get_active_credential(&tenant, CredentialType::Twilio)
+                                    .await
+                                    .expect("read"),
+                            );
+                        }
+                    }))
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("raw_pk_select", concurrency),
+            &concurrency,
+            |bencher, &concurrency| {
+                bencher.iter_custom(|operations| {
+                    let raw = raw.clone();
+                    runtime.block_on(spread(operations, concurrency, move || {
+                        let raw = raw.clone();
+                        async move {
+                            let row = sqlx::query(RAW_SELECT)
+                                .bind(credential_id.as_uuid())
+                                .fetch_one(&raw)
+                                .await
+                                .expect("raw read");
+                            let _: Vec<u8> = row.get("encrypted_data");
+                        }
+                    }))
+                });
+            },
+        );
+    }
+    group.finish();
+    runtime.block_on(async {
+        service.shutdown().await.expect("audit flushed");
+        store.close().await;
+        raw.close().await;
+    });
+    drop(database);
+}
+
+/// Inserts `rows` Twilio credentials sealed under `keys` into one organization, 10,000 per statement,
+/// through the owner pool (no per-row notifications: the inserts run as a rotation would).
+async fn bulk_seed(pool: &sqlx::PgPool, org_id: OrgId, keys: &Keyring, rows: usize) {
+    const CHUNK: usize = 10_000;
+    for start in (0..rows).step_by(CHUNK) {
+        let end = (start + CHUNK).min(rows);
+        let sealed_rows: Vec<(uuid::Uuid, Vec<u8>, String)> = (start..end)
+            .into_par_iter()
+            .map(|index| {
+                let id = CredentialId::new_random();
+                (
+                    id.as_uuid(),
+                    sealed(keys, org_id, id).into_bytes(),
+                    format!("Twilio {index}"),
+                )
+            })
+            .collect();
+        let ids: Vec<uuid::Uuid> = sealed_rows.iter().map(|row| row.0).collect();
+        let envelopes: Vec<&[u8]> = sealed_rows.iter().map(|row| row.1.as_slice()).collect();
+        let names: Vec<&str> = sealed_rows.iter().map(|row| row.2.as_str()).collect();
+        let mut transaction = pool.begin().await.expect("transaction");
+        sqlx::query("SELECT set_config('byoc.rotating', 'on', true)")
+            .execute(&mut *transaction)
+            .await
+            .expect("quiet inserts");
+        sqlx::query(
+            "INSERT INTO organization_api_credentials \
+             (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, \
+              verification_status) \
+             SELECT id, $2, 'twilio', data, 1, name, 'verified' \
+             FROM UNNEST($1::uuid[], $3::bytea[], $4::text[]) AS t(id, data, name)",
+        )
+        .bind(ids)
+        .bind(org_id.as_uuid())
+        .bind(envelopes)
+        .bind(names)
+        .execute(&mut *transaction)
+        .await
+        .expect("bulk insert");
+        transaction.commit().await.expect("commit");
+    }
+}
+
+fn rotation() {
+    let rows: usize = std::env::var("BYOC_BENCH_ROTATION_ROWS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = Runtime::new().expect("tokio runtime");
+    let database = runtime.block_on(fresh_postgres());
+    let store = database.store().clone();
+    runtime.block_on(async {
+        let organization = store
+            .operator_create_organization(
+                &OrganizationName::parse("Bench").expect("name"),
+                HotLeadThreshold::DEFAULT,
+            )
+            .await
+            .expect("organization");
+        let owner = database.owner_pool(2).await;
+        let seeding = Instant::now();
+        bulk_seed(&owner, organization.id, &keyring(&[1], 1), rows).await;
+        sqlx::query("VACUUM ANALYZE organization_api_credentials")
+            .execute(&owner)
+            .await
+            .expect("vacuum");
+        owner.close().await;
+        println!("rotation: seeded {rows} rows in {:?}", seeding.elapsed());
+        let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+        for (active, label) in [(2, "1 -> 2"), (1, "2 -> 1")] {
+            let started = Instant::now();
+            let report = rotate(
+                Arc::clone(&repository),
+                keyring(&[1, 2], active),
+                &RotationOptions::default(),
+                |_| {},
+            )
+            .await
+            .expect("rotation");
+            let elapsed = started.elapsed();
+            assert_eq!(report.rewrapped, rows as u64);
+            println!(
+                "rotation {label}: {rows} rows re-wrapped in {elapsed:.2?} = {:.0} rows/s",
+                rows as f64 / elapsed.as_secs_f64()
+            );
+        }
+        store.close().await;
+    });
+    drop(database);
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let wants = |name: &str| {
+        filter.is_empty()
+            || filter
+                .iter()
+                .any(|f| name.contains(f.as_str()) || f.contains(name))
+    };
+    if wants("cache_hit") {
+        cache_hit(&mut criterion);
+    }
+    if wants("uncached") {
+        uncached(&mut criterion);
+    }
+    if wants("rotation") {
+        rotation();
+    }
+    criterion.final_summary();
+}
