@@ -7,6 +7,7 @@ mod errors;
 mod health;
 mod helpers;
 mod leads;
+mod oauth;
 #[path = "../../../../crates/byoc-providers/tests/integration/prism.rs"]
 mod prism;
 mod secrets;
