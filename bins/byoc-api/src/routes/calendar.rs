@@ -96,7 +96,7 @@ pub async fn availability(
     if availability.updated_credential.is_some() {
         tracing::warn!(
             org_id = %tenant.org_id,
-            "Google rotated the refresh token during an availability check; the credential service has no method to store it back, reconnect or verify the credential to store the new one"
+            "Google rotated the refresh token during an availability check; it is not stored (the credential service has no method to replace a payload), so reconnect Google Calendar if Google later refuses the stored token"
         );
     }
     Ok(web::Json(AvailabilityResponse {

@@ -441,3 +441,22 @@ async fn sends_conform_to_twilios_openapi_spec() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_daily_warning_is_logged_once_when_the_threshold_is_reached() {
+    let twilio = fake_twilio_accounts(&[SID_A]).await;
+    let app = app_with_twilio(&twilio, &[("BYOC_PROVIDER_DAILY_WARNING", "2".to_owned())]).await;
+    let org = app.create_org("Busy clinic").await;
+    verified_twilio(&app, &org, SID_A).await;
+    for _ in 0..4 {
+        assert_eq!(send_test(&app, &org, RECIPIENT).await.status(), 200);
+    }
+    let org_id = org.id.to_string();
+    let warnings = crate::helpers::captured_logs()
+        .lines()
+        .filter(|line| {
+            line.contains("daily provider call warning threshold reached") && line.contains(&org_id)
+        })
+        .count();
+    assert_eq!(warnings, 1);
+}
