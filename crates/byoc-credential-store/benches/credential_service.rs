@@ -9,7 +9,8 @@
 //!   `get_active_credential` alone (what the facade adds), at 1 and 16 concurrent callers, all pools 16
 //!   connections.
 //! - rotation: `BYOC_BENCH_ROTATION_ROWS` rows (default 100,000) bulk-inserted under key version 1, then
-//!   one timed `rotate` to version 2 and one back to version 1; rows/s printed.
+//!   one timed `rotate` to version 2 and one back to version 1; rows/s printed. `BYOC_BENCH_ROTATION_BATCH`
+//!   and `BYOC_BENCH_ROTATION_IN_FLIGHT` override the default batch size and swaps in flight.
 
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -370,11 +371,12 @@ async fn bulk_seed(pool: &sqlx::PgPool, org_id: OrgId, keys: &Keyring, rows: usi
     }
 }
 
+fn env_number<T: FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|text| text.parse().ok())
+}
+
 fn rotation() {
-    let rows: usize = std::env::var("BYOC_BENCH_ROTATION_ROWS")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(100_000);
+    let rows: usize = env_number("BYOC_BENCH_ROTATION_ROWS").unwrap_or(100_000);
     let runtime = Runtime::new().expect("tokio runtime");
     let database = runtime.block_on(fresh_postgres());
     let store = database.store().clone();
@@ -396,12 +398,23 @@ fn rotation() {
         owner.close().await;
         println!("rotation: seeded {rows} rows in {:?}", seeding.elapsed());
         let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+        let defaults = RotationOptions::default();
+        let options = RotationOptions {
+            batch_size: env_number("BYOC_BENCH_ROTATION_BATCH").unwrap_or(defaults.batch_size),
+            swaps_in_flight: env_number("BYOC_BENCH_ROTATION_IN_FLIGHT")
+                .unwrap_or(defaults.swaps_in_flight),
+            ..defaults
+        };
+        println!(
+            "rotation: batch {} rows, {} swaps in flight",
+            options.batch_size, options.swaps_in_flight
+        );
         for (active, label) in [(2, "1 -> 2"), (1, "2 -> 1")] {
             let started = Instant::now();
             let report = rotate(
                 Arc::clone(&repository),
                 keyring(&[1, 2], active),
-                &RotationOptions::default(),
+                &options,
                 |_| {},
             )
             .await
