@@ -7,7 +7,7 @@ use byoc_credential_store::OAuthStateId;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{error_code, spawn_app_with, Store, TestApp, TestOrg};
+use crate::helpers::{error_code, spawn_app_with, Store, TestApp, TestOrg, STORES};
 
 async fn fake_google() -> MockServer {
     let server = MockServer::start().await;
@@ -30,8 +30,12 @@ async fn fake_google() -> MockServer {
 }
 
 async fn app_with_google(google: &MockServer) -> TestApp {
+    app_with_google_on(Store::Sqlite, google).await
+}
+
+async fn app_with_google_on(store: Store, google: &MockServer) -> TestApp {
     spawn_app_with(
-        Store::Sqlite,
+        store,
         &[
             ("GOOGLE_OAUTH_AUTH_URL", format!("{}/auth", google.uri())),
             ("GOOGLE_OAUTH_TOKEN_URL", format!("{}/token", google.uri())),
@@ -127,8 +131,14 @@ async fn google_credentials(app: &TestApp, org: &TestOrg) -> Vec<serde_json::Val
 
 #[tokio::test]
 async fn a_connect_stores_and_verifies_the_credential_once() {
+    for store in STORES {
+        connect_on(store).await;
+    }
+}
+
+async fn connect_on(store: Store) {
     let google = fake_google().await;
-    let app = app_with_google(&google).await;
+    let app = app_with_google_on(store, &google).await;
     let org = app.create_org("Clinic").await;
 
     let response = app

@@ -76,11 +76,20 @@ pub async fn verified_twilio(app: &TestApp, org: &TestOrg, sid: &str) -> Credent
     id.parse().expect("uuid")
 }
 
-/// An app whose Twilio base URL is `twilio`, plus extra settings.
+/// An app on SQLite whose Twilio base URL is `twilio`, plus extra settings.
 pub async fn app_with_twilio(twilio: &MockServer, extra: &[(&str, String)]) -> TestApp {
+    app_with_twilio_on(Store::Sqlite, twilio, extra).await
+}
+
+/// An app on `store` whose Twilio base URL is `twilio`, plus extra settings.
+pub async fn app_with_twilio_on(
+    store: Store,
+    twilio: &MockServer,
+    extra: &[(&str, String)],
+) -> TestApp {
     let mut settings = vec![("TWILIO_API_BASE", twilio.uri())];
     settings.extend(extra.iter().cloned());
-    spawn_app_with(Store::Sqlite, &settings).await
+    spawn_app_with(store, &settings).await
 }
 
 /// Sends a test SMS as the org's member.

@@ -4,9 +4,9 @@
 use byoc_providers::compute_signature;
 use secrecy::SecretString;
 
-use crate::helpers::{captured_logs, error_code, TestApp, TWILIO_AUTH_TOKEN};
+use crate::helpers::{captured_logs, error_code, Store, TestApp, STORES, TWILIO_AUTH_TOKEN};
 use crate::sms::{
-    app_with_twilio, fake_twilio_accounts, message_sid, send_test, verified_twilio, RECIPIENT,
+    app_with_twilio_on, fake_twilio_accounts, message_sid, send_test, verified_twilio, RECIPIENT,
     SID_A, SID_B,
 };
 
@@ -38,8 +38,14 @@ async fn post_callback(
 
 #[tokio::test]
 async fn only_a_callback_signed_with_the_organizations_auth_token_is_recorded() {
+    for store in STORES {
+        signed_callbacks_on(store).await;
+    }
+}
+
+async fn signed_callbacks_on(store: Store) {
     let twilio = fake_twilio_accounts(&[SID_A, SID_B]).await;
-    let app = app_with_twilio(&twilio, &[]).await;
+    let app = app_with_twilio_on(store, &twilio, &[]).await;
     let org = app.create_org("Clinic").await;
     let other = app.create_org("Other clinic").await;
     verified_twilio(&app, &org, SID_A).await;
