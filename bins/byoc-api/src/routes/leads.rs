@@ -31,6 +31,8 @@ pub const MAX_NAME_CHARS: usize = 200;
         (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
         (status = 403, description = "Not a member of the token's organization", body = ErrorBody),
         (status = 409, description = "A hot lead, but no usable Twilio credential (credential_not_configured)", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid name, score or notifyPhone (named in the message)", body = ErrorBody),
         (status = 424, description = "Twilio refused the alert (its code and message are carried)", body = ErrorBody),
         (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody),

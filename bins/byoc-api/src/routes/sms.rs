@@ -149,6 +149,7 @@ pub async fn send_hot_lead_alert(
         (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
         (status = 403, description = "Not a member of the token's organization", body = ErrorBody),
         (status = 409, description = "No usable Twilio credential (credential_not_configured)", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
         (status = 422, description = "`to` is not a valid E.164 phone number", body = ErrorBody),
         (status = 424, description = "Twilio refused (its code and message are carried)", body = ErrorBody),
