@@ -27,6 +27,7 @@ pub struct Metrics {
     credential_operations: IntCounterVec,
     audit_queue: IntGauge,
     legacy_fallback_uses: IntCounter,
+    cache_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +66,14 @@ impl Metrics {
             "legacy_fallback_uses_total",
             "Times the legacy TWILIO_* credentials were served to an organization in the fallback list",
         )?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "credential_cache_lookups_total",
+                "Credential lookups by the credential service, answered from its cache (hit) or not (miss)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(audit_queue.clone()))?;
         registry.register(Box::new(legacy_fallback_uses.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
@@ -77,6 +86,7 @@ impl Metrics {
             credential_operations,
             audit_queue,
             legacy_fallback_uses,
+            cache_lookups,
         })
     }
 
@@ -95,8 +105,14 @@ impl Metrics {
         self.registry.register(collector)
     }
 
-    /// Reads the credential service's figures (audit queue, legacy fallback uses) into the metrics.
+    /// Reads the credential service's figures (audit queue, legacy fallback uses, cache hits and misses)
+    /// into the metrics.
     pub fn observe_credential_service(&self, service: &CredentialService) {
+        let stats = service.cache_stats();
+        for (result, total) in [("hit", stats.hits), ("miss", stats.misses)] {
+            let counter = self.cache_lookups.with_label_values(&[result]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         self.audit_queue
             .set(i64::try_from(service.pending_audit_events()).unwrap_or(i64::MAX));
         let uses = service.legacy_fallback_uses();

@@ -40,7 +40,8 @@ pub use tenant::{
 
 pub use postgres::PostgresStore;
 pub use service::{
-    CredentialService, CredentialServiceError, DecryptedCredential, ServiceConfig, UsableCredential,
+    CacheStats, CredentialService, CredentialServiceError, DecryptedCredential, ServiceConfig,
+    UsableCredential,
 };
 pub use sqlite::SqliteStore;
 

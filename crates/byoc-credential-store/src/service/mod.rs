@@ -286,6 +286,15 @@ enum LoadError {
     Failed(CredentialServiceError),
 }
 
+/// Credential lookups since start: how many the cache answered and how many read the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answered from the cache of decrypted credentials.
+    pub hits: u64,
+    /// Read from the store and decrypted (a miss, or the cache off or bypassed).
+    pub misses: u64,
+}
+
 struct Inner {
     repository: Arc<dyn CredentialRepository>,
     keyring: Arc<Keyring>,
@@ -294,6 +303,10 @@ struct Inner {
     generation: AtomicU64,
     /// False while the change listener is reconnecting: the cache is bypassed then.
     cache_trusted: AtomicBool,
+    /// Credential lookups answered from the cache.
+    cache_hits: AtomicU64,
+    /// Credential lookups that read the store (cache miss, cache off or bypassed).
+    cache_misses: AtomicU64,
     audit: audit::AuditBatcher,
     fallback: Option<Fallback>,
     clock: Arc<dyn Clock>,
@@ -350,6 +363,8 @@ impl CredentialService {
                 cache,
                 generation: AtomicU64::new(0),
                 cache_trusted: AtomicBool::new(true),
+                cache_hits: AtomicU64::new(0),
+                cache_misses: AtomicU64::new(0),
                 audit,
                 fallback: Fallback::new(config.legacy_fallback),
                 clock: config.clock,
@@ -521,6 +536,14 @@ impl CredentialService {
         self.inner.fallback.as_ref().map_or(0, Fallback::uses)
     }
 
+    /// Credential lookups since start, answered from the cache and not (for the API's metrics).
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.inner.cache_hits.load(Ordering::Relaxed),
+            misses: self.inner.cache_misses.load(Ordering::Relaxed),
+        }
+    }
+
     async fn lookup(
         &self,
         tenant: &Tenant,
@@ -532,12 +555,15 @@ impl CredentialService {
             .as_ref()
             .filter(|_| inner.cache_trusted.load(Ordering::Acquire))
         else {
+            inner.cache_misses.fetch_add(1, Ordering::Relaxed);
             return inner.load(tenant, credential_type).await;
         };
         let key = (tenant.org_id, credential_type);
         if let Some(hit) = cache.get(&key).await {
+            inner.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        inner.cache_misses.fetch_add(1, Ordering::Relaxed);
         for _ in 0..LOAD_ATTEMPTS {
             let generation = inner.generation.load(Ordering::Acquire);
             let load = async {

@@ -161,6 +161,33 @@ async fn a_zero_ttl_reads_every_time() {
             .await
             .unwrap();
     }
+    assert_eq!(service.cache_stats(), CacheStats { hits: 0, misses: 3 });
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cache_stats_count_hits_and_misses() {
+    let org_id = OrgId::new_random();
+    let stored = record(org_id, VerificationStatus::Verified, true, None);
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_get_active_credential()
+        .times(1)
+        .returning(move |_, _| Ok(Some(stored.clone())));
+    accept_audit(&mut repository, Arc::default());
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    assert_eq!(service.cache_stats(), CacheStats::default());
+    for _ in 0..3 {
+        service
+            .get_credential(&tenant(org_id), CredentialType::Twilio, &purpose())
+            .await
+            .unwrap();
+    }
+    assert_eq!(service.cache_stats(), CacheStats { hits: 2, misses: 1 });
     service.shutdown().await.unwrap();
 }
 
