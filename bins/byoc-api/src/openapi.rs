@@ -27,6 +27,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::routes::health::healthz,
         crate::routes::health::readyz,
         crate::routes::health::metrics,
+        crate::settings::settings_page,
         openapi_json,
     ),
     components(schemas(
@@ -54,6 +55,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         (name = "usage", description = "Using the organization's credentials: test SMS, leads, availability, Twilio status webhook"),
         (name = "google", description = "Connect Google Calendar (OAuth with PKCE)"),
         (name = "health", description = "Liveness, readiness, metrics and this document"),
+        (name = "settings", description = "The settings page (HTML) for a clinic's owners, admins and members"),
     )
 )]
 pub struct ApiDoc;

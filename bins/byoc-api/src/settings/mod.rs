@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::caller::{authenticate, Caller};
 use crate::dto::{AuditEntryDto, CredentialRow};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use view::{GoogleResult, SettingsView, SignInView};
 
@@ -52,8 +52,21 @@ pub struct SettingsQuery {
 }
 
 /// The settings page for the session's organization, or the sign-in form without a valid session.
+#[utoipa::path(
+    get,
+    path = "/dashboard/settings",
+    tag = "settings",
+    params(
+        ("google" = Option<String>, Query, description = "Outcome of a Connect Google Calendar round trip: `connected` or `error`"),
+        ("reason" = Option<String>, Query, description = "With `google=error`: why, as a code"),
+    ),
+    responses(
+        (status = 200, description = "The settings page (HTML) for the session cookie's organization, or the sign-in form", content_type = "text/html"),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 #[get("/dashboard/settings")]
-async fn settings_page(
+pub async fn settings_page(
     request: HttpRequest,
     state: web::Data<AppState>,
     query: Option<web::Query<SettingsQuery>>,

@@ -77,6 +77,14 @@ async fn metrics_count_requests_by_route_and_status() {
     );
     assert!(text.contains("byoc_audit_queue_pending 0"), "{text}");
     assert!(text.contains("byoc_legacy_fallback_uses_total 0"), "{text}");
+    assert!(
+        text.contains("byoc_credential_cache_lookups_total{result=\"hit\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("byoc_credential_cache_lookups_total{result=\"miss\"} 0"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -93,14 +101,30 @@ async fn openapi_document_lists_the_endpoints() {
     assert!(document["openapi"]
         .as_str()
         .is_some_and(|version| version.starts_with("3.")));
-    for path in [
-        "/api/organization/credentials",
-        "/api/organization/audit",
-        "/healthz",
-        "/readyz",
-        "/metrics",
+    // Every endpoint of the contract's table, with the method it names.
+    for (method, path) in [
+        ("get", "/api/organization/credentials"),
+        ("post", "/api/organization/credentials/twilio"),
+        ("post", "/api/organization/credentials/google_calendar"),
+        ("post", "/api/organization/credentials/{id}/verify"),
+        ("delete", "/api/organization/credentials/{id}"),
+        ("get", "/api/organization/audit"),
+        ("get", "/api/auth/google/start"),
+        ("get", "/api/auth/google/callback"),
+        ("post", "/api/sms/test"),
+        ("post", "/api/leads"),
+        ("get", "/api/calendar/availability"),
+        ("post", "/api/webhooks/twilio/status"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+        ("get", "/dashboard/settings"),
     ] {
-        assert!(document["paths"][path].is_object(), "{path} is documented");
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
     }
     assert_eq!(
         document["components"]["securitySchemes"]["bearer"]["scheme"],
