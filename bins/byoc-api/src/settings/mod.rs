@@ -114,15 +114,16 @@ async fn settings_markup(
     google: Option<GoogleResult>,
 ) -> Result<String, ApiError> {
     let credentials: Vec<CredentialRow> = state
-        .repository
-        .list_credentials(&caller.tenant)
+        .credential_service
+        .list(&caller.tenant)
         .await?
         .into_iter()
         .map(CredentialRow::from)
         .collect();
+    // Through the credential service, which writes its queued audit events first: the page shows every one.
     let audit: Vec<AuditEntryDto> = state
-        .repository
-        .list_audit_events(
+        .credential_service
+        .audit_events(
             &caller.tenant,
             AuditPage {
                 limit: AUDIT_EVENTS_SHOWN,
