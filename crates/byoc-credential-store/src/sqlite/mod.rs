@@ -532,12 +532,7 @@ impl CredentialRepository for SqliteStore {
         .execute(&mut *transaction)
         .await?
         .rows_affected();
-        if updated == 0 {
-            return Err(not_found("credential"));
-        }
-        let row = select_credential_metadata(&mut transaction, tenant.org_id, id).await?;
-        transaction.commit().await?;
-        credential_metadata(&row)
+        finish_credential_update(transaction, tenant.org_id, id, updated).await
     }
 
     async fn deactivate_credential(
@@ -554,12 +549,7 @@ impl CredentialRepository for SqliteStore {
         .execute(&mut *transaction)
         .await?
         .rows_affected();
-        if updated == 0 {
-            return Err(not_found("credential"));
-        }
-        let row = select_credential_metadata(&mut transaction, tenant.org_id, id).await?;
-        transaction.commit().await?;
-        credential_metadata(&row)
+        finish_credential_update(transaction, tenant.org_id, id, updated).await
     }
 
     async fn purge_credential(&self, tenant: &Tenant, id: CredentialId) -> StoreResult<()> {
@@ -597,12 +587,7 @@ impl CredentialRepository for SqliteStore {
         .execute(&mut *transaction)
         .await?
         .rows_affected();
-        if updated == 0 {
-            return Err(not_found("credential"));
-        }
-        let row = select_credential_metadata(&mut transaction, tenant.org_id, id).await?;
-        transaction.commit().await?;
-        credential_metadata(&row)
+        finish_credential_update(transaction, tenant.org_id, id, updated).await
     }
 
     async fn append_audit_event(
@@ -990,6 +975,22 @@ async fn insert_credential_row(
     .fetch_one(&mut *transaction)
     .await
     .map_err(missing_org)
+}
+
+/// Ends a transaction that updated one credential row: `NotFound` when no row of the org matched, else the
+/// row's metadata as it now stands, read before commit.
+async fn finish_credential_update(
+    mut transaction: Transaction<'static, Sqlite>,
+    org_id: OrgId,
+    id: CredentialId,
+    updated: u64,
+) -> StoreResult<CredentialMetadata> {
+    if updated == 0 {
+        return Err(not_found("credential"));
+    }
+    let row = select_credential_metadata(&mut transaction, org_id, id).await?;
+    transaction.commit().await?;
+    credential_metadata(&row)
 }
 
 async fn select_credential_metadata(
