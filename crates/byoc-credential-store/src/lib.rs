@@ -5,6 +5,87 @@
 //!
 //! This layer stores and returns bytes and rows; encryption, caching and audit batching belong to the layer
 //! above. See `docs/schema.md` for the tables, policies and operator paths.
+//!
+//! Other Rust services call the [`CredentialService`] facade (module [`service`]), never the repository
+//! directly: it encrypts, caches, audits and hands out only active, verified credentials.
+//!
+//! # Example: another service fetching an organization's Twilio credential
+//!
+//! This runs as a doc test (`cargo test -p byoc-credential-store --doc`) on an embedded SQLite store; the
+//! longer version with printed output is `cargo run -p byoc-credential-store --example fetch_credential`.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use byoc_credential_store::service::credential_type;
+//! use byoc_credential_store::{
+//!     CredentialService, CredentialServiceError, DisplayName, HotLeadThreshold, OrganizationName,
+//!     Purpose, Role, ServiceConfig, ServiceName, Tenant, UserId, VerificationStatus,
+//! };
+//! use byoc_crypto::{KeyVersion, Keyring, MasterKey};
+//! use byoc_providers::{CredentialPayload, E164Phone, TwilioAccountSid, TwilioCredential};
+//! use secrecy::{ExposeSecret, SecretString};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let folder = std::env::temp_dir().join(format!("byoc-doc-{}", uuid::Uuid::new_v4()));
+//! // A deployment builds the keyring from BYOC_MASTER_KEYS (`Keyring::from_config`) and the store from
+//! // DATABASE_URL; `connect` creates and migrates a missing SQLite file.
+//! let keyring = Arc::new(Keyring::new(
+//!     vec![(KeyVersion::FIRST, MasterKey::generate())],
+//!     KeyVersion::FIRST,
+//! )?);
+//! let url = format!("sqlite://{}", folder.join("byoc.db").display());
+//! let repository = byoc_credential_store::connect(&url).await?;
+//!
+//! // Operator set-up (what `byoc org create` and `byoc member add` do).
+//! let org = repository
+//!     .operator_create_organization(&OrganizationName::parse("Clinic")?, HotLeadThreshold::DEFAULT)
+//!     .await?;
+//! let owner_id = UserId::new_random();
+//! repository.operator_add_member(org.id, owner_id, Role::Owner).await?;
+//!
+//! // The facade; `start` refuses a keyring that does not fit the data already stored.
+//! let (service, _report) = CredentialService::start(
+//!     Arc::clone(&repository),
+//!     keyring,
+//!     ServiceConfig::new(ServiceName::parse("lead-notifier")?),
+//! )
+//! .await?;
+//!
+//! // The clinic's owner stores its Twilio account (encrypted, `pending`) and it gets verified.
+//! let owner = Tenant::user(org.id, owner_id);
+//! let twilio = TwilioCredential {
+//!     account_sid: TwilioAccountSid::parse("accountSid", "AC0123456789abcdef0123456789abcdef")?,
+//!     auth_token: SecretString::from("not-a-real-token".to_owned()),
+//!     phone_number: E164Phone::parse("phoneNumber", "+14155550123")?,
+//! };
+//! let stored = service.store(&owner, &twilio, DisplayName::parse("Front desk")?).await?;
+//! let twilio_type = credential_type(TwilioCredential::KIND);
+//! let caller = Tenant::service(org.id, ServiceName::parse("lead-notifier")?);
+//! let purpose = Purpose::parse("sms:hot_lead")?;
+//!
+//! // Not verified yet: a typed "not configured" error that names the provider to set up.
+//! let refused = service.get_credential(&caller, twilio_type, &purpose).await;
+//! assert!(matches!(refused, Err(CredentialServiceError::NotConfigured { .. })));
+//!
+//! service
+//!     .record_verification(&owner, stored.id, VerificationStatus::Verified, None)
+//!     .await?;
+//!
+//! // The calling service fetches it for a purpose (audited); the secret stays a `SecretString`.
+//! let fetched: TwilioCredential =
+//!     service.get_credential(&caller, twilio_type, &purpose).await?.parse()?;
+//! assert_eq!(fetched.account_sid.as_str(), "AC0123456789abcdef0123456789abcdef");
+//! assert_eq!(fetched.auth_token.expose_secret(), "not-a-real-token");
+//! assert!(!format!("{:?}", fetched.auth_token).contains("not-a-real-token"));
+//!
+//! // Graceful shutdown writes the audit events still queued.
+//! service.shutdown().await?;
+//! # std::fs::remove_dir_all(&folder)?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod access;
 mod error;
