@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""A fake Twilio REST API for the fault tests (standard library only).
+
+Answers what byoc-api asks when it verifies and uses a Twilio credential:
+  GET  /2010-04-01/Accounts/{sid}.json                      -> an active account
+  GET  /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json -> the number in FAKE_TWILIO_PHONE, SMS-capable
+  POST /2010-04-01/Accounts/{sid}/Messages.json             -> a queued message with a fresh SM… sid
+and, for the scripts:
+  GET  /_stats -> {"messages": N}, the number of messages accepted so far.
+
+Usage: fake_twilio.py PORT_FILE   (binds 127.0.0.1 on a free port and writes the port to PORT_FILE)
+"""
+
+import json
+import os
+import re
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PHONE = os.environ.get("FAKE_TWILIO_PHONE", "+14155550123")
+ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})(/[A-Za-z]+\.json|\.json)$")
+
+lock = threading.Lock()
+messages = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_args):
+        pass
+
+    def answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        path = self.path.split("?", 1)[0]
+        if path == "/_stats":
+            with lock:
+                return self.answer(200, {"messages": messages})
+        match = ACCOUNT.match(path)
+        if not match:
+            return self.answer(404, {"code": 20404, "message": "not found", "status": 404})
+        sid, rest = match.groups()
+        if rest == ".json":
+            return self.answer(200, {"sid": sid, "status": "active", "friendly_name": "Fault test", "type": "Full"})
+        if rest == "/IncomingPhoneNumbers.json":
+            return self.answer(200, {"incoming_phone_numbers": [{"phone_number": PHONE, "capabilities": {"sms": True}}]})
+        return self.answer(404, {"code": 20404, "message": "not found", "status": 404})
+
+    def do_POST(self):
+        global messages
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        match = ACCOUNT.match(self.path.split("?", 1)[0])
+        if not match or match.group(2) != "/Messages.json":
+            return self.answer(404, {"code": 20404, "message": "not found", "status": 404})
+        with lock:
+            messages += 1
+        return self.answer(201, {"sid": "SM" + uuid.uuid4().hex, "status": "queued"})
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    with open(sys.argv[1], "w", encoding="ascii") as port_file:
+        port_file.write(str(server.server_address[1]))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
