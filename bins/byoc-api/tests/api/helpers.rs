@@ -460,3 +460,89 @@ pub async fn error_code(response: reqwest::Response) -> String {
     );
     code
 }
+
+/// Spawns the app on `store` with extra environment values, after `tune` adjusted the parsed configuration
+/// (for settings that have no environment variable, such as the provider clients' timeouts and retry policy).
+pub async fn spawn_app_tuned(
+    store: Store,
+    extra: &[(&str, String)],
+    tune: impl FnOnce(&mut Config),
+) -> TestApp {
+    capture_logs();
+    let (database_url, guard) = match store {
+        Store::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("byoc.db");
+            (
+                format!("sqlite://{}", path.display()),
+                DatabaseGuard {
+                    _sqlite_dir: Some(dir),
+                    _postgres: None,
+                },
+            )
+        }
+        Store::Postgres => {
+            let database = fresh_postgres().await;
+            (
+                database.owner_url().to_owned(),
+                DatabaseGuard {
+                    _sqlite_dir: None,
+                    _postgres: Some(database),
+                },
+            )
+        }
+    };
+    let master_key_hex = MasterKey::generate().to_hex();
+    let jwt_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4().simple()));
+    let mut values: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), database_url),
+        (
+            "BYOC_MASTER_KEYS".into(),
+            format!("1:{}", master_key_hex.expose_secret()),
+        ),
+        (
+            "BYOC_JWT_SECRET".into(),
+            jwt_secret.expose_secret().to_owned(),
+        ),
+        ("BYOC_BIND".into(), "127.0.0.1:0".into()),
+    ];
+    values.extend(
+        extra
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone())),
+    );
+    let mut config = Config::from_lookup(|name| {
+        values
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .expect("test configuration is valid");
+    tune(&mut config);
+    let services = Services::open(&config).await.expect("services open");
+    let repository = Arc::clone(&services.repository);
+    let application = Application::with_services(&config, services).expect("app builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        repository,
+        jwt_secret,
+        master_key_hex,
+        database: Some(guard),
+    }
+}
+
+/// A TCP proxy to `upstream` (`host:port`, any TCP service, e.g. a fake provider) and its local port;
+/// [`DatabaseProxy::cut`] makes the upstream unreachable.
+pub async fn tcp_proxy_to(upstream: &str) -> (DatabaseProxy, u16) {
+    let proxy = DatabaseProxy::start(upstream.to_owned()).await;
+    let port = proxy.port;
+    (proxy, port)
+}

@@ -11,6 +11,7 @@ mod leads;
 mod oauth;
 #[path = "../../../../crates/byoc-providers/tests/integration/prism.rs"]
 mod prism;
+mod provider_faults;
 mod secrets;
 mod settings;
 mod sms;
