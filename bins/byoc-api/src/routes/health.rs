@@ -1,5 +1,7 @@
 //! `/healthz` (liveness), `/readyz` (database reachable, keyring loaded) and `/metrics` (Prometheus text).
 
+use std::time::Duration;
+
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -22,19 +24,33 @@ pub async fn healthz() -> web::Json<HealthStatus> {
     web::Json(HealthStatus { status: "ok" })
 }
 
-/// Readiness: the database answers and the keyring is loaded.
+/// How long `/readyz` waits for the database. While Postgres is down the pool keeps retrying a connection until
+/// its acquire timeout (5 s); a readiness probe gets its 503 after this instead (give the probe a longer
+/// timeout than this).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness: the database answers (within [`READY_TIMEOUT`]) and the keyring is loaded.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "health",
     responses(
         (status = 200, body = HealthStatus),
-        (status = 503, description = "the database is unreachable", body = ErrorBody),
+        (status = 503, description = "the database is unreachable or does not answer within 2 s", body = ErrorBody),
     )
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthStatus>, ApiError> {
-    state.check_ready().await?;
+    match tokio::time::timeout(READY_TIMEOUT, state.check_ready()).await {
+        Ok(ready) => ready?,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = READY_TIMEOUT.as_millis() as u64,
+                "readiness check: the database did not answer in time"
+            );
+            return Err(ApiError::database_unavailable());
+        }
+    }
     Ok(web::Json(HealthStatus { status: "ok" }))
 }
 

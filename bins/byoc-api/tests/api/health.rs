@@ -1,6 +1,8 @@
 //! `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and unknown routes.
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, STORES};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{error_code, spawn_app, spawn_app_behind_proxy, spawn_app_with, STORES};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_ok_on_both_stores() {
@@ -38,6 +40,41 @@ async fn readyz_answers_503_when_the_database_is_gone() {
         200,
         "liveness does not depend on the database"
     );
+}
+
+#[tokio::test]
+async fn readyz_answers_503_before_the_pool_gives_up_when_postgres_is_unreachable() {
+    let (app, proxy) = spawn_app_behind_proxy().await;
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 200);
+    proxy.cut().await;
+    // New connections are refused: the pool retries until its 5 s acquire timeout, readiness stops at 2 s.
+    let started = Instant::now();
+    let response = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_code(response).await, "database_unavailable");
+    assert!(
+        elapsed < Duration::from_millis(3_500),
+        "readyz answered after {elapsed:?}"
+    );
+    let live = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(live.status(), 200);
 }
 
 #[tokio::test]
