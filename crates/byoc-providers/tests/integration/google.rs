@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use byoc_providers::{
-    build_http_client, AvailabilityRequest, CalendarAvailability, CredentialPayload,
-    GoogleCalendarClient, GoogleCalendarCredential, Pkce, ProviderConfig, ProviderError,
-    RefusalReason, VerificationDetails, Verifier,
+    build_http_client, AvailabilityRequest, CalendarAvailability, ConnectedTokens,
+    CredentialPayload, GoogleCalendarClient, GoogleCalendarCredential, Pkce, ProviderConfig,
+    ProviderError, RefusalReason, VerificationDetails, Verifier,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -102,6 +102,23 @@ async fn mount_free_busy(server: &MockServer, busy: serde_json::Value) {
         })))
         .mount(server)
         .await;
+}
+
+/// Exchanges the authorization code "4/auth-code" with the test client and `pkce`'s verifier.
+async fn exchange_auth_code(
+    google: &GoogleCalendarClient,
+    redirect: &Url,
+    pkce: &Pkce,
+) -> Result<ConnectedTokens, ProviderError> {
+    google
+        .exchange_code(
+            CLIENT_ID,
+            &SecretString::from(CLIENT_SECRET),
+            "4/auth-code",
+            redirect,
+            pkce.verifier(),
+        )
+        .await
 }
 
 #[tokio::test]
@@ -201,14 +218,7 @@ async fn code_exchange_sends_the_pkce_verifier_and_requires_a_refresh_token() {
     mount_calendar_list(&server).await;
     let google = client(&config_for(&server.uri()));
 
-    let tokens = google
-        .exchange_code(
-            CLIENT_ID,
-            &SecretString::from(CLIENT_SECRET),
-            "4/auth-code",
-            &redirect,
-            pkce.verifier(),
-        )
+    let tokens = exchange_auth_code(&google, &redirect, &pkce)
         .await
         .expect("exchanged");
     assert_eq!(tokens.refresh_token.expose_secret(), REFRESH_TOKEN);
@@ -232,14 +242,7 @@ async fn code_exchange_sends_the_pkce_verifier_and_requires_a_refresh_token() {
         .expect("slots from cached token");
     assert_eq!(availability.slots.len(), 8);
 
-    let error = google
-        .exchange_code(
-            CLIENT_ID,
-            &SecretString::from(CLIENT_SECRET),
-            "4/auth-code",
-            &redirect,
-            pkce.verifier(),
-        )
+    let error = exchange_auth_code(&google, &redirect, &pkce)
         .await
         .expect_err("second exchange issues no refresh token");
     assert_eq!(error.provider_code(), Some("no_refresh_token"));

@@ -2,11 +2,12 @@
 
 use byoc_providers::{
     ProviderClients, ProviderError, ProviderKind, RefusalReason, StripeMode, VerificationDetails,
+    VerificationOutcome,
 };
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{assert_no_secret, config_for};
+use crate::support::{assert_no_secret, config_for, request_count};
 
 const STRIPE_TEST_KEY: &str = "sk_test_51HsecretKeyValue0000abcd";
 const STRIPE_LIVE_KEY: &str = "rk_live_51HsecretKeyValue0000wxyz";
@@ -28,6 +29,36 @@ async fn registry_for(server: &MockServer) -> byoc_providers::VerifierRegistry {
     ProviderClients::new(&config_for(&server.uri()))
         .expect("clients")
         .verifier_registry()
+}
+
+/// A server answering GET `route` with `response`.
+async fn server_answering(route: &str, response: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(route))
+        .respond_with(response)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Verifies the Stripe secret key `key` with the verifiers pointed at `server`.
+async fn verify_stripe(
+    server: &MockServer,
+    key: &str,
+) -> Result<VerificationOutcome, ProviderError> {
+    registry_for(server)
+        .await
+        .verify(ProviderKind::Stripe, &stripe_payload(key))
+        .await
+}
+
+/// Verifies the HubSpot test token with the verifiers pointed at `server`.
+async fn verify_hubspot(server: &MockServer) -> Result<VerificationOutcome, ProviderError> {
+    registry_for(server)
+        .await
+        .verify(ProviderKind::HubSpot, &hubspot_payload())
+        .await
 }
 
 #[tokio::test]
@@ -72,20 +103,17 @@ async fn stripe_reports_test_and_live_mode() {
 
 #[tokio::test]
 async fn stripe_auth_failures_are_typed_and_never_echo_the_key() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1/balance"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+    let server = server_answering(
+        "/v1/balance",
+        ResponseTemplate::new(401).set_body_json(serde_json::json!({
             "error": {
                 "message": format!("Invalid API Key provided: {STRIPE_TEST_KEY}"),
                 "type": "invalid_request_error"
             }
-        })))
-        .mount(&server)
-        .await;
-    let error = registry_for(&server)
-        .await
-        .verify(ProviderKind::Stripe, &stripe_payload(STRIPE_TEST_KEY))
+        })),
+    )
+    .await;
+    let error = verify_stripe(&server, STRIPE_TEST_KEY)
         .await
         .expect_err("refused");
     let refusal = error.refusal().expect("refusal");
@@ -98,20 +126,17 @@ async fn stripe_auth_failures_are_typed_and_never_echo_the_key() {
 
 #[tokio::test]
 async fn stripe_restricted_keys_without_balance_permission_are_refused() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1/balance"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
+    let server = server_answering(
+        "/v1/balance",
+        ResponseTemplate::new(403).set_body_json(serde_json::json!({
             "error": {
                 "message": format!("The provided key '{STRIPE_LIVE_KEY}' does not have the required permissions for this endpoint on account 'acct_1'."),
                 "type": "invalid_request_error"
             }
-        })))
-        .mount(&server)
-        .await;
-    let error = registry_for(&server)
-        .await
-        .verify(ProviderKind::Stripe, &stripe_payload(STRIPE_LIVE_KEY))
+        })),
+    )
+    .await;
+    let error = verify_stripe(&server, STRIPE_LIVE_KEY)
         .await
         .expect_err("refused");
     assert_eq!(
@@ -139,11 +164,7 @@ async fn hubspot_verifies_the_account_details() {
         .expect(1)
         .mount(&server)
         .await;
-    let outcome = registry_for(&server)
-        .await
-        .verify(ProviderKind::HubSpot, &hubspot_payload())
-        .await
-        .expect("verified");
+    let outcome = verify_hubspot(&server).await.expect("verified");
     assert_eq!(
         outcome.details,
         VerificationDetails::HubSpot {
@@ -155,41 +176,31 @@ async fn hubspot_verifies_the_account_details() {
 
 #[tokio::test]
 async fn hubspot_auth_failures_carry_the_category() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/account-info/v3/details"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+    let server = server_answering(
+        "/account-info/v3/details",
+        ResponseTemplate::new(401).set_body_json(serde_json::json!({
             "status": "error",
             "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
             "correlationId": "a43683b0-5717-4ceb-80b4-104d02915d8c",
             "category": "INVALID_AUTHENTICATION"
-        })))
-        .mount(&server)
-        .await;
-    let error = registry_for(&server)
-        .await
-        .verify(ProviderKind::HubSpot, &hubspot_payload())
-        .await
-        .expect_err("refused");
+        })),
+    )
+    .await;
+    let error = verify_hubspot(&server).await.expect_err("refused");
     let refusal = error.refusal().expect("refusal");
     assert_eq!(refusal.reason, RefusalReason::Authentication);
     assert_eq!(refusal.code, "INVALID_AUTHENTICATION");
     assert_no_secret(&error, &[HUBSPOT_TOKEN]);
 
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/account-info/v3/details"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
+    let server = server_answering(
+        "/account-info/v3/details",
+        ResponseTemplate::new(403).set_body_json(serde_json::json!({
             "status": "error", "message": "This app hasn't been granted all required scopes to make this call.",
             "correlationId": "b1", "category": "MISSING_SCOPES"
-        })))
-        .mount(&server)
-        .await;
-    let error = registry_for(&server)
-        .await
-        .verify(ProviderKind::HubSpot, &hubspot_payload())
-        .await
-        .expect_err("refused");
+        })),
+    )
+    .await;
+    let error = verify_hubspot(&server).await.expect_err("refused");
     assert_eq!(
         error.refusal().map(|r| r.reason),
         Some(RefusalReason::PermissionDenied)
@@ -200,12 +211,7 @@ async fn hubspot_auth_failures_carry_the_category() {
 #[tokio::test]
 async fn a_payload_of_the_wrong_shape_is_invalid_input_naming_the_field() {
     let server = MockServer::start().await;
-    let error = registry_for(&server)
-        .await
-        .verify(
-            ProviderKind::Stripe,
-            &stripe_payload("pk_test_51Hpublishable0000"),
-        )
+    let error = verify_stripe(&server, "pk_test_51Hpublishable0000")
         .await
         .expect_err("publishable key");
     match &error {
@@ -213,26 +219,17 @@ async fn a_payload_of_the_wrong_shape_is_invalid_input_naming_the_field() {
         other => panic!("unexpected {other}"),
     }
     assert_no_secret(&error, &["pk_test_51Hpublishable0000"]);
-    assert_eq!(
-        server
-            .received_requests()
-            .await
-            .map(|requests| requests.len()),
-        Some(0)
-    );
+    assert_eq!(request_count(&server).await, Some(0));
 }
 
 #[tokio::test]
 async fn an_oversized_answer_is_refused_not_buffered() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1/balance"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(5 * 1024 * 1024)))
-        .mount(&server)
-        .await;
-    let error = registry_for(&server)
-        .await
-        .verify(ProviderKind::Stripe, &stripe_payload(STRIPE_TEST_KEY))
+    let server = server_answering(
+        "/v1/balance",
+        ResponseTemplate::new(200).set_body_string("x".repeat(5 * 1024 * 1024)),
+    )
+    .await;
+    let error = verify_stripe(&server, STRIPE_TEST_KEY)
         .await
         .expect_err("too large");
     assert!(

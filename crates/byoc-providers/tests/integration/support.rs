@@ -1,4 +1,5 @@
-//! Shared helpers: configurations pointing at local servers, test credentials, secret-leak assertions.
+//! Shared helpers: configurations pointing at local servers, test credentials, secret-leak assertions,
+//! request counts.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use byoc_providers::{
     TwilioCredential,
 };
 use url::Url;
+use wiremock::MockServer;
 
 pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TWILIO_AUTH_TOKEN: &str = "authtoken-secret-0123456789abcdef";
@@ -38,6 +40,11 @@ pub fn twilio_client(config: &ProviderConfig) -> TwilioClient {
     )
 }
 
+/// A Twilio client whose every base URL is `server`.
+pub fn twilio_client_for(server: &MockServer) -> TwilioClient {
+    twilio_client(&config_for(&server.uri()))
+}
+
 pub fn twilio_payload(from: &str) -> Vec<u8> {
     serde_json::json!({
         "accountSid": TWILIO_SID,
@@ -58,4 +65,12 @@ pub fn assert_no_secret<T: std::fmt::Debug + std::fmt::Display>(value: &T, secre
     for secret in secrets {
         assert!(!shown.contains(secret), "secret leaked into: {shown}");
     }
+}
+
+/// How many requests `server` has received (`None` when request recording is off).
+pub async fn request_count(server: &MockServer) -> Option<usize> {
+    server
+        .received_requests()
+        .await
+        .map(|requests| requests.len())
 }

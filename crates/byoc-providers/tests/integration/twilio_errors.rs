@@ -1,15 +1,19 @@
 //! Twilio error paths and the retry policy against wiremock fakes answering Twilio's documented error
 //! bodies `{code, message, more_info, status}`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use byoc_providers::{E164Phone, OutboundSms, ProviderError, RefusalReason, SmsSender, Verifier};
+use byoc_providers::{
+    E164Phone, OutboundSms, ProviderError, RefusalReason, SentSms, SmsSender, TwilioClient,
+    VerificationOutcome, Verifier,
+};
 use wiremock::matchers::{basic_auth, body_string_contains, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
-    assert_no_secret, config_for, twilio_client, twilio_credential, twilio_payload,
-    TWILIO_AUTH_TOKEN, TWILIO_FROM, TWILIO_SID,
+    assert_no_secret, config_for, request_count, twilio_client, twilio_client_for,
+    twilio_credential, twilio_payload, TWILIO_AUTH_TOKEN, TWILIO_FROM, TWILIO_SID,
 };
 
 fn messages_path() -> String {
@@ -33,8 +37,57 @@ fn created() -> ResponseTemplate {
     }))
 }
 
-fn message(to: &str) -> OutboundSms {
-    OutboundSms::new(E164Phone::parse("to", to).expect("valid"), "Hot lead").expect("valid message")
+/// Mounts `response` on the Messages endpoint, expected to be asked `times` times.
+async fn mount_send(server: &MockServer, response: ResponseTemplate, times: u64) {
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(response)
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
+/// Sends "Hot lead" to +14155550123 with the test credential.
+async fn send_hot_lead(client: &TwilioClient) -> Result<SentSms, ProviderError> {
+    let message = OutboundSms::new(
+        E164Phone::parse("to", "+14155550123").expect("valid"),
+        "Hot lead",
+    )
+    .expect("valid message");
+    client
+        .send_sms(&twilio_credential(TWILIO_FROM), &message)
+        .await
+}
+
+/// A local address nothing listens on (bound, then released).
+fn unused_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    listener.local_addr().expect("address")
+}
+
+/// A server answering the account resource with `account`.
+async fn account_server(account: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}.json")))
+        .respond_with(account)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// An account resource named "Clinic" with the given status and type.
+fn account(status: &str, account_type: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "sid": TWILIO_SID, "status": status, "friendly_name": "Clinic", "type": account_type
+    }))
+}
+
+/// Verifies the test payload against `server`.
+async fn verify_on(server: &MockServer) -> Result<VerificationOutcome, ProviderError> {
+    twilio_client_for(server)
+        .verify(&twilio_payload(TWILIO_FROM))
+        .await
 }
 
 #[tokio::test]
@@ -53,9 +106,7 @@ async fn send_posts_the_form_with_the_orgs_basic_auth_and_status_callback() {
         .expect(1)
         .mount(&server)
         .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let sent = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+    let sent = send_hot_lead(&twilio_client_for(&server))
         .await
         .expect("sent");
     assert_eq!(sent.status, "queued");
@@ -98,15 +149,8 @@ async fn documented_send_errors_are_typed_and_carry_twilios_code_without_secrets
     ];
     for (code, status, text, reason) in cases {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path(messages_path()))
-            .respond_with(twilio_error(code, text, status))
-            .expect(1)
-            .mount(&server)
-            .await;
-        let client = twilio_client(&config_for(&server.uri()));
-        let error = client
-            .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+        mount_send(&server, twilio_error(code, text, status), 1).await;
+        let error = send_hot_lead(&twilio_client_for(&server))
             .await
             .expect_err("Twilio refused");
         let refusal = error.refusal().unwrap_or_else(|| panic!("{code}: {error}"));
@@ -128,39 +172,19 @@ async fn rate_limit_then_success_sends_exactly_once() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created())
-        .expect(1)
-        .mount(&server)
-        .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let sent = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+    mount_send(&server, created(), 1).await;
+    let sent = send_hot_lead(&twilio_client_for(&server))
         .await
         .expect("second attempt succeeds");
     assert_eq!(sent.sid, "SM0123456789abcdef0123456789abcdef");
-    assert_eq!(
-        server
-            .received_requests()
-            .await
-            .map(|requests| requests.len()),
-        Some(2)
-    );
+    assert_eq!(request_count(&server).await, Some(2));
 }
 
 #[tokio::test]
 async fn service_unavailable_is_retried_within_the_bound_then_reported() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(ResponseTemplate::new(503))
-        .expect(3)
-        .mount(&server)
-        .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let error = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+    mount_send(&server, ResponseTemplate::new(503), 3).await;
+    let error = send_hot_lead(&twilio_client_for(&server))
         .await
         .expect_err("still unavailable");
     assert!(
@@ -172,17 +196,13 @@ async fn service_unavailable_is_retried_within_the_bound_then_reported() {
 #[tokio::test]
 async fn a_long_retry_after_is_returned_not_waited_for() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(
-            twilio_error(20429, "Too Many Requests", 429).insert_header("Retry-After", "120"),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let error = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+    mount_send(
+        &server,
+        twilio_error(20429, "Too Many Requests", 429).insert_header("Retry-After", "120"),
+        1,
+    )
+    .await;
+    let error = send_hot_lead(&twilio_client_for(&server))
         .await
         .expect_err("rate limited");
     assert!(
@@ -196,44 +216,29 @@ async fn a_long_retry_after_is_returned_not_waited_for() {
 #[tokio::test]
 async fn a_server_error_after_the_send_is_never_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(ResponseTemplate::new(500).set_body_string("internal error"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let error = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+    mount_send(
+        &server,
+        ResponseTemplate::new(500).set_body_string("internal error"),
+        1,
+    )
+    .await;
+    let error = send_hot_lead(&twilio_client_for(&server))
         .await
         .expect_err("500");
     assert!(
         matches!(error, ProviderError::OutcomeUnknown { .. }),
         "{error}"
     );
-    assert_eq!(
-        server
-            .received_requests()
-            .await
-            .map(|requests| requests.len()),
-        Some(1)
-    );
+    assert_eq!(request_count(&server).await, Some(1));
 }
 
 #[tokio::test]
 async fn a_timeout_after_the_send_is_never_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(messages_path()))
-        .respond_with(created().set_delay(Duration::from_secs(2)))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mount_send(&server, created().set_delay(Duration::from_secs(2)), 1).await;
     let mut config = config_for(&server.uri());
     config.timeouts.request = Duration::from_millis(300);
-    let client = twilio_client(&config);
-    let error = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+    let error = send_hot_lead(&twilio_client(&config))
         .await
         .expect_err("timed out");
     assert!(
@@ -244,9 +249,7 @@ async fn a_timeout_after_the_send_is_never_retried() {
 
 #[tokio::test]
 async fn connection_failures_before_sending_are_retried() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    let address = listener.local_addr().expect("address");
-    drop(listener);
+    let address = unused_address();
     let mut config = config_for(&format!("http://{address}"));
     config.retry.max_attempts = 20;
     config.retry.max_backoff = Duration::from_millis(50);
@@ -256,39 +259,21 @@ async fn connection_failures_before_sending_are_retried() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let listener = std::net::TcpListener::bind(address).expect("rebind the port");
         let server = MockServer::builder().listener(listener).start().await;
-        Mock::given(method("POST"))
-            .and(path(messages_path()))
-            .respond_with(created())
-            .expect(1)
-            .mount(&server)
-            .await;
+        mount_send(&server, created(), 1).await;
         server
     });
-    let sent = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
+    let sent = send_hot_lead(&client)
         .await
         .expect("sent once the server is up");
     assert_eq!(sent.status, "queued");
     let server = server_task.await.expect("server task");
-    assert_eq!(
-        server
-            .received_requests()
-            .await
-            .map(|requests| requests.len()),
-        Some(1)
-    );
+    assert_eq!(request_count(&server).await, Some(1));
 }
 
 #[tokio::test]
 async fn an_unreachable_twilio_is_unavailable_after_the_bound() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    let address = listener.local_addr().expect("address");
-    drop(listener);
-    let client = twilio_client(&config_for(&format!("http://{address}")));
-    let error = client
-        .send_sms(&twilio_credential(TWILIO_FROM), &message("+14155550123"))
-        .await
-        .expect_err("nothing listens");
+    let client = twilio_client(&config_for(&format!("http://{}", unused_address())));
+    let error = send_hot_lead(&client).await.expect_err("nothing listens");
     assert!(
         matches!(error, ProviderError::Unavailable { .. }),
         "{error}"
@@ -297,20 +282,8 @@ async fn an_unreachable_twilio_is_unavailable_after_the_bound() {
 
 #[tokio::test]
 async fn verify_maps_authentication_inactive_accounts_and_foreign_numbers() {
-    let account_path = format!("/2010-04-01/Accounts/{TWILIO_SID}.json");
-    let numbers_path = format!("/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json");
-
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(account_path.clone()))
-        .respond_with(twilio_error(20003, "Authenticate", 401))
-        .mount(&server)
-        .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let error = client
-        .verify(&twilio_payload(TWILIO_FROM))
-        .await
-        .expect_err("401");
+    let server = account_server(twilio_error(20003, "Authenticate", 401)).await;
+    let error = verify_on(&server).await.expect_err("401");
     assert_eq!(
         error.refusal().map(|r| r.reason),
         Some(RefusalReason::Authentication)
@@ -318,44 +291,24 @@ async fn verify_maps_authentication_inactive_accounts_and_foreign_numbers() {
     assert!(error.is_credential_failure());
     assert_no_secret(&error, &[TWILIO_AUTH_TOKEN]);
 
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(account_path.clone()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"sid": TWILIO_SID, "status": "suspended", "friendly_name": "Clinic", "type": "Full"}),
-        ))
-        .mount(&server)
-        .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let error = client
-        .verify(&twilio_payload(TWILIO_FROM))
-        .await
-        .expect_err("suspended");
+    let server = account_server(account("suspended", "Full")).await;
+    let error = verify_on(&server).await.expect_err("suspended");
     let refusal = error.refusal().expect("refusal");
     assert_eq!(refusal.reason, RefusalReason::AccountInactive);
     assert_eq!(refusal.code, "account_suspended");
 
-    let server = MockServer::start().await;
+    let server = account_server(account("active", "Trial")).await;
     Mock::given(method("GET"))
-        .and(path(account_path))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"sid": TWILIO_SID, "status": "active", "friendly_name": "Clinic", "type": "Trial"}),
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(numbers_path))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json"
+        )))
         .and(query_param("PhoneNumber", TWILIO_FROM))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "incoming_phone_numbers": [{"phone_number": TWILIO_FROM, "capabilities": {"sms": true, "voice": true}}]
         })))
         .mount(&server)
         .await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let outcome = client
-        .verify(&twilio_payload(TWILIO_FROM))
-        .await
-        .expect("verified");
+    let outcome = verify_on(&server).await.expect("verified");
     assert!(outcome.updated_payload.is_none());
     assert_eq!(
         outcome.details.to_string(),
@@ -366,8 +319,7 @@ async fn verify_maps_authentication_inactive_accounts_and_foreign_numbers() {
 #[tokio::test]
 async fn an_invalid_payload_fails_before_any_request() {
     let server = MockServer::start().await;
-    let client = twilio_client(&config_for(&server.uri()));
-    let error = client
+    let error = twilio_client_for(&server)
         .verify(&twilio_payload("555-0100"))
         .await
         .expect_err("not E.164");
@@ -376,11 +328,5 @@ async fn an_invalid_payload_fails_before_any_request() {
         other => panic!("unexpected {other}"),
     }
     assert_no_secret(&error, &[TWILIO_AUTH_TOKEN]);
-    assert_eq!(
-        server
-            .received_requests()
-            .await
-            .map(|requests| requests.len()),
-        Some(0)
-    );
+    assert_eq!(request_count(&server).await, Some(0));
 }
