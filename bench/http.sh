@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# HTTP throughput and latency of byoc-api on Postgres: `GET /api/organization/credentials` (JWT check, role
+# from organization_members, one RLS-scoped read) against `GET /healthz` (the framework floor) in one run,
+# with the same wrk threads, connections and duration, and the ratios credentials ÷ healthz; plus byoc-api's
+# peak RSS under that load (target <= 64 MiB).
+#
+# Usage:
+#   bash bench/http.sh [--duration SECS] [--connections N] [--threads N] [--credentials N]
+#   bash bench/http.sh --saturation 60      # 60 s at saturation on the credentials endpoint:
+#                                           # errors (status >= 400 + socket errors; must be 0) and p99
+# Defaults: 15 s per endpoint, 32 connections, 2 threads, 5 credentials in the benchmarked organization.
+# Needs the local Postgres (BYOC_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres),
+# node, curl, python3; installs wrk with apt-get when it is missing. A fresh database is created and dropped.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+duration=15
+connections=32
+threads=2
+credentials=5
+saturation=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration="$2"; shift 2 ;;
+        --connections) connections="$2"; shift 2 ;;
+        --threads) threads="$2"; shift 2 ;;
+        --credentials) credentials="$2"; shift 2 ;;
+        --saturation) saturation="$2"; shift 2 ;;
+        *) die "unknown argument $1 (see the header of this script)" ;;
+    esac
+done
+
+ensure_wrk
+build_release
+configure_service
+fresh_database http
+export BYOC_MASTER_KEYS="1:$("$byoc_bin" keys generate)"
+start_server
+seed_owner "Bench clinic"
+add_twilio_credentials "$credentials"
+say "byoc-api pid $server_pid on $base, database $database_name, $credentials credentials listed per request"
+say "wrk: $threads threads, $connections connections"
+
+# Warm-up (connections, pools, caches), not reported.
+run_wrk warmup /api/organization/credentials 3 auth
+
+if [ -n "$saturation" ]; then
+    start_rss_sampler
+    run_wrk saturation /api/organization/credentials "$saturation" auth
+    stop_rss_sampler
+    grep -v '^WRK_JSON' "$workdir/saturation.txt"
+    node - "$workdir/saturation.json" "$rss_max_kib" "$rss_hwm_kib" "$saturation" <<'EOF'
+const [file, rssMax, rssHwm, seconds] = process.argv.slice(2);
+const r = JSON.parse(require('fs').readFileSync(file, 'utf8'));
+const errors = r.status_errors + r.socket_errors;
+console.log(`saturation ${seconds} s on GET /api/organization/credentials: ${r.requests} requests, ` +
+  `${r.rps.toFixed(0)} req/s, p50 ${(r.p50_us / 1000).toFixed(2)} ms, p99 ${(r.p99_us / 1000).toFixed(2)} ms, ` +
+  `max ${(r.max_us / 1000).toFixed(1)} ms`);
+console.log(`errors: ${errors} (status >= 400: ${r.status_errors}, connect ${r.connect_errors}, read ${r.read_errors}, ` +
+  `write ${r.write_errors}, timeouts ${r.timeouts}) ${errors === 0 ? '(zero: OK)' : '(NOT zero)'}`);
+console.log(`byoc-api RSS: max sampled ${(rssMax / 1024).toFixed(1)} MiB, VmHWM ${(rssHwm / 1024).toFixed(1)} MiB ` +
+  `(target <= 64 MiB: ${Math.max(rssMax, rssHwm) <= 65536 ? 'met' : 'NOT met'})`);
+process.exitCode = errors === 0 ? 0 : 1;
+EOF
+    exit
+fi
+
+start_rss_sampler
+run_wrk credentials /api/organization/credentials "$duration" auth
+run_wrk healthz /healthz "$duration"
+stop_rss_sampler
+
+node - "$workdir/credentials.json" "$workdir/healthz.json" "$rss_max_kib" "$rss_hwm_kib" "$duration" <<'EOF'
+const fs = require('fs');
+const [credFile, healthFile, rssMax, rssHwm, seconds] = process.argv.slice(2);
+const c = JSON.parse(fs.readFileSync(credFile, 'utf8'));
+const h = JSON.parse(fs.readFileSync(healthFile, 'utf8'));
+const ms = (us) => (us / 1000).toFixed(2);
+console.log('');
+console.log(`| endpoint (${seconds} s each) | req/s | p50 ms | p99 ms | errors |`);
+console.log('| --- | --- | --- | --- | --- |');
+for (const [name, r] of [['GET /api/organization/credentials', c], ['GET /healthz', h]]) {
+  console.log(`| ${name} | ${r.rps.toFixed(0)} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${r.status_errors + r.socket_errors} |`);
+}
+console.log(`| credentials ÷ healthz | ${(c.rps / h.rps).toFixed(3)} | ${(c.p50_us / h.p50_us).toFixed(2)} | ` +
+  `${(c.p99_us / h.p99_us).toFixed(2)} | |`);
+console.log('');
+console.log(`throughput ratio credentials / healthz = ${(c.rps / h.rps).toFixed(3)}`);
+console.log(`byoc-api RSS under load: max sampled ${(rssMax / 1024).toFixed(1)} MiB, VmHWM ${(rssHwm / 1024).toFixed(1)} MiB ` +
+  `(target <= 64 MiB: ${Math.max(rssMax, rssHwm) <= 65536 ? 'met' : 'NOT met'})`);
+if (c.status_errors + c.socket_errors + h.status_errors + h.socket_errors > 0) {
+  console.log('ERRORS during the run (see above)');
+  process.exitCode = 1;
+}
+EOF
