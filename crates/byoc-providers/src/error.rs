@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use reqwest::StatusCode;
+
 use crate::kind::ProviderKind;
 
 /// An input or credential field that failed validation; `field` is the API's camelCase field name.
@@ -213,6 +215,35 @@ impl ProviderError {
             _ => false,
         }
     }
+}
+
+/// The provider's error code, or `http_<status>` when its answer named none.
+pub(crate) fn code_or_http_status(code: Option<String>, status: StatusCode) -> String {
+    code.unwrap_or_else(|| format!("http_{}", status.as_u16()))
+}
+
+/// The provider's error message, or the status's canonical reason (`error` for an unknown status) when
+/// its answer gave none.
+pub(crate) fn message_or_status_reason(message: Option<String>, status: StatusCode) -> String {
+    message.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned())
+}
+
+/// A refusal of an HTTP answer with `status` that links no documentation.
+pub(crate) fn refused_with_status(
+    provider: ProviderKind,
+    reason: RefusalReason,
+    code: String,
+    message: String,
+    status: StatusCode,
+) -> ProviderError {
+    ProviderError::Refused(ProviderRefusal {
+        provider,
+        reason,
+        code,
+        message,
+        http_status: Some(status.as_u16()),
+        more_info: None,
+    })
 }
 
 /// Replaces every occurrence of each secret in a provider's message so it can be stored and shown.

@@ -7,7 +7,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use url::Url;
 
 use crate::config::{HttpTimeouts, ProviderConfig, RetryPolicy};
-use crate::error::ProviderError;
+use crate::error::{code_or_http_status, refused_with_status, ProviderError, RefusalReason};
 use crate::kind::ProviderKind;
 
 /// The HTTP client could not be built (TLS backend initialisation failed).
@@ -199,6 +199,40 @@ pub(crate) struct ErrorAnswer {
     pub retry_after: Option<Duration>,
     /// The body text.
     pub body: String,
+}
+
+impl ErrorAnswer {
+    /// Maps the answer of a bearer-token verifier (Stripe, HubSpot), given the provider's code and its
+    /// secret-free message: 429 is rate limited, 5xx unavailable, 401 an authentication refusal, 403 a
+    /// permission refusal, anything else another refusal. A missing code becomes `http_<status>`.
+    pub(crate) fn into_verifier_error(
+        self,
+        provider: ProviderKind,
+        code: Option<String>,
+        message: String,
+    ) -> ProviderError {
+        let code = code_or_http_status(code, self.status);
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            return ProviderError::RateLimited {
+                provider,
+                code,
+                message,
+                retry_after: self.retry_after,
+            };
+        }
+        if self.status.is_server_error() {
+            return ProviderError::Unavailable {
+                provider,
+                reason: format!("HTTP {} ({code})", self.status.as_u16()),
+            };
+        }
+        let reason = match self.status {
+            StatusCode::UNAUTHORIZED => RefusalReason::Authentication,
+            StatusCode::FORBIDDEN => RefusalReason::PermissionDenied,
+            _ => RefusalReason::Other,
+        };
+        refused_with_status(provider, reason, code, message, self.status)
+    }
 }
 
 /// `GET url` with a bearer token (safe to retry); the 2xx body, or the error answer to map.

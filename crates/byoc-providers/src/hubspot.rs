@@ -2,14 +2,13 @@
 //! `GET /account-info/v3/details`.
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use url::Url;
 
 use crate::config::ProviderConfig;
 use crate::credentials::{CredentialPayload, HubSpotCredential};
-use crate::error::{scrub, ProviderError, ProviderRefusal, RefusalReason};
+use crate::error::{message_or_status_reason, scrub, ProviderError};
 use crate::http::{self, CallPolicy, ErrorAnswer};
 use crate::kind::ProviderKind;
 use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
@@ -42,46 +41,11 @@ struct HubSpotErrorBody {
 
 fn map_error(answer: ErrorAnswer, token: &str) -> ProviderError {
     let parsed: HubSpotErrorBody = serde_json::from_str(&answer.body).unwrap_or_default();
-    let code = parsed
-        .category
-        .unwrap_or_else(|| format!("http_{}", answer.status.as_u16()));
     let message = scrub(
-        &parsed.message.unwrap_or_else(|| {
-            answer
-                .status
-                .canonical_reason()
-                .unwrap_or("error")
-                .to_owned()
-        }),
+        &message_or_status_reason(parsed.message, answer.status),
         &[token],
     );
-    if answer.status == StatusCode::TOO_MANY_REQUESTS {
-        return ProviderError::RateLimited {
-            provider: PROVIDER,
-            code,
-            message,
-            retry_after: answer.retry_after,
-        };
-    }
-    if answer.status.is_server_error() {
-        return ProviderError::Unavailable {
-            provider: PROVIDER,
-            reason: format!("HTTP {} ({code})", answer.status.as_u16()),
-        };
-    }
-    let reason = match answer.status {
-        StatusCode::UNAUTHORIZED => RefusalReason::Authentication,
-        StatusCode::FORBIDDEN => RefusalReason::PermissionDenied,
-        _ => RefusalReason::Other,
-    };
-    ProviderError::Refused(ProviderRefusal {
-        provider: PROVIDER,
-        reason,
-        code,
-        message,
-        http_status: Some(answer.status.as_u16()),
-        more_info: None,
-    })
+    answer.into_verifier_error(PROVIDER, parsed.category, message)
 }
 
 impl HubSpotClient {

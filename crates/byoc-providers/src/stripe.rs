@@ -2,14 +2,13 @@
 //! mode is reported from both the key prefix and Stripe's `livemode`.
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use url::Url;
 
 use crate::config::ProviderConfig;
 use crate::credentials::{CredentialPayload, StripeCredential};
-use crate::error::{scrub, ProviderError, ProviderRefusal, RefusalReason};
+use crate::error::{message_or_status_reason, scrub, ProviderError};
 use crate::http::{self, CallPolicy, ErrorAnswer};
 use crate::kind::ProviderKind;
 use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
@@ -67,48 +66,12 @@ fn scrub_keys(message: &str, key: &str) -> String {
 
 fn map_error(answer: ErrorAnswer, key: &str) -> ProviderError {
     let parsed: StripeErrorEnvelope = serde_json::from_str(&answer.body).unwrap_or_default();
-    let code = parsed
-        .error
-        .code
-        .or(parsed.error.kind)
-        .unwrap_or_else(|| format!("http_{}", answer.status.as_u16()));
     let message = scrub_keys(
-        &parsed.error.message.unwrap_or_else(|| {
-            answer
-                .status
-                .canonical_reason()
-                .unwrap_or("error")
-                .to_owned()
-        }),
+        &message_or_status_reason(parsed.error.message, answer.status),
         key,
     );
-    if answer.status == StatusCode::TOO_MANY_REQUESTS {
-        return ProviderError::RateLimited {
-            provider: PROVIDER,
-            code,
-            message,
-            retry_after: answer.retry_after,
-        };
-    }
-    if answer.status.is_server_error() {
-        return ProviderError::Unavailable {
-            provider: PROVIDER,
-            reason: format!("HTTP {} ({code})", answer.status.as_u16()),
-        };
-    }
-    let reason = match answer.status {
-        StatusCode::UNAUTHORIZED => RefusalReason::Authentication,
-        StatusCode::FORBIDDEN => RefusalReason::PermissionDenied,
-        _ => RefusalReason::Other,
-    };
-    ProviderError::Refused(ProviderRefusal {
-        provider: PROVIDER,
-        reason,
-        code,
-        message,
-        http_status: Some(answer.status.as_u16()),
-        more_info: None,
-    })
+    let code = parsed.error.code.or(parsed.error.kind);
+    answer.into_verifier_error(PROVIDER, code, message)
 }
 
 impl StripeClient {

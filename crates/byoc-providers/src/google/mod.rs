@@ -22,7 +22,10 @@ use crate::calendar::{
 };
 use crate::config::{BusinessHours, ProviderConfig};
 use crate::credentials::{CredentialPayload, GoogleCalendarCredential, PRIMARY_CALENDAR};
-use crate::error::{ProviderError, ProviderRefusal, RefusalReason};
+use crate::error::{
+    code_or_http_status, message_or_status_reason, refused_with_status, ProviderError,
+    ProviderRefusal, RefusalReason,
+};
 use crate::http::{self, CallPolicy, Idempotency};
 use crate::kind::ProviderKind;
 use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
@@ -532,14 +535,8 @@ fn map_api_error(status: StatusCode, retry_after: Option<Duration>, body: &str) 
         .errors
         .first()
         .and_then(|item| item.reason.clone());
-    let code = item_reason
-        .clone()
-        .or(parsed.error.status)
-        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
-    let message = parsed
-        .error
-        .message
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let code = code_or_http_status(item_reason.clone().or(parsed.error.status), status);
+    let message = message_or_status_reason(parsed.error.message, status);
     let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
         || matches!(
             item_reason.as_deref(),
@@ -565,14 +562,7 @@ fn map_api_error(status: StatusCode, retry_after: Option<Duration>, body: &str) 
         StatusCode::NOT_FOUND => RefusalReason::NotFound,
         _ => RefusalReason::Other,
     };
-    ProviderError::Refused(ProviderRefusal {
-        provider: PROVIDER,
-        reason,
-        code,
-        message,
-        http_status: Some(status.as_u16()),
-        more_info: None,
-    })
+    refused_with_status(PROVIDER, reason, code, message, status)
 }
 
 #[async_trait]

@@ -14,7 +14,10 @@ use serde::Deserialize;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::error::{scrub, ProviderError, ProviderRefusal, RefusalReason};
+use crate::error::{
+    code_or_http_status, message_or_status_reason, refused_with_status, scrub, ProviderError,
+    RefusalReason,
+};
 use crate::kind::ProviderKind;
 
 const PROVIDER: ProviderKind = ProviderKind::GoogleCalendar;
@@ -180,13 +183,11 @@ pub(super) fn map_token_error(
     secrets: &[&str],
 ) -> ProviderError {
     let parsed: TokenErrorResponse = serde_json::from_str(body).unwrap_or_default();
-    let code = parsed
-        .error
-        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
-    let message = parsed
-        .error_description
-        .map(|text| scrub(&text, secrets))
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let code = code_or_http_status(parsed.error, status);
+    let message = message_or_status_reason(
+        parsed.error_description.map(|text| scrub(&text, secrets)),
+        status,
+    );
     if status == StatusCode::TOO_MANY_REQUESTS {
         return ProviderError::RateLimited {
             provider: PROVIDER,
@@ -207,14 +208,7 @@ pub(super) fn map_token_error(
         "access_denied" | "invalid_scope" => RefusalReason::PermissionDenied,
         _ => RefusalReason::Other,
     };
-    ProviderError::Refused(ProviderRefusal {
-        provider: PROVIDER,
-        reason,
-        code,
-        message,
-        http_status: Some(status.as_u16()),
-        more_info: None,
-    })
+    refused_with_status(PROVIDER, reason, code, message, status)
 }
 
 #[cfg(test)]

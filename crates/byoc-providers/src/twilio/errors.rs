@@ -5,7 +5,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::error::{scrub, ProviderError, ProviderRefusal, RefusalReason};
+use crate::error::{
+    code_or_http_status, message_or_status_reason, scrub, ProviderError, ProviderRefusal,
+    RefusalReason,
+};
 use crate::http::Idempotency;
 use crate::kind::ProviderKind;
 
@@ -48,14 +51,11 @@ pub(super) fn map_error(
     idempotency: Idempotency,
 ) -> ProviderError {
     let parsed: TwilioErrorBody = serde_json::from_str(body).unwrap_or_default();
-    let message = parsed
-        .message
-        .map(|message| scrub(&message, secrets))
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-    let code = parsed.code.map_or_else(
-        || format!("http_{}", status.as_u16()),
-        |code| code.to_string(),
+    let message = message_or_status_reason(
+        parsed.message.map(|message| scrub(&message, secrets)),
+        status,
     );
+    let code = code_or_http_status(parsed.code.map(|code| code.to_string()), status);
 
     if status == StatusCode::TOO_MANY_REQUESTS || parsed.code == Some(20429) {
         return ProviderError::RateLimited {
