@@ -24,7 +24,7 @@ use crate::tenant::{CredentialId, OAuthStateId, OrgId, Tenant, UserId};
 ///
 /// | who | may |
 /// | --- | --- |
-/// | member, admin, owner | read organization, members, credential metadata and envelopes, audit log; append audit events; record verification outcomes, SMS messages, usage |
+/// | member, admin, owner | read organization, members, credential metadata and envelopes, audit log; append audit events; record verification outcomes, SMS messages, usage; store a refresh token Google rotated |
 /// | admin, owner | insert credentials, update envelopes, deactivate; add non-owner members; set the hot-lead threshold; start an OAuth connect |
 /// | owner | purge credentials; add owners |
 /// | service (no user) | what a member may, except listing members and OAuth states |
@@ -146,6 +146,24 @@ pub trait CredentialRepository: Send + Sync {
         encrypted_data: &EncryptedEnvelope,
         encryption_key_version: NonZeroU32,
     ) -> StoreResult<CredentialMetadata>;
+
+    /// Stores a refresh token that Google rotated during a use: replaces the envelope of an **active
+    /// `google_calendar`** credential of the tenant's organization, only while it still holds `expected`
+    /// (compare-and-swap), and changes nothing but `encrypted_data` and `encryption_key_version`.
+    ///
+    /// Unlike [`CredentialRepository::update_envelope`] (owner or admin), any member or service may call
+    /// it, because any of them may run the availability check that receives the rotated token; on Postgres
+    /// it goes through the narrow `byoc_replace_rotated_envelope` function (migration 0009) rather than the
+    /// table's update policy. `None` when no active Google Calendar credential with that id holds `expected`
+    /// any more (another request stored the rotation first, or it was deactivated or purged meanwhile).
+    async fn replace_rotated_envelope(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        expected: &EncryptedEnvelope,
+        replacement: &EncryptedEnvelope,
+        encryption_key_version: NonZeroU32,
+    ) -> StoreResult<Option<CredentialMetadata>>;
 
     // Audit log.
 

@@ -2,6 +2,7 @@
 //! transaction.
 
 mod notify;
+mod payload;
 
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -513,6 +514,18 @@ impl CredentialRepository for PostgresStore {
         .ok_or_else(|| not_found("credential"))?;
         transaction.commit().await?;
         credential_metadata(&row)
+    }
+
+    async fn replace_rotated_envelope(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        expected: &EncryptedEnvelope,
+        replacement: &EncryptedEnvelope,
+        encryption_key_version: NonZeroU32,
+    ) -> StoreResult<Option<CredentialMetadata>> {
+        self.replace_rotated_envelope_row(tenant, id, expected, replacement, encryption_key_version)
+            .await
     }
 
     async fn append_audit_event(

@@ -32,11 +32,13 @@ use std::time::Duration;
 
 use byoc_crypto::{EnvelopeContext, Keyring, Plaintext};
 use byoc_providers::{
-    CredentialJson, CredentialPayload, ProviderKind, VerificationDetails, VerifierRegistry,
+    CredentialJson, CredentialPayload, GoogleCalendarCredential, ProviderKind, VerificationDetails,
+    VerifierRegistry,
 };
 use moka::future::Cache;
 use tokio::task::JoinHandle;
 
+use crate::access::{check, Need};
 use crate::model::{
     AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialType, DisplayName,
     EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, PublicHint, Purpose,
@@ -242,6 +244,16 @@ pub struct Verification {
     pub verified: bool,
     /// What the provider reported when it accepted the credential.
     pub details: Option<VerificationDetails>,
+}
+
+/// Which credential [`CredentialService::get_payload_any_status`] decrypts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialSelector {
+    /// The organization's newest active credential of the payload's type (by creation time, then id),
+    /// whatever its verification status.
+    NewestActive,
+    /// This credential, which must be active and of the payload's type.
+    Id(CredentialId),
 }
 
 /// The audit actions the service writes.
@@ -531,6 +543,70 @@ impl CredentialService {
         })
     }
 
+    /// For owners and admins: a credential decrypted **whatever its verification status** (pending, failed
+    /// or verified), for `purpose`. Reconnecting Google Calendar needs the organization's own OAuth client
+    /// precisely when its credential went `failed`, which [`CredentialService::get_payload`] never serves.
+    ///
+    /// Only active credentials are decrypted: [`CredentialSelector::NewestActive`] answers
+    /// [`CredentialServiceError::NotConfigured`] when the organization has no active credential of the type,
+    /// [`CredentialSelector::Id`] answers [`CredentialServiceError::Inactive`] for a deactivated one and
+    /// `NotConfigured` for one of another type. Members and services get `Store(Forbidden)`. Never cached,
+    /// never the legacy fallback. Audited as `read` with the purpose and the verification status found.
+    pub async fn get_payload_any_status<P: CredentialPayload>(
+        &self,
+        tenant: &Tenant,
+        which: CredentialSelector,
+        purpose: &Purpose,
+    ) -> ServiceResult<UsableCredential<P>> {
+        let wanted = credential_type(P::KIND);
+        let role = self.inner.repository.member_role(tenant).await?;
+        check(&tenant.actor, role, Need::Manager)?;
+        let id = match which {
+            CredentialSelector::Id(id) => id,
+            CredentialSelector::NewestActive => self
+                .inner
+                .repository
+                .list_credentials(tenant)
+                .await?
+                .into_iter()
+                .find(|metadata| metadata.credential_type == wanted && metadata.is_active)
+                .map(|metadata| metadata.id)
+                .ok_or(CredentialServiceError::NotConfigured { provider: wanted })?,
+        };
+        let record = self.inner.repository.get_credential(tenant, id).await?;
+        let metadata = &record.metadata;
+        if metadata.credential_type != wanted {
+            return Err(CredentialServiceError::NotConfigured { provider: wanted });
+        }
+        if !metadata.is_active {
+            return Err(CredentialServiceError::Inactive { id });
+        }
+        let plaintext = self
+            .inner
+            .open(tenant.org_id, wanted, id, &record.encrypted_data)?;
+        let payload = P::from_json_bytes(plaintext.expose_secret()).map_err(|source| {
+            CredentialServiceError::InvalidPayload {
+                provider: wanted,
+                source,
+            }
+        })?;
+        self.record(
+            tenant,
+            &self.inner.actions.read,
+            Some(id),
+            Some(wanted),
+            serde_json::json!({
+                "purpose": purpose.as_str(),
+                "verification_status": metadata.verification_status.as_str(),
+            }),
+        );
+        Ok(UsableCredential {
+            credential_id: Some(id),
+            legacy_fallback: false,
+            payload,
+        })
+    }
+
     /// How many times the legacy fallback was used since start (for the API's metrics).
     pub fn legacy_fallback_uses(&self) -> u64 {
         self.inner.fallback.as_ref().map_or(0, Fallback::uses)
@@ -678,6 +754,81 @@ impl CredentialService {
             verified,
             details,
         })
+    }
+
+    /// Stores the refresh token Google rotated while the credential was in use (an availability check by
+    /// any member or a calling service), so the connection survives Google retiring the old token.
+    ///
+    /// Only the refresh token of `rotated` is taken; every other field stays as stored. The payload is
+    /// re-sealed with a fresh data key under the active key version, bound to the same (org, type, id), and
+    /// written with [`CredentialRepository::replace_rotated_envelope`]: a compare-and-swap against the
+    /// envelope just read, allowed to members and services but only for an active Google Calendar
+    /// credential and only for the envelope columns (on Postgres through the narrow SECURITY DEFINER
+    /// function of migration 0009, not the owner/admin update policy). The cached credential is dropped here
+    /// (and on other replicas through the change notification) and the change is audited as `updated` with
+    /// `{reason: "refresh token rotated by Google", purpose}` before this returns.
+    ///
+    /// Returns the updated metadata, or `None` when nothing needed writing: the stored token is already the
+    /// rotated one, or another request replaced the envelope first. A deactivated credential is left alone
+    /// ([`CredentialServiceError::Inactive`]); an id that is not a Google Calendar credential of the
+    /// organization is `Store(NotFound)`.
+    pub async fn store_rotated_refresh_token(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        rotated: &GoogleCalendarCredential,
+        purpose: &Purpose,
+    ) -> ServiceResult<Option<CredentialMetadata>> {
+        let provider = CredentialType::GoogleCalendar;
+        let record = self.inner.repository.get_credential(tenant, id).await?;
+        if record.metadata.credential_type != provider {
+            return Err(crate::StoreError::NotFound {
+                what: "Google Calendar credential",
+            }
+            .into());
+        }
+        if !record.metadata.is_active {
+            return Err(CredentialServiceError::Inactive { id });
+        }
+        let (current, updated) = {
+            let plaintext = self
+                .inner
+                .open(tenant.org_id, provider, id, &record.encrypted_data)?;
+            let stored = GoogleCalendarCredential::from_json_bytes(plaintext.expose_secret())
+                .map_err(|source| CredentialServiceError::InvalidPayload { provider, source })?;
+            let updated = stored.with_refresh_token(rotated.refresh_token.clone());
+            (stored.to_json_bytes(), updated.to_json_bytes())
+        };
+        if current.as_bytes() == updated.as_bytes() {
+            return Ok(None);
+        }
+        let (envelope, version) =
+            self.inner
+                .seal(tenant.org_id, provider, id, updated.as_bytes())?;
+        let Some(metadata) = self
+            .inner
+            .repository
+            .replace_rotated_envelope(tenant, id, &record.encrypted_data, &envelope, version)
+            .await?
+        else {
+            tracing::debug!(
+                org_id = %tenant.org_id,
+                credential_id = %id,
+                "the Google Calendar credential changed meanwhile; the rotated refresh token was not written again"
+            );
+            return Ok(None);
+        };
+        self.changed(
+            tenant,
+            &self.inner.actions.updated,
+            &metadata,
+            serde_json::json!({
+                "reason": "refresh token rotated by Google",
+                "purpose": purpose.as_str(),
+            }),
+        )
+        .await;
+        Ok(Some(metadata))
     }
 
     fn verification_action(&self, status: VerificationStatus) -> &AuditAction {

@@ -372,3 +372,286 @@ fn not_configured_names_the_provider() {
         "no usable Google Calendar credential: add and verify a Google Calendar credential for this organization"
     );
 }
+
+const GOOGLE_CLIENT: &str = "clinic-client.apps.googleusercontent.com";
+
+fn google_json(refresh_token: &str) -> String {
+    serde_json::json!({
+        "clientId": GOOGLE_CLIENT,
+        "clientSecret": "clinic-client-secret",
+        "refreshToken": refresh_token,
+        "calendarId": "frontdesk@group.calendar.google.com",
+    })
+    .to_string()
+}
+
+fn google(refresh_token: &str) -> GoogleCalendarCredential {
+    GoogleCalendarCredential::from_json_bytes(google_json(refresh_token).as_bytes()).unwrap()
+}
+
+/// A Google Calendar record of `org_id` holding `refresh_token`, sealed with [`test_keyring`].
+fn google_record(
+    org_id: OrgId,
+    status: VerificationStatus,
+    is_active: bool,
+    refresh_token: &str,
+) -> CredentialRecord {
+    let mut stored = record(org_id, status, is_active, None);
+    stored.metadata.credential_type = CredentialType::GoogleCalendar;
+    let envelope = test_keyring()
+        .seal(
+            google_json(refresh_token).as_bytes(),
+            &envelope_context(org_id, CredentialType::GoogleCalendar, stored.metadata.id),
+        )
+        .unwrap();
+    stored.encrypted_data = EncryptedEnvelope::new(envelope.into_bytes()).unwrap();
+    stored
+}
+
+/// Decrypts an envelope of a Google Calendar credential with [`test_keyring`].
+fn open_google(org_id: OrgId, id: CredentialId, envelope: &EncryptedEnvelope) -> String {
+    let plaintext = test_keyring()
+        .open(
+            envelope.as_bytes(),
+            &envelope_context(org_id, CredentialType::GoogleCalendar, id),
+        )
+        .unwrap();
+    String::from_utf8(plaintext.expose_secret().to_vec()).unwrap()
+}
+
+fn member(org_id: OrgId) -> Tenant {
+    Tenant::user(org_id, UserId::new_random())
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_replaces_the_envelope_in_place() {
+    let org_id = OrgId::new_random();
+    let stored = google_record(org_id, VerificationStatus::Verified, true, "1//original");
+    let id = stored.metadata.id;
+    let read_envelope = stored.encrypted_data.clone();
+    let mut repository = MockCredentialRepository::new();
+    let active = stored.clone();
+    repository
+        .expect_get_active_credential()
+        .times(2)
+        .returning(move |_, _| Ok(Some(active.clone())));
+    let by_id = stored.clone();
+    repository
+        .expect_get_credential()
+        .withf(move |_, asked| *asked == id)
+        .returning(move |_, _| Ok(by_id.clone()));
+    let metadata = stored.metadata.clone();
+    let replacements = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&replacements);
+    repository
+        .expect_replace_rotated_envelope()
+        .times(1)
+        .returning(move |_, replaced, expected, replacement, version| {
+            assert_eq!(replaced, id);
+            assert_eq!(
+                expected, &read_envelope,
+                "a compare-and-swap on the envelope read"
+            );
+            assert_eq!(version, NonZeroU32::MIN, "the active key version");
+            seen.lock().unwrap().push(replacement.clone());
+            Ok(Some(metadata.clone()))
+        });
+    let written = Arc::new(Mutex::new(Vec::new()));
+    accept_audit(&mut repository, Arc::clone(&written));
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    let calendar = Purpose::parse("calendar:availability").unwrap();
+    let caller = member(org_id);
+    service
+        .get_credential(&caller, CredentialType::GoogleCalendar, &calendar)
+        .await
+        .unwrap();
+
+    // Whatever else the provider's copy says, only its refresh token is taken.
+    let mut rotated = google("1//rotated");
+    rotated.client_id = "someone-else.apps.googleusercontent.com".to_owned();
+    let updated = service
+        .store_rotated_refresh_token(&caller, id, &rotated, &calendar)
+        .await
+        .unwrap();
+    assert_eq!(updated.map(|metadata| metadata.id), Some(id));
+    let replacement = replacements.lock().unwrap().pop().unwrap();
+    assert_ne!(replacement, stored.encrypted_data);
+    let payload: serde_json::Value =
+        serde_json::from_str(&open_google(org_id, id, &replacement)).unwrap();
+    assert_eq!(
+        payload["refreshToken"], "1//rotated",
+        "sealed for the same id"
+    );
+    assert_eq!(
+        payload["clientId"], GOOGLE_CLIENT,
+        "only the refresh token changes"
+    );
+    assert_eq!(payload["calendarId"], "frontdesk@group.calendar.google.com");
+
+    // The cached copy was dropped: the next use reads the store again.
+    service
+        .get_credential(&caller, CredentialType::GoogleCalendar, &calendar)
+        .await
+        .unwrap();
+    service.shutdown().await.unwrap();
+    let written = written.lock().unwrap();
+    let update = written
+        .iter()
+        .find(|event| event.action.as_str() == "updated")
+        .expect("the rotation is audited");
+    assert_eq!(update.actor, caller.actor);
+    assert_eq!(update.credential_id, Some(id));
+    assert_eq!(update.detail["reason"], "refresh token rotated by Google");
+    assert_eq!(update.detail["purpose"], "calendar:availability");
+    assert!(!update.detail.to_string().contains("1//rotated"));
+}
+
+#[tokio::test]
+async fn an_unchanged_token_or_a_lost_swap_writes_and_audits_nothing() {
+    let org_id = OrgId::new_random();
+    let stored = google_record(org_id, VerificationStatus::Verified, true, "1//current");
+    let id = stored.metadata.id;
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_get_credential()
+        .returning(move |_, _| Ok(stored.clone()));
+    repository
+        .expect_replace_rotated_envelope()
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(None));
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    let calendar = Purpose::parse("calendar:availability").unwrap();
+    let caller = member(org_id);
+    let unchanged = service
+        .store_rotated_refresh_token(&caller, id, &google("1//current"), &calendar)
+        .await
+        .unwrap();
+    assert!(unchanged.is_none(), "the stored token is already this one");
+    let lost = service
+        .store_rotated_refresh_token(&caller, id, &google("1//newer"), &calendar)
+        .await
+        .unwrap();
+    assert!(
+        lost.is_none(),
+        "another request replaced the envelope first"
+    );
+    assert_eq!(service.pending_audit_events(), 0);
+}
+
+#[tokio::test]
+async fn only_an_active_google_credential_takes_a_rotated_token() {
+    let org_id = OrgId::new_random();
+    let inactive = google_record(org_id, VerificationStatus::Verified, false, "1//current");
+    let inactive_id = inactive.metadata.id;
+    let twilio = record(org_id, VerificationStatus::Verified, true, None);
+    let twilio_id = twilio.metadata.id;
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_get_credential()
+        .returning(move |_, asked| {
+            Ok(if asked == inactive_id {
+                inactive.clone()
+            } else {
+                twilio.clone()
+            })
+        });
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    let calendar = Purpose::parse("calendar:availability").unwrap();
+    let caller = member(org_id);
+    let error = service
+        .store_rotated_refresh_token(&caller, inactive_id, &google("1//new"), &calendar)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, CredentialServiceError::Inactive { id } if id == inactive_id),
+        "{error:?}"
+    );
+    let error = service
+        .store_rotated_refresh_token(&caller, twilio_id, &google("1//new"), &calendar)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.store_error(), Some(StoreError::NotFound { .. })),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn any_status_reads_are_for_owners_and_admins_and_audited() {
+    let org_id = OrgId::new_random();
+    let failed = google_record(org_id, VerificationStatus::Failed, true, "1//revoked");
+    let failed_id = failed.metadata.id;
+    let admin = Tenant::user(org_id, UserId::new_random());
+    let plain_member = Tenant::user(org_id, UserId::new_random());
+    let mut repository = MockCredentialRepository::new();
+    let admin_user = admin.actor.user_id();
+    repository.expect_member_role().returning(move |tenant| {
+        Ok(if tenant.actor.user_id() == admin_user {
+            Some(crate::model::Role::Admin)
+        } else if tenant.actor.user_id().is_some() {
+            Some(crate::model::Role::Member)
+        } else {
+            None
+        })
+    });
+    let listed = failed.metadata.clone();
+    repository
+        .expect_list_credentials()
+        .times(1)
+        .returning(move |_| Ok(vec![listed.clone()]));
+    repository
+        .expect_get_credential()
+        .times(1)
+        .returning(move |_, _| Ok(failed.clone()));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    accept_audit(&mut repository, Arc::clone(&written));
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    let reconnect = Purpose::parse("oauth:reconnect").unwrap();
+    for refused in [plain_member, tenant(org_id)] {
+        let error = service
+            .get_payload_any_status::<GoogleCalendarCredential>(
+                &refused,
+                CredentialSelector::NewestActive,
+                &reconnect,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error.store_error(), Some(StoreError::Forbidden { .. })),
+            "{error:?}"
+        );
+    }
+    let usable = service
+        .get_payload_any_status::<GoogleCalendarCredential>(
+            &admin,
+            CredentialSelector::NewestActive,
+            &reconnect,
+        )
+        .await
+        .unwrap();
+    assert_eq!(usable.credential_id, Some(failed_id));
+    assert_eq!(usable.payload.client_id, GOOGLE_CLIENT);
+    service.shutdown().await.unwrap();
+    let written = written.lock().unwrap();
+    assert_eq!(written.len(), 1, "one read, by the admin");
+    assert_eq!(written[0].action.as_str(), "read");
+    assert_eq!(written[0].actor, admin.actor);
+    assert_eq!(written[0].detail["purpose"], "oauth:reconnect");
+    assert_eq!(written[0].detail["verification_status"], "failed");
+}

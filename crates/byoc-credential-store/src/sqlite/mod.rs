@@ -1,6 +1,8 @@
 //! The embedded SQLite backend: one process, one file. SQLite has no row-level security, so every query
 //! carries the org filter and roles are checked in code; writes run in `BEGIN IMMEDIATE` transactions.
 
+mod payload;
+
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
@@ -588,6 +590,18 @@ impl CredentialRepository for SqliteStore {
         .await?
         .rows_affected();
         finish_credential_update(transaction, tenant.org_id, id, updated).await
+    }
+
+    async fn replace_rotated_envelope(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        expected: &EncryptedEnvelope,
+        replacement: &EncryptedEnvelope,
+        encryption_key_version: NonZeroU32,
+    ) -> StoreResult<Option<CredentialMetadata>> {
+        self.replace_rotated_envelope_row(tenant, id, expected, replacement, encryption_key_version)
+            .await
     }
 
     async fn append_audit_event(

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use byoc_credential_store::service::LegacyTwilioFallback;
+use byoc_credential_store::service::{CredentialSelector, LegacyTwilioFallback};
 use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite};
 use byoc_credential_store::{
     AuditPage, CredentialRepository, CredentialService, CredentialServiceError, CredentialType,
@@ -14,8 +14,8 @@ use byoc_credential_store::{
 };
 use byoc_crypto::{KeyVersion, Keyring, MasterKey};
 use byoc_providers::{
-    CredentialPayload, InvalidField, MockVerifier, ProviderError, ProviderKind, TwilioCredential,
-    VerificationDetails, VerificationOutcome, VerifierRegistry,
+    CredentialPayload, GoogleCalendarCredential, InvalidField, MockVerifier, ProviderError,
+    ProviderKind, TwilioCredential, VerificationDetails, VerificationOutcome, VerifierRegistry,
 };
 
 use crate::fixtures::{org, OrgFixture};
@@ -541,4 +541,539 @@ async fn audit_is_lossless_on_shutdown_on_postgres() {
 async fn audit_is_lossless_on_shutdown_on_sqlite() {
     let database = fresh_sqlite().await;
     audit_is_lossless_on_shutdown(database.store().clone()).await;
+}
+
+// Google Calendar: reading the OAuth client whatever the status, and storing a rotated refresh token.
+
+const GOOGLE_CLIENT_ID: &str = "clinic-client.apps.googleusercontent.com";
+
+fn google(refresh_token: &str) -> GoogleCalendarCredential {
+    let json = serde_json::json!({
+        "clientId": GOOGLE_CLIENT_ID,
+        "clientSecret": "clinic-client-secret",
+        "refreshToken": refresh_token,
+    });
+    GoogleCalendarCredential::from_json_bytes(json.to_string().as_bytes()).unwrap()
+}
+
+fn refresh_of(credential: &GoogleCalendarCredential) -> String {
+    use secrecy::ExposeSecret;
+    credential.refresh_token.expose_secret().to_owned()
+}
+
+/// A member's availability check stores the rotated token: same id, active key version, cache dropped,
+/// audited; members still cannot write envelopes otherwise.
+async fn rotated_refresh_token<R: CredentialRepository + Clone + 'static>(store: R) {
+    let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+    let clinic = org(&store, "Clinic").await;
+    let first = CredentialService::new(
+        Arc::clone(&repository),
+        keyring(&[1]),
+        config(Duration::ZERO),
+    );
+    let stored = first
+        .store(&clinic.admin, &google("1//original"), name("Calendar"))
+        .await
+        .unwrap();
+    first
+        .record_verification(&clinic.admin, stored.id, VerificationStatus::Verified, None)
+        .await
+        .unwrap();
+    first.shutdown().await.unwrap();
+
+    // Key version 2 is active by now: the rotated token is sealed under it.
+    let service = CredentialService::new(
+        Arc::clone(&repository),
+        keyring(&[1, 2]),
+        config(Duration::from_secs(60)),
+    );
+    let calendar = purpose("calendar:availability");
+    let cached = service
+        .get_payload::<GoogleCalendarCredential>(&clinic.member, &calendar)
+        .await
+        .unwrap();
+    assert_eq!(refresh_of(&cached.payload), "1//original");
+
+    let updated = service
+        .store_rotated_refresh_token(&clinic.member, stored.id, &google("1//rotated"), &calendar)
+        .await
+        .unwrap()
+        .expect("replaced");
+    assert_eq!(updated.id, stored.id);
+    assert!(updated.is_active);
+    assert_eq!(updated.verification_status, VerificationStatus::Verified);
+    assert_eq!(updated.encryption_key_version.get(), 2);
+    let served = service
+        .get_payload::<GoogleCalendarCredential>(&clinic.member, &calendar)
+        .await
+        .unwrap();
+    assert_eq!(served.credential_id, Some(stored.id));
+    assert_eq!(
+        refresh_of(&served.payload),
+        "1//rotated",
+        "the cached copy was dropped"
+    );
+    assert_eq!(served.payload.client_id, GOOGLE_CLIENT_ID);
+
+    let again = service
+        .store_rotated_refresh_token(&clinic.member, stored.id, &google("1//rotated"), &calendar)
+        .await
+        .unwrap();
+    assert!(again.is_none(), "already stored: nothing written");
+    service
+        .store_rotated_refresh_token(
+            &clinic.service,
+            stored.id,
+            &google("1//rotated-2"),
+            &calendar,
+        )
+        .await
+        .unwrap()
+        .expect("a calling service may store a rotation too");
+
+    let outsider = service
+        .store_rotated_refresh_token(&clinic.outsider, stored.id, &google("1//x"), &calendar)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            outsider.store_error(),
+            Some(byoc_credential_store::StoreError::Forbidden { .. })
+        ),
+        "{outsider:?}"
+    );
+    let sms = service
+        .store(&clinic.admin, &twilio("token"), name("Front desk"))
+        .await
+        .unwrap();
+    let not_google = service
+        .store_rotated_refresh_token(&clinic.member, sms.id, &google("1//x"), &calendar)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            not_google.store_error(),
+            Some(byoc_credential_store::StoreError::NotFound { .. })
+        ),
+        "{not_google:?}"
+    );
+    let record = repository
+        .get_credential(&clinic.member, stored.id)
+        .await
+        .unwrap();
+    let refused = repository
+        .update_envelope(
+            &clinic.member,
+            stored.id,
+            &record.encrypted_data,
+            record.metadata.encryption_key_version,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, byoc_credential_store::StoreError::Forbidden { .. }),
+        "members may not write envelopes in general: {refused:?}"
+    );
+    service.deactivate(&clinic.admin, stored.id).await.unwrap();
+    let inactive = service
+        .store_rotated_refresh_token(&clinic.member, stored.id, &google("1//x"), &calendar)
+        .await
+        .unwrap_err();
+    assert!(matches!(inactive, CredentialServiceError::Inactive { id } if id == stored.id));
+
+    let events = service
+        .audit_events(
+            &clinic.member,
+            AuditPage {
+                limit: 100,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    let rotations: Vec<_> = events
+        .iter()
+        .filter(|event| event.action.as_str() == "updated")
+        .collect();
+    assert_eq!(rotations.len(), 2, "one event per rotation stored");
+    assert!(rotations
+        .iter()
+        .all(|event| event.credential_id == Some(stored.id)
+            && event.detail["reason"] == "refresh token rotated by Google"
+            && event.detail["purpose"] == "calendar:availability"));
+    assert_eq!(rotations[1].actor, clinic.member.actor, "newest first");
+    assert_eq!(rotations[0].actor, clinic.service.actor);
+    assert!(events
+        .iter()
+        .all(|event| !event.detail.to_string().contains("1//rotated")));
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored_on_postgres() {
+    let database = fresh_postgres().await;
+    rotated_refresh_token(database.store().clone()).await;
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored_on_sqlite() {
+    let database = fresh_sqlite().await;
+    rotated_refresh_token(database.store().clone()).await;
+}
+
+/// Owners and admins read the OAuth client of a failed credential; members and services cannot.
+async fn any_status_reads<R: CredentialRepository + Clone + 'static>(store: R) {
+    let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+    let clinic = org(&store, "Clinic").await;
+    let service = CredentialService::new(repository, keyring(&[1]), config(Duration::ZERO));
+    let reconnect = purpose("oauth:reconnect");
+    let none = service
+        .get_payload_any_status::<GoogleCalendarCredential>(
+            &clinic.admin,
+            CredentialSelector::NewestActive,
+            &reconnect,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(none, CredentialServiceError::NotConfigured { .. }));
+
+    let older = service
+        .store(&clinic.admin, &google("1//older"), name("Older"))
+        .await
+        .unwrap();
+    service
+        .record_verification(&clinic.admin, older.id, VerificationStatus::Verified, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let newest = service
+        .store(&clinic.admin, &google("1//newest"), name("Newest"))
+        .await
+        .unwrap();
+    service
+        .record_verification(
+            &clinic.admin,
+            newest.id,
+            VerificationStatus::Failed,
+            Some("reconnect Google Calendar".to_owned()),
+        )
+        .await
+        .unwrap();
+
+    for manager in [&clinic.owner, &clinic.admin] {
+        let found = service
+            .get_payload_any_status::<GoogleCalendarCredential>(
+                manager,
+                CredentialSelector::NewestActive,
+                &reconnect,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            found.credential_id,
+            Some(newest.id),
+            "the newest, failed or not"
+        );
+        assert_eq!(refresh_of(&found.payload), "1//newest");
+    }
+    let by_id = service
+        .get_payload_any_status::<GoogleCalendarCredential>(
+            &clinic.admin,
+            CredentialSelector::Id(older.id),
+            &reconnect,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refresh_of(&by_id.payload), "1//older");
+    for refused in [&clinic.member, &clinic.service, &clinic.outsider] {
+        let error = service
+            .get_payload_any_status::<GoogleCalendarCredential>(
+                refused,
+                CredentialSelector::NewestActive,
+                &reconnect,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error.store_error(),
+                Some(byoc_credential_store::StoreError::Forbidden { .. })
+            ),
+            "{error:?}"
+        );
+    }
+    service.deactivate(&clinic.admin, newest.id).await.unwrap();
+    let inactive = service
+        .get_payload_any_status::<GoogleCalendarCredential>(
+            &clinic.admin,
+            CredentialSelector::Id(newest.id),
+            &reconnect,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(inactive, CredentialServiceError::Inactive { .. }));
+    let remaining = service
+        .get_payload_any_status::<GoogleCalendarCredential>(
+            &clinic.admin,
+            CredentialSelector::NewestActive,
+            &reconnect,
+        )
+        .await
+        .unwrap();
+    assert_eq!(remaining.credential_id, Some(older.id));
+
+    let events = service
+        .audit_events(
+            &clinic.member,
+            AuditPage {
+                limit: 100,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    let reads: Vec<_> = events
+        .iter()
+        .filter(|event| event.action.as_str() == "read")
+        .collect();
+    assert_eq!(
+        reads.len(),
+        4,
+        "every decryption is audited, refusals are not"
+    );
+    assert!(reads
+        .iter()
+        .all(|event| event.detail["purpose"] == "oauth:reconnect"));
+    assert!(reads
+        .iter()
+        .any(|event| event.detail["verification_status"] == "failed"));
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn any_status_reads_on_postgres() {
+    let database = fresh_postgres().await;
+    any_status_reads(database.store().clone()).await;
+}
+
+#[tokio::test]
+async fn any_status_reads_on_sqlite() {
+    let database = fresh_sqlite().await;
+    any_status_reads(database.store().clone()).await;
+}
+
+/// Sets the tenant context of the current transaction, as the store does.
+async fn enter(connection: &mut sqlx::PgConnection, tenant: &byoc_credential_store::Tenant) {
+    let user = tenant
+        .actor
+        .user_id()
+        .map(|user| user.to_string())
+        .unwrap_or_default();
+    let service = match &tenant.actor {
+        byoc_credential_store::Actor::Service(name) => name.as_str().to_owned(),
+        byoc_credential_store::Actor::User(_) => String::new(),
+    };
+    sqlx::query(
+        "SELECT set_config('byoc.org_id', $1, true), set_config('byoc.user_id', $2, true), \
+                set_config('byoc.service', $3, true)",
+    )
+    .bind(tenant.org_id.to_string())
+    .bind(user)
+    .bind(service)
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+}
+
+fn sql_state(error: sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            database_error.code().unwrap_or_default().into_owned()
+        }
+        other => panic!("expected a database error, got {other}"),
+    }
+}
+
+/// A credential's envelope as stored, read as the tables' owner.
+async fn envelope_of(owner: &sqlx::PgPool, id: byoc_credential_store::CredentialId) -> Vec<u8> {
+    sqlx::query_scalar("SELECT encrypted_data FROM organization_api_credentials WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(owner)
+        .await
+        .unwrap()
+}
+
+/// Row-level security as `byoc_app`: a member cannot update envelopes through the table; the rotation
+/// function replaces only an active Google Calendar credential of the context org still holding the
+/// expected envelope, with a well-formed envelope of the stated key version, and nothing else.
+#[tokio::test]
+async fn members_write_envelopes_only_through_the_rotation_function_on_postgres() {
+    let database = fresh_postgres().await;
+    let store = database.store();
+    let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+    let a = org(store, "Clinic A").await;
+    let b = org(store, "Clinic B").await;
+    let ring = keyring(&[1]);
+    let service = CredentialService::new(repository, Arc::clone(&ring), config(Duration::ZERO));
+    let google_a = service
+        .store(&a.admin, &google("1//a"), name("Calendar"))
+        .await
+        .unwrap();
+    let inactive_a = service
+        .store(&a.admin, &google("1//old"), name("Old calendar"))
+        .await
+        .unwrap();
+    service.deactivate(&a.admin, inactive_a.id).await.unwrap();
+    let twilio_a = service
+        .store(&a.admin, &twilio("token"), name("Front desk"))
+        .await
+        .unwrap();
+    let google_b = service
+        .store(&b.admin, &google("1//b"), name("Calendar"))
+        .await
+        .unwrap();
+    service.shutdown().await.unwrap();
+
+    let owner = database.owner_pool(1).await;
+    let sealed_for = |org_id, credential_type, id| {
+        ring.seal(
+            br#"{"clientId":"x","clientSecret":"y","refreshToken":"z"}"#,
+            &byoc_credential_store::service::envelope_context(org_id, credential_type, id),
+        )
+        .unwrap()
+        .into_bytes()
+    };
+    let replace = "SELECT id FROM byoc_replace_rotated_envelope($1, $2, $3, $4)";
+    let pool = store.pool();
+
+    // The table itself: the update policy admits owners and admins only.
+    let mut transaction = pool.begin().await.unwrap();
+    enter(&mut transaction, &a.member).await;
+    let updated = sqlx::query(
+        "UPDATE organization_api_credentials SET encrypted_data = encrypted_data, \
+             encryption_key_version = encryption_key_version",
+    )
+    .execute(&mut *transaction)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(updated, 0, "a member updates no credential row");
+    let error =
+        sqlx::query("UPDATE organization_api_credentials SET verification_status = 'verified'")
+            .execute(&mut *transaction)
+            .await
+            .unwrap_err();
+    assert_eq!(sql_state(error), "42501");
+    transaction.rollback().await.unwrap();
+
+    // The function refuses everything but the one case it exists for.
+    let current = envelope_of(&owner, google_a.id).await;
+    let fresh = sealed_for(a.id, CredentialType::GoogleCalendar, google_a.id);
+    let cases: Vec<(&str, byoc_credential_store::CredentialId, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "a Twilio credential",
+            twilio_a.id,
+            envelope_of(&owner, twilio_a.id).await,
+            sealed_for(a.id, CredentialType::Twilio, twilio_a.id),
+        ),
+        (
+            "a deactivated credential",
+            inactive_a.id,
+            envelope_of(&owner, inactive_a.id).await,
+            sealed_for(a.id, CredentialType::GoogleCalendar, inactive_a.id),
+        ),
+        (
+            "another organization's credential",
+            google_b.id,
+            envelope_of(&owner, google_b.id).await,
+            sealed_for(b.id, CredentialType::GoogleCalendar, google_b.id),
+        ),
+        (
+            "an envelope changed meanwhile",
+            google_a.id,
+            b"not the current one".to_vec(),
+            fresh.clone(),
+        ),
+    ];
+    for (what, id, expected, replacement) in cases {
+        let mut transaction = pool.begin().await.unwrap();
+        enter(&mut transaction, &a.member).await;
+        let rows: Vec<uuid::Uuid> = sqlx::query_scalar(replace)
+            .bind(id.as_uuid())
+            .bind(expected)
+            .bind(replacement)
+            .bind(1_i64)
+            .fetch_all(&mut *transaction)
+            .await
+            .unwrap();
+        assert!(rows.is_empty(), "{what}");
+        transaction.rollback().await.unwrap();
+    }
+    for (what, replacement, version) in [
+        ("not an envelope", b"junk".to_vec(), 1_i64),
+        ("a version the header does not carry", fresh.clone(), 2),
+    ] {
+        let mut transaction = pool.begin().await.unwrap();
+        enter(&mut transaction, &a.member).await;
+        let error = sqlx::query(replace)
+            .bind(google_a.id.as_uuid())
+            .bind(current.clone())
+            .bind(replacement)
+            .bind(version)
+            .execute(&mut *transaction)
+            .await
+            .unwrap_err();
+        assert_eq!(sql_state(error), "22023", "{what}");
+        transaction.rollback().await.unwrap();
+    }
+    let mut transaction = pool.begin().await.unwrap();
+    enter(&mut transaction, &a.outsider).await;
+    let error = sqlx::query(replace)
+        .bind(google_a.id.as_uuid())
+        .bind(current.clone())
+        .bind(fresh.clone())
+        .bind(1_i64)
+        .execute(&mut *transaction)
+        .await
+        .unwrap_err();
+    assert_eq!(sql_state(error), "42501", "a non-member");
+    transaction.rollback().await.unwrap();
+    let error = sqlx::query(replace)
+        .bind(google_a.id.as_uuid())
+        .bind(current.clone())
+        .bind(fresh.clone())
+        .bind(1_i64)
+        .execute(pool)
+        .await
+        .unwrap_err();
+    assert_eq!(sql_state(error), "42501", "no context");
+    assert_eq!(
+        envelope_of(&owner, google_a.id).await,
+        current,
+        "nothing changed so far"
+    );
+
+    // The case it exists for: only the envelope columns change.
+    let before = store.get_credential(&a.member, google_a.id).await.unwrap();
+    let mut transaction = pool.begin().await.unwrap();
+    enter(&mut transaction, &a.member).await;
+    let rows: Vec<uuid::Uuid> = sqlx::query_scalar(replace)
+        .bind(google_a.id.as_uuid())
+        .bind(current.clone())
+        .bind(fresh.clone())
+        .bind(1_i64)
+        .fetch_all(&mut *transaction)
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(rows, [google_a.id.as_uuid()]);
+    let after = store.get_credential(&a.member, google_a.id).await.unwrap();
+    assert_eq!(after.encrypted_data.as_bytes(), fresh.as_slice());
+    assert_eq!(after.metadata.display_name, before.metadata.display_name);
+    assert_eq!(after.metadata.is_active, before.metadata.is_active);
+    assert_eq!(
+        after.metadata.verification_status,
+        before.metadata.verification_status
+    );
+    owner.close().await;
 }
