@@ -4,6 +4,17 @@
 //! Access tokens are cached by the Google client until shortly before they expire. A refresh that Google
 //! answers `invalid_grant` (revoked, expired, password changed) marks the credential `failed` with "reconnect
 //! Google Calendar" and answers 424; its cached token is dropped.
+//!
+//! A refresh that Google answers with a **new refresh token** (rotation) is stored before the slots are
+//! returned, through
+//! [`CredentialService::store_rotated_refresh_token`](byoc_credential_store::CredentialService): same
+//! credential id, re-sealed under the active key version, cache dropped, audited as `updated` ("refresh
+//! token rotated by Google"). Any member may run the check, so that write is one members and services may
+//! make, and only that one: replacing the envelope of the organization's active Google Calendar credential
+//! while it still holds the envelope just read (see docs/credential-service.md). The old access token stays
+//! cached under the old refresh token until it expires, so requests still holding the old credential keep
+//! working instead of refreshing with a token Google may have retired. A failure to store is logged and the
+//! slots are still answered.
 
 use actix_web::{get, web};
 use byoc_credential_store::{CredentialType, VerificationStatus};
@@ -58,10 +69,11 @@ pub async fn availability(
         AvailabilityRequest::parse(&query.date, &query.duration, query.time_zone.as_deref())?;
     let tenant = &caller.tenant;
     let outbound = &state.outbound;
+    let use_purpose = purpose("calendar:availability")?;
     outbound.usage.admit(tenant.org_id, Guarded::ProviderCall)?;
     let credential = state
         .credential_service
-        .get_payload::<GoogleCalendarCredential>(tenant, &purpose("calendar:availability")?)
+        .get_payload::<GoogleCalendarCredential>(tenant, &use_purpose)
         .await
         .map_err(service_error)?;
     let google = &outbound.providers.google;
@@ -93,11 +105,26 @@ pub async fn availability(
             return Err(ApiError::from(error));
         }
     };
-    if availability.updated_credential.is_some() {
-        tracing::warn!(
-            org_id = %tenant.org_id,
-            "Google rotated the refresh token during an availability check; it is not stored (the credential service has no method to replace a payload), so reconnect Google Calendar if Google later refuses the stored token"
-        );
+    if let (Some(rotated), Some(id)) = (&availability.updated_credential, credential.credential_id)
+    {
+        match state
+            .credential_service
+            .store_rotated_refresh_token(tenant, id, rotated, &use_purpose)
+            .await
+        {
+            Ok(Some(_)) => tracing::info!(
+                org_id = %tenant.org_id,
+                credential_id = %id,
+                "Google rotated the refresh token during an availability check; the new one is stored"
+            ),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                org_id = %tenant.org_id,
+                credential_id = %id,
+                error = %CauseChain(&error),
+                "Google rotated the refresh token during an availability check and it could not be stored; reconnect Google Calendar if Google later refuses the stored token"
+            ),
+        }
     }
     Ok(web::Json(AvailabilityResponse {
         slots: availability

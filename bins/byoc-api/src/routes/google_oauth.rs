@@ -11,15 +11,35 @@
 //! authenticated as someone else). Otherwise it consumes the row, exchanges the code with the PKCE verifier,
 //! stores the refresh token as a `google_calendar` credential through the credential service, verifies it with
 //! a calendar list, and redirects to `/dashboard/settings?google=connected` (or `?google=error&reason=CODE`).
+//!
+//! **Which OAuth client.** The organization's own client when it has one: the client id, secret and
+//! redirect URL of its newest *active* Google Calendar credential **whatever its verification status**, read
+//! with [`CredentialService::get_payload_any_status`](byoc_credential_store::CredentialService) (owners and
+//! admins, audited as a `read` for `oauth:reconnect`). A credential that Google refused (`failed`,
+//! "reconnect Google Calendar") is exactly the one that needs reconnecting, so its client must still be
+//! found. A credential whose client id is the platform's own (connected earlier with the platform client)
+//! does not count as an own client: the platform's current id and secret from the environment are used.
+//! Otherwise the platform's client (`GOOGLE_OAUTH_CLIENT_ID`/`SECRET`); with neither, 409. The state row
+//! remembers which credential supplied the client, and the callback exchanges the code with that very
+//! credential's secret (read again by id), so start and exchange always use the same client. A reconnect
+//! through the organization's own client keeps that credential's calendar id.
+//!
+//! **After a successful connect** the new credential (stored `pending`, then verified) replaces the
+//! organization's Google Calendar connection: every other active `google_calendar` credential (the failed
+//! one being reconnected, and any older one) is deactivated, each audited as `deactivated` by the admin who
+//! connected, so the organization ends with exactly one active, verified Google Calendar credential and an
+//! old connection (possibly another Google account) can never silently take over again. When the new
+//! credential does not verify, nothing is deactivated.
 
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use byoc_credential_store::service::CredentialSelector;
 use byoc_credential_store::{
-    CredentialServiceError, CredentialType, DisplayName, EncryptedEnvelope, NewOAuthState,
-    OAuthStateId, OrgId, StoreError, Tenant, UserId,
+    CredentialId, CredentialServiceError, CredentialType, DisplayName, EncryptedEnvelope,
+    NewOAuthState, OAuthStateId, OrgId, StoreError, Tenant, UserId,
 };
 use byoc_crypto::EnvelopeContext;
 use byoc_providers::{GoogleCalendarCredential, Pkce, ProviderError};
@@ -30,7 +50,7 @@ use url::Url;
 
 use crate::caller::{Caller, Permission};
 use crate::dto::GoogleCallbackQuery;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, CauseChain, ErrorBody};
 use crate::outbound::{purpose, service_error};
 use crate::state::AppState;
 
@@ -160,39 +180,97 @@ impl OAuthStateKey {
 struct OAuthClient {
     client_id: String,
     client_secret: SecretString,
-    own_credential: Option<byoc_credential_store::CredentialId>,
+    /// The redirect URL registered with the client (the consent and the exchange must name the same one).
+    redirect: Url,
+    /// The organization's credential that supplied the client; `None` for the platform's.
+    own_credential: Option<CredentialId>,
+    /// The calendar the organization's credential reads, kept by a reconnect.
+    calendar_id: Option<String>,
 }
 
-async fn oauth_client(state: &AppState, tenant: &Tenant) -> Result<OAuthClient, ApiError> {
-    match state
+/// The purpose audited when a connect decrypts the organization's own OAuth client.
+const RECONNECT_PURPOSE: &str = "oauth:reconnect";
+
+/// The platform's client, if configured.
+fn platform_client(state: &AppState) -> Result<Option<OAuthClient>, ApiError> {
+    let Some(client) = state.outbound.google_oauth_client.as_ref() else {
+        return Ok(None);
+    };
+    Ok(Some(OAuthClient {
+        client_id: client.client_id.clone(),
+        client_secret: client.client_secret.clone(),
+        redirect: redirect_url(&state.outbound.public_url)?,
+        own_credential: None,
+        calendar_id: None,
+    }))
+}
+
+/// The organization's own client from the credential `which` selects (any verification status); `None`
+/// when there is no such credential or it carries the platform's client id.
+async fn own_client(
+    state: &AppState,
+    tenant: &Tenant,
+    which: CredentialSelector,
+) -> Result<Option<OAuthClient>, ApiError> {
+    let credential = match state
         .credential_service
-        .get_payload::<GoogleCalendarCredential>(tenant, &purpose("oauth:connect")?)
+        .get_payload_any_status::<GoogleCalendarCredential>(
+            tenant,
+            which,
+            &purpose(RECONNECT_PURPOSE)?,
+        )
         .await
     {
-        Ok(credential) => {
-            return Ok(OAuthClient {
-                client_id: credential.payload.client_id.clone(),
-                client_secret: credential.payload.client_secret.clone(),
-                own_credential: credential.credential_id,
-            })
-        }
-        Err(CredentialServiceError::NotConfigured { .. }) => {}
+        Ok(credential) => credential,
+        Err(CredentialServiceError::NotConfigured { .. }) => return Ok(None),
         Err(error) => return Err(service_error(error)),
-    }
-    state
+    };
+    let platform_id = state
         .outbound
         .google_oauth_client
         .as_ref()
-        .map(|client| OAuthClient {
-            client_id: client.client_id.clone(),
-            client_secret: client.client_secret.clone(),
-            own_credential: None,
-        })
-        .ok_or_else(|| {
+        .map(|client| client.client_id.as_str());
+    if platform_id == Some(credential.payload.client_id.as_str()) {
+        return Ok(None);
+    }
+    let redirect = match credential.payload.redirect_url.clone() {
+        Some(url) => url,
+        None => redirect_url(&state.outbound.public_url)?,
+    };
+    Ok(Some(OAuthClient {
+        client_id: credential.payload.client_id.clone(),
+        client_secret: credential.payload.client_secret.clone(),
+        redirect,
+        own_credential: credential.credential_id,
+        calendar_id: credential.payload.calendar_id.clone(),
+    }))
+}
+
+/// The client a new connect uses: the organization's own, else the platform's, else 409.
+async fn oauth_client(state: &AppState, tenant: &Tenant) -> Result<OAuthClient, ApiError> {
+    match own_client(state, tenant, CredentialSelector::NewestActive).await? {
+        Some(client) => Ok(client),
+        None => platform_client(state)?.ok_or_else(|| {
             ApiError::credential_not_configured(
                 "no Google OAuth client: set GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET, or add a Google Calendar credential with your own OAuth client",
             )
-        })
+        }),
+    }
+}
+
+/// The client a started connect used, for the exchange: the same credential's (read again by id), or the
+/// platform's.
+async fn started_client(
+    state: &AppState,
+    tenant: &Tenant,
+    stored: &byoc_credential_store::OAuthState,
+) -> Result<OAuthClient, String> {
+    let client = match stored.client_credential_id {
+        Some(id) => own_client(state, tenant, CredentialSelector::Id(id)).await,
+        None => platform_client(state),
+    }
+    .map_err(|error| reason_code(error.code()))?;
+    client.ok_or_else(|| "oauth_client_unavailable".to_owned())
 }
 
 fn envelope_context(org_id: OrgId, id: OAuthStateId) -> EnvelopeContext<'static> {
@@ -264,13 +342,12 @@ pub async fn google_start(
         user_id,
         expires_at,
     });
-    let redirect = redirect_url(&state.outbound.public_url)?;
-    let consent =
-        state
-            .outbound
-            .providers
-            .google
-            .consent_url(&client.client_id, &redirect, &signed, &pkce);
+    let consent = state.outbound.providers.google.consent_url(
+        &client.client_id,
+        &client.redirect,
+        &signed,
+        &pkce,
+    );
     let binding = Cookie::build(BINDING_COOKIE, id.to_string())
         .path(CALLBACK_PATH)
         .http_only(true)
@@ -410,22 +487,7 @@ async fn complete(
             .map_err(|_| "internal_error".to_owned())?
             .to_owned(),
     );
-    let client = match stored.client_credential_id {
-        Some(_) => oauth_client(state, tenant).await,
-        None => state
-            .outbound
-            .google_oauth_client
-            .as_ref()
-            .map(|client| OAuthClient {
-                client_id: client.client_id.clone(),
-                client_secret: client.client_secret.clone(),
-                own_credential: None,
-            })
-            .ok_or_else(|| ApiError::credential_not_configured("no Google OAuth client")),
-    }
-    .map_err(|error| reason_code(error.code()))?;
-    let redirect =
-        redirect_url(&state.outbound.public_url).map_err(|_| "internal_error".to_owned())?;
+    let client = started_client(state, tenant, stored).await?;
     state
         .outbound
         .usage
@@ -439,7 +501,7 @@ async fn complete(
             &client.client_id,
             &client.client_secret,
             code,
-            &redirect,
+            &client.redirect,
             &verifier,
         )
         .await;
@@ -453,8 +515,8 @@ async fn complete(
         &client.client_id,
         client.client_secret,
         tokens.refresh_token,
-        Some(redirect),
-        None,
+        Some(client.redirect),
+        client.calendar_id,
     )
     .map_err(|error| reason_code(error.field))?;
     let display_name = DisplayName::parse(&format!(
@@ -486,8 +548,37 @@ async fn complete(
         )
         .await;
     match verification {
-        Ok(outcome) if outcome.verified => Ok(()),
+        Ok(outcome) if outcome.verified => {
+            retire_replaced(state, tenant, metadata.id).await;
+            Ok(())
+        }
         Ok(_) => Err("verification_failed".to_owned()),
         Err(error) => Err(reason_code(service_error(error).code())),
+    }
+}
+
+/// Deactivates every active Google Calendar credential of the organization but `kept`, the one a connect
+/// just stored and verified (see the module docs). A failure is logged: the new credential is verified and
+/// newest, so it is the one served either way.
+async fn retire_replaced(state: &AppState, tenant: &Tenant, kept: CredentialId) {
+    let replaced = match state.credential_service.list(tenant).await {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            tracing::warn!(error = %CauseChain(&error), "cannot list the Google Calendar credentials a connect replaces");
+            return;
+        }
+    };
+    for metadata in replaced.into_iter().filter(|metadata| {
+        metadata.credential_type == CredentialType::GoogleCalendar
+            && metadata.is_active
+            && metadata.id != kept
+    }) {
+        if let Err(error) = state
+            .credential_service
+            .deactivate(tenant, metadata.id)
+            .await
+        {
+            tracing::warn!(credential_id = %metadata.id, error = %CauseChain(&error), "cannot deactivate a replaced Google Calendar credential");
+        }
     }
 }

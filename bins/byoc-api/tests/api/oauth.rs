@@ -1,13 +1,25 @@
 //! "Connect Google Calendar": the start redirect (state, PKCE, binding cookie), a completed connect that stores
 //! and verifies the credential, and the state attacks — replay, expiry, forgery, another user, another
-//! browser — each answered 400 with nothing stored.
+//! browser — each answered 400 with nothing stored. Reconnecting with the organization's own OAuth client
+//! when its credential went `failed`: the own client's id at start and secret at the exchange, the failed
+//! credential replaced; the platform's client only for an organization without one.
 
 use byoc_api::routes::google_oauth::{OAuthStateKey, SignedState, BINDING_COOKIE};
-use byoc_credential_store::OAuthStateId;
+use byoc_credential_store::{
+    CredentialId, OAuthStateId, Tenant, VerificationOutcome, VerificationStatus,
+};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{error_code, spawn_app_with, Store, TestApp, TestOrg, STORES};
+use crate::helpers::{error_code, spawn_app, spawn_app_with, Store, TestApp, TestOrg, STORES};
+
+/// The OAuth client the platform configures in the environment.
+const PLATFORM_CLIENT_ID: &str = "platform-client.apps.googleusercontent.com";
+/// A clinic's own OAuth client.
+const CLINIC_CLIENT_ID: &str = "clinic-client.apps.googleusercontent.com";
+const CLINIC_CLIENT_SECRET: &str = "clinic-client-secret-5d2e";
+/// The calendar the clinic's own credential reads (not its primary one).
+const CLINIC_CALENDAR: &str = "frontdesk@group.calendar.google.com";
 
 async fn fake_google() -> MockServer {
     let server = MockServer::start().await;
@@ -22,7 +34,17 @@ async fn fake_google() -> MockServer {
     Mock::given(method("GET"))
         .and(path("/calendar/v3/users/me/calendarList"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "items": [{"id": "clinic@example.com", "primary": true, "timeZone": "America/New_York"}]
+            "items": [
+                {"id": "clinic@example.com", "primary": true, "timeZone": "America/New_York"},
+                {"id": CLINIC_CALENDAR, "timeZone": "America/New_York"}
+            ]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/calendar/v3/freeBusy"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "kind": "calendar#freeBusy", "calendars": {CLINIC_CALENDAR: {"busy": []}}
         })))
         .mount(&server)
         .await;
@@ -43,13 +65,26 @@ async fn app_with_google_on(store: Store, google: &MockServer) -> TestApp {
                 "GOOGLE_CALENDAR_API_BASE",
                 format!("{}/calendar/v3/", google.uri()),
             ),
-            (
-                "GOOGLE_OAUTH_CLIENT_ID",
-                "platform-client.apps.googleusercontent.com".to_owned(),
-            ),
+            ("GOOGLE_OAUTH_CLIENT_ID", PLATFORM_CLIENT_ID.to_owned()),
             (
                 "GOOGLE_OAUTH_CLIENT_SECRET",
                 "platform-client-secret".to_owned(),
+            ),
+        ],
+    )
+    .await
+}
+
+/// An app that knows Google's endpoints but has no platform OAuth client.
+async fn app_without_platform_client(google: &MockServer) -> TestApp {
+    spawn_app_with(
+        Store::Sqlite,
+        &[
+            ("GOOGLE_OAUTH_AUTH_URL", format!("{}/auth", google.uri())),
+            ("GOOGLE_OAUTH_TOKEN_URL", format!("{}/token", google.uri())),
+            (
+                "GOOGLE_CALENDAR_API_BASE",
+                format!("{}/calendar/v3/", google.uri()),
             ),
         ],
     )
@@ -256,4 +291,253 @@ async fn forged_expired_foreign_and_unbound_states_are_refused_and_store_nothing
 
     let response = callback(&app, &state, Some(&cookie), None).await;
     assert_eq!(response.status(), 302, "the genuine state still works once");
+}
+
+/// Adds a Google Calendar credential with the clinic's own OAuth client and marks it failed, as an
+/// availability check does when Google answers `invalid_grant`. Returns its id.
+async fn failed_own_client(app: &TestApp, org: &TestOrg) -> String {
+    let response = app
+        .post_json(
+            "/api/organization/credentials/google_calendar",
+            &app.token(org.id, org.admin),
+            &serde_json::json!({
+                "clientId": CLINIC_CLIENT_ID,
+                "clientSecret": CLINIC_CLIENT_SECRET,
+                "refreshToken": "1//revoked-refresh",
+                "calendarId": CLINIC_CALENDAR,
+                "displayName": "Front desk calendar"
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let row: serde_json::Value = response.json().await.expect("json");
+    let id = row["id"].as_str().expect("id").to_owned();
+    app.repository
+        .record_verification(
+            &Tenant::user(org.id, org.admin),
+            id.parse::<CredentialId>().expect("credential id"),
+            &VerificationOutcome {
+                status: VerificationStatus::Failed,
+                error: Some(
+                    "Google Calendar: reconnect Google Calendar (invalid_grant: Token has been expired or revoked.)"
+                        .to_owned(),
+                ),
+                at: chrono::Utc::now(),
+            },
+        )
+        .await
+        .expect("marked failed");
+    id
+}
+
+/// The form fields of the code exchanges the fake token endpoint received.
+async fn exchanges(google: &MockServer) -> Vec<Vec<(String, String)>> {
+    google
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|request| request.url.path() == "/token")
+        .map(|request| {
+            url::form_urlencoded::parse(&request.body)
+                .into_owned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|form| {
+            form.iter()
+                .any(|(key, value)| key == "grant_type" && value == "authorization_code")
+        })
+        .collect()
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+#[tokio::test]
+async fn a_failed_credential_reconnects_with_the_organizations_own_client() {
+    for store in STORES {
+        reconnect_on(store).await;
+    }
+}
+
+async fn reconnect_on(store: Store) {
+    let google = fake_google().await;
+    let app = app_with_google_on(store, &google).await;
+    let org = app.create_org("Clinic").await;
+    let failed = failed_own_client(&app, &org).await;
+
+    let (consent, cookie) = start(&app, &org, org.admin).await;
+    assert_eq!(
+        query(&consent, "client_id"),
+        CLINIC_CLIENT_ID,
+        "{store:?}: the failed credential's own client, not the platform's"
+    );
+    let response = callback(&app, &query(&consent, "state"), Some(&cookie), None).await;
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some("/dashboard/settings?google=connected"),
+        "{store:?}"
+    );
+
+    let exchanged = exchanges(&google).await;
+    assert_eq!(exchanged.len(), 1, "{store:?}");
+    assert_eq!(field(&exchanged[0], "client_id"), Some(CLINIC_CLIENT_ID));
+    assert_eq!(
+        field(&exchanged[0], "client_secret"),
+        Some(CLINIC_CLIENT_SECRET),
+        "{store:?}: the code is exchanged with the clinic's own secret"
+    );
+    assert_eq!(
+        field(&exchanged[0], "redirect_uri").map(str::to_owned),
+        Some(format!("{}/api/auth/google/callback", app.address))
+    );
+
+    let rows = google_credentials(&app, &org).await;
+    assert_eq!(rows.len(), 2, "{store:?}: {rows:?}");
+    let active: Vec<&serde_json::Value> =
+        rows.iter().filter(|row| row["is_active"] == true).collect();
+    assert_eq!(
+        active.len(),
+        1,
+        "{store:?}: one usable credential: {rows:?}"
+    );
+    assert_eq!(active[0]["verification_status"], "verified");
+    assert_ne!(active[0]["id"], failed.as_str());
+    let old = rows
+        .iter()
+        .find(|row| row["id"] == failed.as_str())
+        .expect("the failed credential is still listed");
+    assert_eq!(
+        old["is_active"], false,
+        "{store:?}: the failed credential is replaced"
+    );
+
+    // The reconnected credential reads the calendar the failed one was set up for.
+    let response = app
+        .get(
+            "/api/calendar/availability?date=2026-12-01&duration=60&timeZone=America/New_York",
+            &app.token(org.id, org.member),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{store:?}");
+    let free_busy = google
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|request| request.url.path() == "/calendar/v3/freeBusy")
+        .expect("free/busy asked");
+    let body: serde_json::Value = serde_json::from_slice(&free_busy.body).expect("json");
+    assert_eq!(body["items"][0]["id"], CLINIC_CALENDAR, "{store:?}");
+
+    let audit: serde_json::Value = app
+        .get("/api/organization/audit", &app.token(org.id, org.member))
+        .await
+        .json()
+        .await
+        .expect("audit");
+    let entries = audit.as_array().expect("array");
+    let reconnect_reads: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|entry| {
+            entry["action"] == "read" && entry["detail"]["purpose"] == "oauth:reconnect"
+        })
+        .collect();
+    assert_eq!(
+        reconnect_reads.len(),
+        2,
+        "{store:?}: start and callback each read the client: {audit}"
+    );
+    assert!(reconnect_reads
+        .iter()
+        .all(|entry| entry["credential_id"] == failed.as_str()
+            && entry["detail"]["verification_status"] == "failed"
+            && entry["actor"] == format!("user:{}", org.admin).as_str()));
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry["action"] == "deactivated"
+                && entry["credential_id"] == failed.as_str()),
+        "{store:?}: {audit}"
+    );
+
+    // An organization without a client of its own connects with the platform's.
+    let other = app.create_org("Other clinic").await;
+    let (consent, _) = start(&app, &other, other.admin).await;
+    assert_eq!(
+        query(&consent, "client_id"),
+        PLATFORM_CLIENT_ID,
+        "{store:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_own_client_needs_no_platform_client_and_the_platform_client_needs_configuring() {
+    let google = fake_google().await;
+    let app = app_without_platform_client(&google).await;
+    let org = app.create_org("Clinic").await;
+    let failed = failed_own_client(&app, &org).await;
+    let (consent, cookie) = start(&app, &org, org.admin).await;
+    assert_eq!(query(&consent, "client_id"), CLINIC_CLIENT_ID);
+
+    // Revoked between start and callback: the exchange does not fall back to another client.
+    let response = app
+        .delete(
+            &format!("/api/organization/credentials/{failed}"),
+            &app.token(org.id, org.admin),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = callback(&app, &query(&consent, "state"), Some(&cookie), None).await;
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some("/dashboard/settings?google=error&reason=credential_inactive")
+    );
+    assert!(exchanges(&google).await.is_empty(), "no code exchanged");
+    assert_eq!(
+        google_credentials(&app, &org).await.len(),
+        1,
+        "nothing stored"
+    );
+
+    // With the only own credential revoked and no platform client: 409.
+    let response = app
+        .get("/api/auth/google/start", &app.token(org.id, org.admin))
+        .await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(error_code(response).await, "credential_not_configured");
+}
+
+#[tokio::test]
+async fn members_cannot_read_the_oauth_client() {
+    let app = spawn_app().await;
+    let org = app.create_org("Clinic").await;
+    failed_own_client(&app, &org).await;
+    let response = app
+        .get("/api/auth/google/start", &app.token(org.id, org.member))
+        .await;
+    assert_eq!(response.status(), 403);
+    let audit: serde_json::Value = app
+        .get("/api/organization/audit", &app.token(org.id, org.member))
+        .await
+        .json()
+        .await
+        .expect("audit");
+    assert!(
+        audit
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|entry| entry["action"] != "read"),
+        "a refused start reads nothing: {audit}"
+    );
 }
