@@ -259,6 +259,24 @@ mod tests {
         .expect("valid hours")
     }
 
+    fn busy(start: &str, end: &str) -> BusyInterval {
+        BusyInterval {
+            start: utc(start),
+            end: utc(end),
+        }
+    }
+
+    /// The `minutes`-long free slots of `day` in New York's default business hours.
+    fn new_york_slots(day: &str, minutes: i64, busy: &[BusyInterval]) -> Vec<TimeSlot> {
+        free_slots(
+            date(day),
+            New_York,
+            BusinessHours::default(),
+            TimeDelta::minutes(minutes),
+            busy,
+        )
+    }
+
     fn rendered(slots: &[TimeSlot]) -> Vec<String> {
         slots
             .iter()
@@ -268,13 +286,7 @@ mod tests {
 
     #[test]
     fn an_empty_day_is_all_business_hours() {
-        let slots = free_slots(
-            date("2026-06-10"),
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(60),
-            &[],
-        );
+        let slots = new_york_slots("2026-06-10", 60, &[]);
         assert_eq!(slots.len(), 8);
         assert_eq!(slots[0].start.to_rfc3339(), "2026-06-10T09:00:00-04:00");
         assert_eq!(slots[7].end.to_rfc3339(), "2026-06-10T17:00:00-04:00");
@@ -282,27 +294,12 @@ mod tests {
 
     #[test]
     fn busy_blocks_are_avoided_and_free_stretches_start_on_the_grid() {
-        let busy = [
-            BusyInterval {
-                start: utc("2026-06-10T14:00:00Z"),
-                end: utc("2026-06-10T14:50:00Z"),
-            },
-            BusyInterval {
-                start: utc("2026-06-10T18:00:00Z"),
-                end: utc("2026-06-10T21:30:00Z"),
-            },
-            BusyInterval {
-                start: utc("2026-06-10T20:00:00Z"),
-                end: utc("2026-06-10T20:30:00Z"),
-            },
+        let blocks = [
+            busy("2026-06-10T14:00:00Z", "2026-06-10T14:50:00Z"),
+            busy("2026-06-10T18:00:00Z", "2026-06-10T21:30:00Z"),
+            busy("2026-06-10T20:00:00Z", "2026-06-10T20:30:00Z"),
         ];
-        let slots = free_slots(
-            date("2026-06-10"),
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(30),
-            &busy,
-        );
+        let slots = new_york_slots("2026-06-10", 30, &blocks);
         assert_eq!(
             rendered(&slots),
             vec![
@@ -320,80 +317,32 @@ mod tests {
 
     #[test]
     fn a_fully_busy_day_has_no_slots() {
-        let whole_day = [BusyInterval {
-            start: utc("2026-06-10T00:00:00Z"),
-            end: utc("2026-06-11T00:00:00Z"),
-        }];
-        assert!(free_slots(
-            date("2026-06-10"),
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(15),
-            &whole_day
-        )
-        .is_empty());
+        let whole_day = [busy("2026-06-10T00:00:00Z", "2026-06-11T00:00:00Z")];
+        assert!(new_york_slots("2026-06-10", 15, &whole_day).is_empty());
 
         let back_to_back = [
-            BusyInterval {
-                start: utc("2026-06-10T12:00:00Z"),
-                end: utc("2026-06-10T16:00:00Z"),
-            },
-            BusyInterval {
-                start: utc("2026-06-10T16:00:00Z"),
-                end: utc("2026-06-10T21:00:00Z"),
-            },
-            BusyInterval {
-                start: utc("2026-06-10T20:30:00Z"),
-                end: utc("2026-06-10T23:00:00Z"),
-            },
+            busy("2026-06-10T12:00:00Z", "2026-06-10T16:00:00Z"),
+            busy("2026-06-10T16:00:00Z", "2026-06-10T21:00:00Z"),
+            busy("2026-06-10T20:30:00Z", "2026-06-10T23:00:00Z"),
         ];
-        assert!(free_slots(
-            date("2026-06-10"),
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(15),
-            &back_to_back
-        )
-        .is_empty());
+        assert!(new_york_slots("2026-06-10", 15, &back_to_back).is_empty());
     }
 
     #[test]
     fn a_slot_longer_than_any_free_stretch_yields_nothing() {
-        let lunch = [BusyInterval {
-            start: utc("2026-06-10T16:00:00Z"),
-            end: utc("2026-06-10T17:00:00Z"),
-        }];
-        let slots = free_slots(
-            date("2026-06-10"),
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(4 * 60),
-            &lunch,
-        );
+        let lunch = [busy("2026-06-10T16:00:00Z", "2026-06-10T17:00:00Z")];
+        let slots = new_york_slots("2026-06-10", 4 * 60, &lunch);
         assert_eq!(
             rendered(&slots),
             vec!["2026-06-10T13:00:00-04:00/2026-06-10T17:00:00-04:00"]
         );
-        assert!(free_slots(
-            date("2026-06-10"),
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(9 * 60),
-            &[]
-        )
-        .is_empty());
+        assert!(new_york_slots("2026-06-10", 9 * 60, &[]).is_empty());
     }
 
     #[test]
     fn spring_forward_day_in_new_york() {
         let day = date("2026-03-08");
-        let slots = free_slots(
-            day,
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(60),
-            &[],
-        );
+        let slots = new_york_slots("2026-03-08", 60, &[]);
         assert_eq!(slots.len(), 8);
         assert_eq!(slots[0].start.to_rfc3339(), "2026-03-08T09:00:00-04:00");
 
@@ -414,13 +363,7 @@ mod tests {
     #[test]
     fn fall_back_day_in_new_york() {
         let day = date("2026-11-01");
-        let slots = free_slots(
-            day,
-            New_York,
-            BusinessHours::default(),
-            TimeDelta::minutes(60),
-            &[],
-        );
+        let slots = new_york_slots("2026-11-01", 60, &[]);
         assert_eq!(slots.len(), 8);
         assert_eq!(slots[0].start.to_rfc3339(), "2026-11-01T09:00:00-05:00");
 
@@ -450,38 +393,18 @@ mod tests {
         let request = AvailabilityRequest::parse("2026-03-08", "30", Some("America/New_York"))
             .expect("valid");
         assert_eq!(request.time_zone(), Some(New_York));
-        assert_eq!(
-            AvailabilityRequest::parse("03/08/2026", "30", None)
-                .expect_err("date")
-                .field,
-            "date"
-        );
-        for far in ["+99999-01-01", "0001-01-01"] {
-            assert_eq!(
-                AvailabilityRequest::parse(far, "30", None)
-                    .expect_err(far)
-                    .field,
-                "date"
-            );
+        let refused = [
+            ("03/08/2026", "30", None, "date"),
+            ("+99999-01-01", "30", None, "date"),
+            ("0001-01-01", "30", None, "date"),
+            ("2026-03-08", "thirty", None, "duration"),
+            ("2026-03-08", "2", None, "duration"),
+            ("2026-03-08", "30", Some("Mars/Olympus"), "timeZone"),
+        ];
+        for (day, duration, time_zone, field) in refused {
+            let error = AvailabilityRequest::parse(day, duration, time_zone).expect_err("refused");
+            assert_eq!(error.field, field, "{day} {duration} {time_zone:?}");
         }
-        assert_eq!(
-            AvailabilityRequest::parse("2026-03-08", "thirty", None)
-                .expect_err("duration")
-                .field,
-            "duration"
-        );
-        assert_eq!(
-            AvailabilityRequest::parse("2026-03-08", "2", None)
-                .expect_err("duration")
-                .field,
-            "duration"
-        );
-        assert_eq!(
-            AvailabilityRequest::parse("2026-03-08", "30", Some("Mars/Olympus"))
-                .expect_err("tz")
-                .field,
-            "timeZone"
-        );
         assert_eq!(
             AvailabilityRequest::parse("2026-03-08", "30", Some(" "))
                 .expect("blank tz")
