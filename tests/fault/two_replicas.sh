@@ -72,7 +72,7 @@ for round in $(seq 1 "$rounds"); do
     load="$(awk '/Requests\/sec/ {print $2}' "$workdir/wrk-$round.txt")"
     non2xx="$(awk '/Non-2xx/ {print $NF}' "$workdir/wrk-$round.txt")"
     log "round $round: $result; wrk on B: ${load:-?} req/s, ${non2xx:-0} non-2xx (409 after the deactivation)"
-    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)' "$delay_ms" "$limit_ms"; then
+    if at_most "$delay_ms" "$limit_ms"; then
         pass "round $round: B refused the deactivated credential ${delay_ms} ms after A deactivated it (limit ${limit_ms} ms)"
     else
         fail "round $round: B refused the deactivated credential only ${delay_ms} ms after A deactivated it (limit ${limit_ms} ms)"

@@ -77,6 +77,7 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
+trap 'echo "FAIL $(basename "$0"): line $LINENO: a command failed (exit $?)"' ERR
 trap 'exit 130' INT TERM
 
 # Builds byoc-api and byoc once (in $profile) and sets $api_bin and $cli_bin. BYOC_FAULT_NO_BUILD=1 uses the
@@ -154,6 +155,20 @@ request() {
     curl "${args[@]}" "$2" || true
 }
 
+# request_bg NAME METHOD URL [JSON]: the same request in the background; "STATUS SECONDS" goes to
+# $workdir/NAME.txt and the body to $workdir/NAME.json. Appends the pid to bg_pids.
+bg_pids=()
+request_bg() {
+    local name="$1"
+    shift
+    local args=(-s -o "$workdir/$name.json" -w '%{http_code} %{time_total}' --max-time 30 -X "$1"
+        -H "Authorization: Bearer $token")
+    if [ $# -ge 3 ]; then args+=(-H 'Content-Type: application/json' --data "$3"); fi
+    { curl "${args[@]}" "$2" || true; } >"$workdir/$name.txt" &
+    bg_pids+=($!)
+}
+
+# body_field FIELD [FILE]: a dotted field of a JSON body (default $workdir/body.json), or <none>.
 body_field() {
     python3 -c 'import json, sys
 try:
@@ -162,7 +177,12 @@ try:
         value = value[int(key)] if isinstance(value, list) else value[key]
     print(value)
 except Exception:
-    print("<none>")' "$workdir/body.json" "$1"
+    print("<none>")' "${2:-$workdir/body.json}" "$1"
+}
+
+# at_most A B: true when the number A <= B.
+at_most() {
+    awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'
 }
 
 # Adds a Twilio credential through the API at BASE with display name NAME and verifies it; sets cred_id.
