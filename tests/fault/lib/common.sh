@@ -86,7 +86,7 @@ build_binaries() {
     local flag=()
     [ "$profile" = release ] && flag=(--release)
     if [ -z "${BYOC_FAULT_NO_BUILD:-}" ]; then
-        (cd "$root" && cargo build --quiet "${flag[@]}" -p byoc-api --bin byoc-api --bin byoc)
+        (cd "$root" && cargo build --quiet "${flag[@]}" -p byoc-api -p byoc --bin byoc-api --bin byoc)
     fi
     api_bin="$target_dir/$profile/byoc-api"
     cli_bin="$target_dir/$profile/byoc"
