@@ -61,12 +61,36 @@ within "readyz" "$(request GET "$base/readyz")" 200
 within "list credentials" "$(request GET "$base/api/organization/credentials")" 200
 within "test SMS (warms the credential cache)" "$(request POST "$base/api/sms/test" '{"to":"+14155550124"}')" 200
 within "audit log" "$(request GET "$base/api/organization/audit?limit=200")" 200
-sent_before="$(twilio_messages)"
 audit_before="$(pg_query "SELECT count(*) FROM credential_audit_log")"
-log "audit rows before the outage: $audit_before, SMS sent: $sent_before"
+
+# An audit event still queued when the database goes away: hold a lock that blocks audit inserts, send a test
+# SMS (it answers without waiting for its `read` event), then stop PostgreSQL, which ends the lock holder and
+# the audit writer's insert. The event must stay queued and be written after recovery.
+as_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d byoc -qAt \
+    -c "BEGIN; LOCK TABLE credential_audit_log IN EXCLUSIVE MODE; SELECT pg_sleep(120);" >/dev/null 2>&1 &
+locker=$!
+pids+=("$locker")
+for _ in $(seq 1 50); do
+    [ "$(pg_query "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'credential_audit_log' AND l.mode = 'ExclusiveLock' AND l.granted")" = 1 ] && break
+    sleep 0.1
+done
+queued_from_ms="$(now_ms)"
+within "test SMS while audit writes are blocked" "$(request POST "$base/api/sms/test" '{"to":"+14155550124"}')" 200
+pending=""
+for _ in $(seq 1 50); do
+    pending="$(curl -s "$base/metrics" | awk '/^byoc_audit_queue_pending / {print $2}')"
+    [ "${pending:-0}" -ge 1 ] && break
+    sleep 0.1
+done
+check "its read event is queued (byoc_audit_queue_pending)" 1 "$pending"
+check "and not yet written" "$audit_before" "$(pg_query "SELECT count(*) FROM credential_audit_log")"
+queued_to_ms="$(now_ms)"
+sent_before="$(twilio_messages)"
+log "audit rows before the outage: $audit_before (+1 queued), SMS sent: $sent_before"
 
 echo "== PostgreSQL stopped (pg_ctl stop -m fast)"
 pg_stop
+wait "$locker" 2>/dev/null || true
 outage_started="$(now_ms)"
 within "healthz during the outage" "$(request GET "$base/healthz")" 200 "" 1
 # Every request that needs the database goes out at once (each waits for the pool on its own), plus a burst of
@@ -118,12 +142,12 @@ sent_during=$(( $(twilio_messages) - sent_before ))
 if [ -n "${BYOC_FAULT_EXPECT_CACHED_SMS:-}" ]; then
     within_bg sms "test SMS during the outage, from the cached credential" 200
     check "SMS sent during the outage" 1 "$sent_during"
-    expected_audit=$((audit_before + 2))
+    expected_audit=$((audit_before + 3))
 else
     within_bg sms "test SMS during the outage (fails closed)" 503 database_unavailable
     check "SMS sent during the outage" 0 "$sent_during"
     echo "NOTE the credential cached before the outage is not used: the role lookup and the credential read need the database (see tests/fault/README.md)"
-    expected_audit=$((audit_before + 1))
+    expected_audit=$((audit_before + 2))
 fi
 within "healthz still 200 at the end of the outage" "$(request GET "$base/healthz")" 200 "" 1
 if kill -0 "$api_pid_api" 2>/dev/null; then pass "byoc-api still running"; else fail "byoc-api exited"; fi
@@ -156,6 +180,9 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 check "audit rows after recovery (every read of the run, none lost)" "$expected_audit" "$audit_after"
+check "the read queued across the outage was written with its original time" 1 \
+    "$(pg_query "SELECT count(*) FROM credential_audit_log WHERE action = 'read' AND at BETWEEN to_timestamp($queued_from_ms / 1000.0) AND to_timestamp($queued_to_ms / 1000.0)")"
+check "the audit queue is empty again" 0 "$(curl -s "$base/metrics" | awk '/^byoc_audit_queue_pending / {print $2}')"
 check "audit chain intact after recovery" "t" "$(pg_query "SELECT intact FROM byoc_audit_chain_check('$org_id')")"
 if grep -q "panicked" "$workdir/api.log"; then fail "byoc-api panicked"; else pass "no panic in the byoc-api log"; fi
 if grep -E ' status=5[0-9]{2} ' "$workdir/api.log" | grep -qv ' status=503 '; then
