@@ -202,6 +202,10 @@ async fn an_unreachable_database_gets_503() {
     let (app, proxy) = spawn_app_behind_proxy().await;
     let org = app.create_org("Outage").await;
     let owner = app.token(org.id, org.owner);
+    let credential = app
+        .add_twilio(&owner, TWILIO_SID, "Before the outage")
+        .await;
+    let id = credential["id"].as_str().expect("id").to_owned();
     assert_eq!(
         app.get("/api/organization/credentials", &owner)
             .await
@@ -209,15 +213,32 @@ async fn an_unreachable_database_gets_503() {
         200
     );
     proxy.cut().await;
-    for response in [
-        app.get("/api/organization/credentials", &owner).await,
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("sent"),
+    // Reads, writes and uses alike: 503 with the contract's body, never a 500. They wait for the pool together.
+    let sms = serde_json::json!({"to": "+14155550124"});
+    let empty = serde_json::json!({});
+    let added = body(&[("displayName", serde_json::json!("During the outage"))]);
+    let verify = format!("/api/organization/credentials/{id}/verify");
+    let deactivate = format!("/api/organization/credentials/{id}");
+    let (list, audit, add, verified, deactivated, sent, ready) = tokio::join!(
+        app.get("/api/organization/credentials", &owner),
+        app.get("/api/organization/audit", &owner),
+        app.post_json(TWILIO, &owner, &added),
+        app.post_json(&verify, &owner, &empty),
+        app.delete(&deactivate, &owner),
+        app.post_json("/api/sms/test", &owner, &sms),
+        app.client.get(app.url("/readyz")).send(),
+    );
+    let ready = ready.expect("sent");
+    for (what, response) in [
+        ("list", list),
+        ("audit", audit),
+        ("add", add),
+        ("verify", verified),
+        ("deactivate", deactivated),
+        ("sms", sent),
+        ("readyz", ready),
     ] {
-        assert_eq!(response.status(), 503);
-        assert_eq!(error_code(response).await, "database_unavailable");
+        assert_eq!(response.status(), 503, "{what}");
+        assert_eq!(error_code(response).await, "database_unavailable", "{what}");
     }
 }
