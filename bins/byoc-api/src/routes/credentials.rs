@@ -5,7 +5,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, post, web, HttpResponse};
-use byoc_credential_store::{CredentialId, CredentialServiceError, CredentialType};
+use byoc_credential_store::{CredentialId, CredentialServiceError, CredentialType, DisplayName};
+use byoc_providers::CredentialPayload;
 use uuid::Uuid;
 
 use crate::caller::{Caller, Permission};
@@ -71,12 +72,15 @@ pub async fn add_twilio(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Permission::Manage)?;
     let (credential, display_name) = body.0.into_parts()?;
-    let stored = state
-        .credential_service
-        .store(&caller.tenant, &credential, display_name)
-        .await;
-    let metadata = counted(&metrics, "created", CredentialType::Twilio, stored)?;
-    Ok(HttpResponse::build(StatusCode::CREATED).json(CredentialRow::from(metadata)))
+    store_new(
+        &caller,
+        &state,
+        &metrics,
+        CredentialType::Twilio,
+        &credential,
+        display_name,
+    )
+    .await
 }
 
 /// Stores a Google Calendar credential (OAuth client and refresh token), encrypted, as `pending`. Admins and
@@ -108,12 +112,15 @@ pub async fn add_google_calendar(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Permission::Manage)?;
     let (credential, display_name) = body.0.into_parts()?;
-    let stored = state
-        .credential_service
-        .store(&caller.tenant, &credential, display_name)
-        .await;
-    let metadata = counted(&metrics, "created", CredentialType::GoogleCalendar, stored)?;
-    Ok(HttpResponse::build(StatusCode::CREATED).json(CredentialRow::from(metadata)))
+    store_new(
+        &caller,
+        &state,
+        &metrics,
+        CredentialType::GoogleCalendar,
+        &credential,
+        display_name,
+    )
+    .await
 }
 
 /// Verifies a credential with its provider and records the outcome. Admins and owners.
@@ -208,6 +215,24 @@ pub async fn delete_credential(
 }
 
 /// Counts a credential operation by its outcome and turns the service's error into the API's.
+/// Stores `credential` for the caller's organization as `pending`, counts the creation, and answers 201
+/// with its row: the body of every add handler once the caller's role and the request are checked.
+async fn store_new<P: CredentialPayload>(
+    caller: &Caller,
+    state: &AppState,
+    metrics: &Metrics,
+    credential_type: CredentialType,
+    credential: &P,
+    display_name: DisplayName,
+) -> Result<HttpResponse, ApiError> {
+    let stored = state
+        .credential_service
+        .store(&caller.tenant, credential, display_name)
+        .await;
+    let metadata = counted(metrics, "created", credential_type, stored)?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(CredentialRow::from(metadata)))
+}
+
 fn counted<T>(
     metrics: &Metrics,
     operation: &str,

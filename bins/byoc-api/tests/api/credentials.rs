@@ -17,6 +17,34 @@ async fn app_with_fake_twilio(store: Store) -> (TestApp, wiremock::MockServer) {
     (app, twilio)
 }
 
+/// `POST {LIST}/{id}/verify` as `token`.
+async fn post_verify(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
+    app.post_json(
+        &format!("{LIST}/{id}/verify"),
+        token,
+        &serde_json::json!({}),
+    )
+    .await
+}
+
+/// The JSON body of `GET path` as `token`.
+async fn get_json(app: &TestApp, path: &str, token: &str) -> serde_json::Value {
+    app.get(path, token).await.json().await.expect("json")
+}
+
+/// The id of a new Twilio credential added as `token`.
+async fn add_twilio_id(app: &TestApp, token: &str, account_sid: &str, name: &str) -> String {
+    app.add_twilio(token, account_sid, name).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// The row of credential `id` in the list `token` sees.
+async fn listed_row(app: &TestApp, token: &str, id: &str) -> serde_json::Value {
+    find(&get_json(app, LIST, token).await, id)
+}
+
 #[tokio::test]
 async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
     for store in STORES {
@@ -78,35 +106,17 @@ async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
         assert_eq!(google["credential_type"], "google_calendar");
         assert_eq!(google["verification_status"], "pending");
 
-        let list: serde_json::Value = app
-            .get(LIST, &app.token(org.id, org.member))
-            .await
-            .json()
-            .await
-            .expect("list");
+        let list: serde_json::Value = get_json(&app, LIST, &app.token(org.id, org.member)).await;
         assert_eq!(list.as_array().map(Vec::len), Some(2), "{store:?}: {list}");
 
-        let verify = app
-            .post_json(
-                &format!("{LIST}/{id}/verify"),
-                &admin,
-                &serde_json::json!({}),
-            )
-            .await;
+        let verify = post_verify(&app, &admin, &id).await;
         assert_eq!(verify.status(), 200, "{store:?}");
         let verify: serde_json::Value = verify.json().await.expect("json");
         assert_eq!(
             verify,
             serde_json::json!({"verified": true, "verification_status": "verified", "verification_error": null})
         );
-        let listed = find(
-            &app.get(LIST, &owner)
-                .await
-                .json::<serde_json::Value>()
-                .await
-                .expect("list"),
-            &id,
-        );
+        let listed = listed_row(&app, &owner, &id).await;
         assert_eq!(listed["verification_status"], "verified");
         assert!(listed["last_verified_at"].is_string());
 
@@ -116,22 +126,9 @@ async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
             deactivate.json::<serde_json::Value>().await.expect("json"),
             serde_json::json!({"success": true})
         );
-        let listed = find(
-            &app.get(LIST, &owner)
-                .await
-                .json::<serde_json::Value>()
-                .await
-                .expect("list"),
-            &id,
-        );
+        let listed = listed_row(&app, &owner, &id).await;
         assert_eq!(listed["is_active"], false);
-        let reverify = app
-            .post_json(
-                &format!("{LIST}/{id}/verify"),
-                &admin,
-                &serde_json::json!({}),
-            )
-            .await;
+        let reverify = post_verify(&app, &admin, &id).await;
         assert_eq!(
             reverify.status(),
             409,
@@ -145,7 +142,7 @@ async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
             purge.json::<serde_json::Value>().await.expect("json"),
             serde_json::json!({"success": true})
         );
-        let list: serde_json::Value = app.get(LIST, &owner).await.json().await.expect("list");
+        let list: serde_json::Value = get_json(&app, LIST, &owner).await;
         assert!(
             list.as_array()
                 .expect("array")
@@ -154,12 +151,7 @@ async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
             "purged"
         );
 
-        let audit: serde_json::Value = app
-            .get(AUDIT, &app.token(org.id, org.member))
-            .await
-            .json()
-            .await
-            .expect("audit");
+        let audit: serde_json::Value = get_json(&app, AUDIT, &app.token(org.id, org.member)).await;
         let actions: Vec<&str> = audit
             .as_array()
             .expect("array")
@@ -186,20 +178,11 @@ async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
         }
         assert_eq!(first["actor"], format!("user:{}", org.owner.as_uuid()));
 
-        let page_one: serde_json::Value = app
-            .get(&format!("{AUDIT}?limit=2"), &owner)
-            .await
-            .json()
-            .await
-            .expect("page");
+        let page_one: serde_json::Value = get_json(&app, &format!("{AUDIT}?limit=2"), &owner).await;
         assert_eq!(page_one.as_array().map(Vec::len), Some(2));
         let cursor = page_one[1]["id"].as_i64().expect("id");
-        let page_two: serde_json::Value = app
-            .get(&format!("{AUDIT}?limit=2&before={cursor}"), &owner)
-            .await
-            .json()
-            .await
-            .expect("page");
+        let page_two: serde_json::Value =
+            get_json(&app, &format!("{AUDIT}?limit=2&before={cursor}"), &owner).await;
         let page_two_ids: Vec<i64> = page_two
             .as_array()
             .expect("array")
@@ -227,24 +210,15 @@ async fn a_refused_credential_is_recorded_as_failed() {
     let (app, _twilio) = app_with_fake_twilio(Store::Sqlite).await;
     let org = app.create_org("Refused").await;
     let admin = app.token(org.id, org.admin);
-    let id = app.add_twilio(&admin, TWILIO_BAD_SID, "Wrong token").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let response = app
-        .post_json(
-            &format!("{LIST}/{id}/verify"),
-            &admin,
-            &serde_json::json!({}),
-        )
-        .await;
+    let id = add_twilio_id(&app, &admin, TWILIO_BAD_SID, "Wrong token").await;
+    let response = post_verify(&app, &admin, &id).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["verified"], false);
     assert_eq!(body["verification_status"], "failed");
     let error = body["verification_error"].as_str().expect("a reason");
     assert!(error.contains("20003"), "{error}");
-    let audit: serde_json::Value = app.get(AUDIT, &admin).await.json().await.expect("audit");
+    let audit: serde_json::Value = get_json(&app, AUDIT, &admin).await;
     assert_eq!(audit[0]["action"], "verification_failed");
 }
 
@@ -257,27 +231,11 @@ async fn an_unreachable_provider_answers_424_and_records_nothing() {
     .await;
     let org = app.create_org("Offline").await;
     let admin = app.token(org.id, org.admin);
-    let id = app.add_twilio(&admin, TWILIO_SID, "Offline").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let response = app
-        .post_json(
-            &format!("{LIST}/{id}/verify"),
-            &admin,
-            &serde_json::json!({}),
-        )
-        .await;
+    let id = add_twilio_id(&app, &admin, TWILIO_SID, "Offline").await;
+    let response = post_verify(&app, &admin, &id).await;
     assert_eq!(response.status(), 424);
     assert_eq!(error_code(response).await, "provider_unavailable");
-    let listed = find(
-        &app.get(LIST, &admin)
-            .await
-            .json::<serde_json::Value>()
-            .await
-            .expect("list"),
-        &id,
-    );
+    let listed = listed_row(&app, &admin, &id).await;
     assert_eq!(listed["verification_status"], "pending");
 }
 
@@ -286,19 +244,8 @@ async fn a_provider_rate_limit_answers_429_with_retry_after() {
     let (app, _twilio) = app_with_fake_twilio(Store::Sqlite).await;
     let org = app.create_org("Busy").await;
     let admin = app.token(org.id, org.admin);
-    let id = app
-        .add_twilio(&admin, TWILIO_RATE_LIMITED_SID, "Busy")
-        .await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let response = app
-        .post_json(
-            &format!("{LIST}/{id}/verify"),
-            &admin,
-            &serde_json::json!({}),
-        )
-        .await;
+    let id = add_twilio_id(&app, &admin, TWILIO_RATE_LIMITED_SID, "Busy").await;
+    let response = post_verify(&app, &admin, &id).await;
     assert_eq!(response.status(), 429);
     assert_eq!(
         response
@@ -308,14 +255,7 @@ async fn a_provider_rate_limit_answers_429_with_retry_after() {
         Some("120")
     );
     assert_eq!(error_code(response).await, "rate_limited");
-    let listed = find(
-        &app.get(LIST, &admin)
-            .await
-            .json::<serde_json::Value>()
-            .await
-            .expect("list"),
-        &id,
-    );
+    let listed = listed_row(&app, &admin, &id).await;
     assert_eq!(
         listed["verification_status"], "pending",
         "a rate limit says nothing about the credential"
@@ -354,37 +294,21 @@ async fn role_table_for_every_endpoint() {
                 200,
                 "{store:?} {role} audit"
             );
-            let added = app
-                .post_json(
-                    "/api/organization/credentials/twilio",
-                    &token,
-                    &twilio_body(&format!("added by {role}")),
-                )
-                .await;
-            assert_eq!(
-                added.status(),
-                expect(can_manage, 201),
-                "{store:?} {role} add twilio"
-            );
-            let added = app
-                .post_json(
-                    "/api/organization/credentials/google_calendar",
-                    &token,
-                    &google_body(&format!("added by {role}")),
-                )
-                .await;
-            assert_eq!(
-                added.status(),
-                expect(can_manage, 201),
-                "{store:?} {role} add google"
-            );
-            let verified = app
-                .post_json(
-                    &format!("{LIST}/{id}/verify"),
-                    &token,
-                    &serde_json::json!({}),
-                )
-                .await;
+            let name = format!("added by {role}");
+            for (kind, label, body) in [
+                ("twilio", "twilio", twilio_body(&name)),
+                ("google_calendar", "google", google_body(&name)),
+            ] {
+                let added = app
+                    .post_json(&format!("{LIST}/{kind}"), &token, &body)
+                    .await;
+                assert_eq!(
+                    added.status(),
+                    expect(can_manage, 201),
+                    "{store:?} {role} add {label}"
+                );
+            }
+            let verified = post_verify(&app, &token, &id).await;
             assert_eq!(
                 verified.status(),
                 expect(can_manage, 200),
@@ -436,20 +360,11 @@ async fn other_organizations_ids_are_not_found_and_unchanged() {
         let victim: TestOrg = app.create_org("Victim").await;
         let attacker: TestOrg = app.create_org("Attacker").await;
         let victim_owner = app.token(victim.id, victim.owner);
-        let id = app.add_twilio(&victim_owner, TWILIO_SID, "Victim's").await["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let id = add_twilio_id(&app, &victim_owner, TWILIO_SID, "Victim's").await;
         let missing = uuid::Uuid::new_v4();
         let attacker_owner = app.token(attacker.id, attacker.owner);
         for target in [id.clone(), missing.to_string()] {
-            let verify = app
-                .post_json(
-                    &format!("{LIST}/{target}/verify"),
-                    &attacker_owner,
-                    &serde_json::json!({}),
-                )
-                .await;
+            let verify = post_verify(&app, &attacker_owner, &target).await;
             assert_eq!(verify.status(), 404, "{store:?} verify");
             let verify_body: serde_json::Value = verify.json().await.expect("json");
             let deactivate = app
@@ -463,16 +378,12 @@ async fn other_organizations_ids_are_not_found_and_unchanged() {
             assert_eq!(purge.status(), 404, "{store:?} purge");
             let purge_body: serde_json::Value = purge.json().await.expect("json");
             if target == id {
-                let missing_verify: serde_json::Value = app
-                    .post_json(
-                        &format!("{LIST}/{missing}/verify"),
-                        &attacker_owner,
-                        &serde_json::json!({}),
-                    )
-                    .await
-                    .json()
-                    .await
-                    .expect("json");
+                let missing_verify: serde_json::Value =
+                    post_verify(&app, &attacker_owner, &missing.to_string())
+                        .await
+                        .json()
+                        .await
+                        .expect("json");
                 assert_eq!(
                     verify_body, missing_verify,
                     "indistinguishable from a missing id"
@@ -480,37 +391,15 @@ async fn other_organizations_ids_are_not_found_and_unchanged() {
                 assert_eq!(deactivate_body, purge_body);
             }
         }
-        let attacker_list: serde_json::Value = app
-            .get(LIST, &attacker_owner)
-            .await
-            .json()
-            .await
-            .expect("list");
+        let attacker_list: serde_json::Value = get_json(&app, LIST, &attacker_owner).await;
         assert_eq!(attacker_list, serde_json::json!([]));
-        let attacker_audit: serde_json::Value = app
-            .get(AUDIT, &attacker_owner)
-            .await
-            .json()
-            .await
-            .expect("audit");
+        let attacker_audit: serde_json::Value = get_json(&app, AUDIT, &attacker_owner).await;
         assert_eq!(attacker_audit, serde_json::json!([]));
 
-        let row = find(
-            &app.get(LIST, &victim_owner)
-                .await
-                .json::<serde_json::Value>()
-                .await
-                .expect("list"),
-            &id,
-        );
+        let row = listed_row(&app, &victim_owner, &id).await;
         assert_eq!(row["is_active"], true, "{store:?}");
         assert_eq!(row["verification_status"], "pending", "{store:?}");
-        let audit: serde_json::Value = app
-            .get(AUDIT, &victim_owner)
-            .await
-            .json()
-            .await
-            .expect("audit");
+        let audit: serde_json::Value = get_json(&app, AUDIT, &victim_owner).await;
         assert_eq!(
             audit.as_array().map(Vec::len),
             Some(1),
