@@ -15,11 +15,11 @@ use crate::helpers::{spawn_app_tuned, tcp_proxy_to, Store, TestApp, TestOrg, TWI
 use crate::sms::{message_sid, verified_twilio, RECIPIENT, SID_A, SID_B};
 
 /// The per-attempt timeout of the provider clients in the tests that tune it.
-const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
+const CALL_TIMEOUT: Duration = Duration::from_millis(2000);
 /// How long a fake provider takes when it is "slow": well past [`CALL_TIMEOUT`].
-const SLOW: Duration = Duration::from_secs(3);
+const SLOW: Duration = Duration::from_secs(4);
 /// Slack allowed on top of a timeout budget for the service's own work on a shared, busy machine.
-const SLACK: Duration = Duration::from_millis(1000);
+const SLACK: Duration = Duration::from_millis(1500);
 /// The sends and provider calls budget: high enough that the service's own rate limits stay out of the way.
 const NO_LIMITS: [(&str, &str); 2] = [
     ("BYOC_SMS_PER_MINUTE", "10000"),
@@ -29,6 +29,11 @@ const NO_LIMITS: [(&str, &str); 2] = [
 /// Short provider timeouts and backoff, so timeout tests stay fast.
 fn fast_calls(config: &mut Config) {
     config.providers.timeouts.request = CALL_TIMEOUT;
+    fast_retries(config);
+}
+
+/// The default timeouts with a short backoff (3 attempts, 0.1 s then 0.2 s, waits of at most 2 s).
+fn fast_retries(config: &mut Config) {
     config.providers.retry = RetryPolicy {
         max_attempts: 3,
         initial_backoff: Duration::from_millis(100),
@@ -300,7 +305,7 @@ async fn twilio_503_means_not_acted_on_so_it_is_retried_within_the_budget_and_se
         RetryPolicy::default().max_attempts as usize
     );
     assert!(
-        answer.elapsed < Duration::from_secs(5),
+        answer.elapsed < Duration::from_millis(1500) + SLACK,
         "the default backoff (0.5 s, 1 s) bounds the wait: {:?}",
         answer.elapsed
     );
@@ -315,11 +320,7 @@ async fn twilio_503_means_not_acted_on_so_it_is_retried_within_the_budget_and_se
     let answer = send_test(&app, &org).await;
     assert_provider_unavailable(&answer, "Twilio 503 with Retry-After: 60");
     assert_eq!(sends_of(&twilio, SID_A).await, 1);
-    assert!(
-        answer.elapsed < Duration::from_secs(2),
-        "{:?}",
-        answer.elapsed
-    );
+    assert!(answer.elapsed < SLACK, "{:?}", answer.elapsed);
 }
 
 #[tokio::test]
@@ -375,7 +376,7 @@ async fn an_unreachable_twilio_is_424_after_bounded_connection_retries() {
     let (proxy, port) = tcp_proxy_to(&twilio.address().to_string()).await;
     let mut env = provider_env(&twilio, None);
     env.push(("TWILIO_API_BASE", format!("http://127.0.0.1:{port}")));
-    let app = spawn_app_tuned(Store::Sqlite, &env, fast_calls).await;
+    let app = spawn_app_tuned(Store::Sqlite, &env, fast_retries).await;
     let org = app.create_org("Clinic").await;
     verified_twilio(&app, &org, SID_A).await;
     assert_eq!(send_test(&app, &org).await.status, 200);
@@ -389,7 +390,7 @@ async fn an_unreachable_twilio_is_424_after_bounded_connection_retries() {
         answer.message()
     );
     assert!(
-        answer.elapsed < Duration::from_secs(2),
+        answer.elapsed < Duration::from_millis(300) + SLACK,
         "connection retries are bounded by the backoff (0.1 s, 0.2 s): {:?}",
         answer.elapsed
     );
@@ -405,7 +406,7 @@ async fn an_unreachable_twilio_is_424_after_bounded_connection_retries() {
 async fn twilio_429_storms_answer_429_with_twilios_retry_after_and_send_nothing_twice() {
     let twilio = MockServer::start().await;
     mount_twilio_account(&twilio, SID_A, accepted(SID_A)).await;
-    let app = spawn_app_tuned(Store::Sqlite, &provider_env(&twilio, None), fast_calls).await;
+    let app = spawn_app_tuned(Store::Sqlite, &provider_env(&twilio, None), fast_retries).await;
     let org = app.create_org("Clinic").await;
     verified_twilio(&app, &org, SID_A).await;
 
@@ -450,7 +451,7 @@ async fn twilio_429_storms_answer_429_with_twilios_retry_after_and_send_nothing_
     assert_eq!(answer.retry_after.as_deref(), Some("1"));
     assert_eq!(sends_of(&twilio, SID_A).await, 3);
     assert!(
-        answer.elapsed >= Duration::from_secs(2) && answer.elapsed < Duration::from_secs(4),
+        answer.elapsed >= Duration::from_secs(2) && answer.elapsed < Duration::from_secs(2) + SLACK,
         "two waits of Retry-After: {:?}",
         answer.elapsed
     );
@@ -724,10 +725,19 @@ fn p50_and_max(latencies: &mut [Duration]) -> (Duration, Duration) {
     )
 }
 
-/// Organization B's requests, one after another: a test SMS and an availability check, `rounds` times.
-async fn measure_b(app: &TestApp, org: &TestOrg, rounds: usize) -> Vec<Duration> {
+/// Organization B's requests, one after another (a test SMS, then an availability check), for `rounds` rounds
+/// or until `until`, whichever comes first.
+async fn measure_b(
+    app: &TestApp,
+    org: &TestOrg,
+    rounds: usize,
+    until: Option<Instant>,
+) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(rounds * 2);
     for _ in 0..rounds {
+        if until.is_some_and(|deadline| Instant::now() >= deadline) {
+            break;
+        }
         let answer = send_test(app, org).await;
         assert_eq!(answer.status, 200, "B's SMS: {}", answer.body);
         latencies.push(answer.elapsed);
@@ -738,24 +748,54 @@ async fn measure_b(app: &TestApp, org: &TestOrg, rounds: usize) -> Vec<Duration>
     latencies
 }
 
+/// How many of organization A's provider calls (sends of [`SID_A`], free/busy queries with A's token) have
+/// reached the fakes.
+async fn a_calls_arrived(twilio: &MockServer, google: &MockServer, client_a: &str) -> usize {
+    let bearer = format!("Bearer {}", access_token_of(client_a));
+    let free_busy_calls = google
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|request| {
+            request.url.path() == "/calendar/v3/freeBusy"
+                && request
+                    .headers
+                    .get("authorization")
+                    .and_then(|value| value.to_str().ok())
+                    == Some(bearer.as_str())
+        })
+        .count();
+    sends_of(twilio, SID_A).await + free_busy_calls
+}
+
 #[tokio::test]
-async fn a_slow_provider_of_one_organization_does_not_slow_another_organization() {
+async fn a_slow_provider_of_one_organization_does_not_slow_another_organization_on_postgres() {
+    slow_provider_of_one_organization_does_not_slow_another(Store::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_slow_provider_of_one_organization_does_not_slow_another_organization_on_sqlite() {
+    slow_provider_of_one_organization_does_not_slow_another(Store::Sqlite).await;
+}
+
+/// Organization A's Twilio and Google answer after [`STORM_DELAY`] while A has a storm of concurrent requests
+/// waiting on them (more than the store's connection pool holds, so a request that kept a connection while
+/// waiting on its provider would block everyone else); organization B's requests, against its own healthy
+/// providers, are measured while every one of A's calls is parked at A's providers and keep their latency.
+async fn slow_provider_of_one_organization_does_not_slow_another(store: Store) {
     const CLIENT_A: &str = "clinic-a.apps.googleusercontent.com";
     const CLIENT_B: &str = "clinic-b.apps.googleusercontent.com";
     const STORM: usize = 60;
     const ROUNDS: usize = 10;
+    const STORM_DELAY: Duration = Duration::from_secs(6);
     let twilio = MockServer::start().await;
     mount_twilio_account(&twilio, SID_A, accepted(SID_A)).await;
     mount_twilio_account(&twilio, SID_B, accepted(SID_B)).await;
     let google = MockServer::start().await;
     mount_google_client(&google, CLIENT_A, token_grant(CLIENT_A), free_busy()).await;
     mount_google_client(&google, CLIENT_B, token_grant(CLIENT_B), free_busy()).await;
-    let app = spawn_app_tuned(
-        Store::Postgres,
-        &provider_env(&twilio, Some(&google)),
-        defaults,
-    )
-    .await;
+    let app = spawn_app_tuned(store, &provider_env(&twilio, Some(&google)), defaults).await;
     let org_a = app.create_org("Clinic A").await;
     let org_b = app.create_org("Clinic B").await;
     verified_twilio(&app, &org_a, SID_A).await;
@@ -763,19 +803,20 @@ async fn a_slow_provider_of_one_organization_does_not_slow_another_organization(
     verified_google(&app, &org_a, CLIENT_A).await;
     verified_google(&app, &org_b, CLIENT_B).await;
 
-    let mut quiet = measure_b(&app, &org_b, ROUNDS).await;
+    measure_b(&app, &org_b, 2, None).await;
+    let mut quiet = measure_b(&app, &org_b, ROUNDS, None).await;
     let (quiet_p50, quiet_max) = p50_and_max(&mut quiet);
 
-    // A's Twilio and Google now take 3 s per answer (within the default 15 s timeout).
+    // A's Twilio and Google now take STORM_DELAY per answer (within the default 15 s timeout).
     twilio.reset().await;
-    mount_twilio_account(&twilio, SID_A, accepted(SID_A).set_delay(SLOW)).await;
+    mount_twilio_account(&twilio, SID_A, accepted(SID_A).set_delay(STORM_DELAY)).await;
     mount_twilio_account(&twilio, SID_B, accepted(SID_B)).await;
     google.reset().await;
     mount_google_client(
         &google,
         CLIENT_A,
         token_grant(CLIENT_A),
-        free_busy().set_delay(SLOW),
+        free_busy().set_delay(STORM_DELAY),
     )
     .await;
     mount_google_client(&google, CLIENT_B, token_grant(CLIENT_B), free_busy()).await;
@@ -799,10 +840,25 @@ async fn a_slow_provider_of_one_organization_does_not_slow_another_organization(
             })
         })
         .collect();
-    // Let A's requests reach the slow providers before measuring B.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut stormy = measure_b(&app, &org_b, ROUNDS).await;
+    // Wait until every one of A's calls is parked at A's slow providers; none can answer before
+    // storm_started + STORM_DELAY, so B is measured while all of them wait.
+    while a_calls_arrived(&twilio, &google, CLIENT_A).await < STORM {
+        assert!(
+            storm_started.elapsed() < STORM_DELAY,
+            "A's requests did not all reach their providers within {STORM_DELAY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parked = storm_started.elapsed();
+    let window_end = storm_started + STORM_DELAY - Duration::from_millis(500);
+    let mut stormy = measure_b(&app, &org_b, ROUNDS, Some(window_end)).await;
     let b_done = storm_started.elapsed();
+    assert!(
+        stormy.len() >= 4 && b_done < STORM_DELAY,
+        "B was measured while all of A's requests waited ({} requests, {parked:?} to {b_done:?})",
+        stormy.len()
+    );
+    let b_requests = stormy.len();
     let (stormy_p50, stormy_max) = p50_and_max(&mut stormy);
 
     let mut a_latencies = Vec::with_capacity(STORM);
@@ -813,22 +869,20 @@ async fn a_slow_provider_of_one_organization_does_not_slow_another_organization(
     }
     let (a_p50, a_max) = p50_and_max(&mut a_latencies);
     println!(
-        "B quiet: p50 {quiet_p50:?} max {quiet_max:?}; B during A's storm of {STORM}: p50 {stormy_p50:?} max {stormy_max:?}; A: p50 {a_p50:?} max {a_max:?}; B finished {b_done:?} after the storm began"
+        "{store:?}: B quiet: p50 {quiet_p50:?} max {quiet_max:?}; B while A's {STORM} requests wait on providers taking {STORM_DELAY:?}: {b_requests} requests, p50 {stormy_p50:?} max {stormy_max:?} (A parked after {parked:?}, B done after {b_done:?}); A: p50 {a_p50:?} max {a_max:?}"
     );
     assert!(
-        b_done < SLOW,
-        "B was measured while A's requests were in flight ({b_done:?})"
-    );
-    assert!(
-        a_p50 >= SLOW,
+        a_p50 >= STORM_DELAY,
         "A's requests really waited on the slow providers ({a_p50:?})"
     );
+    // One second, or twice B's quiet worst case when the machine is so loaded that B is slow even alone.
+    let limit = Duration::from_secs(1).max(quiet_max * 2);
     assert!(
-        stormy_max < Duration::from_secs(1),
-        "B keeps its latency while A's providers are slow: max {stormy_max:?}"
+        stormy_max < limit,
+        "B keeps its latency while A's providers are slow: max {stormy_max:?} (limit {limit:?})"
     );
     assert!(
-        stormy_p50 < quiet_p50 + Duration::from_millis(250),
+        stormy_p50 < quiet_p50 * 2 + Duration::from_millis(100),
         "B's median stays close to its quiet median: {stormy_p50:?} vs {quiet_p50:?}"
     );
     assert_eq!(
@@ -836,5 +890,4 @@ async fn a_slow_provider_of_one_organization_does_not_slow_another_organization(
         STORM / 2,
         "one send per A request"
     );
-    assert_eq!(sends_of(&twilio, SID_B).await, ROUNDS);
 }
