@@ -1,13 +1,13 @@
 //! The audit hash chain: intact under concurrent writers, and broken by any edit or deletion made behind its
 //! back (on Postgres as the table owner, on SQLite by someone with the file).
 
-use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite};
+use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite, TestPostgres};
 use byoc_credential_store::{
     AuditAction, AuditChainStatus, CredentialRepository, NewAuditEvent, Tenant,
 };
 use chrono::Utc;
 use futures::future::join_all;
-use sqlx::Executor;
+use sqlx::{Executor, PgPool};
 
 use crate::fixtures::{org, OrgFixture};
 
@@ -82,25 +82,42 @@ async fn postgres_chain_stays_intact_under_concurrent_writers() {
     );
 }
 
-#[tokio::test]
-async fn postgres_edit_behind_the_chain_is_detected() {
+/// A fresh Postgres whose organization got five events, then `tamper` (the organization's id bound as `$1`)
+/// run as the table owner; verification must find the chain broken first at `seq`, with `symptom` in the
+/// problem. The database, organization and owner pool are handed back for further checks.
+async fn postgres_tampered(
+    tamper: &str,
+    seq: i64,
+    symptom: &str,
+) -> (TestPostgres, OrgFixture, PgPool) {
     let database = fresh_postgres().await;
     let a = five_events(database.store()).await;
     let owner = database.owner_pool(1).await;
-    sqlx::query("UPDATE credential_audit_log SET detail = '{\"purpose\": \"nothing to see\"}' WHERE org_id = $1 AND seq = 3")
+    sqlx::query(tamper)
         .bind(a.id.as_uuid())
         .execute(&owner)
         .await
         .unwrap();
-    let (seq, problem) = broken_at(
+    let (first_broken, problem) = broken_at(
         database
             .store()
             .verify_audit_chain(&a.member)
             .await
             .unwrap(),
     );
-    assert_eq!(seq, 3);
-    assert!(problem.contains("changed"), "{problem}");
+    assert_eq!(first_broken, seq);
+    assert!(problem.contains(symptom), "{problem}");
+    (database, a, owner)
+}
+
+#[tokio::test]
+async fn postgres_edit_behind_the_chain_is_detected() {
+    let (_database, a, owner) = postgres_tampered(
+        "UPDATE credential_audit_log SET detail = '{\"purpose\": \"nothing to see\"}' WHERE org_id = $1 AND seq = 3",
+        3,
+        "changed",
+    )
+    .await;
     // The operator's any-org check agrees.
     let intact: bool = sqlx::query_scalar("SELECT intact FROM byoc_audit_chain_check($1)")
         .bind(a.id.as_uuid())
@@ -113,45 +130,23 @@ async fn postgres_edit_behind_the_chain_is_detected() {
 
 #[tokio::test]
 async fn postgres_deleting_an_event_is_detected() {
-    let database = fresh_postgres().await;
-    let a = five_events(database.store()).await;
-    let owner = database.owner_pool(1).await;
-    sqlx::query("DELETE FROM credential_audit_log WHERE org_id = $1 AND seq = 2")
-        .bind(a.id.as_uuid())
-        .execute(&owner)
-        .await
-        .unwrap();
-    let (seq, problem) = broken_at(
-        database
-            .store()
-            .verify_audit_chain(&a.member)
-            .await
-            .unwrap(),
-    );
-    assert_eq!(seq, 2);
-    assert!(problem.contains("missing"), "{problem}");
+    let (_database, _a, owner) = postgres_tampered(
+        "DELETE FROM credential_audit_log WHERE org_id = $1 AND seq = 2",
+        2,
+        "missing",
+    )
+    .await;
     owner.close().await;
 }
 
 #[tokio::test]
 async fn postgres_deleting_the_newest_events_is_detected() {
-    let database = fresh_postgres().await;
-    let a = five_events(database.store()).await;
-    let owner = database.owner_pool(1).await;
-    sqlx::query("DELETE FROM credential_audit_log WHERE org_id = $1 AND seq >= 4")
-        .bind(a.id.as_uuid())
-        .execute(&owner)
-        .await
-        .unwrap();
-    let (seq, problem) = broken_at(
-        database
-            .store()
-            .verify_audit_chain(&a.member)
-            .await
-            .unwrap(),
-    );
-    assert_eq!(seq, 4);
-    assert!(problem.contains("newest"), "{problem}");
+    let (_database, _a, owner) = postgres_tampered(
+        "DELETE FROM credential_audit_log WHERE org_id = $1 AND seq >= 4",
+        4,
+        "newest",
+    )
+    .await;
     owner.close().await;
 }
 
