@@ -9,7 +9,7 @@ use std::time::Duration;
 use byoc_api::auth::mint_token;
 use byoc_api::config::{self, Config, ConfigError, DatabaseUrl};
 use byoc_api::{Services, StartupError};
-use byoc_credential_store::service::RotationOptions;
+use byoc_credential_store::service::{EnvelopeFailure, RotationOptions};
 use byoc_credential_store::CredentialServiceError;
 use byoc_credential_store::{
     DisplayName, HotLeadThreshold, OrgId, OrganizationName, Role, ServiceName, StoreError, UserId,
@@ -286,15 +286,7 @@ async fn rotate() -> Result<(), CliError> {
         .await;
     bar.finish_and_clear();
     let report = finish(&services, rotated).await?;
-    for failure in &report.failures {
-        say!(
-            "FAILED credential {} (organization {}, key version {}): {}",
-            failure.id,
-            failure.org_id,
-            failure.key_version,
-            failure.error
-        );
-    }
+    say_failures(&report.failures);
     let per_version: Vec<String> = report
         .remaining
         .iter()
@@ -326,11 +318,9 @@ async fn rotate() -> Result<(), CliError> {
     }
 }
 
-async fn check() -> Result<(), CliError> {
-    let services = open_services().await?;
-    let checked = services.credential_service.check_all().await;
-    let report = finish(&services, checked).await?;
-    for failure in &report.failures {
+/// Prints one `FAILED credential …` line for each credential whose envelope could not be handled.
+fn say_failures(failures: &[EnvelopeFailure]) {
+    for failure in failures {
         say!(
             "FAILED credential {} (organization {}, key version {}): {}",
             failure.id,
@@ -339,6 +329,13 @@ async fn check() -> Result<(), CliError> {
             failure.error
         );
     }
+}
+
+async fn check() -> Result<(), CliError> {
+    let services = open_services().await?;
+    let checked = services.credential_service.check_all().await;
+    let report = finish(&services, checked).await?;
+    say_failures(&report.failures);
     if report.failures.is_empty() {
         say!("all {} credential(s) decrypt", report.ok);
         Ok(())
