@@ -10,7 +10,7 @@ use byoc_providers::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
-use wiremock::matchers::{body_partial_json, body_string_contains, header, method, path};
+use wiremock::matchers::{bearer_token, body_partial_json, body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::prism::{testdata, PrismServer};
@@ -71,10 +71,7 @@ async fn mount_refresh(server: &MockServer, response: ResponseTemplate, times: u
 async fn mount_calendar_list(server: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/calendar/v3/users/me/calendarList"))
-        .and(header(
-            "authorization",
-            format!("Bearer {ACCESS_TOKEN}").as_str(),
-        ))
+        .and(bearer_token(ACCESS_TOKEN))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "items": [
                 {"id": "clinic@example.com", "primary": true, "timeZone": "America/New_York"},
@@ -88,10 +85,7 @@ async fn mount_calendar_list(server: &MockServer) {
 async fn mount_free_busy(server: &MockServer, busy: serde_json::Value) {
     Mock::given(method("POST"))
         .and(path("/calendar/v3/freeBusy"))
-        .and(header(
-            "authorization",
-            format!("Bearer {ACCESS_TOKEN}").as_str(),
-        ))
+        .and(bearer_token(ACCESS_TOKEN))
         .and(body_partial_json(serde_json::json!({
             "timeZone": "America/New_York",
             "items": [{"id": "primary"}],

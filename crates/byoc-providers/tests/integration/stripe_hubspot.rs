@@ -4,7 +4,7 @@ use byoc_providers::{
     ProviderClients, ProviderError, ProviderKind, RefusalReason, StripeMode, VerificationDetails,
     VerificationOutcome,
 };
-use wiremock::matchers::{header, method, path};
+use wiremock::matchers::{bearer_token, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{assert_no_secret, config_for, request_count};
@@ -67,7 +67,7 @@ async fn stripe_reports_test_and_live_mode() {
     for (key, livemode) in [(STRIPE_TEST_KEY, false), (STRIPE_LIVE_KEY, true)] {
         Mock::given(method("GET"))
             .and(path("/v1/balance"))
-            .and(header("authorization", format!("Bearer {key}").as_str()))
+            .and(bearer_token(key))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
                 "object": "balance", "livemode": livemode,
                 "available": [{"amount": 0, "currency": "usd"}], "pending": []
@@ -151,10 +151,7 @@ async fn hubspot_verifies_the_account_details() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/account-info/v3/details"))
-        .and(header(
-            "authorization",
-            format!("Bearer {HUBSPOT_TOKEN}").as_str(),
-        ))
+        .and(bearer_token(HUBSPOT_TOKEN))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "portalId": 62515, "accountType": "STANDARD", "timeZone": "US/Eastern",
             "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
