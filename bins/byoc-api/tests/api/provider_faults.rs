@@ -1,6 +1,7 @@
 //! Provider faults: Twilio and Google answering 5xx, answering too slowly, refusing in 429 storms. Every
 //! failure is a clear 424 or 429 (with `Retry-After` when the provider gave one), no SMS is sent twice (a send
-//! is repeated only after an answer that says Twilio did not act on it: 429 or 503), a Google outage never
+//! is repeated only after an answer that says Twilio did not act on it: 429 or 503; a lost or unreadable answer
+//! is reported as "may have accepted"), a Google outage never
 //! marks the credential failed (only `invalid_grant` does), and one organization's slow provider does not slow
 //! another organization's requests.
 
@@ -246,6 +247,29 @@ async fn twilio_5xx_on_a_send_is_424_and_the_message_is_never_sent_again() {
             2,
             "Twilio {status}: one send per API call"
         );
+    }
+
+    // A success answer that cannot be read: Twilio accepted something, so the caller is told it may have been
+    // sent rather than invited to resend.
+    for (what, answer) in [
+        (
+            "not JSON",
+            ResponseTemplate::new(201).set_body_string("<html>upstream proxy</html>"),
+        ),
+        (
+            "no message sid",
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({"status": "queued"})),
+        ),
+    ] {
+        replace_send(&twilio, SID_A, answer).await;
+        let answer = send_test(&app, &org).await;
+        assert_provider_unavailable(&answer, what);
+        assert!(
+            answer.message().contains("may have accepted"),
+            "{what}: {}",
+            answer.message()
+        );
+        assert_eq!(sends_of(&twilio, SID_A).await, 1, "{what}");
     }
     assert_eq!(
         verification_status(&app, &org, "twilio").await,
@@ -686,6 +710,34 @@ async fn google_outages_and_429s_are_clear_and_never_mark_the_credential_failed(
             "{what}: a transient failure does not mark the credential failed"
         );
     }
+
+    // A storm of 20 concurrent checks while Google asks for 30 s of rest: one free/busy call each (the wait is
+    // past the backoff bound), every answer 429 with Google's Retry-After.
+    google.reset().await;
+    mount_google_client(
+        &google,
+        CLIENT,
+        token_grant(CLIENT),
+        google_error(429, "rateLimitExceeded").insert_header("Retry-After", "30"),
+    )
+    .await;
+    let answers = futures::future::join_all((0..20).map(|_| availability(&app, &org))).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 429, "{}", answer.body);
+        assert_eq!(answer.retry_after.as_deref(), Some("30"));
+    }
+    let free_busy_calls = google
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|request| request.url.path() == "/calendar/v3/freeBusy")
+        .count();
+    assert_eq!(free_busy_calls, 20, "one free/busy call per API call");
+    assert_eq!(
+        verification_status(&app, &org, "google_calendar").await,
+        "verified"
+    );
 
     google.reset().await;
     mount_google_client(&google, CLIENT, token_grant(CLIENT), free_busy()).await;

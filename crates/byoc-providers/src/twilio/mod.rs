@@ -197,12 +197,13 @@ impl TwilioClient {
         if let Some(callback) = status_callback {
             form.push(("StatusCallback", callback.as_str()));
         }
-        let body = self
+        let created: MessageResource = self
             .call(credential, Idempotency::SendsOnce, || {
                 self.http.post(url.clone()).form(&form)
             })
-            .await?;
-        let created: MessageResource = http::parse_json(PROVIDER, &body)?;
+            .await
+            .and_then(|body| http::parse_json(PROVIDER, &body))
+            .map_err(unreadable_send_answer)?;
         tracing::info!(
             account = %credential.account_sid,
             to = %message.to().masked(),
@@ -214,6 +215,18 @@ impl TwilioClient {
             sid: created.sid,
             status: created.status,
         })
+    }
+}
+
+/// A send whose answer cannot be read (a success body that is not a message, an answer over the size limit)
+/// may have been accepted: it is reported as `OutcomeUnknown`, so nobody resends it as if it had failed.
+fn unreadable_send_answer(error: ProviderError) -> ProviderError {
+    match error {
+        ProviderError::UnexpectedResponse { provider, reason } => ProviderError::OutcomeUnknown {
+            provider,
+            reason: format!("its answer could not be read ({reason})"),
+        },
+        other => other,
     }
 }
 
