@@ -7,7 +7,9 @@
 //!   one tenant read (context, role check, RLS), decryption and a queued audit event, against a raw prepared
 //!   primary-key select of the same columns as the owner, and against the repository's
 //!   `get_active_credential` alone (what the facade adds), at 1 and 16 concurrent callers, all pools 16
-//!   connections.
+//!   connections that are not pinged on every acquire (one round trip per call). Then the ratios the target
+//!   is stated in (raw time / our time) from `BYOC_BENCH_RATIO_OPERATIONS` calls (default 20,000) of each,
+//!   in three interleaved rounds.
 //! - rotation: `BYOC_BENCH_ROTATION_ROWS` rows (default 100,000) bulk-inserted under key version 1, then
 //!   one timed `rotate` to version 2 and one back to version 1; rows/s printed. `BYOC_BENCH_ROTATION_BATCH`
 //!   and `BYOC_BENCH_ROTATION_IN_FLIGHT` override the default batch size and swaps in flight.
@@ -29,9 +31,12 @@ use byoc_crypto::{KeyVersion, Keyring, MasterKey};
 use criterion::{black_box, BenchmarkId, Criterion};
 use futures::future::join_all;
 use rayon::prelude::*;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Row;
 use tokio::runtime::Runtime;
+
+/// Interleaved rounds of the uncached ratio measurement.
+const RATIO_ROUNDS: u64 = 3;
 
 const PAYLOAD: &[u8] = br#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":"0123456789abcdef0123456789abcdef","phoneNumber":"+14155550123"}"#;
 
@@ -195,7 +200,16 @@ fn uncached(criterion: &mut Criterion) {
     let store = runtime
         .block_on(PostgresStore::connect_with(options, 16))
         .expect("store");
-    let raw = runtime.block_on(database.owner_pool(16));
+    // Like the store's pool, the raw pool does not ping a connection on every acquire: both make one round
+    // trip per call.
+    let raw = runtime
+        .block_on(
+            PgPoolOptions::new()
+                .max_connections(16)
+                .test_before_acquire(false)
+                .connect(database.owner_url()),
+        )
+        .expect("raw pool");
     let keys = keyring(&[1], 1);
     let (tenant, credential_id, service) = runtime.block_on(async {
         let organization = store
@@ -253,6 +267,48 @@ fn uncached(criterion: &mut Criterion) {
         )
     });
     let purpose = purpose();
+    let service_read = {
+        let (service, tenant) = (service.clone(), tenant.clone());
+        move || {
+            let (service, tenant, purpose) = (service.clone(), tenant.clone(), purpose.clone());
+            async move {
+                black_box(
+                    service
+                        .get_credential(&tenant, CredentialType::Twilio, &purpose)
+                        .await
+                        .expect("read"),
+                );
+            }
+        }
+    };
+    let repository_read = {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        move || {
+            let (store, tenant) = (store.clone(), tenant.clone());
+            async move {
+                black_box(
+                    store
+                        .get_active_credential(&tenant, CredentialType::Twilio)
+                        .await
+                        .expect("read"),
+                );
+            }
+        }
+    };
+    let raw_read = {
+        let raw = raw.clone();
+        move || {
+            let raw = raw.clone();
+            async move {
+                let row = sqlx::query(RAW_SELECT)
+                    .bind(credential_id.as_uuid())
+                    .fetch_one(&raw)
+                    .await
+                    .expect("raw read");
+                let _: Vec<u8> = row.get("encrypted_data");
+            }
+        }
+    };
 
     let mut group = criterion.benchmark_group("uncached");
     for concurrency in [1_u64, 16] {
@@ -261,20 +317,7 @@ fn uncached(criterion: &mut Criterion) {
             &concurrency,
             |bencher, &concurrency| {
                 bencher.iter_custom(|operations| {
-                    let (service, tenant, purpose) =
-                        (service.clone(), tenant.clone(), purpose.clone());
-                    runtime.block_on(spread(operations, concurrency, move || {
-                        let (service, tenant, purpose) =
-                            (service.clone(), tenant.clone(), purpose.clone());
-                        async move {
-                            black_box(
-                                service
-                                    .get_credential(&tenant, CredentialType::Twilio, &purpose)
-                                    .await
-                                    .expect("read"),
-                            );
-                        }
-                    }))
+                    runtime.block_on(spread(operations, concurrency, service_read.clone()))
                 });
             },
         );
@@ -283,18 +326,7 @@ fn uncached(criterion: &mut Criterion) {
             &concurrency,
             |bencher, &concurrency| {
                 bencher.iter_custom(|operations| {
-                    let (store, tenant) = (store.clone(), tenant.clone());
-                    runtime.block_on(spread(operations, concurrency, move || {
-                        let (store, tenant) = (store.clone(), tenant.clone());
-                        async move {
-                            black_box(
-                                store
-                                    .get_active_credential(&tenant, CredentialType::Twilio)
-                                    .await
-                                    .expect("read"),
-                            );
-                        }
-                    }))
+                    runtime.block_on(spread(operations, concurrency, repository_read.clone()))
                 });
             },
         );
@@ -303,23 +335,37 @@ fn uncached(criterion: &mut Criterion) {
             &concurrency,
             |bencher, &concurrency| {
                 bencher.iter_custom(|operations| {
-                    let raw = raw.clone();
-                    runtime.block_on(spread(operations, concurrency, move || {
-                        let raw = raw.clone();
-                        async move {
-                            let row = sqlx::query(RAW_SELECT)
-                                .bind(credential_id.as_uuid())
-                                .fetch_one(&raw)
-                                .await
-                                .expect("raw read");
-                            let _: Vec<u8> = row.get("encrypted_data");
-                        }
-                    }))
+                    runtime.block_on(spread(operations, concurrency, raw_read.clone()))
                 });
             },
         );
     }
     group.finish();
+
+    // The ratios the target is stated in (raw time / our time: our throughput relative to the raw select),
+    // from the three runs interleaved in rounds so that background load hits them alike.
+    let operations: u64 = env_number("BYOC_BENCH_RATIO_OPERATIONS").unwrap_or(20_000);
+    for concurrency in [1_u64, 16] {
+        let (mut ours, mut repository, mut baseline) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        for _ in 0..RATIO_ROUNDS {
+            baseline += runtime.block_on(spread(operations, concurrency, raw_read.clone()));
+            ours += runtime.block_on(spread(operations, concurrency, service_read.clone()));
+            repository +=
+                runtime.block_on(spread(operations, concurrency, repository_read.clone()));
+        }
+        let calls = operations * RATIO_ROUNDS;
+        let per_call = |total: Duration| total / u32::try_from(calls).unwrap_or(u32::MAX);
+        println!(
+            "uncached at {concurrency} concurrent callers, {calls} calls each: raw_pk_select {:?}/call, \
+             get_credential {:?}/call (ratio {:.2}x), repository_get_active_credential {:?}/call (ratio {:.2}x)",
+            per_call(baseline),
+            per_call(ours),
+            baseline.as_secs_f64() / ours.as_secs_f64(),
+            per_call(repository),
+            baseline.as_secs_f64() / repository.as_secs_f64(),
+        );
+    }
     runtime.block_on(async {
         service.shutdown().await.expect("audit flushed");
         store.close().await;

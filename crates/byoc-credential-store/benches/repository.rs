@@ -5,7 +5,7 @@
 //!   in one round trip) against a raw prepared primary-key select of the same columns as the owner, at 1 and
 //!   at 16 concurrent callers;
 //! - `rotation/*`: one batch of 1000 envelopes read through `operator_envelope_batch` and compare-and-swapped
-//!   through `operator_swap_envelopes`.
+//!   through `operator_swap_envelopes` (with its `rotated` audit event).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -172,6 +172,7 @@ fn rotation(criterion: &mut Criterion) {
         }
     });
 
+    let rotation = ServiceName::parse("key-rotation").expect("name");
     let mut group = criterion.benchmark_group("rotation");
     group.sample_size(20);
     group.throughput(criterion::Throughput::Elements(u64::from(BATCH)));
@@ -195,7 +196,10 @@ fn rotation(criterion: &mut Criterion) {
                         }
                     })
                     .collect();
-                let swapped = store.operator_swap_envelopes(&swaps).await.expect("swap");
+                let swapped = store
+                    .operator_swap_envelopes(&swaps, &rotation)
+                    .await
+                    .expect("swap");
                 assert_eq!(swapped.len(), swaps.len());
             })
         });

@@ -13,7 +13,7 @@ use crate::model::{
     Organization, OrganizationName, Role, SmsMessage, SmsStatusUpdate, UsageCounter,
     VerificationOutcome,
 };
-use crate::tenant::{CredentialId, OAuthStateId, OrgId, Tenant, UserId};
+use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 /// Storage for organizations, members, credentials (as envelopes), the audit log, key check values, OAuth
 /// states, SMS messages and usage counters.
@@ -265,10 +265,14 @@ pub trait CredentialRepository: Send + Sync {
     ) -> StoreResult<Vec<OperatorEnvelope>>;
 
     /// Operator: compare-and-swap of many envelopes in one statement. A row changes only if it still holds
-    /// the expected envelope; returns the ids that changed.
+    /// the expected envelope; returns the ids that changed. In the same transaction it appends, for the rows
+    /// that changed, one `rotated` audit event per organization and old key version, by `service:<actor>`,
+    /// with detail `{"rewrapped": count, "from_key_version": old, "key_version": new}`; so whenever the
+    /// swap is committed its audit is too, and never otherwise.
     async fn operator_swap_envelopes(
         &self,
         swaps: &[EnvelopeSwap],
+        actor: &ServiceName,
     ) -> StoreResult<Vec<CredentialId>>;
 
     /// Operator: how many credentials each key version wraps.

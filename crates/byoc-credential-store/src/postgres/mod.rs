@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Executor, Postgres, Row, Transaction};
+use sqlx::{Connection, Executor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::access::{check, check_grant, clip_verification_error, Need};
@@ -25,7 +25,7 @@ use crate::model::{
     VerificationOutcome, DELIVERED,
 };
 use crate::repository::CredentialRepository;
-use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, Tenant, UserId};
+use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 use crate::rows::{
     self, audit_event, credential_metadata, credential_record, key_check_value, member,
@@ -47,6 +47,84 @@ const ORGANIZATION_COLUMNS: &str =
 const AUDIT_COLUMNS: &str =
     "id, org_id, seq, at, actor, action, credential_id, credential_type, detail::text AS detail";
 
+/// The start of every tenant read: a MATERIALIZED CTE `ctx` that sets the transaction-local tenant context
+/// (`$1` organization, `$2` user, `$3` service; an absent one is set empty) and yields the organization as
+/// `ctx.org_id`. Each read then takes its rows from a LATERAL subquery that references `ctx.org_id` and
+/// cannot be pulled up (LIMIT), so the only plan is a nested loop with `ctx` on the outer side: the context
+/// is set before the subquery runs and before the policies' initplans are first evaluated (they are
+/// evaluated lazily). The statement runs on the pool, outside any transaction block, in an implicit
+/// transaction that ends with it, which discards the context (isolation tests check that nothing leaks to the
+/// next statement on the connection).
+macro_rules! tenant_context {
+    () => {
+        "WITH ctx AS MATERIALIZED (\
+             SELECT pg_catalog.set_config('byoc.org_id', $1::uuid::text, true)::uuid AS org_id, \
+                    pg_catalog.set_config('byoc.user_id', coalesce($2::uuid::text, ''), true) AS user_id, \
+                    pg_catalog.set_config('byoc.service', coalesce($3::text, ''), true) AS service) "
+    };
+}
+
+/// `ctx_allowed` of a tenant read: whether the actor may read in the organization (a member or a calling
+/// service). True whenever a row came back (the policies let it through); otherwise asked explicitly, after
+/// the context is set (the projection of the join runs after its outer side). `c` is the read's subquery.
+macro_rules! ctx_allowed {
+    () => {
+        "CASE WHEN c.id IS NOT NULL THEN true \
+              ELSE public.byoc_ctx_is_service() OR public.byoc_ctx_member_role() IS NOT NULL END AS ctx_allowed"
+    };
+}
+
+/// The columns of a credential read with its envelope, from the subquery `c`.
+macro_rules! credential_record_columns {
+    () => {
+        "c.id, c.org_id, c.credential_type, c.display_name, c.public_hint, c.is_active, \
+         c.verification_status, c.last_verified_at, c.verification_error, c.created_at, c.updated_at, \
+         c.created_by, c.encryption_key_version, c.encrypted_data"
+    };
+}
+
+/// Tenant read of one credential by id (`$4`), with its envelope.
+const TENANT_CREDENTIAL_BY_ID: &str = concat!(
+    tenant_context!(),
+    "SELECT ",
+    ctx_allowed!(),
+    ", ",
+    credential_record_columns!(),
+    " FROM ctx LEFT JOIN LATERAL (\
+         SELECT * FROM public.organization_api_credentials c \
+         WHERE c.org_id = ctx.org_id AND c.id = $4 LIMIT 1) c ON true"
+);
+
+/// Tenant read of the credential of a type (`$4`) that wins: active, verified first, newest, largest id
+/// (read in that order off `organization_api_credentials_winner_idx`, migration 0008).
+const TENANT_WINNING_CREDENTIAL: &str = concat!(
+    tenant_context!(),
+    "SELECT ",
+    ctx_allowed!(),
+    ", ",
+    credential_record_columns!(),
+    " FROM ctx LEFT JOIN LATERAL (\
+         SELECT * FROM public.organization_api_credentials c \
+         WHERE c.org_id = ctx.org_id AND c.credential_type = $4 AND c.is_active \
+         ORDER BY (c.verification_status = 'verified') DESC, c.created_at DESC, c.id DESC LIMIT 1) c ON true"
+);
+
+/// Tenant read of the organization itself.
+const TENANT_ORGANIZATION: &str = concat!(
+    tenant_context!(),
+    "SELECT ",
+    ctx_allowed!(),
+    ", c.id, c.name, c.hot_lead_threshold::bigint AS hot_lead_threshold, c.created_at, c.updated_at \
+     FROM ctx LEFT JOIN LATERAL (\
+         SELECT * FROM public.organizations c WHERE c.id = ctx.org_id LIMIT 1) c ON true"
+);
+
+/// The context user's role in the context organization (NULL for none), in one statement.
+const TENANT_MEMBER_ROLE: &str = concat!(
+    tenant_context!(),
+    "SELECT public.byoc_ctx_member_role() AS role FROM ctx"
+);
+
 pub use notify::{CredentialChange, CredentialChangeListener, CREDENTIAL_CHANGES_CHANNEL};
 
 /// The Postgres migrations (`migrations/postgres`), embedded.
@@ -57,6 +135,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
 /// How long to wait for a pooled connection before reporting the database unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Applies the Postgres migrations with the owner's URL (`byoc migrate`). Idempotent; safe to run from many
 /// processes and against many databases of one cluster at once.
@@ -112,6 +193,17 @@ impl PostgresStore {
                     Ok(())
                 })
             })
+            // Pinging on every acquire would add a round trip to every call; only a connection idle for a
+            // while is pinged (and replaced if the server dropped it meanwhile).
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -161,24 +253,27 @@ impl PostgresStore {
         Ok((transaction, role))
     }
 
-    /// Reads through one of the `byoc_tenant_*` functions (migration 0006): context, membership check and
-    /// row in one prepared round trip. The function returns exactly one row: `ctx_allowed` (a member or a
-    /// service of the org) and, when something matched, the row's columns (`id` NULL otherwise). Only for
-    /// reads any member or service may do.
+    /// Reads through one of the `TENANT_*` statements: context, membership check and row in one prepared
+    /// round trip on the pool (never inside a transaction, see [`tenant_context!`]). The statement returns
+    /// exactly one row: `ctx_allowed` (a member or a service of the org) and, when something matched, the
+    /// row's columns (`id` NULL otherwise). `key` is bound as `$4` when given. Only for reads any member or
+    /// service may do.
     async fn tenant_read(
         &self,
         tenant: &Tenant,
-        sql: &str,
-        extra: Option<(Option<Uuid>, Option<&str>)>,
+        sql: &'static str,
+        key: Option<TenantReadKey>,
     ) -> StoreResult<Option<PgRow>> {
         let (user, service) = context_args(&tenant.actor);
-        let mut query = sqlx::query(sql)
+        let query = sqlx::query(sql)
             .bind(tenant.org_id.as_uuid())
             .bind(user)
             .bind(service);
-        if let Some((id, credential_type)) = extra {
-            query = query.bind(id).bind(credential_type);
-        }
+        let query = match key {
+            Some(TenantReadKey::Id(id)) => query.bind(id.as_uuid()),
+            Some(TenantReadKey::Type(credential_type)) => query.bind(credential_type.as_str()),
+            None => query,
+        };
         let row = query.fetch_one(&self.pool).await?;
         if !row.try_get::<bool, _>("ctx_allowed")? {
             return Err(match tenant.actor {
@@ -193,7 +288,14 @@ impl PostgresStore {
     }
 }
 
-/// The user and service arguments of the `byoc_tenant_*` functions for an actor (the other one is NULL).
+/// The `$4` of a tenant read: a credential id or type.
+#[derive(Clone, Copy)]
+enum TenantReadKey {
+    Id(CredentialId),
+    Type(CredentialType),
+}
+
+/// The user and service arguments of a tenant read for an actor (the other one is NULL).
 fn context_args(actor: &Actor) -> (Option<Uuid>, Option<&str>) {
     match actor {
         Actor::User(user_id) => (Some(user_id.as_uuid()), None),
@@ -242,13 +344,7 @@ impl CredentialRepository for PostgresStore {
     }
 
     async fn get_organization(&self, tenant: &Tenant) -> StoreResult<Organization> {
-        let row = self
-            .tenant_read(
-                tenant,
-                "SELECT * FROM byoc_tenant_organization($1, $2, $3)",
-                None,
-            )
-            .await?;
+        let row = self.tenant_read(tenant, TENANT_ORGANIZATION, None).await?;
         row.as_ref()
             .map(organization)
             .transpose()?
@@ -316,9 +412,10 @@ impl CredentialRepository for PostgresStore {
         let Some(user_id) = tenant.actor.user_id() else {
             return Ok(None);
         };
-        let row = sqlx::query("SELECT byoc_tenant_member_role($1, $2) AS role")
+        let row = sqlx::query(TENANT_MEMBER_ROLE)
             .bind(tenant.org_id.as_uuid())
             .bind(user_id.as_uuid())
+            .bind(None::<&str>)
             .fetch_one(&self.pool)
             .await?;
         role_from_row(&row)
@@ -402,11 +499,7 @@ impl CredentialRepository for PostgresStore {
         id: CredentialId,
     ) -> StoreResult<CredentialRecord> {
         let row = self
-            .tenant_read(
-                tenant,
-                "SELECT * FROM byoc_tenant_credential($1, $2, $3, $4, $5)",
-                Some((Some(id.as_uuid()), None)),
-            )
+            .tenant_read(tenant, TENANT_CREDENTIAL_BY_ID, Some(TenantReadKey::Id(id)))
             .await?;
         row.as_ref()
             .map(credential_record)
@@ -422,8 +515,8 @@ impl CredentialRepository for PostgresStore {
         let row = self
             .tenant_read(
                 tenant,
-                "SELECT * FROM byoc_tenant_credential($1, $2, $3, $4, $5)",
-                Some((None, Some(credential_type.as_str()))),
+                TENANT_WINNING_CREDENTIAL,
+                Some(TenantReadKey::Type(credential_type)),
             )
             .await?;
         row.as_ref().map(credential_record).transpose()
@@ -834,6 +927,7 @@ impl CredentialRepository for PostgresStore {
     async fn operator_swap_envelopes(
         &self,
         swaps: &[EnvelopeSwap],
+        actor: &ServiceName,
     ) -> StoreResult<Vec<CredentialId>> {
         if swaps.is_empty() {
             return Ok(Vec::new());
@@ -849,11 +943,12 @@ impl CredentialRepository for PostgresStore {
             .map(|swap| key_version_to_db(swap.replacement_key_version))
             .collect();
         let swapped: Vec<Uuid> =
-            sqlx::query_scalar("SELECT byoc_operator_swap_envelopes($1, $2, $3, $4)")
+            sqlx::query_scalar("SELECT byoc_operator_swap_envelopes($1, $2, $3, $4, $5)")
                 .bind(ids)
                 .bind(expected)
                 .bind(replacements)
                 .bind(versions)
+                .bind(Actor::Service(actor.clone()).to_string())
                 .fetch_all(&self.pool)
                 .await?;
         Ok(swapped.into_iter().map(CredentialId::from_uuid).collect())

@@ -6,24 +6,23 @@
 //! on the active version), re-wrapped on every core (rayon, off the async threads) while the next batch is
 //! read, and written back with one compare-and-swap statement per batch, several in flight. A row changed
 //! meanwhile by the service (which seals under the active version anyway) is left as it is; a run killed at
-//! any point leaves every row either as it was or fully re-wrapped, and the next run simply continues.
+//! any point leaves every row either as it was or fully re-wrapped, and the next run simply continues. Each
+//! swap writes the `rotated` audit events of its own rows (per organization and old key version) in its own
+//! transaction, so a killed run leaves exactly the audit of what it re-wrapped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use byoc_crypto::{CryptoError, EnvelopeContext, KeyVersion, Keyring};
-use chrono::Utc;
 use futures::TryStreamExt;
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::{
-    AuditAction, EncryptedEnvelope, EnvelopeSwap, KeyVersionCount, NewAuditEvent, OperatorEnvelope,
-};
+use crate::model::{EncryptedEnvelope, EnvelopeSwap, KeyVersionCount, OperatorEnvelope};
 use crate::repository::CredentialRepository;
-use crate::tenant::{Actor, CredentialId, OrgId, ServiceName, Tenant};
+use crate::tenant::{CredentialId, OrgId, ServiceName};
 
 /// Why the keyring does not fit the database: start-up must refuse.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +113,7 @@ pub struct RotationOptions {
     pub batch_size: u32,
     /// Compare-and-swap statements in flight at once (default 4).
     pub swaps_in_flight: usize,
-    /// Who the per-organization `rotated` audit events name (default `service:key-rotation`).
+    /// Who the `rotated` audit events name (default `service:key-rotation`).
     pub actor: ServiceName,
 }
 
@@ -171,8 +170,9 @@ const MAX_PASSES: usize = 3;
 /// Batches read ahead of the re-wrap stage.
 const READ_AHEAD: usize = 2;
 
-/// Re-wraps every data key that is not under the active version, calling `progress` after each batch, and
-/// writes one `rotated` audit event per organization touched.
+/// Re-wraps every data key that is not under the active version, calling `progress` after each batch. Every
+/// swapped batch carries its audit: one `rotated` event per organization and old key version among its rows
+/// (`{"rewrapped", "from_key_version", "key_version"}`), written in the swap's transaction.
 pub async fn rotate(
     repository: Arc<dyn CredentialRepository>,
     keyring: Arc<Keyring>,
@@ -192,7 +192,6 @@ pub async fn rotate(
         remaining: counts(&remaining),
     };
     progress(&state);
-    let mut per_org: HashMap<OrgId, u64> = HashMap::new();
     let mut changed_meanwhile = 0;
     let mut failures = Vec::new();
     for _ in 0..MAX_PASSES {
@@ -201,11 +200,10 @@ pub async fn rotate(
         let mut lost_in_pass = 0;
         failures.clear();
         while let Some(outcome) = pass.try_next().await? {
-            for (version, org_id) in outcome.swapped {
+            for version in outcome.swapped {
                 if let Some(left) = remaining.get_mut(&version) {
                     *left = left.saturating_sub(1);
                 }
-                *per_org.entry(org_id).or_default() += 1;
                 state.rewrapped += 1;
             }
             lost_in_pass += outcome.lost;
@@ -218,7 +216,6 @@ pub async fn rotate(
             break;
         }
     }
-    write_rotation_audit(repository.as_ref(), options, active, &per_org).await;
     let remaining = repository.operator_count_by_key_version().await?;
     Ok(RotationReport {
         active_version: active,
@@ -241,8 +238,8 @@ fn counts(remaining: &BTreeMap<NonZeroU32, u64>) -> Vec<KeyVersionCount> {
 
 /// What one swapped batch did.
 struct BatchOutcome {
-    /// The old key version and organization of each swapped row.
-    swapped: Vec<(NonZeroU32, OrgId)>,
+    /// The old key version of each swapped row.
+    swapped: Vec<NonZeroU32>,
     /// Rows whose swap lost to a concurrent change.
     lost: u64,
     /// Rows that could not be re-wrapped.
@@ -260,6 +257,7 @@ fn rotation_pass(
     let batches = read_batches(Arc::clone(repository), Some(active), options.batch_size);
     let keyring = Arc::clone(keyring);
     let repository = Arc::clone(repository);
+    let actor = options.actor.clone();
     batches
         .map_ok(move |batch| {
             let keyring = Arc::clone(&keyring);
@@ -272,17 +270,18 @@ fn rotation_pass(
         .try_buffered(READ_AHEAD)
         .map_ok(move |(swaps, versions, failures)| {
             let repository = Arc::clone(&repository);
+            let actor = actor.clone();
             async move {
                 let changed: HashSet<CredentialId> = repository
-                    .operator_swap_envelopes(&swaps)
+                    .operator_swap_envelopes(&swaps, &actor)
                     .await?
                     .into_iter()
                     .collect();
-                let swapped: Vec<(NonZeroU32, OrgId)> = swaps
+                let swapped: Vec<NonZeroU32> = swaps
                     .iter()
                     .zip(versions)
                     .filter(|(swap, _)| changed.contains(&swap.id))
-                    .map(|(_, version_and_org)| version_and_org)
+                    .map(|(_, version)| version)
                     .collect();
                 let lost = (swaps.len() - swapped.len()) as u64;
                 Ok(BatchOutcome {
@@ -328,18 +327,15 @@ fn read_batches(
     })
 }
 
-type RewrappedBatch = (
-    Vec<EnvelopeSwap>,
-    Vec<(NonZeroU32, OrgId)>,
-    Vec<EnvelopeFailure>,
-);
+/// The swaps of a batch, the old key version of each, and the rows that could not be re-wrapped.
+type RewrappedBatch = (Vec<EnvelopeSwap>, Vec<NonZeroU32>, Vec<EnvelopeFailure>);
 
 fn rewrap_batch(
     keyring: &Keyring,
     batch: Vec<OperatorEnvelope>,
     active: NonZeroU32,
 ) -> RewrappedBatch {
-    type Rewrapped = Result<(EnvelopeSwap, (NonZeroU32, OrgId)), EnvelopeFailure>;
+    type Rewrapped = Result<(EnvelopeSwap, NonZeroU32), EnvelopeFailure>;
     let results: Vec<Rewrapped> = batch
         .into_par_iter()
         .map(|row| {
@@ -361,7 +357,7 @@ fn rewrap_batch(
                     replacement,
                     replacement_key_version: active,
                 },
-                (row.encryption_key_version, row.org_id),
+                row.encryption_key_version,
             ))
         })
         .collect();
@@ -386,37 +382,6 @@ fn context(row: &OperatorEnvelope) -> EnvelopeContext<'_> {
         row.credential_type.as_str(),
         row.id.as_uuid(),
     )
-}
-
-/// One `rotated` event per organization with the count re-wrapped in this run. Best effort: a failure is
-/// logged (the re-wrapped rows are fine either way).
-async fn write_rotation_audit(
-    repository: &dyn CredentialRepository,
-    options: &RotationOptions,
-    active: NonZeroU32,
-    per_org: &HashMap<OrgId, u64>,
-) {
-    let Ok(action) = AuditAction::parse("rotated") else {
-        return;
-    };
-    let at = Utc::now();
-    for (org_id, rewrapped) in per_org {
-        let event = NewAuditEvent {
-            actor: Actor::Service(options.actor.clone()),
-            action: action.clone(),
-            at,
-            credential_id: None,
-            credential_type: None,
-            detail: serde_json::json!({
-                "rewrapped": rewrapped,
-                "key_version": active.get(),
-            }),
-        };
-        let tenant = Tenant::service(*org_id, options.actor.clone());
-        if let Err(error) = repository.append_audit_event(&tenant, &event).await {
-            tracing::warn!(%org_id, %error, "the rotation's audit event could not be written");
-        }
-    }
 }
 
 /// What [`check_all`] found.

@@ -3,6 +3,7 @@
 
 mod payload;
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,11 +21,11 @@ use uuid::Uuid;
 use crate::access::{check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
-    NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationName, Role, SmsMessage, SmsStatusUpdate, UsageCounter,
-    VerificationOutcome, DELIVERED,
+    AuditAction, AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord,
+    CredentialType, EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue,
+    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage,
+    OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
+    SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED,
 };
 use crate::repository::CredentialRepository;
 use crate::rows::{
@@ -32,7 +33,7 @@ use crate::rows::{
     oauth_state, operator_envelope, organization, role_from_row, sms_message, usage_counter,
     CREDENTIAL_COLUMNS, SMS_COLUMNS,
 };
-use crate::tenant::{CredentialId, OAuthStateId, OrgId, Tenant, UserId};
+use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 crate::rows::impl_read_row!(
     SqliteRow,
@@ -223,6 +224,41 @@ fn audit_hash(
 const GENESIS_HASH: [u8; 32] = [0; 32];
 
 /// Appends events to the org's chain inside an open write transaction.
+/// The `rotated` audit events of one swap batch (see [`CredentialRepository::operator_swap_envelopes`]):
+/// one per (organization, old key version, new key version) with its count.
+async fn append_rotation_events(
+    transaction: &mut SqliteConnection,
+    actor: &ServiceName,
+    rewrapped: &BTreeMap<(String, i64, i64), u64>,
+) -> StoreResult<()> {
+    let action = AuditAction::parse("rotated")?;
+    let at = Utc::now();
+    let mut by_org: BTreeMap<&str, Vec<NewAuditEvent>> = BTreeMap::new();
+    for ((org, from_version, to_version), count) in rewrapped {
+        by_org.entry(org.as_str()).or_default().push(NewAuditEvent {
+            actor: Actor::Service(actor.clone()),
+            action: action.clone(),
+            at,
+            credential_id: None,
+            credential_type: None,
+            detail: serde_json::json!({
+                "rewrapped": count,
+                "from_key_version": from_version,
+                "key_version": to_version,
+            }),
+        });
+    }
+    for (org, events) in by_org {
+        append_events(
+            transaction,
+            OrgId::from_uuid(parse_uuid(org, "org_id")?),
+            &events,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn append_events(
     transaction: &mut SqliteConnection,
     org_id: OrgId,
@@ -919,28 +955,48 @@ impl CredentialRepository for SqliteStore {
     async fn operator_swap_envelopes(
         &self,
         swaps: &[EnvelopeSwap],
+        actor: &ServiceName,
     ) -> StoreResult<Vec<CredentialId>> {
         if swaps.is_empty() {
             return Ok(Vec::new());
         }
         let mut transaction = self.begin_write().await?;
         let mut swapped = Vec::with_capacity(swaps.len());
+        // Rows swapped per (organization, old key version, new key version), in that order.
+        let mut rewrapped: BTreeMap<(String, i64, i64), u64> = BTreeMap::new();
         for swap in swaps {
-            let updated = sqlx::query(
-                "UPDATE organization_api_credentials SET encrypted_data = ?, encryption_key_version = ? \
+            // The write transaction excludes every other writer, so the row read here is the row updated.
+            let Some(row) = sqlx::query(
+                "SELECT org_id, encryption_key_version FROM organization_api_credentials \
                  WHERE id = ? AND encrypted_data = ?",
             )
-            .bind(swap.replacement.as_bytes())
-            .bind(key_version_to_db(swap.replacement_key_version))
             .bind(swap.id.to_string())
             .bind(swap.expected.as_bytes())
-            .execute(&mut *transaction)
+            .fetch_optional(&mut *transaction)
             .await?
-            .rows_affected();
-            if updated > 0 {
-                swapped.push(swap.id);
-            }
+            else {
+                continue;
+            };
+            let new_version = key_version_to_db(swap.replacement_key_version);
+            sqlx::query(
+                "UPDATE organization_api_credentials SET encrypted_data = ?, encryption_key_version = ? \
+                 WHERE id = ?",
+            )
+            .bind(swap.replacement.as_bytes())
+            .bind(new_version)
+            .bind(swap.id.to_string())
+            .execute(&mut *transaction)
+            .await?;
+            swapped.push(swap.id);
+            *rewrapped
+                .entry((
+                    row.try_get("org_id")?,
+                    row.try_get("encryption_key_version")?,
+                    new_version,
+                ))
+                .or_default() += 1;
         }
+        append_rotation_events(&mut transaction, actor, &rewrapped).await?;
         transaction.commit().await?;
         Ok(swapped)
     }

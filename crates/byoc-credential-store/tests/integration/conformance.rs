@@ -1017,16 +1017,56 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
             replacement_key_version: version(2),
         },
     ];
+    let rotation = ServiceName::parse("key-rotation").unwrap();
     assert_eq!(
-        repo.operator_swap_envelopes(&swaps).await.unwrap(),
+        repo.operator_swap_envelopes(&swaps, &rotation)
+            .await
+            .unwrap(),
         vec![target.id]
     );
     assert_eq!(
-        repo.operator_swap_envelopes(&swaps).await.unwrap(),
+        repo.operator_swap_envelopes(&swaps, &rotation)
+            .await
+            .unwrap(),
         vec![],
         "a second run changes nothing"
     );
-    assert!(repo.operator_swap_envelopes(&[]).await.unwrap().is_empty());
+    assert!(repo
+        .operator_swap_envelopes(&[], &rotation)
+        .await
+        .unwrap()
+        .is_empty());
+    // The swap wrote the audit of the one row it changed, in the target's organization only.
+    for clinic in [&a, &b] {
+        let rotated: Vec<_> = repo
+            .list_audit_events(
+                &clinic.owner,
+                AuditPage {
+                    limit: 100,
+                    before: None,
+                },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|event| event.action.as_str() == "rotated")
+            .collect();
+        if clinic.id == target.org_id {
+            assert_eq!(rotated.len(), 1);
+            assert_eq!(rotated[0].actor, Actor::Service(rotation.clone()));
+            assert_eq!(rotated[0].credential_id, None);
+            assert_eq!(
+                rotated[0].detail,
+                json!({"rewrapped": 1, "from_key_version": 1, "key_version": 2})
+            );
+        } else {
+            assert!(rotated.is_empty());
+        }
+        assert!(matches!(
+            repo.verify_audit_chain(&clinic.owner).await.unwrap(),
+            AuditChainStatus::Intact { .. }
+        ));
+    }
 
     let remaining = repo
         .operator_envelope_batch(None, Some(version(2)), 100)

@@ -7,7 +7,7 @@ use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{
     AuditAction, CredentialRepository, CredentialType, DeliveryStatus, MaskedPhone, NewAuditEvent,
     NewOAuthState, NewSmsMessage, OAuthStateId, OrgId, PostgresStore, ProviderMessageSid, Purpose,
-    Role, Tenant, UserId,
+    Role, StoreError, Tenant, UserId,
 };
 use chrono::{NaiveDate, Utc};
 use futures::future::join_all;
@@ -703,4 +703,190 @@ async fn a_second_org_id_never_shows_through_the_repository() {
     let credentials = store.list_credentials(&seeded.a.owner).await.unwrap();
     assert_eq!(credentials.len(), 1);
     assert_eq!(credentials[0].org_id, seeded.a.id);
+}
+
+/// On the only connection of a pool: no tenant context is set and, as byoc_app, no tenant row is visible.
+async fn assert_no_context_left(store: &PostgresStore, after: &str) {
+    let mut connection = store.pool().acquire().await.unwrap();
+    let settings: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT unnest(ARRAY[current_setting('byoc.org_id', true), \
+                             current_setting('byoc.user_id', true), \
+                             current_setting('byoc.service', true)])",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .unwrap();
+    assert!(
+        settings
+            .iter()
+            .all(|setting| setting.as_deref().unwrap_or_default().is_empty()),
+        "context {settings:?} left after {after}"
+    );
+    for table in app_readable_tables() {
+        assert!(
+            visible_orgs(&mut connection, table).await.is_empty(),
+            "{table} after {after}"
+        );
+    }
+}
+
+/// The plan nodes of an EXPLAIN (FORMAT JSON) tree, each with the relationship to its parent.
+fn plan_nodes<'a>(plan: &'a serde_json::Value, into: &mut Vec<&'a serde_json::Value>) {
+    into.push(plan);
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        plan_nodes(child, into);
+    }
+}
+
+/// The tenant reads are single statements on the pool (context CTE joined LATERAL to the read). Proves, on a
+/// pool of one connection: the answers (row, not found, forbidden) stay right across the server's switch
+/// from custom to generic plans; the context never outlives the statement; and the plan the server uses
+/// puts the context CTE on the outer side of a nested loop with every table scan and every policy initplan
+/// on its inner side, so nothing reads the context before it is set.
+#[tokio::test]
+async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behind() {
+    let seeded = seeded().await;
+    let options = PgConnectOptions::from_str(seeded.database.owner_url()).unwrap();
+    let single = PostgresStore::connect_with(options, 1).await.unwrap();
+    let a_id = single.list_credentials(&seeded.a.owner).await.unwrap()[0].id;
+    let b_id = single.list_credentials(&seeded.b.owner).await.unwrap()[0].id;
+    let missing = byoc_credential_store::CredentialId::new_random();
+    let not_found =
+        |result: Result<_, StoreError>| matches!(result, Err(StoreError::NotFound { .. }));
+    let forbidden =
+        |result: Result<_, StoreError>| matches!(result, Err(StoreError::Forbidden { .. }));
+    // Eight rounds: after five executions the server may plan a prepared statement generically.
+    for round in 0..8 {
+        for tenant in [&seeded.a.owner, &seeded.a.member, &seeded.a.service] {
+            assert_eq!(
+                single
+                    .get_credential(tenant, a_id)
+                    .await
+                    .unwrap()
+                    .metadata
+                    .id,
+                a_id
+            );
+            let winner = single
+                .get_active_credential(tenant, CredentialType::Twilio)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(winner.metadata.id, a_id);
+            assert!(single
+                .get_active_credential(tenant, CredentialType::Stripe)
+                .await
+                .unwrap()
+                .is_none());
+            assert!(not_found(
+                single.get_credential(tenant, missing).await.map(|_| ())
+            ));
+            assert!(
+                not_found(single.get_credential(tenant, b_id).await.map(|_| ())),
+                "another org's credential is simply not there"
+            );
+            assert_eq!(
+                single.get_organization(tenant).await.unwrap().id,
+                seeded.a.id
+            );
+        }
+        assert_eq!(
+            single.member_role(&seeded.a.admin).await.unwrap(),
+            Some(Role::Admin)
+        );
+        let outsider = &seeded.a.outsider;
+        assert_eq!(single.member_role(outsider).await.unwrap(), None);
+        assert!(forbidden(
+            single.get_credential(outsider, a_id).await.map(|_| ())
+        ));
+        assert!(forbidden(
+            single.get_credential(outsider, missing).await.map(|_| ())
+        ));
+        assert!(forbidden(
+            single
+                .get_active_credential(outsider, CredentialType::Twilio)
+                .await
+                .map(|_| ())
+        ));
+        assert!(forbidden(
+            single.get_organization(outsider).await.map(|_| ())
+        ));
+        // A's owner is an outsider in B.
+        let a_owner_in_b = Tenant::user(seeded.b.id, seeded.a.owner.actor.user_id().unwrap());
+        assert!(forbidden(
+            single.get_credential(&a_owner_in_b, b_id).await.map(|_| ())
+        ));
+        assert_no_context_left(&single, &format!("round {round}")).await;
+    }
+
+    // The plans the server now uses for the store's own prepared statements.
+    let mut connection = single.pool().acquire().await.unwrap();
+    let statements: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        "SELECT name, statement, parameter_types::text[] FROM pg_prepared_statements \
+         WHERE statement LIKE 'WITH ctx AS MATERIALIZED (SELECT pg_catalog.set_config(%' ORDER BY name",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .unwrap();
+    assert_eq!(
+        statements.len(),
+        4,
+        "by id, winning credential, organization, member role"
+    );
+    let owner = seeded.a.owner.actor.user_id().unwrap().as_uuid();
+    for (name, statement, types) in &statements {
+        let key = match types.get(3).map(String::as_str) {
+            Some("uuid") => format!(", '{}'", a_id.as_uuid()),
+            Some("text") => ", 'twilio'".to_owned(),
+            _ => String::new(),
+        };
+        let explain = format!(
+            "EXPLAIN (FORMAT JSON) EXECUTE {name}('{}', '{owner}', NULL{key})",
+            seeded.a.id.as_uuid()
+        );
+        let row = sqlx::raw_sql(&explain)
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        let text: String = row.try_get_unchecked(0).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let root = &json[0]["Plan"];
+        let children: Vec<&serde_json::Value> = root["Plans"].as_array().unwrap().iter().collect();
+        let context_cte = children
+            .iter()
+            .find(|child| child["Parent Relationship"] == "InitPlan")
+            .unwrap_or_else(|| panic!("{statement}: no context CTE in {json}"));
+        assert_eq!(context_cte["Subplan Name"], "CTE ctx", "{json}");
+        if statement.ends_with("AS role FROM ctx") {
+            // The member role: the CTE scan itself, the lookup in its projection (after the row).
+            assert_eq!(root["Node Type"], "CTE Scan", "{json}");
+            assert_eq!(children.len(), 1, "{json}");
+            continue;
+        }
+        assert_eq!(root["Node Type"], "Nested Loop", "{statement}: {json}");
+        assert_eq!(root["Join Type"], "Left", "{json}");
+        let relationships: Vec<&str> = children
+            .iter()
+            .map(|child| child["Parent Relationship"].as_str().unwrap())
+            .collect();
+        assert_eq!(relationships, ["InitPlan", "Outer", "Inner"], "{json}");
+        assert_eq!(children[1]["Node Type"], "CTE Scan", "{json}");
+        assert_eq!(children[1]["CTE Name"], "ctx", "{json}");
+        let mut inner = Vec::new();
+        plan_nodes(children[2], &mut inner);
+        let relations: Vec<&str> = inner
+            .iter()
+            .filter_map(|node| node["Relation Name"].as_str())
+            .collect();
+        assert!(
+            relations == ["organization_api_credentials"] || relations == ["organizations"],
+            "{json}"
+        );
+        assert!(
+            inner
+                .iter()
+                .any(|node| node["Parent Relationship"] == "InitPlan"),
+            "the policies' initplans sit on the inner side: {json}"
+        );
+    }
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use byoc_credential_store::test_support::fresh_postgres;
 use byoc_credential_store::{
-    CredentialRepository, CredentialType, EnvelopeSwap, VerificationOutcome, VerificationStatus,
+    CredentialRepository, CredentialType, EnvelopeSwap, ServiceName, VerificationOutcome,
+    VerificationStatus,
 };
 use chrono::Utc;
 use tokio::time::timeout;
@@ -73,7 +74,10 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
         replacement_key_version: version(2),
     };
     assert_eq!(
-        replica_a.operator_swap_envelopes(&[swap]).await.unwrap(),
+        replica_a
+            .operator_swap_envelopes(&[swap], &ServiceName::parse("key-rotation").unwrap())
+            .await
+            .unwrap(),
         vec![new.id]
     );
     assert!(

@@ -133,8 +133,8 @@ async fn key_check_on_sqlite() {
 }
 
 /// Rotation moves every row to the active version while the service keeps serving; progress counts down;
-/// one `rotated` event per organization; `check` then decrypts everything, and lists what a keyring
-/// without the old version cannot.
+/// the `rotated` events of each organization count its rows once; `check` then decrypts everything, and
+/// lists what a keyring without the old version cannot.
 async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
     let first = org(&store, "First").await;
@@ -204,9 +204,19 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
             .into_iter()
             .filter(|event| event.action.as_str() == "rotated")
             .collect();
-        assert_eq!(rotated.len(), 1);
-        assert_eq!(rotated[0].detail["rewrapped"], 15);
-        assert_eq!(rotated[0].detail["key_version"], 2);
+        // One event per swapped batch that held rows of this organization, together counting each of its
+        // 15 rows once.
+        assert!(!rotated.is_empty());
+        assert!(rotated
+            .iter()
+            .all(|event| event.detail["from_key_version"] == 1
+                && event.detail["key_version"] == 2
+                && event.actor.to_string() == "service:key-rotation"));
+        let counted: u64 = rotated
+            .iter()
+            .map(|event| event.detail["rewrapped"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, 15);
     }
     service.shutdown().await.unwrap();
 
@@ -280,4 +290,180 @@ async fn rows_that_cannot_be_rewrapped_are_reported_and_the_rest_rotated() {
         .await
         .is_ok());
     service.shutdown().await.unwrap();
+}
+
+/// Inserts `count` Twilio credentials sealed under `keys` straight through the operator path.
+async fn insert_sealed(
+    repository: &Arc<dyn CredentialRepository>,
+    keys: &Keyring,
+    org_id: byoc_credential_store::OrgId,
+    count: usize,
+) {
+    for index in 0..count {
+        let id = byoc_credential_store::CredentialId::new_random();
+        let payload = twilio(&format!("token-{index}"));
+        let envelope = keys
+            .seal(
+                byoc_providers::CredentialPayload::to_json_bytes(&payload).as_bytes(),
+                &byoc_credential_store::service::envelope_context(
+                    org_id,
+                    CredentialType::Twilio,
+                    id,
+                ),
+            )
+            .unwrap();
+        repository
+            .operator_insert_credential(
+                org_id,
+                &byoc_credential_store::NewCredential {
+                    id,
+                    credential_type: CredentialType::Twilio,
+                    display_name: name(&format!("Twilio {index}")),
+                    public_hint: None,
+                    encrypted_data: byoc_credential_store::EncryptedEnvelope::new(
+                        envelope.into_bytes(),
+                    )
+                    .unwrap(),
+                    encryption_key_version: version(1),
+                },
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The `rotated` events of an organization: (rows re-wrapped, from version, to version) each.
+async fn rotated_events(
+    repository: &Arc<dyn CredentialRepository>,
+    clinic: &OrgFixture,
+) -> Vec<(u64, u64, u64)> {
+    let events = repository
+        .list_audit_events(
+            &clinic.owner,
+            AuditPage {
+                limit: 1000,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(events.len() < 1000, "one page holds every event");
+    events
+        .into_iter()
+        .filter(|event| event.action.as_str() == "rotated")
+        .map(|event| {
+            assert_eq!(event.actor.to_string(), "service:key-rotation");
+            let number = |field: &str| event.detail[field].as_u64().unwrap();
+            (
+                number("rewrapped"),
+                number("from_key_version"),
+                number("key_version"),
+            )
+        })
+        .collect()
+}
+
+/// A rotation SIGKILLed at random points (the `byoc-rotation-worker` child process) and resumed: after every
+/// kill the `rotated` audit events count exactly the rows already on the new version (each swap commits its
+/// audit with it), and at the end every organization's events count each of its rows exactly once, all from
+/// version 1 to 2, with its audit hash chain intact.
+#[tokio::test]
+async fn a_killed_rotation_leaves_exactly_the_audit_of_the_rows_it_rewrapped() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    const PER_ORG: usize = 400;
+    let database = fresh_postgres().await;
+    let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
+    let clinics = [
+        org(database.store(), "First").await,
+        org(database.store(), "Second").await,
+        org(database.store(), "Third").await,
+    ];
+    let old_keys = keyring(&[1]);
+    for clinic in &clinics {
+        insert_sealed(&repository, &old_keys, clinic.id, PER_ORG).await;
+    }
+    let total = (PER_ORG * clinics.len()) as u64;
+    let owner = database.owner_pool(1).await;
+    let keys = |version: u8| format!("{version:02x}").repeat(32);
+    let mut kills = 0;
+    loop {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_byoc-rotation-worker"))
+            .arg("20")
+            .env("DATABASE_URL", database.owner_url())
+            .env("BYOC_MASTER_KEYS", format!("1:{},2:{}", keys(1), keys(2)))
+            .env("BYOC_ACTIVE_KEY_VERSION", "2")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        if kills < 5 {
+            // SIGKILL after a random number of progress lines and a random few milliseconds more.
+            let random = uuid::Uuid::new_v4().as_u128();
+            for _ in 0..1 + random % 10 {
+                if lines.next_line().await.unwrap().is_none() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis((random >> 64) as u64 % 10)).await;
+            if child.try_wait().unwrap().is_none() {
+                child.kill().await.unwrap();
+                kills += 1;
+            }
+        } else {
+            while lines.next_line().await.unwrap().is_some() {}
+            assert!(child.wait().await.unwrap().success());
+        }
+        // Swaps the killed worker had sent may still commit meanwhile: count rows and audit in one snapshot
+        // (as the owner, whose policy admits everything while byoc.definer is on).
+        let mut snapshot = owner.begin().await.unwrap();
+        sqlx::query("SELECT set_config('byoc.definer', 'on', true)")
+            .execute(&mut *snapshot)
+            .await
+            .unwrap();
+        let (on_new, audited): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM organization_api_credentials WHERE encryption_key_version = 2), \
+                    (SELECT coalesce(sum((detail->>'rewrapped')::bigint), 0)::bigint \
+                     FROM credential_audit_log WHERE action = 'rotated')",
+        )
+        .fetch_one(&mut *snapshot)
+        .await
+        .unwrap();
+        snapshot.commit().await.unwrap();
+        assert_eq!(
+            audited, on_new,
+            "after {kills} kills the audit counts exactly the rows re-wrapped"
+        );
+        let on_new = on_new as u64;
+        if on_new == total {
+            break;
+        }
+    }
+    assert!(
+        kills >= 3,
+        "the worker was killed mid-rotation {kills} times"
+    );
+    for clinic in &clinics {
+        let events = rotated_events(&repository, clinic).await;
+        assert!(events.iter().all(|(_, from, to)| (*from, *to) == (1, 2)));
+        assert_eq!(
+            events.iter().map(|(rows, _, _)| rows).sum::<u64>(),
+            PER_ORG as u64
+        );
+        assert!(matches!(
+            repository.verify_audit_chain(&clinic.owner).await.unwrap(),
+            byoc_credential_store::AuditChainStatus::Intact { .. }
+        ));
+    }
+    let check = CredentialService::new(
+        Arc::clone(&repository),
+        keyring_with_active(&[2], 2),
+        config(Duration::ZERO),
+    );
+    let report = check.check_all().await.unwrap();
+    assert_eq!((report.ok, report.failures.len()), (total, 0));
+    check.shutdown().await.unwrap();
+    owner.close().await;
 }
