@@ -19,6 +19,11 @@ async fn messages_sent(twilio: &wiremock::MockServer) -> Vec<String> {
         .collect()
 }
 
+/// A lead named `name` scored `score`, alerts going to `RECIPIENT`.
+fn lead(name: &str, score: u8) -> serde_json::Value {
+    serde_json::json!({"name": name, "score": score, "notifyPhone": RECIPIENT})
+}
+
 #[tokio::test]
 async fn a_score_at_the_threshold_sends_the_alert_and_one_below_does_not() {
     let twilio = fake_twilio_accounts(&[SID_A]).await;
@@ -26,7 +31,6 @@ async fn a_score_at_the_threshold_sends_the_alert_and_one_below_does_not() {
     let org = app.create_org("Clinic").await;
     verified_twilio(&app, &org, SID_A).await;
     let token = app.token(org.id, org.member);
-    let lead = |name: &str, score: u8| serde_json::json!({"name": name, "score": score, "notifyPhone": RECIPIENT});
 
     let response = app.post_json("/api/leads", &token, &lead("Bea", 79)).await;
     assert_eq!(response.status(), 201);
@@ -72,14 +76,8 @@ async fn bad_fields_are_named_and_a_hot_lead_without_twilio_is_409() {
     let org = app.create_org("Clinic").await;
     let token = app.token(org.id, org.member);
     for (body, field) in [
-        (
-            serde_json::json!({"name": " ", "score": 90, "notifyPhone": RECIPIENT}),
-            "name",
-        ),
-        (
-            serde_json::json!({"name": "Ada", "score": 101, "notifyPhone": RECIPIENT}),
-            "score",
-        ),
+        (lead(" ", 90), "name"),
+        (lead("Ada", 101), "score"),
         (
             serde_json::json!({"name": "Ada", "score": 90, "notifyPhone": "12"}),
             "notifyPhone",
@@ -95,21 +93,9 @@ async fn bad_fields_are_named_and_a_hot_lead_without_twilio_is_409() {
             "{error}"
         );
     }
-    let response = app
-        .post_json(
-            "/api/leads",
-            &token,
-            &serde_json::json!({"name": "Ada", "score": 95, "notifyPhone": RECIPIENT}),
-        )
-        .await;
+    let response = app.post_json("/api/leads", &token, &lead("Ada", 95)).await;
     assert_eq!(error_code(response).await, "credential_not_configured");
-    let response = app
-        .post_json(
-            "/api/leads",
-            &token,
-            &serde_json::json!({"name": "Ada", "score": 10, "notifyPhone": RECIPIENT}),
-        )
-        .await;
+    let response = app.post_json("/api/leads", &token, &lead("Ada", 10)).await;
     assert_eq!(
         response.status(),
         201,

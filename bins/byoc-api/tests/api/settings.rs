@@ -33,13 +33,12 @@ fn csrf_from(html: &str) -> String {
     html[start..].chars().take_while(|c| *c != '"').collect()
 }
 
-/// Signs in through the form and returns the session cookie as the server set it.
-async fn sign_in(app: &TestApp, token: &str) -> Cookie<'static> {
+/// Opens the sign-in form, then submits `token` with the form's nonce (cookie and field) as a browser would.
+async fn submit_sign_in(app: &TestApp, token: &str) -> reqwest::Response {
     let form = app.client.get(app.url(PAGE)).send().await.expect("sent");
     assert_eq!(form.status(), 200);
     let nonce = named(&set_cookies(&form), "byoc_login").expect("the sign-in nonce cookie");
-    let response = app
-        .client
+    app.client
         .post(app.url("/dashboard/session"))
         .header(
             reqwest::header::COOKIE,
@@ -48,7 +47,12 @@ async fn sign_in(app: &TestApp, token: &str) -> Cookie<'static> {
         .form(&[("token", token), ("nonce", nonce.value())])
         .send()
         .await
-        .expect("sent");
+        .expect("sent")
+}
+
+/// Signs in through the form and returns the session cookie as the server set it.
+async fn sign_in(app: &TestApp, token: &str) -> Cookie<'static> {
+    let response = submit_sign_in(app, token).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()[reqwest::header::LOCATION], PAGE);
     named(&set_cookies(&response), "byoc_session").expect("a session cookie")
@@ -136,20 +140,8 @@ async fn sign_in_needs_the_form_nonce_and_a_valid_member_token() {
     assert_eq!(cross_site.status(), 403);
     assert!(named(&set_cookies(&cross_site), "byoc_session").is_none());
 
-    let form = app.client.get(app.url(PAGE)).send().await.expect("sent");
-    let nonce = named(&set_cookies(&form), "byoc_login").expect("nonce");
     let outsider = app.token(org.id, byoc_credential_store::UserId::new_random());
-    let refused = app
-        .client
-        .post(app.url("/dashboard/session"))
-        .header(
-            reqwest::header::COOKIE,
-            format!("byoc_login={}", nonce.value()),
-        )
-        .form(&[("token", outsider.as_str()), ("nonce", nonce.value())])
-        .send()
-        .await
-        .expect("sent");
+    let refused = submit_sign_in(&app, &outsider).await;
     assert_eq!(refused.status(), 401);
     assert!(named(&set_cookies(&refused), "byoc_session").is_none());
     assert!(refused.text().await.expect("html").contains("not a member"));
