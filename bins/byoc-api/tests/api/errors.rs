@@ -1,7 +1,8 @@
 //! Every error status of the contract, each with the JSON error body: 400, 404, 409, 413, 415, 422, 503.
 
 use crate::helpers::{
-    error_code, spawn_app, spawn_app_behind_proxy, TWILIO_AUTH_TOKEN, TWILIO_PHONE, TWILIO_SID,
+    error_code, spawn_app, spawn_app_behind_proxy, TestApp, TWILIO_AUTH_TOKEN, TWILIO_PHONE,
+    TWILIO_SID,
 };
 
 const TWILIO: &str = "/api/organization/credentials/twilio";
@@ -23,21 +24,30 @@ fn body(overrides: &[(&str, serde_json::Value)]) -> serde_json::Value {
     body
 }
 
+/// `POST` to the Twilio add endpoint as `token` with a raw `body` of `content_type`.
+async fn post_twilio_raw(
+    app: &TestApp,
+    token: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(TWILIO))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
+}
+
 #[tokio::test]
 async fn malformed_and_wrongly_shaped_bodies_get_400() {
     let app = spawn_app().await;
     let org = app.create_org("Errors").await;
     let token = app.token(org.id, org.admin);
 
-    let response = app
-        .client
-        .post(app.url(TWILIO))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body("{\"accountSid\": ")
-        .send()
-        .await
-        .expect("sent");
+    let response = post_twilio_raw(&app, &token, "application/json", "{\"accountSid\": ").await;
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "malformed_request");
 
@@ -82,15 +92,7 @@ async fn oversized_and_non_json_bodies_get_413_and_415() {
     assert_eq!(response.status(), 413);
     assert_eq!(error_code(response).await, "payload_too_large");
 
-    let response = app
-        .client
-        .post(app.url(TWILIO))
-        .bearer_auth(&token)
-        .header("content-type", "text/plain")
-        .body(body(&[]).to_string())
-        .send()
-        .await
-        .expect("sent");
+    let response = post_twilio_raw(&app, &token, "text/plain", body(&[]).to_string()).await;
     assert_eq!(response.status(), 415);
     assert_eq!(error_code(response).await, "unsupported_media_type");
 }
