@@ -161,30 +161,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the app on `store` with extra environment values.
 pub async fn spawn_app_with(store: Store, extra: &[(&str, String)]) -> TestApp {
-    let (database_url, guard) = match store {
-        Store::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let path = dir.path().join("byoc.db");
-            (
-                format!("sqlite://{}", path.display()),
-                DatabaseGuard {
-                    _sqlite_dir: Some(dir),
-                    _postgres: None,
-                },
-            )
-        }
-        Store::Postgres => {
-            let database = fresh_postgres().await;
-            (
-                database.owner_url().to_owned(),
-                DatabaseGuard {
-                    _sqlite_dir: None,
-                    _postgres: Some(database),
-                },
-            )
-        }
-    };
-    spawn(database_url, guard, extra).await
+    spawn_app_tuned(store, extra, |_| {}).await
 }
 
 /// Spawns the app on a fresh Postgres database reached through a TCP proxy the test can cut.
@@ -202,7 +179,7 @@ pub async fn spawn_app_behind_proxy() -> (TestApp, DatabaseProxy) {
         _sqlite_dir: None,
         _postgres: Some(database),
     };
-    (spawn(url.to_string(), guard, &[]).await, proxy)
+    (spawn(url.to_string(), guard, &[], |_| {}).await, proxy)
 }
 
 /// A TCP proxy in front of Postgres; [`DatabaseProxy::cut`] closes every connection and stops listening.
@@ -238,7 +215,14 @@ impl DatabaseProxy {
     }
 }
 
-async fn spawn(database_url: String, guard: DatabaseGuard, extra: &[(&str, String)]) -> TestApp {
+/// Starts the app on `database_url` with extra environment values, after `tune` adjusted the parsed
+/// configuration.
+async fn spawn(
+    database_url: String,
+    guard: DatabaseGuard,
+    extra: &[(&str, String)],
+    tune: impl FnOnce(&mut Config),
+) -> TestApp {
     capture_logs();
     let master_key_hex = MasterKey::generate().to_hex();
     let jwt_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4().simple()));
@@ -259,7 +243,7 @@ async fn spawn(database_url: String, guard: DatabaseGuard, extra: &[(&str, Strin
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.clone())),
     );
-    let config = Config::from_lookup(|name| {
+    let mut config = Config::from_lookup(|name| {
         values
             .iter()
             .rev()
@@ -267,6 +251,7 @@ async fn spawn(database_url: String, guard: DatabaseGuard, extra: &[(&str, Strin
             .map(|(_, value)| value.clone())
     })
     .expect("test configuration is valid");
+    tune(&mut config);
     let services = Services::open(&config).await.expect("services open");
     let repository = Arc::clone(&services.repository);
     let application = Application::with_services(&config, services).expect("app builds");
@@ -468,7 +453,6 @@ pub async fn spawn_app_tuned(
     extra: &[(&str, String)],
     tune: impl FnOnce(&mut Config),
 ) -> TestApp {
-    capture_logs();
     let (database_url, guard) = match store {
         Store::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -492,51 +476,7 @@ pub async fn spawn_app_tuned(
             )
         }
     };
-    let master_key_hex = MasterKey::generate().to_hex();
-    let jwt_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4().simple()));
-    let mut values: Vec<(String, String)> = vec![
-        ("DATABASE_URL".into(), database_url),
-        (
-            "BYOC_MASTER_KEYS".into(),
-            format!("1:{}", master_key_hex.expose_secret()),
-        ),
-        (
-            "BYOC_JWT_SECRET".into(),
-            jwt_secret.expose_secret().to_owned(),
-        ),
-        ("BYOC_BIND".into(), "127.0.0.1:0".into()),
-    ];
-    values.extend(
-        extra
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone())),
-    );
-    let mut config = Config::from_lookup(|name| {
-        values
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    })
-    .expect("test configuration is valid");
-    tune(&mut config);
-    let services = Services::open(&config).await.expect("services open");
-    let repository = Arc::clone(&services.repository);
-    let application = Application::with_services(&config, services).expect("app builds");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
-        repository,
-        jwt_secret,
-        master_key_hex,
-        database: Some(guard),
-    }
+    spawn(database_url, guard, extra, tune).await
 }
 
 /// A TCP proxy to `upstream` (`host:port`, any TCP service, e.g. a fake provider) and its local port;
