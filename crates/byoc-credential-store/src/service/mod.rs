@@ -40,9 +40,9 @@ use tokio::task::JoinHandle;
 
 use crate::access::{check, Need};
 use crate::model::{
-    AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialType, DisplayName,
-    EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, PublicHint, Purpose,
-    VerificationOutcome, VerificationStatus,
+    AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
+    DisplayName, EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, PublicHint,
+    Purpose, VerificationOutcome, VerificationStatus,
 };
 use crate::postgres::{CredentialChangeListener, PostgresStore};
 use crate::repository::CredentialRepository;
@@ -581,15 +581,7 @@ impl CredentialService {
         if !metadata.is_active {
             return Err(CredentialServiceError::Inactive { id });
         }
-        let plaintext = self
-            .inner
-            .open(tenant.org_id, wanted, id, &record.encrypted_data)?;
-        let payload = P::from_json_bytes(plaintext.expose_secret()).map_err(|source| {
-            CredentialServiceError::InvalidPayload {
-                provider: wanted,
-                source,
-            }
-        })?;
+        let payload: P = self.inner.open_payload(tenant.org_id, &record)?;
         self.record(
             tenant,
             &self.inner.actions.read,
@@ -791,11 +783,8 @@ impl CredentialService {
             return Err(CredentialServiceError::Inactive { id });
         }
         let (current, updated) = {
-            let plaintext = self
-                .inner
-                .open(tenant.org_id, provider, id, &record.encrypted_data)?;
-            let stored = GoogleCalendarCredential::from_json_bytes(plaintext.expose_secret())
-                .map_err(|source| CredentialServiceError::InvalidPayload { provider, source })?;
+            let stored: GoogleCalendarCredential =
+                self.inner.open_payload(tenant.org_id, &record)?;
             let updated = stored.with_refresh_token(rotated.refresh_token.clone());
             (stored.to_json_bytes(), updated.to_json_bytes())
         };
@@ -1092,6 +1081,18 @@ impl Inner {
                 &envelope_context(org_id, credential_type, id),
             )
             .map_err(|source| CredentialServiceError::Decrypt { id, source })
+    }
+
+    /// Opens a stored record of `org_id` and parses it as the provider's payload `P`.
+    fn open_payload<P: CredentialPayload>(
+        &self,
+        org_id: OrgId,
+        record: &CredentialRecord,
+    ) -> ServiceResult<P> {
+        let provider = record.metadata.credential_type;
+        let plaintext = self.open(org_id, provider, record.metadata.id, &record.encrypted_data)?;
+        P::from_json_bytes(plaintext.expose_secret())
+            .map_err(|source| CredentialServiceError::InvalidPayload { provider, source })
     }
 
     fn seal(
