@@ -170,7 +170,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::FAILED_DEPENDENCY,
             "provider_unavailable",
-            format!("the provider could not be reached: {reason}"),
+            format!("no usable answer from the provider: {reason}"),
         )
     }
 
