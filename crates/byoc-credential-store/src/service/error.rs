@@ -78,4 +78,9 @@ impl CredentialServiceError {
             _ => None,
         }
     }
+
+    /// Whether the database could not be reached (the API answers 503).
+    pub fn is_database_unavailable(&self) -> bool {
+        matches!(self.store_error(), Some(StoreError::Unavailable(_)))
+    }
 }

@@ -10,8 +10,14 @@
 //!   (`BYOC_CACHE_TTL_SECS`, default 60 s, 0 turns it off). Concurrent misses for one key share one database
 //!   read and one decryption (moka's `try_get_with`). Every change made through this service invalidates its
 //!   key at once; [`CredentialService::follow_changes`] does the same for changes made by other replicas
-//!   (Postgres `LISTEN`), and while that listener is disconnected the cache is bypassed altogether. A load
-//!   that overlaps an invalidation is not cached.
+//!   (Postgres `LISTEN`). A load that overlaps an invalidation is not cached.
+//! - **Database outage.** While that listener is disconnected the cache is not trusted: every lookup reads
+//!   the database, so no replica serves a value another replica changed. Only when the database cannot
+//!   answer (unreachable, or no answer within [`OUTAGE_READ_WAIT`]) is the cached value served, until its
+//!   TTL, so hot-lead SMS and availability keep working through a short outage with the credentials and
+//!   member roles ([`CredentialService::member_role`]) and organization settings
+//!   ([`CredentialService::organization`]) last read. The listener drops the whole cache when it listens
+//!   again, since notifications may have been missed.
 //! - **Audit.** Events are queued without waiting and written in batches per organization by a background
 //!   task, so a cached read costs no database round trip; changes wait for their event to be written
 //!   (a flush). [`CredentialService::shutdown`] writes everything left.
@@ -41,12 +47,12 @@ use tokio::task::JoinHandle;
 use crate::access::{check, Need};
 use crate::model::{
     AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    DisplayName, EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, PublicHint,
-    Purpose, VerificationOutcome, VerificationStatus,
+    DisplayName, EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, Organization,
+    PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
 };
 use crate::postgres::{CredentialChangeListener, PostgresStore};
 use crate::repository::CredentialRepository;
-use crate::tenant::{CredentialId, OrgId, ServiceName, Tenant};
+use crate::tenant::{Actor, CredentialId, OrgId, ServiceName, Tenant, UserId};
 
 pub use audit::AuditError;
 #[cfg(feature = "mock")]
@@ -67,6 +73,10 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
 /// Rows per batch of [`CredentialService::check_all`].
 const CHECK_BATCH: u32 = 2_000;
+/// While the change listener is disconnected, how long a lookup waits for the database before it answers
+/// from the cache (when the cache holds the answer; otherwise it waits for the database).
+pub const OUTAGE_READ_WAIT: Duration = Duration::from_millis(500);
+
 /// Loads retried when an invalidation overlapped them, before reading past the cache.
 const LOAD_ATTEMPTS: usize = 3;
 
@@ -289,6 +299,23 @@ impl Actions {
 
 type CacheKey = (OrgId, CredentialType);
 
+/// Where an answer came from: the store, or a cache because the store could not answer. A last-known
+/// answer is never cached again (that would extend it past its TTL).
+enum Answer<T> {
+    /// Read from the store now.
+    Fresh(T),
+    /// Served from a cache during a database outage.
+    LastKnown(T),
+}
+
+impl<T> Answer<T> {
+    fn into_inner(self) -> T {
+        match self {
+            Answer::Fresh(value) | Answer::LastKnown(value) => value,
+        }
+    }
+}
+
 /// Why a cached load did not produce a value.
 #[derive(Clone)]
 enum LoadError {
@@ -303,8 +330,11 @@ enum LoadError {
 pub struct CacheStats {
     /// Answered from the cache of decrypted credentials.
     pub hits: u64,
-    /// Read from the store and decrypted (a miss, or the cache off or bypassed).
+    /// Read from the store and decrypted (a miss, or the cache off or not trusted).
     pub misses: u64,
+    /// Answered from the cache because the database could not answer (an outage): credentials, member
+    /// roles and organizations served as last read, within their TTL.
+    pub outage_answers: u64,
 }
 
 struct Inner {
@@ -313,12 +343,19 @@ struct Inner {
     cache: Option<Cache<CacheKey, Arc<StoredSecret>>>,
     /// Bumped on every invalidation; a load that sees it change is not cached.
     generation: AtomicU64,
-    /// False while the change listener is reconnecting: the cache is bypassed then.
+    /// False while the change listener is reconnecting: lookups read the database then, and use the cache
+    /// only when the database cannot answer.
     cache_trusted: AtomicBool,
+    /// Member roles last read, for a database outage (never served while the database answers).
+    roles: Option<Cache<(OrgId, UserId), Role>>,
+    /// Organizations last read, for a database outage (never served while the database answers).
+    organizations: Option<Cache<OrgId, Organization>>,
     /// Credential lookups answered from the cache.
     cache_hits: AtomicU64,
-    /// Credential lookups that read the store (cache miss, cache off or bypassed).
+    /// Credential lookups that read the store (cache miss, cache off or not trusted).
     cache_misses: AtomicU64,
+    /// Answers served from a cache because the database could not answer.
+    outage_answers: AtomicU64,
     audit: audit::AuditBatcher,
     fallback: Option<Fallback>,
     clock: Arc<dyn Clock>,
@@ -361,12 +398,9 @@ impl CredentialService {
         keyring: Arc<Keyring>,
         config: ServiceConfig,
     ) -> CredentialService {
-        let cache = (!config.cache_ttl.is_zero()).then(|| {
-            Cache::builder()
-                .time_to_live(config.cache_ttl)
-                .max_capacity(config.cache_capacity)
-                .build()
-        });
+        let cache = new_cache(&config);
+        let roles = new_cache(&config);
+        let organizations = new_cache(&config);
         let audit = audit::AuditBatcher::start(Arc::clone(&repository), config.service_name);
         CredentialService {
             inner: Arc::new(Inner {
@@ -375,8 +409,11 @@ impl CredentialService {
                 cache,
                 generation: AtomicU64::new(0),
                 cache_trusted: AtomicBool::new(true),
+                roles,
+                organizations,
                 cache_hits: AtomicU64::new(0),
                 cache_misses: AtomicU64::new(0),
+                outage_answers: AtomicU64::new(0),
                 audit,
                 fallback: Fallback::new(config.legacy_fallback),
                 clock: config.clock,
@@ -609,6 +646,62 @@ impl CredentialService {
         CacheStats {
             hits: self.inner.cache_hits.load(Ordering::Relaxed),
             misses: self.inner.cache_misses.load(Ordering::Relaxed),
+            outage_answers: self.inner.outage_answers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the database may be unreachable: the change listener (Postgres, after
+    /// [`CredentialService::follow_changes`]) lost its connection and does not listen again yet. Callers can
+    /// queue writes instead of waiting for the pool then. Always false without a listener.
+    pub fn database_in_doubt(&self) -> bool {
+        !self.inner.cache_trusted.load(Ordering::Acquire)
+    }
+
+    /// The caller's role in the organization (`None`: not a member; services have none), read from the
+    /// store on every call. When the store cannot answer (a database outage), the role last read for this
+    /// user is answered until the cache TTL, so members keep using cached credentials through the outage.
+    pub async fn member_role(&self, tenant: &Tenant) -> ServiceResult<Option<Role>> {
+        let read = async { Ok(self.inner.repository.member_role(tenant).await?) };
+        let (Some(roles), Actor::User(user_id)) = (&self.inner.roles, &tenant.actor) else {
+            return read.await;
+        };
+        let key = (tenant.org_id, *user_id);
+        match self
+            .inner
+            .fresh_or_last_known(read, roles.get(&key).await.map(Some))
+            .await?
+        {
+            Answer::Fresh(Some(role)) => {
+                roles.insert(key, role).await;
+                Ok(Some(role))
+            }
+            Answer::Fresh(None) => {
+                roles.invalidate(&key).await;
+                Ok(None)
+            }
+            Answer::LastKnown(role) => Ok(role),
+        }
+    }
+
+    /// The caller's organization (name, hot-lead threshold), read from the store on every call; through a
+    /// database outage, the organization as last read until the cache TTL (as [`CredentialService::member_role`]).
+    pub async fn organization(&self, tenant: &Tenant) -> ServiceResult<Organization> {
+        let read = async { Ok(self.inner.repository.get_organization(tenant).await?) };
+        let Some(organizations) = &self.inner.organizations else {
+            return read.await;
+        };
+        match self
+            .inner
+            .fresh_or_last_known(read, organizations.get(&tenant.org_id).await)
+            .await?
+        {
+            Answer::Fresh(organization) => {
+                organizations
+                    .insert(tenant.org_id, organization.clone())
+                    .await;
+                Ok(organization)
+            }
+            Answer::LastKnown(organization) => Ok(organization),
         }
     }
 
@@ -618,15 +711,19 @@ impl CredentialService {
         credential_type: CredentialType,
     ) -> ServiceResult<Arc<StoredSecret>> {
         let inner = &self.inner;
-        let Some(cache) = inner
-            .cache
-            .as_ref()
-            .filter(|_| inner.cache_trusted.load(Ordering::Acquire))
-        else {
+        let Some(cache) = inner.cache.as_ref() else {
             inner.cache_misses.fetch_add(1, Ordering::Relaxed);
             return inner.load(tenant, credential_type).await;
         };
         let key = (tenant.org_id, credential_type);
+        if !inner.cache_trusted.load(Ordering::Acquire) {
+            inner.cache_misses.fetch_add(1, Ordering::Relaxed);
+            let last_known = cache.get(&key).await;
+            return inner
+                .fresh_or_last_known(inner.load(tenant, credential_type), last_known)
+                .await
+                .map(Answer::into_inner);
+        }
         if let Some(hit) = cache.get(&key).await {
             inner.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
@@ -1039,6 +1136,35 @@ impl CredentialService {
 }
 
 impl Inner {
+    /// The store's answer from `read`; when the store cannot give one (unavailable, or no answer within
+    /// [`OUTAGE_READ_WAIT`] while the change listener is disconnected) and a `last_known` answer is held,
+    /// that answer (logged and counted). Without one, waits for `read` whatever it takes.
+    async fn fresh_or_last_known<T>(
+        &self,
+        read: impl std::future::Future<Output = ServiceResult<T>>,
+        last_known: Option<T>,
+    ) -> ServiceResult<Answer<T>> {
+        let Some(last_known) = last_known else {
+            return read.await.map(Answer::Fresh);
+        };
+        let answer = if self.cache_trusted.load(Ordering::Acquire) {
+            Some(read.await)
+        } else {
+            tokio::time::timeout(OUTAGE_READ_WAIT, read).await.ok()
+        };
+        let why = match answer {
+            Some(Err(error)) if error.is_database_unavailable() => error.to_string(),
+            Some(answer) => return answer.map(Answer::Fresh),
+            None => format!("no answer within {OUTAGE_READ_WAIT:?}"),
+        };
+        self.outage_answers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            error = %why,
+            "database unavailable: answering from the cache (as last read, within its TTL)"
+        );
+        Ok(Answer::LastKnown(last_known))
+    }
+
     /// Reads the usable credential of a type and decrypts it.
     async fn load(
         &self,
@@ -1127,6 +1253,20 @@ impl Inner {
     }
 }
 
+/// A cache with the configured TTL and capacity, or none when the TTL is zero.
+fn new_cache<K, V>(config: &ServiceConfig) -> Option<Cache<K, V>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    (!config.cache_ttl.is_zero()).then(|| {
+        Cache::builder()
+            .time_to_live(config.cache_ttl)
+            .max_capacity(config.cache_capacity)
+            .build()
+    })
+}
+
 /// The envelope context of a credential: organization, type and id.
 pub fn envelope_context(
     org_id: OrgId,
@@ -1139,8 +1279,10 @@ pub fn envelope_context(
 /// First wait before listening again after the listener lost its connection; doubled up to 5 s.
 const RELISTEN_DELAY: Duration = Duration::from_millis(100);
 
-/// The change-following task: invalidates on every notification; on a lost connection drops everything,
-/// bypasses the cache and listens again. Ends when the service is gone.
+/// The change-following task: invalidates on every notification; on a lost connection stops trusting the
+/// cache (lookups read the database, and fall back to the cache only when it cannot answer) and listens
+/// again, then drops everything cached, since notifications may have been missed. Ends when the service is
+/// gone.
 async fn follow(
     service: Weak<Inner>,
     store: PostgresStore,
@@ -1162,7 +1304,7 @@ async fn follow(
             Err(error) => tracing::warn!(%error, "credential change listener failed"),
         }
         inner.cache_trusted.store(false, Ordering::Release);
-        inner.invalidate_all();
+        inner.generation.fetch_add(1, Ordering::AcqRel);
         drop(inner);
         let mut delay = RELISTEN_DELAY;
         listener = loop {
@@ -1179,6 +1321,12 @@ async fn follow(
             return;
         };
         inner.invalidate_all();
+        if let Some(roles) = &inner.roles {
+            roles.invalidate_all();
+        }
+        if let Some(organizations) = &inner.organizations {
+            organizations.invalidate_all();
+        }
         inner.cache_trusted.store(true, Ordering::Release);
     }
 }

@@ -161,7 +161,14 @@ async fn a_zero_ttl_reads_every_time() {
             .await
             .unwrap();
     }
-    assert_eq!(service.cache_stats(), CacheStats { hits: 0, misses: 3 });
+    assert_eq!(
+        service.cache_stats(),
+        CacheStats {
+            hits: 0,
+            misses: 3,
+            outage_answers: 0
+        }
+    );
     service.shutdown().await.unwrap();
 }
 
@@ -187,7 +194,14 @@ async fn cache_stats_count_hits_and_misses() {
             .await
             .unwrap();
     }
-    assert_eq!(service.cache_stats(), CacheStats { hits: 2, misses: 1 });
+    assert_eq!(
+        service.cache_stats(),
+        CacheStats {
+            hits: 2,
+            misses: 1,
+            outage_answers: 0
+        }
+    );
     service.shutdown().await.unwrap();
 }
 
@@ -654,4 +668,86 @@ async fn any_status_reads_are_for_owners_and_admins_and_audited() {
     assert_eq!(written[0].actor, admin.actor);
     assert_eq!(written[0].detail["purpose"], "oauth:reconnect");
     assert_eq!(written[0].detail["verification_status"], "failed");
+}
+
+#[tokio::test]
+async fn an_unavailable_database_gets_the_last_read_role_and_organization_within_the_ttl() {
+    let org_id = OrgId::new_random();
+    let member = Tenant::user(org_id, UserId::new_random());
+    let stranger = Tenant::user(org_id, UserId::new_random());
+    let organization = Organization {
+        id: org_id,
+        name: "Clinic".to_owned(),
+        hot_lead_threshold: crate::model::HotLeadThreshold::DEFAULT,
+        created_at: fixed_time(),
+        updated_at: fixed_time(),
+    };
+    let mut repository = MockCredentialRepository::new();
+    let role_reads = Arc::new(AtomicUsize::new(0));
+    let reads = Arc::clone(&role_reads);
+    let member_id = member.actor.clone();
+    repository.expect_member_role().returning(move |tenant| {
+        if reads.fetch_add(1, Ordering::Relaxed) >= 2 {
+            Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
+        } else if tenant.actor == member_id {
+            Ok(Some(Role::Member))
+        } else {
+            Ok(None)
+        }
+    });
+    let organization_reads = Arc::new(AtomicUsize::new(0));
+    let reads = Arc::clone(&organization_reads);
+    let answer = organization.clone();
+    repository.expect_get_organization().returning(move |_| {
+        if reads.fetch_add(1, Ordering::Relaxed) >= 1 {
+            Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
+        } else {
+            Ok(answer.clone())
+        }
+    });
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(60)),
+    );
+    // While the database answers, its answer counts (a non-member stays one).
+    assert_eq!(
+        service.member_role(&member).await.unwrap(),
+        Some(Role::Member)
+    );
+    assert_eq!(service.member_role(&stranger).await.unwrap(), None);
+    assert_eq!(service.organization(&member).await.unwrap(), organization);
+    // Then it goes away: what was last read is answered, and only that.
+    assert_eq!(
+        service.member_role(&member).await.unwrap(),
+        Some(Role::Member)
+    );
+    assert!(service
+        .member_role(&stranger)
+        .await
+        .unwrap_err()
+        .is_database_unavailable());
+    assert_eq!(service.organization(&member).await.unwrap(), organization);
+    assert_eq!(service.cache_stats().outage_answers, 2);
+    assert_eq!(
+        role_reads.load(Ordering::Relaxed),
+        4,
+        "every call asks the store first"
+    );
+    service.shutdown().await.unwrap();
+
+    // Without a cache nothing is kept for an outage.
+    let mut repository = MockCredentialRepository::new();
+    repository
+        .expect_member_role()
+        .times(1)
+        .returning(|_| Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)));
+    let service =
+        CredentialService::new(Arc::new(repository), test_keyring(), config(Duration::ZERO));
+    assert!(service
+        .member_role(&member)
+        .await
+        .unwrap_err()
+        .is_database_unavailable());
+    service.shutdown().await.unwrap();
 }
