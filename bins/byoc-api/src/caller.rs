@@ -2,7 +2,9 @@
 //!
 //! The token comes from `Authorization: Bearer …`, or, without that header, from the settings page's session
 //! cookie (state-changing requests then need the session's CSRF header, see [`crate::settings::session`]).
-//! The token says who and for which organization; the role comes from `organization_members`. The contract's
+//! The token says who and for which organization; the role comes from `organization_members` (through the
+//! credential service, which answers the role last read when the database is unavailable, within the cache
+//! TTL, so members keep using cached credentials through an outage). The contract's
 //! role table is enforced with [`Caller::require`] in every handler (and again by the store underneath).
 
 use actix_web::dev::Payload;
@@ -13,6 +15,7 @@ use futures::future::LocalBoxFuture;
 
 use crate::auth::{bearer_token, AuthError};
 use crate::error::ApiError;
+use crate::outbound::service_error;
 use crate::state::AppState;
 
 /// What an action needs, from the contract's role table.
@@ -109,9 +112,10 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         UserId::from_uuid(claims.sub),
     );
     let role = state
-        .repository
+        .credential_service
         .member_role(&tenant)
-        .await?
+        .await
+        .map_err(service_error)?
         .ok_or_else(ApiError::not_a_member)?;
     Ok(Caller { tenant, role })
 }

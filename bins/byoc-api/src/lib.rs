@@ -13,7 +13,8 @@
 //! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
 //! - [`telemetry`]: tracing set-up.
 //! - [`outbound`] and [`usage`]: what the endpoints that use credentials share (provider clients, callback
-//!   settings, per-organization rate limits and daily provider counters).
+//!   settings, per-organization rate limits and daily provider counters); [`write_behind`]: the records of
+//!   provider calls, queued while the database is unavailable.
 
 pub mod auth;
 pub mod caller;
@@ -31,6 +32,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod usage;
+pub mod write_behind;
 
 pub use startup::{Application, Services, StartupError};
 

@@ -28,6 +28,8 @@ pub struct Metrics {
     audit_queue: IntGauge,
     legacy_fallback_uses: IntCounter,
     cache_lookups: IntCounterVec,
+    outage_answers: IntCounter,
+    database_in_doubt: IntGauge,
 }
 
 impl Metrics {
@@ -73,7 +75,17 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let outage_answers = IntCounter::new(
+            "outage_cached_answers_total",
+            "Credentials, member roles and organizations answered as last read (within the cache TTL) because the database could not answer",
+        )?;
         registry.register(Box::new(cache_lookups.clone()))?;
+        let database_in_doubt = IntGauge::new(
+            "database_in_doubt",
+            "1 while the credential change listener has lost the database (Postgres): credentials, roles and organizations are read with a short wait and answered from the cache when the database does not answer",
+        )?;
+        registry.register(Box::new(outage_answers.clone()))?;
+        registry.register(Box::new(database_in_doubt.clone()))?;
         registry.register(Box::new(audit_queue.clone()))?;
         registry.register(Box::new(legacy_fallback_uses.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
@@ -87,6 +99,8 @@ impl Metrics {
             audit_queue,
             legacy_fallback_uses,
             cache_lookups,
+            outage_answers,
+            database_in_doubt,
         })
     }
 
@@ -105,14 +119,22 @@ impl Metrics {
         self.registry.register(collector)
     }
 
-    /// Reads the credential service's figures (audit queue, legacy fallback uses, cache hits and misses)
-    /// into the metrics.
+    /// Reads the credential service's figures (audit queue, legacy fallback uses, cache hits and misses,
+    /// answers served from the cache through a database outage, whether the database is in doubt) into the
+    /// metrics.
     pub fn observe_credential_service(&self, service: &CredentialService) {
         let stats = service.cache_stats();
         for (result, total) in [("hit", stats.hits), ("miss", stats.misses)] {
             let counter = self.cache_lookups.with_label_values(&[result]);
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+        self.outage_answers.inc_by(
+            stats
+                .outage_answers
+                .saturating_sub(self.outage_answers.get()),
+        );
+        self.database_in_doubt
+            .set(i64::from(service.database_in_doubt()));
         self.audit_queue
             .set(i64::try_from(service.pending_audit_events()).unwrap_or(i64::MAX));
         let uses = service.legacy_fallback_uses();

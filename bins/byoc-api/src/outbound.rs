@@ -6,6 +6,8 @@
 //! Every credential these endpoints use is read through the credential service
 //! ([`byoc_credential_store::CredentialService::get_payload`]) with its purpose, which audits the read.
 
+use std::sync::Arc;
+
 use byoc_credential_store::{CredentialServiceError, Purpose, StoreError};
 use byoc_providers::ProviderClients;
 use url::Url;
@@ -14,6 +16,7 @@ use crate::config::GoogleOAuthClient;
 use crate::error::ApiError;
 use crate::routes::google_oauth::OAuthStateKey;
 use crate::usage::Usage;
+use crate::write_behind::WriteBehind;
 
 /// The shared parts of the SMS, leads, availability, Google connect and Twilio webhook endpoints.
 pub struct Outbound {
@@ -21,6 +24,8 @@ pub struct Outbound {
     pub providers: ProviderClients,
     /// Per-organization rate limits and daily counters.
     pub usage: Usage,
+    /// The records of provider calls (counters, sent SMS), written now or queued through an outage.
+    pub writes: Arc<WriteBehind>,
     /// `BYOC_PUBLIC_URL` (else `http://` + the bound address).
     pub public_url: Url,
     /// The platform's Google OAuth client, when configured.

@@ -219,6 +219,7 @@ pub struct Application {
     public_url: Url,
     server: Server,
     credential_service: CredentialService,
+    writes: Arc<crate::write_behind::WriteBehind>,
     dev: Option<DevSession>,
 }
 
@@ -249,13 +250,24 @@ impl Application {
         let metrics =
             Metrics::new().map_err(|error| StartupError::Setup(format!("metrics: {error}")))?;
         let credential_service = services.credential_service.clone();
-        let outbound = crate::outbound::Outbound {
-            usage: crate::usage::Usage::new(
-                config.usage,
+        let counters = crate::usage::DailyCounters::new(
+            config.usage,
+            Arc::clone(&services.repository),
+            &metrics,
+        )
+        .map_err(|error| StartupError::Setup(format!("usage metrics: {error}")))?;
+        let writes = Arc::new(
+            crate::write_behind::WriteBehind::start(
                 Arc::clone(&services.repository),
+                Arc::new(counters),
+                services.credential_service.clone(),
                 &metrics,
             )
-            .map_err(|error| StartupError::Setup(format!("usage metrics: {error}")))?,
+            .map_err(|error| StartupError::Setup(format!("write-behind metrics: {error}")))?,
+        );
+        let outbound = crate::outbound::Outbound {
+            usage: crate::usage::Usage::new(config.usage, Arc::clone(&writes)),
+            writes: Arc::clone(&writes),
             public_url: public_url.clone(),
             google_oauth_client: config.google_oauth_client.clone(),
             oauth_state_key: crate::routes::google_oauth::OAuthStateKey::new(
@@ -309,6 +321,7 @@ impl Application {
             public_url,
             server,
             credential_service,
+            writes,
             dev: services.dev,
         })
     }
@@ -339,10 +352,11 @@ impl Application {
             .transpose()
     }
 
-    /// Serves until SIGTERM or SIGINT, lets in-flight requests finish (up to 30 s), then writes every queued
-    /// audit event and returns.
+    /// Serves until SIGTERM or SIGINT, lets in-flight requests finish (up to 30 s), then writes the queued
+    /// provider-call records (up to 30 s more) and every queued audit event, and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.writes.shutdown(SHUTDOWN_GRACE).await;
         if let Err(error) = self.credential_service.shutdown().await {
             tracing::error!(%error, "queued audit events could not all be written at shutdown");
         }

@@ -10,20 +10,23 @@
 //! - A warning logged once per organization, provider and day when the day's calls reach
 //!   `BYOC_PROVIDER_DAILY_WARNING` (default 1000): only the call whose increment crosses the threshold logs, so
 //!   the warning appears once however many replicas count.
+//! - Counting never fails or holds up the request that made the call: while the database is unavailable the
+//!   counts are queued and written when it is back ([`crate::write_behind`]).
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use byoc_credential_store::{CredentialRepository, CredentialType, OrgId, Tenant};
+use byoc_credential_store::{CredentialRepository, CredentialType, OrgId, StoreResult, Tenant};
 use chrono::{NaiveDate, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus::{IntGaugeVec, Opts};
 
 use crate::config::ConfigError;
-use crate::error::{ApiError, CauseChain};
+use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::write_behind::{DeferredWrite, WriteBehind};
 
 const DEFAULT_SMS_PER_MINUTE: u32 = 10;
 const DEFAULT_PROVIDER_CALLS_PER_MINUTE: u32 = 120;
@@ -97,51 +100,25 @@ pub enum Guarded {
     ProviderCall,
 }
 
-/// Per-organization rate limits and daily provider counters.
+/// Per-organization rate limits, and the door to the daily provider counters.
 pub struct Usage {
     sms: DefaultKeyedRateLimiter<OrgId>,
     provider_calls: DefaultKeyedRateLimiter<OrgId>,
     clock: DefaultClock,
-    repository: Arc<dyn CredentialRepository>,
-    daily_warning: u64,
-    calls_today: IntGaugeVec,
-    failures_today: IntGaugeVec,
-    gauge_day: Mutex<NaiveDate>,
+    writes: Arc<WriteBehind>,
+    limiter_day: Mutex<NaiveDate>,
 }
 
 impl Usage {
-    /// Builds the limiters and registers the gauges in `metrics`.
-    pub fn new(
-        config: UsageConfig,
-        repository: Arc<dyn CredentialRepository>,
-        metrics: &Metrics,
-    ) -> Result<Usage, prometheus::Error> {
-        let calls_today = IntGaugeVec::new(
-            Opts::new(
-                "provider_calls_today",
-                "Provider calls made with an organization's credentials today (UTC), by organization and provider",
-            ),
-            &["org_id", "provider"],
-        )?;
-        let failures_today = IntGaugeVec::new(
-            Opts::new(
-                "provider_failures_today",
-                "Failed provider calls today (UTC), by organization and provider",
-            ),
-            &["org_id", "provider"],
-        )?;
-        metrics.register(Box::new(calls_today.clone()))?;
-        metrics.register(Box::new(failures_today.clone()))?;
-        Ok(Usage {
+    /// Builds the limiters; provider calls are counted through `writes` (see [`DailyCounters`]).
+    pub fn new(config: UsageConfig, writes: Arc<WriteBehind>) -> Usage {
+        Usage {
             sms: RateLimiter::keyed(Quota::per_minute(config.sms_per_minute)),
             provider_calls: RateLimiter::keyed(Quota::per_minute(config.provider_calls_per_minute)),
             clock: DefaultClock::default(),
-            repository,
-            daily_warning: config.daily_warning,
-            calls_today,
-            failures_today,
-            gauge_day: Mutex::new(Utc::now().date_naive()),
-        })
+            writes,
+            limiter_day: Mutex::new(Utc::now().date_naive()),
+        }
     }
 
     /// Takes one unit of the organization's budget for `what`, or answers 429 with the wait in `Retry-After`.
@@ -165,24 +142,93 @@ impl Usage {
         ApiError::rate_limited(wait.max(Duration::from_secs(1)))
     }
 
-    /// Counts one provider call (and a failure when `succeeded` is false) in the organization's daily counter,
-    /// updates the gauges, and logs the daily warning when this call reaches the threshold. A store failure is
-    /// logged and never fails the request that made the call.
+    /// Counts one provider call (and a failure when `succeeded` is false) in the organization's daily counter
+    /// (queued while the database is unavailable, see [`crate::write_behind`]). Never fails the request that
+    /// made the call.
     pub async fn record(&self, tenant: &Tenant, provider: CredentialType, succeeded: bool) {
         let day = Utc::now().date_naive();
-        let failures = u32::from(!succeeded);
-        let counter = match self
-            .repository
-            .increment_usage(tenant, provider, day, 1, failures)
-            .await
-        {
-            Ok(counter) => counter,
-            Err(error) => {
-                tracing::warn!(error = %CauseChain(&error), provider = provider.as_str(), "cannot count a provider call");
-                return;
+        self.forget_old_buckets(day);
+        self.writes
+            .submit(DeferredWrite::ProviderCall {
+                tenant: tenant.clone(),
+                provider,
+                day,
+                failed: !succeeded,
+            })
+            .await;
+    }
+
+    /// Once a day, drops the rate-limit buckets of organizations that have been idle.
+    fn forget_old_buckets(&self, today: NaiveDate) {
+        if let Ok(mut day) = self.limiter_day.lock() {
+            if *day != today {
+                self.sms.retain_recent();
+                self.provider_calls.retain_recent();
+                *day = today;
             }
-        };
-        self.roll_gauges(day);
+        }
+    }
+}
+
+/// The daily provider-call counters: kept in the store, mirrored in gauges, with the daily warning.
+pub struct DailyCounters {
+    repository: Arc<dyn CredentialRepository>,
+    daily_warning: u64,
+    calls_today: IntGaugeVec,
+    failures_today: IntGaugeVec,
+    gauge_day: Mutex<NaiveDate>,
+}
+
+impl DailyCounters {
+    /// Registers the gauges in `metrics`; `config` gives the warning threshold.
+    pub fn new(
+        config: UsageConfig,
+        repository: Arc<dyn CredentialRepository>,
+        metrics: &Metrics,
+    ) -> Result<DailyCounters, prometheus::Error> {
+        let calls_today = IntGaugeVec::new(
+            Opts::new(
+                "provider_calls_today",
+                "Provider calls made with an organization's credentials today (UTC), by organization and provider",
+            ),
+            &["org_id", "provider"],
+        )?;
+        let failures_today = IntGaugeVec::new(
+            Opts::new(
+                "provider_failures_today",
+                "Failed provider calls today (UTC), by organization and provider",
+            ),
+            &["org_id", "provider"],
+        )?;
+        metrics.register(Box::new(calls_today.clone()))?;
+        metrics.register(Box::new(failures_today.clone()))?;
+        Ok(DailyCounters {
+            repository,
+            daily_warning: config.daily_warning,
+            calls_today,
+            failures_today,
+            gauge_day: Mutex::new(Utc::now().date_naive()),
+        })
+    }
+
+    /// Adds one call (and a failure when `failed`) of `day` to the organization's counter in the store,
+    /// updates the gauges, and logs the daily warning when this call reaches the threshold.
+    pub async fn count(
+        &self,
+        tenant: &Tenant,
+        provider: CredentialType,
+        day: NaiveDate,
+        failed: bool,
+    ) -> StoreResult<()> {
+        let counter = self
+            .repository
+            .increment_usage(tenant, provider, day, 1, u32::from(failed))
+            .await?;
+        let today = Utc::now().date_naive();
+        self.roll_gauges(today);
+        if day != today {
+            return Ok(());
+        }
         let org = tenant.org_id.to_string();
         let labels = [org.as_str(), provider.as_str()];
         self.calls_today
@@ -201,6 +247,7 @@ impl Usage {
                 "daily provider call warning threshold reached"
             );
         }
+        Ok(())
     }
 
     /// Clears the gauges when the UTC day has changed since they were last set.
@@ -209,8 +256,6 @@ impl Usage {
             if *day != today {
                 self.calls_today.reset();
                 self.failures_today.reset();
-                self.sms.retain_recent();
-                self.provider_calls.retain_recent();
                 *day = today;
             }
         }

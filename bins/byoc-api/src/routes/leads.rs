@@ -10,6 +10,7 @@ use crate::caller::{Caller, Permission};
 use crate::dto::{LeadRequest, LeadResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::outbound::service_error;
 use crate::routes::sms::send_hot_lead_alert;
 use crate::state::AppState;
 
@@ -67,7 +68,11 @@ pub async fn create_lead(
         ));
     }
     let notify_phone = E164Phone::parse("notifyPhone", lead.notify_phone.trim())?;
-    let organization = state.repository.get_organization(&caller.tenant).await?;
+    let organization = state
+        .credential_service
+        .organization(&caller.tenant)
+        .await
+        .map_err(service_error)?;
     let hot = lead.score >= organization.hot_lead_threshold.get();
     let sms = if hot {
         Some(send_hot_lead_alert(&state, &caller.tenant, notify_phone, name, "sms:hot_lead").await?)

@@ -6,7 +6,8 @@
 //! `credential_not_configured` when the organization has no active, verified one and no legacy fallback),
 //! Twilio is asked with the message's status callback `{BYOC_PUBLIC_URL}/api/webhooks/twilio/status?org=ORG`,
 //! the call is counted, and the accepted message is recorded (`sms_messages`: masked recipient, purpose,
-//! status, sent time) so the status webhook can stamp its delivery. A refusal that says the credential itself
+//! status, sent time) so the status webhook can stamp its delivery (both queued while the database is
+//! unavailable, see [`crate::write_behind`]). A refusal that says the credential itself
 //! is unusable marks it `failed`.
 
 use std::time::Instant;
@@ -27,6 +28,7 @@ use crate::extract::ApiJson;
 use crate::outbound::{purpose, service_error};
 use crate::state::AppState;
 use crate::usage::Guarded;
+use crate::write_behind::DeferredWrite;
 
 /// The webhook path Twilio posts delivery statuses to.
 pub const STATUS_CALLBACK_PATH: &str = "/api/webhooks/twilio/status";
@@ -127,9 +129,13 @@ pub async fn send_hot_lead_alert(
         status: DeliveryStatus::parse(&sent.status)?,
         sent_at: Utc::now(),
     };
-    if let Err(error) = state.repository.insert_sms_message(tenant, &record).await {
-        tracing::warn!(error = %CauseChain(&error), message_sid = %sent.sid, "cannot record a sent SMS");
-    }
+    outbound
+        .writes
+        .submit(DeferredWrite::SentSms {
+            tenant: tenant.clone(),
+            record,
+        })
+        .await;
     Ok(SmsResult {
         sid: sent.sid,
         status: sent.status,

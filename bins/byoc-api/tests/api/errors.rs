@@ -201,7 +201,7 @@ async fn bad_ids_and_query_strings_get_404_400_and_422() {
 
 #[tokio::test]
 async fn an_unreachable_database_gets_503() {
-    let (app, proxy) = spawn_app_behind_proxy().await;
+    let (app, mut proxy) = spawn_app_behind_proxy().await;
     let org = app.create_org("Outage").await;
     let owner = app.token(org.id, org.owner);
     let credential = app

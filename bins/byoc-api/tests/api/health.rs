@@ -44,7 +44,7 @@ async fn readyz_answers_503_when_the_database_is_gone() {
 
 #[tokio::test]
 async fn readyz_answers_503_before_the_pool_gives_up_when_postgres_is_unreachable() {
-    let (app, proxy) = spawn_app_behind_proxy().await;
+    let (app, mut proxy) = spawn_app_behind_proxy().await;
     let ready = app
         .client
         .get(app.url("/readyz"))

@@ -166,6 +166,11 @@ pub async fn spawn_app_with(store: Store, extra: &[(&str, String)]) -> TestApp {
 
 /// Spawns the app on a fresh Postgres database reached through a TCP proxy the test can cut.
 pub async fn spawn_app_behind_proxy() -> (TestApp, DatabaseProxy) {
+    spawn_app_behind_proxy_with(&[]).await
+}
+
+/// [`spawn_app_behind_proxy`] with extra environment values.
+pub async fn spawn_app_behind_proxy_with(extra: &[(&str, String)]) -> (TestApp, DatabaseProxy) {
     let database = fresh_postgres().await;
     let mut url = url::Url::parse(database.owner_url()).expect("owner URL");
     let upstream = format!(
@@ -179,13 +184,15 @@ pub async fn spawn_app_behind_proxy() -> (TestApp, DatabaseProxy) {
         _sqlite_dir: None,
         _postgres: Some(database),
     };
-    (spawn(url.to_string(), guard, &[], |_| {}).await, proxy)
+    (spawn(url.to_string(), guard, extra, |_| {}).await, proxy)
 }
 
-/// A TCP proxy in front of Postgres; [`DatabaseProxy::cut`] closes every connection and stops listening.
+/// A TCP proxy in front of Postgres (or any TCP service): [`DatabaseProxy::cut`] closes every connection
+/// and stops listening, [`DatabaseProxy::restore`] listens on the same port again.
 pub struct DatabaseProxy {
     port: u16,
-    task: tokio::task::JoinHandle<()>,
+    upstream: String,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl DatabaseProxy {
@@ -194,24 +201,41 @@ impl DatabaseProxy {
             .await
             .expect("bind proxy");
         let port = listener.local_addr().expect("address").port();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        DatabaseProxy { port, task }
+        let task = Some(tokio::spawn(forward(listener, upstream.clone())));
+        DatabaseProxy {
+            port,
+            upstream,
+            task,
+        }
     }
 
-    /// The database becomes unreachable: open connections close, new ones are refused.
-    pub async fn cut(self) {
-        self.task.abort();
-        let _ = self.task.await;
+    /// The upstream becomes unreachable: open connections close, new ones are refused.
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// The upstream is reachable again, on the same port.
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the proxy's port again");
+        self.task = Some(tokio::spawn(forward(listener, self.upstream.clone())));
+    }
+}
+
+/// Forwards every connection accepted on `listener` to `upstream` until aborted (which closes them all).
+async fn forward(listener: tokio::net::TcpListener, upstream: String) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let upstream = upstream.clone();
+        connections.spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
     }
 }
 

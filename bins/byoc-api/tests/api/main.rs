@@ -9,6 +9,7 @@ mod health;
 mod helpers;
 mod leads;
 mod oauth;
+mod outage;
 #[path = "../../../../crates/byoc-providers/tests/integration/prism.rs"]
 mod prism;
 mod provider_faults;

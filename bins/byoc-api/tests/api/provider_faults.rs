@@ -397,7 +397,7 @@ async fn a_send_that_times_out_is_424_within_the_timeout_and_is_never_sent_again
 async fn an_unreachable_twilio_is_424_after_bounded_connection_retries() {
     let twilio = MockServer::start().await;
     mount_twilio_account(&twilio, SID_A, accepted(SID_A)).await;
-    let (proxy, port) = tcp_proxy_to(&twilio.address().to_string()).await;
+    let (mut proxy, port) = tcp_proxy_to(&twilio.address().to_string()).await;
     let mut env = provider_env(&twilio, None);
     env.push(("TWILIO_API_BASE", format!("http://127.0.0.1:{port}")));
     let app = spawn_app_tuned(Store::Sqlite, &env, fast_retries).await;
