@@ -19,6 +19,33 @@ pub struct InvalidValue {
     pub reason: &'static str,
 }
 
+/// Whether `c` shows as something: not whitespace, not a control character, not an invisible formatting
+/// character (zero-width spaces and joiners, direction marks and embeddings, the byte-order mark, the soft
+/// hyphen). A name made only of those would look blank.
+fn is_visible(c: char) -> bool {
+    !(c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+        ))
+}
+
 /// Builds a bounded, non-empty text newtype with a `parse` constructor.
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, field = $field:literal, max = $max:literal) => {
@@ -28,13 +55,16 @@ macro_rules! bounded_text {
         pub struct $name(String);
 
         impl $name {
-            #[doc = concat!("Parses the text: 1 to ", stringify!($max), " characters, not only whitespace.")]
+            #[doc = concat!("Parses the text: 1 to ", stringify!($max), " characters, at least one of them visible, no control characters.")]
             pub fn parse(text: &str) -> Result<Self, InvalidValue> {
                 let length = text.chars().count();
-                if text.trim().is_empty() || length > $max {
+                if length > $max || !text.chars().any(is_visible) || text.chars().any(char::is_control) {
                     Err(InvalidValue {
                         field: $field,
-                        reason: concat!("must be 1 to ", stringify!($max), " characters and not blank"),
+                        reason: concat!(
+                            "must be 1 to ", stringify!($max),
+                            " characters, not blank, without control characters"
+                        ),
                     })
                 } else {
                     Ok(Self(text.to_owned()))
@@ -628,6 +658,18 @@ mod tests {
     fn bounded_text_rejects_blank_and_long() {
         assert!(DisplayName::parse("My Twilio").is_ok());
         assert!(DisplayName::parse("   ").is_err());
+        for invisible in [
+            "\u{200B}\u{200B}",
+            "\u{FEFF}",
+            " \u{2060}\u{00AD} ",
+            "\u{202E}\u{3164}",
+        ] {
+            assert!(DisplayName::parse(invisible).is_err(), "{invisible:?}");
+        }
+        for control in ["Main\u{0}", "Main\nline", "\u{7}bell"] {
+            assert!(DisplayName::parse(control).is_err(), "{control:?}");
+        }
+        assert!(DisplayName::parse("Zoë\u{200D}Clinic 🦷").is_ok());
         assert!(DisplayName::parse(&"x".repeat(256)).is_err());
         assert!(DisplayName::parse(&"é".repeat(255)).is_ok());
     }
