@@ -1045,8 +1045,8 @@ impl CredentialService {
     // Cross-replica invalidation.
 
     /// Follows credential changes made by any replica (Postgres `LISTEN`): each notification drops that
-    /// (organization, type) from the cache; a lost connection drops everything and bypasses the cache until
-    /// the listener is back. Returns once listening. Stopped by [`CredentialService::shutdown`], which
+    /// (organization, type) from the cache; after a lost connection the cache is not trusted (see the module
+    /// docs: database outage) until the listener is back, and then dropped. Returns once listening. Stopped by [`CredentialService::shutdown`], which
     /// must run before the store is closed.
     pub async fn follow_changes(&self, store: &PostgresStore) -> ServiceResult<()> {
         let listener = store.listen_credential_changes().await?;
