@@ -8,7 +8,8 @@ use crate::sms::{
     app_with_twilio, fake_twilio_accounts, message_sid, verified_twilio, RECIPIENT, SID_A,
 };
 
-async fn messages_sent(twilio: &wiremock::MockServer) -> Vec<String> {
+/// The bodies of the messages the fake Twilio was asked to send.
+pub async fn messages_sent(twilio: &wiremock::MockServer) -> Vec<String> {
     twilio
         .received_requests()
         .await

@@ -11,41 +11,21 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::helpers::{error_code, spawn_app_behind_proxy_with, TestApp, TestOrg};
+use crate::leads::messages_sent;
 use crate::sms::{fake_twilio_accounts, send_test, verified_twilio};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TO: &str = "+14155550124";
 
 async fn sent_messages(twilio: &MockServer) -> usize {
-    twilio
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|request| request.url.path().ends_with("/Messages.json"))
-        .count()
-}
-
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    messages_sent(twilio).await.len()
 }
 
 /// Waits until the queued provider-call records and audit events are written (30 s at most).
 async fn wait_for_queues(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(app, "byoc_write_behind_pending").await > 0.0
-        || metric(app, "byoc_audit_queue_pending").await > 0.0
+    while app.metric("byoc_write_behind_pending").await > 0.0
+        || app.metric("byoc_audit_queue_pending").await > 0.0
     {
         assert!(
             Instant::now() < deadline,
@@ -115,7 +95,7 @@ async fn cached_credentials_keep_hot_lead_sms_going_through_an_outage_and_nothin
     // at most OUTAGE_READ_WAIT before the cache answers. (A request racing ahead of it waits for the pool's
     // acquire timeout instead, then gets the cached answer all the same.)
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&app, "byoc_database_in_doubt").await < 1.0 {
+    while app.metric("byoc_database_in_doubt").await < 1.0 {
         assert!(
             Instant::now() < deadline,
             "the lost database went unnoticed"
@@ -138,9 +118,9 @@ async fn cached_credentials_keep_hot_lead_sms_going_through_an_outage_and_nothin
         started.elapsed()
     );
     assert_eq!(sent_messages(&twilio).await, 4);
-    assert!(metric(&app, "byoc_outage_cached_answers_total").await >= 4.0);
+    assert!(app.metric("byoc_outage_cached_answers_total").await >= 4.0);
     assert!(
-        metric(&app, "byoc_write_behind_pending").await >= 1.0,
+        app.metric("byoc_write_behind_pending").await >= 1.0,
         "the records of the sends wait for the database"
     );
     // What needs the database itself still says so.
@@ -175,15 +155,12 @@ async fn cached_credentials_keep_hot_lead_sms_going_through_an_outage_and_nothin
             "sent SMS {number} is recorded"
         );
     }
-    let audit: serde_json::Value = app
-        .get(
+    let audit = app
+        .get_json(
             "/api/organization/audit?limit=100",
             &app.token(org.id, org.owner),
         )
-        .await
-        .json()
-        .await
-        .expect("audit");
+        .await;
     let reads = audit
         .as_array()
         .expect("array")

@@ -394,15 +394,7 @@ async fn the_sms_rate_limit_answers_429_with_retry_after() {
     );
     assert_eq!(send_auth_users(&twilio).await.len(), 3);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(&format!(
             "byoc_provider_calls_today{{org_id=\"{}\",provider=\"twilio\"}} 2",
