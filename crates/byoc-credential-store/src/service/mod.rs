@@ -966,13 +966,18 @@ impl CredentialService {
 
     // Audit.
 
-    /// The organization's audit log, newest first, after writing the events still queued (best effort).
+    /// The organization's audit log, newest first, after writing the events still queued (best effort; not
+    /// tried while the database is in doubt, when the queue waits for it to come back anyway).
     pub async fn audit_events(
         &self,
         tenant: &Tenant,
         page: AuditPage,
     ) -> ServiceResult<Vec<AuditEvent>> {
-        if let Err(error) = self.inner.audit.flush().await {
+        if self.database_in_doubt() {
+            tracing::debug!(
+                "database in doubt: listing the audit log without writing the queued events first"
+            );
+        } else if let Err(error) = self.inner.audit.flush().await {
             tracing::warn!(%error, "listing the audit log before queued events were written");
         }
         Ok(self
