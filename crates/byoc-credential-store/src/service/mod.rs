@@ -13,8 +13,8 @@
 //!   (Postgres `LISTEN`). A load that overlaps an invalidation is not cached.
 //! - **Database outage.** While that listener is disconnected the cache is not trusted: every lookup reads
 //!   the database, so no replica serves a value another replica changed. Only when the database cannot
-//!   answer (unreachable, or no answer within [`OUTAGE_READ_WAIT`]) is the cached value served, until its
-//!   TTL, so hot-lead SMS and availability keep working through a short outage with the credentials and
+//!   answer (unreachable, or no answer within [`OUTAGE_READ_WAIT`]; for [`OUTAGE_MEMORY`] after such a
+//!   read, without asking again) is the cached value served, until its TTL, so hot-lead SMS and availability keep working through a short outage with the credentials and
 //!   member roles ([`CredentialService::member_role`]) and organization settings
 //!   ([`CredentialService::organization`]) last read. The listener drops the whole cache when it listens
 //!   again, since notifications may have been missed.
@@ -76,6 +76,11 @@ const CHECK_BATCH: u32 = 2_000;
 /// While the change listener is disconnected, how long a lookup waits for the database before it answers
 /// from the cache (when the cache holds the answer; otherwise it waits for the database).
 pub const OUTAGE_READ_WAIT: Duration = Duration::from_millis(500);
+
+/// While the change listener is disconnected, how long after a read found the database unavailable further
+/// reads go straight to the cache without waiting [`OUTAGE_READ_WAIT`] again. Short, so that a database that
+/// is back is read again within a second.
+pub const OUTAGE_MEMORY: Duration = Duration::from_secs(1);
 
 /// Loads retried when an invalidation overlapped them, before reading past the cache.
 const LOAD_ATTEMPTS: usize = 3;
@@ -356,6 +361,10 @@ struct Inner {
     cache_misses: AtomicU64,
     /// Answers served from a cache because the database could not answer.
     outage_answers: AtomicU64,
+    /// When a read last found the database unavailable, in milliseconds since `started` (0: never).
+    unreachable_at_ms: AtomicU64,
+    /// When the service started (the origin of `unreachable_at_ms`).
+    started: std::time::Instant,
     audit: audit::AuditBatcher,
     fallback: Option<Fallback>,
     clock: Arc<dyn Clock>,
@@ -414,6 +423,8 @@ impl CredentialService {
                 cache_hits: AtomicU64::new(0),
                 cache_misses: AtomicU64::new(0),
                 outage_answers: AtomicU64::new(0),
+                unreachable_at_ms: AtomicU64::new(0),
+                started: std::time::Instant::now(),
                 audit,
                 fallback: Fallback::new(config.legacy_fallback),
                 clock: config.clock,
@@ -1152,22 +1163,44 @@ impl Inner {
         let Some(last_known) = last_known else {
             return read.await.map(Answer::Fresh);
         };
-        let answer = if self.cache_trusted.load(Ordering::Acquire) {
+        let trusted = self.cache_trusted.load(Ordering::Acquire);
+        let recently_unreachable = !trusted && self.unreachable_within(OUTAGE_MEMORY);
+        let answer = if trusted {
             Some(read.await)
+        } else if recently_unreachable {
+            None
         } else {
             tokio::time::timeout(OUTAGE_READ_WAIT, read).await.ok()
         };
         let why = match answer {
             Some(Err(error)) if error.is_database_unavailable() => error.to_string(),
             Some(answer) => return answer.map(Answer::Fresh),
+            None if recently_unreachable => {
+                "the database did not answer a read just before".to_owned()
+            }
             None => format!("no answer within {OUTAGE_READ_WAIT:?}"),
         };
         self.outage_answers.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            error = %why,
-            "database unavailable: answering from the cache (as last read, within its TTL)"
+        if recently_unreachable {
+            tracing::debug!(error = %why, "database unavailable: answering from the cache");
+        } else {
+            tracing::warn!(
+                error = %why,
+                "database unavailable: answering from the cache (as last read, within its TTL)"
+            );
+        }
+        self.unreachable_at_ms.store(
+            u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Release,
         );
         Ok(Answer::LastKnown(last_known))
+    }
+
+    /// Whether a read found the database unavailable less than `window` ago.
+    fn unreachable_within(&self, window: Duration) -> bool {
+        let at = self.unreachable_at_ms.load(Ordering::Acquire);
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        at != 0 && now.saturating_sub(at) < u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Reads the usable credential of a type and decrypts it.
