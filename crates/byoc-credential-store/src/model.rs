@@ -628,6 +628,27 @@ pub struct OperatorEnvelope {
     pub encrypted_data: EncryptedEnvelope,
 }
 
+impl OperatorEnvelope {
+    /// The position of this row in an operator walk, to continue after it.
+    pub fn cursor(&self) -> EnvelopeCursor {
+        EnvelopeCursor {
+            org_id: self.org_id,
+            id: self.id,
+        }
+    }
+}
+
+/// Where an operator walk over every credential stands: the last row read. Walks go in (organization, id)
+/// order, so that a batch spans few organizations (rotation writes one audit event per organization a batch
+/// swaps rows of).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvelopeCursor {
+    /// The organization of the last row read.
+    pub org_id: OrgId,
+    /// The last row read.
+    pub id: CredentialId,
+}
+
 /// A compare-and-swap of one envelope: applied only if the row still holds `expected`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvelopeSwap {

@@ -8,10 +8,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::error::StoreResult;
 use crate::model::{
     AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
-    NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationName, Role, SmsMessage, SmsStatusUpdate, UsageCounter,
-    VerificationOutcome,
+    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyCheckValue,
+    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage,
+    OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
+    SmsStatusUpdate, UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -255,11 +255,11 @@ pub trait CredentialRepository: Send + Sync {
 
     // Operator paths for key rotation and `byoc keys check` (cross-organization, envelope fields only).
 
-    /// Operator: up to `limit` credentials with id greater than `after` (keyset pagination in id order),
-    /// skipping those already on `skip_key_version` when given.
+    /// Operator: up to `limit` credentials after `after` in (organization, id) order (keyset pagination;
+    /// `None` starts at the beginning), skipping those already on `skip_key_version` when given.
     async fn operator_envelope_batch(
         &self,
-        after: Option<CredentialId>,
+        after: Option<EnvelopeCursor>,
         skip_key_version: Option<NonZeroU32>,
         limit: u32,
     ) -> StoreResult<Vec<OperatorEnvelope>>;

@@ -19,10 +19,10 @@ use crate::access::{check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
-    NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationName, Role, SmsMessage, SmsStatusUpdate, UsageCounter,
-    VerificationOutcome, DELIVERED,
+    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyCheckValue,
+    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage,
+    OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
+    SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED,
 };
 use crate::repository::CredentialRepository;
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
@@ -908,15 +908,16 @@ impl CredentialRepository for PostgresStore {
 
     async fn operator_envelope_batch(
         &self,
-        after: Option<CredentialId>,
+        after: Option<EnvelopeCursor>,
         skip_key_version: Option<NonZeroU32>,
         limit: u32,
     ) -> StoreResult<Vec<OperatorEnvelope>> {
         let rows = sqlx::query(
             "SELECT id, org_id, credential_type, encryption_key_version, encrypted_data \
-             FROM byoc_operator_envelope_batch($1, $2, $3)",
+             FROM byoc_operator_envelope_batch($1, $2, $3, $4)",
         )
-        .bind(after.map(|id| id.as_uuid()))
+        .bind(after.map(|cursor| cursor.org_id.as_uuid()))
+        .bind(after.map(|cursor| cursor.id.as_uuid()))
         .bind(skip_key_version.map(key_version_to_db))
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
         .fetch_all(&self.pool)

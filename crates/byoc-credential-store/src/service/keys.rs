@@ -294,7 +294,8 @@ fn rotation_pass(
         .try_buffer_unordered(options.swaps_in_flight.max(1))
 }
 
-/// Reads every row (not on `skip`) in id order, one batch ahead of its consumer, on its own task.
+/// Reads every row (not on `skip`) in (organization, id) order, one batch ahead of its consumer, on its own
+/// task.
 fn read_batches(
     repository: Arc<dyn CredentialRepository>,
     skip: Option<NonZeroU32>,
@@ -310,7 +311,7 @@ fn read_batches(
             {
                 Ok(rows) if rows.is_empty() => return,
                 Ok(rows) => {
-                    after = rows.last().map(|row| row.id);
+                    after = rows.last().map(OperatorEnvelope::cursor);
                     if sender.send(Ok(rows)).await.is_err() {
                         return;
                     }

@@ -22,9 +22,9 @@ use crate::access::{check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord,
-    CredentialType, EncryptedEnvelope, EnvelopeSwap, HotLeadThreshold, KeyCheckValue,
-    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage,
-    OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
+    CredentialType, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold,
+    KeyCheckValue, KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState,
+    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
     SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED,
 };
 use crate::repository::CredentialRepository;
@@ -935,16 +935,26 @@ impl CredentialRepository for SqliteStore {
 
     async fn operator_envelope_batch(
         &self,
-        after: Option<CredentialId>,
+        after: Option<EnvelopeCursor>,
         skip_key_version: Option<NonZeroU32>,
         limit: u32,
     ) -> StoreResult<Vec<OperatorEnvelope>> {
         let rows = sqlx::query(
             "SELECT id, org_id, credential_type, encryption_key_version, encrypted_data \
              FROM organization_api_credentials \
-             WHERE id > ?1 AND (?2 IS NULL OR encryption_key_version <> ?2) ORDER BY id LIMIT ?3",
+             WHERE (org_id, id) > (?1, ?2) AND (?3 IS NULL OR encryption_key_version <> ?3) \
+             ORDER BY org_id, id LIMIT ?4",
         )
-        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(
+            after
+                .map(|cursor| cursor.org_id.to_string())
+                .unwrap_or_default(),
+        )
+        .bind(
+            after
+                .map(|cursor| cursor.id.to_string())
+                .unwrap_or_default(),
+        )
         .bind(skip_key_version.map(key_version_to_db))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)

@@ -1,0 +1,35 @@
+-- Rotation and `keys check` walk the credentials in (org_id, id) order instead of id order.
+--
+-- byoc_operator_swap_envelopes writes one hash-chained `rotated` audit event per organization (and old key
+-- version) among the rows a batch swaps. In id order (random uuids) a batch of 1 000 rows spread over many
+-- organizations touches nearly 1 000 of them, so rotation wrote about one chained audit row per credential;
+-- in (org_id, id) order a batch touches only the few organizations it spans.
+
+CREATE INDEX organization_api_credentials_org_id_id_idx
+    ON organization_api_credentials (org_id, id);
+
+DROP FUNCTION byoc_operator_envelope_batch(uuid, bigint, integer);
+
+-- One page of envelopes in (org_id, id) order after (p_after_org_id, p_after_id) (keyset pagination; both
+-- null for the first page), optionally skipping rows already on a key version. Exposes only what re-wrapping
+-- and checking need.
+CREATE FUNCTION byoc_operator_envelope_batch(p_after_org_id uuid, p_after_id uuid, p_skip_key_version bigint,
+                                             p_limit integer)
+    RETURNS TABLE (id uuid, org_id uuid, credential_type text, encryption_key_version bigint,
+                   encrypted_data bytea)
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, public
+    SET byoc.definer = 'on'
+AS $$
+    SELECT c.id, c.org_id, c.credential_type, c.encryption_key_version, c.encrypted_data
+    FROM organization_api_credentials c
+    WHERE (c.org_id, c.id) > (coalesce(p_after_org_id, '00000000-0000-0000-0000-000000000000'::uuid),
+                              coalesce(p_after_id, '00000000-0000-0000-0000-000000000000'::uuid))
+      AND c.encryption_key_version IS DISTINCT FROM p_skip_key_version
+    ORDER BY c.org_id, c.id
+    LIMIT p_limit
+$$;
+
+REVOKE ALL ON FUNCTION byoc_operator_envelope_batch(uuid, uuid, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION byoc_operator_envelope_batch(uuid, uuid, bigint, integer) TO byoc_app;
