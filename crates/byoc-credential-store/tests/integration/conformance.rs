@@ -3,10 +3,10 @@
 
 use byoc_credential_store::{
     Actor, AuditAction, AuditChainStatus, AuditPage, ConflictKind, CredentialId,
-    CredentialRepository, CredentialType, DeliveryStatus, EnvelopeSwap, HotLeadThreshold,
-    MaskedPhone, NewAuditEvent, NewOAuthState, NewSmsMessage, OAuthStateId, OrgId,
-    ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName, SmsStatusUpdate, StoreError,
-    Tenant, UserId, VerificationOutcome, VerificationStatus,
+    CredentialRepository, CredentialType, DeliveryStatus, EnvelopeCursor, EnvelopeSwap,
+    HotLeadThreshold, MaskedPhone, NewAuditEvent, NewOAuthState, NewSmsMessage, OAuthStateId,
+    OperatorEnvelope, OrgId, ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName,
+    SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome, VerificationStatus,
 };
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
@@ -970,27 +970,36 @@ async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialReposi
 async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepository) {
     let a = org(repo, "Clinic A").await;
     let b = org(repo, "Clinic B").await;
-    let mut ids = Vec::new();
+    // The walk goes in (organization, id) order, so that a batch spans few organizations.
+    let mut positions = Vec::new();
     for index in 0..5 {
         let tenant = if index % 2 == 0 { &a.owner } else { &b.owner };
         let new = credential(CredentialType::Twilio, &format!("Twilio {index}"));
         repo.insert_credential(tenant, &new).await.unwrap();
-        ids.push(new.id);
+        positions.push(EnvelopeCursor {
+            org_id: tenant.org_id,
+            id: new.id,
+        });
     }
-    ids.sort();
+    positions.sort();
 
     let first = repo.operator_envelope_batch(None, None, 2).await.unwrap();
     assert_eq!(
-        first.iter().map(|envelope| envelope.id).collect::<Vec<_>>(),
-        ids[..2]
+        first
+            .iter()
+            .map(OperatorEnvelope::cursor)
+            .collect::<Vec<_>>(),
+        positions[..2]
     );
     let rest = repo
-        .operator_envelope_batch(Some(first[1].id), None, 10)
+        .operator_envelope_batch(Some(first[1].cursor()), None, 10)
         .await
         .unwrap();
     assert_eq!(
-        rest.iter().map(|envelope| envelope.id).collect::<Vec<_>>(),
-        ids[2..]
+        rest.iter()
+            .map(OperatorEnvelope::cursor)
+            .collect::<Vec<_>>(),
+        positions[2..]
     );
     let all_orgs: Vec<_> = first
         .iter()
