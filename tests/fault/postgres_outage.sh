@@ -8,9 +8,11 @@
 # Twilio, and then, while the service runs:
 #   1. stops PostgreSQL (pg_ctl stop -m fast) and checks that the endpoints that need the database answer 503
 #      `database_unavailable` with the contract's error body within the pool's acquire timeout, that /readyz
-#      answers 503 and /healthz 200, and what a test SMS does during the outage;
+#      answers 503 and /healthz 200, that a test SMS is still sent from the cached role and credential (its
+#      records queued), and that once the cache TTL (BYOC_FAULT_CACHE_TTL_SECS, default 12) has passed it
+#      answers 503 and sends nothing;
 #   2. starts PostgreSQL again and checks recovery without restarting byoc-api: /readyz and the endpoints answer
-#      200 again and every audit event of the outage is written.
+#      200 again and every audit event and provider-call record of the outage is written.
 # Prints PASS/FAIL lines; exits non-zero when a check fails. Everything it started is stopped on exit.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -20,7 +22,8 @@ source "$(dirname "$0")/lib/common.sh"
 acquire_timeout_s=5
 margin_s=2
 limit_s=$((acquire_timeout_s + margin_s))
-cache_ttl_s="${BYOC_FAULT_CACHE_TTL_SECS:-60}"
+# Short enough that the outage outlasts it (the script checks both sides of it).
+cache_ttl_s="${BYOC_FAULT_CACHE_TTL_SECS:-12}"
 
 build_binaries
 log "private PostgreSQL, fake Twilio, byoc-api ($profile)"
@@ -133,22 +136,27 @@ else
     fail "$burst concurrent requests: slowest answered in ${burst_max}s (limit ${limit_s}s)"
 fi
 
-# A test SMS needs the caller's role (organization_members) and the Twilio credential. Today both come from
-# the database during an outage: the role lookup has no cache, and the credential cache is dropped and
-# bypassed while the change listener is disconnected (so no replica can miss a deactivation). The service
-# therefore fails closed: 503, nothing sent. BYOC_FAULT_EXPECT_CACHED_SMS=1 checks the stronger behaviour
-# instead (the cached credential keeps sending until its TTL and the read's audit event lands after recovery).
+# A test SMS needs the caller's role, the organization and the Twilio credential: all three were read within the
+# cache TTL, so the credential service answers them as last read (its change listener lost the database, a read
+# waits at most 500 ms) and the SMS is sent; its usage counter, sms_messages row and read audit event are queued
+# and written after recovery.
 sent_during=$(( $(twilio_messages) - sent_before ))
-if [ -n "${BYOC_FAULT_EXPECT_CACHED_SMS:-}" ]; then
-    within_bg sms "test SMS during the outage, from the cached credential" 200
-    check "SMS sent during the outage" 1 "$sent_during"
-    expected_audit=$((audit_before + 3))
+within_bg sms "test SMS during the outage, from the cached credential and role" 200 "" 2
+check "SMS sent during the outage" 1 "$sent_during"
+pending_writes="$(curl -s "$base/metrics" | awk '/^byoc_write_behind_pending / {print $2}')"
+if [ "${pending_writes:-0}" -ge 1 ]; then
+    pass "its provider-call records are queued (byoc_write_behind_pending = $pending_writes)"
 else
-    within_bg sms "test SMS during the outage (fails closed)" 503 database_unavailable
-    check "SMS sent during the outage" 0 "$sent_during"
-    echo "NOTE the credential cached before the outage is not used: the role lookup and the credential read need the database (see tests/fault/README.md)"
-    expected_audit=$((audit_before + 2))
+    fail "its provider-call records are queued (byoc_write_behind_pending = ${pending_writes:-none})"
 fi
+# Past the TTL nothing cached is left: the answer is 503 and nothing is sent.
+expired_at_ms=$(( outage_started + cache_ttl_s * 1000 + 1000 ))
+while [ "$(now_ms)" -lt "$expired_at_ms" ]; do sleep 0.2; done
+sent_before_expiry="$(twilio_messages)"
+within "test SMS once the cache TTL (${cache_ttl_s}s) has passed" \
+    "$(request POST "$base/api/sms/test" '{"to":"+14155550124"}')" 503 database_unavailable
+check "nothing sent past the TTL" "$sent_before_expiry" "$(twilio_messages)"
+expected_audit=$((audit_before + 3))
 within "healthz still 200 at the end of the outage" "$(request GET "$base/healthz")" 200 "" 1
 if kill -0 "$api_pid_api" 2>/dev/null; then pass "byoc-api still running"; else fail "byoc-api exited"; fi
 log "outage lasted $(( $(now_ms) - outage_started )) ms"
@@ -182,6 +190,18 @@ done
 check "audit rows after recovery (every read of the run, none lost)" "$expected_audit" "$audit_after"
 check "the read queued across the outage was written with its original time" 1 \
     "$(pg_query "SELECT count(*) FROM credential_audit_log WHERE action = 'read' AND at BETWEEN to_timestamp($queued_from_ms / 1000.0) AND to_timestamp($queued_to_ms / 1000.0)")"
+pending_writes=""
+for _ in $(seq 1 100); do
+    pending_writes="$(curl -s "$base/metrics" | awk '/^byoc_write_behind_pending / {print $2}')"
+    [ "${pending_writes:-1}" = 0 ] && break
+    sleep 0.1
+done
+check "the provider-call records queued during the outage are written (byoc_write_behind_pending)" 0 "$pending_writes"
+sent_total="$(twilio_messages)"
+check "every SMS sent, the outage's included, has its sms_messages row" "$sent_total" \
+    "$(pg_query "SELECT count(*) FROM sms_messages")"
+check "every SMS sent is counted in provider_usage_daily" "$sent_total" \
+    "$(pg_query "SELECT coalesce(sum(calls), 0) FROM provider_usage_daily WHERE provider = 'twilio'")"
 check "the audit queue is empty again" 0 "$(curl -s "$base/metrics" | awk '/^byoc_audit_queue_pending / {print $2}')"
 check "audit chain intact after recovery" "t" "$(pg_query "SELECT intact FROM byoc_audit_chain_check('$org_id')")"
 if grep -q "panicked" "$workdir/api.log"; then fail "byoc-api panicked"; else pass "no panic in the byoc-api log"; fi
