@@ -2,13 +2,13 @@
 //! rotation ([`rotate`], `byoc keys rotate`) and the decrypt-everything check ([`check_all`],
 //! `byoc keys check`).
 //!
-//! Rotation is online and resumable. Batches are read in id order (keyset pagination, skipping rows already
-//! on the active version), re-wrapped on every core (rayon, off the async threads) while the next batch is
-//! read, and written back with one compare-and-swap statement per batch, several in flight. A row changed
-//! meanwhile by the service (which seals under the active version anyway) is left as it is; a run killed at
-//! any point leaves every row either as it was or fully re-wrapped, and the next run simply continues. Each
-//! swap writes the `rotated` audit events of its own rows (per organization and old key version) in its own
-//! transaction, so a killed run leaves exactly the audit of what it re-wrapped.
+//! Rotation is online and resumable. Batches are read in (organization, id) order (keyset pagination, so a batch
+//! spans few organizations; skipping rows already on the active version), re-wrapped on every core (rayon, off the
+//! async threads) while the next batch is read, and written back with one compare-and-swap statement per batch,
+//! several in flight. A row changed meanwhile by the service (which seals under the active version anyway) is left
+//! as it is; a run killed at any point leaves every row either as it was or fully re-wrapped, and the next run
+//! simply continues. Each swap writes the `rotated` audit events of its own rows (per organization and old key
+//! version) in its own transaction, so a killed run leaves exactly the audit of what it re-wrapped.
 
 use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
