@@ -65,7 +65,8 @@ free_port() {
 
 flag=()
 [ "$profile" = release ] && flag=(--release)
-(cd "$root" && cargo build --quiet "${flag[@]}" -p byoc-api -p byoc)
+# The same features as `cargo test --workspace --all-features` (tests/run), so nothing is rebuilt there.
+(cd "$root" && cargo build --quiet "${flag[@]}" --workspace --all-features --bin byoc-api --bin byoc)
 api_bin="$target_dir/$profile/byoc-api"
 cli_bin="$target_dir/$profile/byoc"
 

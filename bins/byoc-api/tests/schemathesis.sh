@@ -20,7 +20,8 @@ if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/schemathesis" --version | g
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
 fi
 
-cargo build --quiet -p byoc-api --bin byoc-api
+# The same features as `cargo test --workspace --all-features` (tests/run), so the binary is not rebuilt.
+cargo build --quiet --workspace --all-features --bin byoc-api
 binary="$target_dir/debug/byoc-api"
 
 workdir="$(mktemp -d)"
