@@ -10,7 +10,6 @@
 //! [`WriteBehind::shutdown`] writes what is left at graceful shutdown (within a grace period). The queue
 //! length is the gauge `byoc_write_behind_pending`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// A record that follows a provider call.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum DeferredWrite {
     /// One provider call for the organization's daily counter.
     ProviderCall {
@@ -76,8 +75,8 @@ pub struct WriteBehind {
 struct Writer {
     repository: Arc<dyn CredentialRepository>,
     counters: Arc<DailyCounters>,
-    queued: AtomicUsize,
-    gauge: IntGauge,
+    /// Records queued and not yet written (the `byoc_write_behind_pending` gauge).
+    queued: IntGauge,
 }
 
 impl WriteBehind {
@@ -88,16 +87,15 @@ impl WriteBehind {
         credential_service: CredentialService,
         metrics: &Metrics,
     ) -> Result<WriteBehind, prometheus::Error> {
-        let gauge = IntGauge::new(
+        let queued = IntGauge::new(
             "write_behind_pending",
             "Provider-call records (usage counters, sent SMS) queued while the database was unavailable",
         )?;
-        metrics.register(Box::new(gauge.clone()))?;
+        metrics.register(Box::new(queued.clone()))?;
         let writer = Arc::new(Writer {
             repository,
             counters,
-            queued: AtomicUsize::new(0),
-            gauge,
+            queued,
         });
         let (sender, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(drain(Arc::clone(&writer), receiver));
@@ -127,7 +125,7 @@ impl WriteBehind {
 
     /// Records queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.writer.queued.load(Ordering::Acquire)
+        usize::try_from(self.writer.queued.get()).unwrap_or(0)
     }
 
     /// Stops taking records and writes what is queued, waiting at most `grace`; what is still queued then is
@@ -157,8 +155,7 @@ impl WriteBehind {
             return;
         };
         let name = write.name();
-        self.writer.queued.fetch_add(1, Ordering::AcqRel);
-        self.writer.gauge.inc();
+        self.writer.queued.inc();
         if sender.send(write).is_err() {
             self.writer.done();
             tracing::error!(
@@ -191,8 +188,7 @@ impl Writer {
     }
 
     fn done(&self) {
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        self.gauge.dec();
+        self.queued.dec();
     }
 }
 
