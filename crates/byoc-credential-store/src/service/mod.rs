@@ -14,10 +14,11 @@
 //! - **Database outage.** While that listener is disconnected the cache is not trusted: every lookup reads
 //!   the database, so no replica serves a value another replica changed. Only when the database cannot
 //!   answer (unreachable, or no answer within [`OUTAGE_READ_WAIT`]; for [`OUTAGE_MEMORY`] after such a
-//!   read, without asking again) is the cached value served, until its TTL, so hot-lead SMS and availability keep working through a short outage with the credentials and
-//!   member roles ([`CredentialService::member_role`]) and organization settings
-//!   ([`CredentialService::organization`]) last read. The listener drops the whole cache when it listens
-//!   again, since notifications may have been missed.
+//!   read, without asking again) is the cached value served, until its TTL. So hot-lead SMS and
+//!   availability keep working through a short outage with the credentials, member roles
+//!   ([`CredentialService::member_role`]) and organization settings ([`CredentialService::organization`])
+//!   last read. The listener drops the credential cache when it listens again, since notifications may
+//!   have been missed (roles and organizations are refreshed by every read that reaches the database).
 //! - **Audit.** Events are queued without waiting and written in batches per organization by a background
 //!   task, so a cached read costs no database round trip; changes wait for their event to be written
 //!   (a flush). [`CredentialService::shutdown`] writes everything left.
@@ -1062,8 +1063,8 @@ impl CredentialService {
 
     /// Follows credential changes made by any replica (Postgres `LISTEN`): each notification drops that
     /// (organization, type) from the cache; after a lost connection the cache is not trusted (see the module
-    /// docs: database outage) until the listener is back, and then dropped. Returns once listening. Stopped by [`CredentialService::shutdown`], which
-    /// must run before the store is closed.
+    /// docs: database outage) until the listener is back, and then dropped. Returns once listening. Stopped
+    /// by [`CredentialService::shutdown`], which must run before the store is closed.
     pub async fn follow_changes(&self, store: &PostgresStore) -> ServiceResult<()> {
         let listener = store.listen_credential_changes().await?;
         let task = tokio::spawn(follow(Arc::downgrade(&self.inner), store.clone(), listener));
@@ -1359,12 +1360,6 @@ async fn follow(
             return;
         };
         inner.invalidate_all();
-        if let Some(roles) = &inner.roles {
-            roles.invalidate_all();
-        }
-        if let Some(organizations) = &inner.organizations {
-            organizations.invalidate_all();
-        }
         inner.cache_trusted.store(true, Ordering::Release);
     }
 }
