@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
 use sqlx::{Connection, Executor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -301,6 +302,37 @@ fn context_args(actor: &Actor) -> (Option<Uuid>, Option<&str>) {
         Actor::User(user_id) => (Some(user_id.as_uuid()), None),
         Actor::Service(name) => (None, Some(name.as_str())),
     }
+}
+
+/// Binds `$1`–`$7` of a `byoc_append_audit_events` call (migration 0012): the organization, then one array per
+/// event column, in event order.
+fn bind_audit_events<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    org_id: OrgId,
+    events: &[NewAuditEvent],
+) -> Query<'q, Postgres, PgArguments> {
+    let mut at = Vec::with_capacity(events.len());
+    let mut actors = Vec::with_capacity(events.len());
+    let mut actions = Vec::with_capacity(events.len());
+    let mut credential_ids = Vec::with_capacity(events.len());
+    let mut credential_types = Vec::with_capacity(events.len());
+    let mut details = Vec::with_capacity(events.len());
+    for event in events {
+        at.push(event.at);
+        actors.push(event.actor.to_string());
+        actions.push(event.action.as_str().to_owned());
+        credential_ids.push(event.credential_id.map(|id| id.as_uuid()));
+        credential_types.push(event.credential_type.map(|kind| kind.as_str().to_owned()));
+        details.push(event.detail.to_string());
+    }
+    query
+        .bind(org_id.as_uuid())
+        .bind(at)
+        .bind(actors)
+        .bind(actions)
+        .bind(credential_ids)
+        .bind(credential_types)
+        .bind(details)
 }
 
 fn key_version_to_db(version: NonZeroU32) -> i64 {
@@ -627,17 +659,22 @@ impl CredentialRepository for PostgresStore {
         event: &NewAuditEvent,
     ) -> StoreResult<AuditEvent> {
         let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let seq: i64 = bind_audit_events(
+            sqlx::query(
+                "SELECT byoc_append_audit_events($1, $2::timestamptz[], $3::text[], $4::text[], \
+                 $5::uuid[], $6::text[], $7::text[]) AS seq",
+            ),
+            tenant.org_id,
+            std::slice::from_ref(event),
+        )
+        .fetch_one(&mut *transaction)
+        .await?
+        .try_get("seq")?;
         let row = sqlx::query(&format!(
-            "INSERT INTO credential_audit_log (org_id, at, actor, action, credential_id, credential_type, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING {AUDIT_COLUMNS}"
+            "SELECT {AUDIT_COLUMNS} FROM credential_audit_log WHERE org_id = $1 AND seq = $2"
         ))
         .bind(tenant.org_id.as_uuid())
-        .bind(event.at)
-        .bind(event.actor.to_string())
-        .bind(event.action.as_str())
-        .bind(event.credential_id.map(|id| id.as_uuid()))
-        .bind(event.credential_type.map(CredentialType::as_str))
-        .bind(event.detail.to_string())
+        .bind(seq)
         .fetch_one(&mut *transaction)
         .await?;
         transaction.commit().await?;
@@ -652,40 +689,23 @@ impl CredentialRepository for PostgresStore {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut at = Vec::with_capacity(events.len());
-        let mut actors = Vec::with_capacity(events.len());
-        let mut actions = Vec::with_capacity(events.len());
-        let mut credential_ids = Vec::with_capacity(events.len());
-        let mut credential_types = Vec::with_capacity(events.len());
-        let mut details = Vec::with_capacity(events.len());
-        for event in events {
-            at.push(event.at);
-            actors.push(event.actor.to_string());
-            actions.push(event.action.as_str().to_owned());
-            credential_ids.push(event.credential_id.map(|id| id.as_uuid()));
-            credential_types.push(event.credential_type.map(|kind| kind.as_str().to_owned()));
-            details.push(event.detail.to_string());
-        }
-        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO credential_audit_log (org_id, at, actor, action, credential_id, credential_type, detail) \
-             SELECT $1, e.at, e.actor, e.action, e.credential_id, e.credential_type, e.detail::jsonb \
-             FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[]) \
-                  WITH ORDINALITY AS e (at, actor, action, credential_id, credential_type, detail, position) \
-             ORDER BY e.position",
+        // One statement in its own implicit transaction: the context first (see `tenant_context!`), then the
+        // chaining function, which checks it.
+        let (user, service) = context_args(&tenant.actor);
+        bind_audit_events(
+            sqlx::query(
+                "WITH ctx AS MATERIALIZED (SELECT byoc_enter_context($1, $8, $9)) \
+                 SELECT byoc_append_audit_events($1, $2::timestamptz[], $3::text[], $4::text[], \
+                 $5::uuid[], $6::text[], $7::text[]) FROM ctx",
+            ),
+            tenant.org_id,
+            events,
         )
-        .bind(tenant.org_id.as_uuid())
-        .bind(at)
-        .bind(actors)
-        .bind(actions)
-        .bind(credential_ids)
-        .bind(credential_types)
-        .bind(details)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        transaction.commit().await?;
-        Ok(inserted)
+        .bind(user)
+        .bind(service)
+        .execute(&self.pool)
+        .await?;
+        Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
     }
 
     async fn list_audit_events(

@@ -82,6 +82,44 @@ async fn postgres_chain_stays_intact_under_concurrent_writers() {
     );
 }
 
+#[tokio::test]
+async fn postgres_batches_and_the_row_trigger_extend_one_chain() {
+    // Batches are chained by byoc_append_audit_events; rows the owner inserts (rotation's `rotated` events)
+    // by the row trigger. Both must link onto the same chain with the same hashes.
+    let database = fresh_postgres().await;
+    let store = database.store();
+    let a = five_events(store).await;
+    let owner = database.owner_pool(1).await;
+    sqlx::query(
+        "INSERT INTO credential_audit_log (org_id, actor, action, detail) \
+         VALUES ($1, 'operator:rotation', 'rotated', '{\"rewrapped\": 1}')",
+    )
+    .bind(a.id.as_uuid())
+    .execute(&owner)
+    .await
+    .unwrap();
+    store
+        .append_audit_events(&a.service, &[event(&a.service, 6), event(&a.service, 7)])
+        .await
+        .unwrap();
+    store
+        .append_audit_event(&a.member, &event(&a.member, 8))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.verify_audit_chain(&a.owner).await.unwrap(),
+        AuditChainStatus::Intact { events: 9 }
+    );
+    let (intact, events): (bool, i64) =
+        sqlx::query_as("SELECT intact, events FROM byoc_audit_chain_check($1)")
+            .bind(a.id.as_uuid())
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+    assert_eq!((intact, events), (true, 9));
+    owner.close().await;
+}
+
 /// A fresh Postgres whose organization got five events, then `tamper` (the organization's id bound as `$1`)
 /// run as the table owner; verification must find the chain broken first at `seq`, with `symptom` in the
 /// problem. The database, organization and owner pool are handed back for further checks.

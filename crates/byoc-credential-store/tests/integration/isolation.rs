@@ -471,6 +471,45 @@ async fn byoc_app_cannot_change_audit_rows_or_reach_internals() {
         assert_eq!(sql_state(error), "42501", "{statement}");
         transaction.rollback().await.unwrap();
     }
+    // Audit rows are appended only through byoc_append_audit_events, which chains them: byoc_app cannot
+    // insert one itself, not even claiming it is already chained.
+    for claims_chained in [false, true] {
+        let mut transaction = pool.begin().await.unwrap();
+        set_context(&mut transaction, &seeded.a.owner).await;
+        if claims_chained {
+            sqlx::query("SELECT set_config('byoc.audit_chained', 'on', true)")
+                .execute(&mut *transaction)
+                .await
+                .unwrap();
+        }
+        let error = sqlx::query(
+            "INSERT INTO credential_audit_log (org_id, actor, action) VALUES ($1, 'forger', 'read')",
+        )
+        .bind(seeded.a.id.as_uuid())
+        .execute(&mut *transaction)
+        .await
+        .unwrap_err();
+        assert_eq!(
+            sql_state(error),
+            "42501",
+            "claims chained: {claims_chained}"
+        );
+        transaction.rollback().await.unwrap();
+    }
+    // The append function works in the context organization only.
+    let mut transaction = pool.begin().await.unwrap();
+    set_context(&mut transaction, &seeded.a.owner).await;
+    let error = sqlx::query(
+        "SELECT byoc_append_audit_events($1, ARRAY[now()], ARRAY['user'], ARRAY['read'], ARRAY[NULL::uuid], \
+         ARRAY[NULL::text], ARRAY['{}'])",
+    )
+    .bind(seeded.b.id.as_uuid())
+    .execute(&mut *transaction)
+    .await
+    .unwrap_err();
+    assert_eq!(sql_state(error), "42501", "another organization's chain");
+    transaction.rollback().await.unwrap();
+
     let mut transaction = pool.begin().await.unwrap();
     set_context(&mut transaction, &seeded.a.owner).await;
     let error = sqlx::query("SELECT * FROM byoc_audit_chain_check($1)")
@@ -504,11 +543,15 @@ async fn a_service_context_reads_and_records_but_cannot_manage() {
             .await
             .unwrap();
     assert!(recorded, "a service may mark its org's credential failed");
-    sqlx::query("INSERT INTO credential_audit_log (org_id, actor, action) VALUES ($1, 'service:lead-scorer', 'read')")
-        .bind(seeded.a.id.as_uuid())
-        .execute(&mut *transaction)
-        .await
-        .unwrap();
+    let seq: i64 = sqlx::query_scalar(
+        "SELECT byoc_append_audit_events($1, ARRAY[now()], ARRAY['service:lead-scorer'], ARRAY['read'], \
+         ARRAY[NULL::uuid], ARRAY[NULL::text], ARRAY['{}'])",
+    )
+    .bind(seeded.a.id.as_uuid())
+    .fetch_one(&mut *transaction)
+    .await
+    .unwrap();
+    assert!(seq > 0, "a service may append audit events in its org");
     let deactivated = sqlx::query("UPDATE organization_api_credentials SET is_active = false")
         .execute(&mut *transaction)
         .await
