@@ -472,43 +472,40 @@ async fn byoc_app_cannot_change_audit_rows_or_reach_internals() {
         transaction.rollback().await.unwrap();
     }
     // Audit rows are appended only through byoc_append_audit_events, which chains them: byoc_app cannot
-    // insert one itself, not even claiming it is already chained.
-    for claims_chained in [false, true] {
+    // insert one itself, not even claiming it is already chained; and the function works in the context
+    // organization only.
+    let forged_insert =
+        "INSERT INTO credential_audit_log (org_id, actor, action) VALUES ($1, 'forger', 'read')";
+    let refusals = [
+        (None, forged_insert, seeded.a.id, "a direct insert"),
+        (
+            Some("SELECT set_config('byoc.audit_chained', 'on', true)"),
+            forged_insert,
+            seeded.a.id,
+            "a direct insert claiming to be chained",
+        ),
+        (
+            None,
+            "SELECT byoc_append_audit_events($1, ARRAY[now()], ARRAY['user'], ARRAY['read'], \
+             ARRAY[NULL::uuid], ARRAY[NULL::text], ARRAY['{}'])",
+            seeded.b.id,
+            "appending to another organization's chain",
+        ),
+    ];
+    for (setup, statement, org_id, what) in refusals {
         let mut transaction = pool.begin().await.unwrap();
         set_context(&mut transaction, &seeded.a.owner).await;
-        if claims_chained {
-            sqlx::query("SELECT set_config('byoc.audit_chained', 'on', true)")
-                .execute(&mut *transaction)
-                .await
-                .unwrap();
+        if let Some(setup) = setup {
+            sqlx::query(setup).execute(&mut *transaction).await.unwrap();
         }
-        let error = sqlx::query(
-            "INSERT INTO credential_audit_log (org_id, actor, action) VALUES ($1, 'forger', 'read')",
-        )
-        .bind(seeded.a.id.as_uuid())
-        .execute(&mut *transaction)
-        .await
-        .unwrap_err();
-        assert_eq!(
-            sql_state(error),
-            "42501",
-            "claims chained: {claims_chained}"
-        );
+        let error = sqlx::query(statement)
+            .bind(org_id.as_uuid())
+            .execute(&mut *transaction)
+            .await
+            .unwrap_err();
+        assert_eq!(sql_state(error), "42501", "{what}");
         transaction.rollback().await.unwrap();
     }
-    // The append function works in the context organization only.
-    let mut transaction = pool.begin().await.unwrap();
-    set_context(&mut transaction, &seeded.a.owner).await;
-    let error = sqlx::query(
-        "SELECT byoc_append_audit_events($1, ARRAY[now()], ARRAY['user'], ARRAY['read'], ARRAY[NULL::uuid], \
-         ARRAY[NULL::text], ARRAY['{}'])",
-    )
-    .bind(seeded.b.id.as_uuid())
-    .execute(&mut *transaction)
-    .await
-    .unwrap_err();
-    assert_eq!(sql_state(error), "42501", "another organization's chain");
-    transaction.rollback().await.unwrap();
 
     let mut transaction = pool.begin().await.unwrap();
     set_context(&mut transaction, &seeded.a.owner).await;
