@@ -89,7 +89,7 @@ if [ "$check" = 1 ]; then
 fi
 
 rewrapped="$(sed -n 's/^re-wrapped \([0-9]*\) credential.*/\1/p' "$workdir/rotate.out")"
-node - "$workdir/before.json" "$workdir/during.json" "$rotate_start" "$rotate_end" "${rewrapped:-0}" "$rss_max_kib" \
+if node - "$workdir/before.json" "$workdir/during.json" "$rotate_start" "$rotate_end" "${rewrapped:-0}" "$rss_max_kib" \
     "$rss_hwm_kib" "$check_line" <<'EOF'
 const fs = require('fs');
 const [beforeFile, duringFile, start, end, rewrapped, rssMax, rssHwm, checkLine] = process.argv.slice(2);
@@ -114,7 +114,15 @@ console.log(`| during ÷ before | | ${(d.rps / b.rps).toFixed(3)} | ${(d.p50_us 
 console.log('');
 console.log(`byoc-api RSS: max sampled ${(rssMax / 1024).toFixed(1)} MiB, VmHWM ${(rssHwm / 1024).toFixed(1)} MiB`);
 if (d.status_errors + d.socket_errors + b.status_errors + b.socket_errors > 0) {
-  console.log('ERRORS during the run (see above)');
+  for (const [name, r] of [['before', b], ['during', d]]) {
+    console.log(`errors ${name}: status >= 400: ${r.status_errors}, connect: ${r.connect_errors}, ` +
+      `read: ${r.read_errors}, write: ${r.write_errors}, timeouts: ${r.timeouts}`);
+  }
+  console.log('ERRORS during the run (byoc-api warnings and errors follow)');
   process.exitCode = 1;
 }
 EOF
+then :; else
+    grep -E 'WARN|ERROR' "$workdir/server.err" | tail -n 20 || true
+    exit 1
+fi

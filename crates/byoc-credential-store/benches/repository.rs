@@ -191,6 +191,7 @@ fn rotation(criterion: &mut Criterion) {
                         EnvelopeSwap {
                             id: row.id,
                             expected: row.encrypted_data,
+                            expected_key_version: row.encryption_key_version,
                             replacement: EncryptedEnvelope::new(replacement).expect("non-empty"),
                             replacement_key_version: row.encryption_key_version,
                         }

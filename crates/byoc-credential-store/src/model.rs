@@ -649,13 +649,16 @@ pub struct EnvelopeCursor {
     pub id: CredentialId,
 }
 
-/// A compare-and-swap of one envelope: applied only if the row still holds `expected`.
+/// A compare-and-swap of one envelope: applied only if the row still holds `expected` under
+/// `expected_key_version`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvelopeSwap {
     /// The credential.
     pub id: CredentialId,
     /// The envelope the caller read.
     pub expected: EncryptedEnvelope,
+    /// The key version the caller read with `expected` (the row must still be on it).
+    pub expected_key_version: NonZeroU32,
     /// The re-wrapped envelope.
     pub replacement: EncryptedEnvelope,
     /// The key version that wraps the replacement's data key.

@@ -955,6 +955,10 @@ impl CredentialRepository for PostgresStore {
         }
         let ids: Vec<Uuid> = swaps.iter().map(|swap| swap.id.as_uuid()).collect();
         let expected: Vec<&[u8]> = swaps.iter().map(|swap| swap.expected.as_bytes()).collect();
+        let expected_versions: Vec<i64> = swaps
+            .iter()
+            .map(|swap| key_version_to_db(swap.expected_key_version))
+            .collect();
         let replacements: Vec<&[u8]> = swaps
             .iter()
             .map(|swap| swap.replacement.as_bytes())
@@ -964,9 +968,10 @@ impl CredentialRepository for PostgresStore {
             .map(|swap| key_version_to_db(swap.replacement_key_version))
             .collect();
         let swapped: Vec<Uuid> =
-            sqlx::query_scalar("SELECT byoc_operator_swap_envelopes($1, $2, $3, $4, $5)")
+            sqlx::query_scalar("SELECT byoc_operator_swap_envelopes($1, $2, $3, $4, $5, $6)")
                 .bind(ids)
                 .bind(expected)
+                .bind(expected_versions)
                 .bind(replacements)
                 .bind(versions)
                 .bind(Actor::Service(actor.clone()).to_string())

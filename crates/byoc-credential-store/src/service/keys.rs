@@ -268,7 +268,7 @@ fn rotation_pass(
             }
         })
         .try_buffered(READ_AHEAD)
-        .map_ok(move |(swaps, versions, failures)| {
+        .map_ok(move |(swaps, failures)| {
             let repository = Arc::clone(&repository);
             let actor = actor.clone();
             async move {
@@ -279,9 +279,8 @@ fn rotation_pass(
                     .collect();
                 let swapped: Vec<NonZeroU32> = swaps
                     .iter()
-                    .zip(versions)
-                    .filter(|(swap, _)| changed.contains(&swap.id))
-                    .map(|(_, version)| version)
+                    .filter(|swap| changed.contains(&swap.id))
+                    .map(|swap| swap.expected_key_version)
                     .collect();
                 let lost = (swaps.len() - swapped.len()) as u64;
                 Ok(BatchOutcome {
@@ -328,16 +327,15 @@ fn read_batches(
     })
 }
 
-/// The swaps of a batch, the old key version of each, and the rows that could not be re-wrapped.
-type RewrappedBatch = (Vec<EnvelopeSwap>, Vec<NonZeroU32>, Vec<EnvelopeFailure>);
+/// The swaps of a batch and the rows that could not be re-wrapped.
+type RewrappedBatch = (Vec<EnvelopeSwap>, Vec<EnvelopeFailure>);
 
 fn rewrap_batch(
     keyring: &Keyring,
     batch: Vec<OperatorEnvelope>,
     active: NonZeroU32,
 ) -> RewrappedBatch {
-    type Rewrapped = Result<(EnvelopeSwap, NonZeroU32), EnvelopeFailure>;
-    let results: Vec<Rewrapped> = batch
+    let results: Vec<Result<EnvelopeSwap, EnvelopeFailure>> = batch
         .into_par_iter()
         .map(|row| {
             let failure = |error| EnvelopeFailure {
@@ -351,30 +349,24 @@ fn rewrap_batch(
                 .map_err(failure)?;
             let replacement = EncryptedEnvelope::new(rewrapped.into_bytes())
                 .map_err(|_| failure(CryptoError::Truncated))?;
-            Ok((
-                EnvelopeSwap {
-                    id: row.id,
-                    expected: row.encrypted_data,
-                    replacement,
-                    replacement_key_version: active,
-                },
-                row.encryption_key_version,
-            ))
+            Ok(EnvelopeSwap {
+                id: row.id,
+                expected: row.encrypted_data,
+                expected_key_version: row.encryption_key_version,
+                replacement,
+                replacement_key_version: active,
+            })
         })
         .collect();
     let mut swaps = Vec::with_capacity(results.len());
-    let mut versions = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
     for result in results {
         match result {
-            Ok((swap, version)) => {
-                swaps.push(swap);
-                versions.push(version);
-            }
+            Ok(swap) => swaps.push(swap),
             Err(failure) => failures.push(failure),
         }
     }
-    (swaps, versions, failures)
+    (swaps, failures)
 }
 
 fn context(row: &OperatorEnvelope) -> EnvelopeContext<'_> {

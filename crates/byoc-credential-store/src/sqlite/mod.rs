@@ -976,12 +976,14 @@ impl CredentialRepository for SqliteStore {
         let mut rewrapped: BTreeMap<(String, i64, i64), u64> = BTreeMap::new();
         for swap in swaps {
             // The write transaction excludes every other writer, so the row read here is the row updated.
-            let Some(row) = sqlx::query(
-                "SELECT org_id, encryption_key_version FROM organization_api_credentials \
-                 WHERE id = ? AND encrypted_data = ?",
+            let old_version = key_version_to_db(swap.expected_key_version);
+            let Some(org_id) = sqlx::query_scalar::<_, String>(
+                "SELECT org_id FROM organization_api_credentials \
+                 WHERE id = ? AND encrypted_data = ? AND encryption_key_version = ?",
             )
             .bind(swap.id.to_string())
             .bind(swap.expected.as_bytes())
+            .bind(old_version)
             .fetch_optional(&mut *transaction)
             .await?
             else {
@@ -999,11 +1001,7 @@ impl CredentialRepository for SqliteStore {
             .await?;
             swapped.push(swap.id);
             *rewrapped
-                .entry((
-                    row.try_get("org_id")?,
-                    row.try_get("encryption_key_version")?,
-                    new_version,
-                ))
+                .entry((org_id, old_version, new_version))
                 .or_default() += 1;
         }
         append_rotation_events(&mut transaction, actor, &rewrapped).await?;

@@ -120,6 +120,42 @@ async fn postgres_batches_and_the_row_trigger_extend_one_chain() {
     owner.close().await;
 }
 
+#[tokio::test]
+async fn postgres_audit_rows_always_belong_to_an_existing_organization() {
+    // credential_audit_log.org_id has no foreign key of its own (migration 0013): every row is written under
+    // its organization's chain head, which references organizations. Both directions must still hold.
+    let database = fresh_postgres().await;
+    let a = five_events(database.store()).await;
+    let owner = database.owner_pool(1).await;
+    let sqlstate = |result: Result<_, sqlx::Error>| match result {
+        Err(sqlx::Error::Database(error)) => error.code().map(|code| code.into_owned()),
+        other => panic!("expected a database error, got {other:?}"),
+    };
+    assert_eq!(
+        sqlstate(
+            sqlx::query("DELETE FROM organizations WHERE id = $1")
+                .bind(a.id.as_uuid())
+                .execute(&owner)
+                .await
+        ),
+        Some("23503".to_owned()),
+        "an organization with audit events cannot be deleted"
+    );
+    assert_eq!(
+        sqlstate(
+            sqlx::query(
+                "INSERT INTO credential_audit_log (org_id, actor, action) \
+                 VALUES (gen_random_uuid(), 'operator:test', 'rotated')",
+            )
+            .execute(&owner)
+            .await
+        ),
+        Some("23503".to_owned()),
+        "no audit event for an organization that does not exist"
+    );
+    owner.close().await;
+}
+
 /// A fresh Postgres whose organization got five events, then `tamper` (the organization's id bound as `$1`)
 /// run as the table owner; verification must find the chain broken first at `seq`, with `symptom` in the
 /// problem. The database, organization and owner pool are handed back for further checks.

@@ -1016,13 +1016,22 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
         EnvelopeSwap {
             id: target.id,
             expected: target.encrypted_data.clone(),
+            expected_key_version: target.encryption_key_version,
             replacement: envelope(b"rewrapped under v2"),
             replacement_key_version: version(2),
         },
         EnvelopeSwap {
             id: first[1].id,
             expected: envelope(b"stale: changed by the service meanwhile"),
+            expected_key_version: first[1].encryption_key_version,
             replacement: envelope(b"must not land"),
+            replacement_key_version: version(2),
+        },
+        EnvelopeSwap {
+            id: rest[0].id,
+            expected: rest[0].encrypted_data.clone(),
+            expected_key_version: version(7),
+            replacement: envelope(b"must not land either: the key version read is not the row's"),
             replacement_key_version: version(2),
         },
     ];

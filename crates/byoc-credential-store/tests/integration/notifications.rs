@@ -70,6 +70,7 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
     let swap = EnvelopeSwap {
         id: new.id,
         expected: stored.encrypted_data,
+        expected_key_version: stored.metadata.encryption_key_version,
         replacement: envelope(b"rewrapped"),
         replacement_key_version: version(2),
     };
