@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument $1 (see the header of this script)" ;;
     esac
 done
-command -v pgbench >/dev/null || die "pgbench is missing (Debian's postgresql-client)"
+command -v pgbench >/dev/null || die "pgbench is missing (it comes with Debian's postgresql-15 package)"
 
 build_release
 fresh_database tenant_read
