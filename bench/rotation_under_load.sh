@@ -89,7 +89,7 @@ if [ "$check" = 1 ]; then
 fi
 
 rewrapped="$(sed -n 's/^re-wrapped \([0-9]*\) credential.*/\1/p' "$workdir/rotate.out")"
-if node - "$workdir/before.json" "$workdir/during.json" "$rotate_start" "$rotate_end" "${rewrapped:-0}" "$rss_max_kib" \
+if ! node - "$workdir/before.json" "$workdir/during.json" "$rotate_start" "$rotate_end" "${rewrapped:-0}" "$rss_max_kib" \
     "$rss_hwm_kib" "$check_line" <<'EOF'
 const fs = require('fs');
 const [beforeFile, duringFile, start, end, rewrapped, rssMax, rssHwm, checkLine] = process.argv.slice(2);
@@ -122,7 +122,7 @@ if (d.status_errors + d.socket_errors + b.status_errors + b.socket_errors > 0) {
   process.exitCode = 1;
 }
 EOF
-then :; else
+then
     grep -E 'WARN|ERROR' "$workdir/server.err" | tail -n 20 || true
     exit 1
 fi

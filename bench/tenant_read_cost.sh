@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where the server time of an uncached `get_credential` goes: pgbench throughput of the tenant read the store
-# sends (`TENANT_WINNING_CREDENTIAL` in crates/byoc-credential-store/src/postgres/mod.rs) next to the raw
-# primary-key select of the criterion bench, with the steps in between, and the cost per event of appending
-# audit events through `byoc_append_audit_events`. No Rust client is involved: this is the server's share.
+# sends (`TENANT_WINNING_CREDENTIAL` in crates/byoc-credential-store/src/postgres/mod.rs, restated below: keep
+# the two in step) next to the raw primary-key select of the criterion bench, with the steps in between, and
+# the cost per event of appending audit events through `byoc_append_audit_events`. No Rust client is
+# involved: this is the server's share.
 #
 # Usage: bash bench/tenant_read_cost.sh [--seconds S] [--rounds N] [--clients N]
 # Defaults: 5 s per run, 3 interleaved rounds, 4 clients (2 pgbench threads): enough to keep both cores busy,
