@@ -61,10 +61,11 @@ fn get_credential(criterion: &mut Criterion) {
     let runtime = Runtime::new().expect("tokio runtime");
     let database = runtime.block_on(fresh_postgres());
     let store = Arc::new(runtime.block_on(database.connect_again()));
-    let raw = runtime.block_on(database.owner_pool(16));
+    let raw = runtime.block_on(database.superuser_pool(16));
     let credential_id = CredentialId::new_random();
+    let operator = database.operator();
     let tenant = runtime.block_on(async {
-        let organization = store
+        let organization = operator
             .operator_create_organization(
                 &OrganizationName::parse("Bench").expect("name"),
                 HotLeadThreshold::DEFAULT,
@@ -72,7 +73,7 @@ fn get_credential(criterion: &mut Criterion) {
             .await
             .expect("organization");
         let owner = UserId::new_random();
-        store
+        operator
             .operator_add_member(organization.id, owner, Role::Owner)
             .await
             .expect("member");
@@ -147,7 +148,7 @@ fn rotation(criterion: &mut Criterion) {
     const BATCH: u32 = 1000;
     let runtime = Runtime::new().expect("tokio runtime");
     let database = runtime.block_on(fresh_postgres());
-    let store = database.store().clone();
+    let store = database.operator().clone();
     runtime.block_on(async {
         let organization = store
             .operator_create_organization(
@@ -166,7 +167,12 @@ fn rotation(criterion: &mut Criterion) {
                 encryption_key_version: std::num::NonZeroU32::MIN,
             };
             store
-                .operator_insert_credential(organization.id, &credential)
+                .operator_insert_credential(
+                    organization.id,
+                    &credential,
+                    &ServiceName::parse("bench").expect("name"),
+                    &serde_json::json!({}),
+                )
                 .await
                 .expect("credential");
         }

@@ -2,7 +2,7 @@
 //! security).
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::Role;
+use crate::model::{AuditAction, Role};
 use crate::tenant::Actor;
 
 /// What a call needs from its actor.
@@ -14,6 +14,8 @@ pub(crate) enum Need {
     MemberUser,
     /// An owner or admin.
     Manager,
+    /// An owner or admin, or a service: verification outcomes.
+    ManagerOrService,
     /// An owner.
     Owner,
 }
@@ -23,7 +25,7 @@ pub(crate) enum Need {
 pub(crate) fn check(actor: &Actor, role: Option<Role>, need: Need) -> StoreResult<()> {
     match (actor, role) {
         (Actor::Service(_), _) => match need {
-            Need::MemberOrService => Ok(()),
+            Need::MemberOrService | Need::ManagerOrService => Ok(()),
             Need::MemberUser | Need::Manager | Need::Owner => Err(StoreError::Forbidden {
                 reason: "a service may not do this",
             }),
@@ -33,8 +35,8 @@ pub(crate) fn check(actor: &Actor, role: Option<Role>, need: Need) -> StoreResul
         }),
         (Actor::User(_), Some(role)) => match need {
             Need::MemberOrService | Need::MemberUser => Ok(()),
-            Need::Manager if role.can_manage() => Ok(()),
-            Need::Manager => Err(StoreError::Forbidden {
+            Need::Manager | Need::ManagerOrService if role.can_manage() => Ok(()),
+            Need::Manager | Need::ManagerOrService => Err(StoreError::Forbidden {
                 reason: "this needs the owner or admin role",
             }),
             Need::Owner if role == Role::Owner => Ok(()),
@@ -58,6 +60,19 @@ pub(crate) fn check_grant(
         });
     }
     Ok(())
+}
+
+/// What appending an audit event with `action` needs from its actor: an event that records a change needs the
+/// role that may make the change (`purged` an owner; `created`, `deactivated` and `verification_reset` an
+/// owner or admin; `verified` an owner, admin or service), any other (a read, a use) any member or service.
+/// The Postgres function `byoc_append_audit_events` applies the same rule.
+pub(crate) fn audit_action_need(action: &AuditAction) -> Need {
+    match action.as_str() {
+        "purged" => Need::Owner,
+        "created" | "deactivated" | "verification_reset" => Need::Manager,
+        "verified" => Need::ManagerOrService,
+        _ => Need::MemberOrService,
+    }
 }
 
 /// Cuts a verification error to the 2000 characters the store keeps.
@@ -85,6 +100,23 @@ mod tests {
         assert!(check_grant(&user, Some(Role::Admin), Role::Owner).is_err());
         assert!(check_grant(&user, Some(Role::Admin), Role::Admin).is_ok());
         assert!(check_grant(&user, Some(Role::Owner), Role::Owner).is_ok());
+        assert!(check(&user, Some(Role::Member), Need::ManagerOrService).is_err());
+        assert!(check(&user, Some(Role::Admin), Need::ManagerOrService).is_ok());
+        assert!(check(&service, None, Need::ManagerOrService).is_ok());
+        assert!(check(&service, None, Need::Manager).is_err());
+    }
+
+    #[test]
+    fn audit_actions_need_the_role_of_the_change_they_record() {
+        let need = |action: &str| audit_action_need(&AuditAction::parse(action).unwrap());
+        assert_eq!(need("purged"), Need::Owner);
+        assert_eq!(need("created"), Need::Manager);
+        assert_eq!(need("deactivated"), Need::Manager);
+        assert_eq!(need("verification_reset"), Need::Manager);
+        assert_eq!(need("verified"), Need::ManagerOrService);
+        assert_eq!(need("read"), Need::MemberOrService);
+        assert_eq!(need("verification_failed"), Need::MemberOrService);
+        assert_eq!(need("updated"), Need::MemberOrService);
     }
 
     #[test]

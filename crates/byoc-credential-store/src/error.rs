@@ -55,6 +55,15 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
+    /// The database refused the statement for the role the store connected as: a missing privilege or schema
+    /// right, a row-level security check, a login that may not act as a service or run operator commands.
+    /// The message is the database's own (or the store's, naming the grant that is missing); it names objects,
+    /// never values.
+    #[error("the database refused this for the connected role: {message}")]
+    Denied {
+        /// What was refused and why.
+        message: String,
+    },
     /// A value is outside what the store accepts.
     #[error("invalid value: {0}")]
     Invalid(#[from] InvalidValue),
@@ -82,8 +91,8 @@ impl StoreError {
     }
 
     /// Maps a database error: connection problems become `Unavailable`, unique violations `Conflict`
-    /// (the constraint says what collided), privilege and row-security refusals `Forbidden`, the rest
-    /// `Internal`.
+    /// (the constraint says what collided), privilege and row-security refusals `Denied` with the database's
+    /// message, the rest `Internal`.
     pub(crate) fn from_sqlx(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::Io(_)
@@ -114,8 +123,8 @@ impl StoreError {
                 }
                 // 42501 insufficient_privilege, also raised for a row-level security violation.
                 if code == "42501" {
-                    return StoreError::Forbidden {
-                        reason: "the database refused this for the current role",
+                    return StoreError::Denied {
+                        message: database_error.message().to_owned(),
                     };
                 }
             }
@@ -153,11 +162,32 @@ impl From<sqlx::Error> for StoreError {
 /// The result type of the repository.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Maps a migration failure: a database error keeps its classification, anything else (a migration that was
-/// changed after it was applied, a missing one) is internal.
+/// Maps a migration failure: a database error keeps its classification and, when it is internal, the
+/// database's message and hint in the context (so `byoc migrate` names the cause in one line); anything else
+/// (a migration that was changed after it was applied, a missing one) is internal.
 pub(crate) fn from_migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
     match error {
-        sqlx::migrate::MigrateError::Execute(error) => StoreError::from_sqlx(error),
+        sqlx::migrate::MigrateError::Execute(error)
+        | sqlx::migrate::MigrateError::ExecuteMigration(error, _) => {
+            let cause = match &error {
+                sqlx::Error::Database(database_error) => {
+                    let hint = database_error
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .and_then(|postgres| postgres.hint())
+                        .map(|hint| format!(" ({hint})"))
+                        .unwrap_or_default();
+                    Some(format!("{}{hint}", database_error.message()))
+                }
+                _ => None,
+            };
+            match (StoreError::from_sqlx(error), cause) {
+                (StoreError::Internal { source, .. }, Some(cause)) => StoreError::Internal {
+                    context: format!("migration failed: {cause}"),
+                    source,
+                },
+                (mapped, _) => mapped,
+            }
+        }
         other => StoreError::internal(format!("migration failed: {other}")),
     }
 }

@@ -403,15 +403,13 @@ pub struct CredentialRecord {
     pub encrypted_data: EncryptedEnvelope,
 }
 
-/// The outcome of verifying or using a credential.
+/// The outcome of verifying or using a credential; the store records it at its own time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerificationOutcome {
     /// The new status.
     pub status: VerificationStatus,
     /// The provider's reason for a failure (cut to 2000 characters when stored); never a secret.
     pub error: Option<String>,
-    /// When it was checked.
-    pub at: DateTime<Utc>,
 }
 
 /// The id of an audit event; newer events have larger ids.
@@ -419,15 +417,13 @@ pub struct VerificationOutcome {
 #[serde(transparent)]
 pub struct AuditEventId(pub i64);
 
-/// An audit event to append.
+/// An audit event to append. Who did it and when are not part of it: the store takes the actor from the
+/// tenant that appends it and the time from its own clock, so no caller can write an event in someone else's
+/// name or at another time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewAuditEvent {
-    /// Who did it (may differ from the tenant that writes a batch).
-    pub actor: Actor,
     /// What happened.
     pub action: AuditAction,
-    /// When it happened.
-    pub at: DateTime<Utc>,
     /// Which credential, if any.
     pub credential_id: Option<CredentialId>,
     /// Which provider, if any.

@@ -24,15 +24,17 @@ use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, User
 ///
 /// | who | may |
 /// | --- | --- |
-/// | member, admin, owner | read organization, members, credential metadata and envelopes, audit log; append audit events; record verification outcomes, SMS messages, usage; store a refresh token Google rotated |
-/// | admin, owner | insert credentials, update envelopes, deactivate; add non-owner members; set the hot-lead threshold; start an OAuth connect |
+/// | member, admin, owner | read organization, members, credential metadata and envelopes, audit log; append audit events of uses; record SMS messages, usage; store a refresh token Google rotated |
+/// | admin, owner | insert credentials, update envelopes, deactivate, record verification outcomes; add non-owner members; set the hot-lead threshold; start an OAuth connect |
 /// | owner | purge credentials; add owners |
-/// | service (no user) | what a member may, except listing members and OAuth states |
+/// | service (no user) | what a member may, except listing members and OAuth states, plus recording verification outcomes |
 ///
 /// A user who is not a member of the tenant's organization gets [`crate::StoreError::Forbidden`] from every
-/// method. Methods named `operator_*` are the only ones that cross organizations or need no membership;
-/// they serve the CLI (`byoc org create`, `member add`, `import-env`), the dev-mode seed, key rotation and
-/// `byoc keys check`.
+/// method. On Postgres a service context also needs a login that is a member of `byoc_service`
+/// ([`crate::StoreError::Denied`] otherwise). Methods named `operator_*` are the only ones that cross
+/// organizations or need no membership; they serve the CLI (`byoc org create`, `member add`, `import-env`),
+/// the dev-mode seed, key rotation and `byoc keys check`, and on Postgres they need a store connected for the
+/// operator ([`crate::PostgresStore::connect_operator`]).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait CredentialRepository: Send + Sync {
@@ -91,11 +93,13 @@ pub trait CredentialRepository: Send + Sync {
     ) -> StoreResult<CredentialMetadata>;
 
     /// Operator: stores a new credential in an organization with no user (`created_by` empty), for
-    /// `byoc import-env`.
+    /// `byoc import-env`, with its `created` audit event in `actor`'s name and `detail`, in one transaction.
     async fn operator_insert_credential(
         &self,
         org_id: OrgId,
         credential: &NewCredential,
+        actor: &ServiceName,
+        detail: &serde_json::Value,
     ) -> StoreResult<CredentialMetadata>;
 
     /// Every credential of the organization (active or not), metadata only, newest first.
@@ -119,8 +123,9 @@ pub trait CredentialRepository: Send + Sync {
         credential_type: CredentialType,
     ) -> StoreResult<Option<CredentialRecord>>;
 
-    /// Records a verification outcome (status, error, time). Members and services may record one, since a use
-    /// that finds the credential refused must mark it failed; only the verification columns change.
+    /// Records a verification outcome (status, error) at the store's time. Verifying is an owner's or admin's
+    /// action; a service may record any outcome too (the service marks a credential failed when its provider
+    /// refuses a use). Only the verification columns change.
     async fn record_verification(
         &self,
         tenant: &Tenant,
@@ -167,14 +172,18 @@ pub trait CredentialRepository: Send + Sync {
 
     // Audit log.
 
-    /// Appends one audit event to the organization's hash chain.
+    /// Appends one audit event to the organization's hash chain, in the tenant's name and at the store's time.
+    /// An event that records a change needs the role that may make it (`purged`: owner; `created`,
+    /// `deactivated`, `verification_reset`: owner or admin; `verified`: owner, admin or service); any other
+    /// action any member or service.
     async fn append_audit_event(
         &self,
         tenant: &Tenant,
         event: &NewAuditEvent,
     ) -> StoreResult<AuditEvent>;
 
-    /// Appends many audit events of one organization in one statement, in order. Returns how many.
+    /// Appends many audit events of one organization in one statement, in order, in the tenant's name and at
+    /// the store's time (the rules of [`CredentialRepository::append_audit_event`]). Returns how many.
     async fn append_audit_events(
         &self,
         tenant: &Tenant,
@@ -275,6 +284,7 @@ pub trait CredentialRepository: Send + Sync {
         actor: &ServiceName,
     ) -> StoreResult<Vec<CredentialId>>;
 
-    /// Operator: how many credentials each key version wraps.
-    async fn operator_count_by_key_version(&self) -> StoreResult<Vec<KeyVersionCount>>;
+    /// How many credentials each key version wraps, across organizations (counts only: the service reports
+    /// them at start, the operator around a rotation).
+    async fn credentials_per_key_version(&self) -> StoreResult<Vec<KeyVersionCount>>;
 }

@@ -142,7 +142,7 @@ impl<'de> Deserialize<'de> for ServiceName {
 /// Who acts: a signed-in user, or a calling service with no user (a service principal).
 ///
 /// Written as `user:<uuid>` or `service:<name>` (that is also how the audit log stores it).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Actor {
     /// A user; what they may do depends on their role in the organization.
     User(UserId),
@@ -190,7 +190,7 @@ impl FromStr for Actor {
 
 /// The organization a call acts in and who acts. Every tenant-scoped repository method takes one; the
 /// repository never reads or writes another organization's rows for it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Tenant {
     /// The organization.
     pub org_id: OrgId,

@@ -37,7 +37,7 @@ async fn run() -> Result<(), String> {
         legacy_key: None,
     })
     .map_err(|error| error.to_string())?;
-    let store = PostgresStore::connect(&database_url)
+    let store = PostgresStore::connect_operator(&database_url)
         .await
         .map_err(|error| error.to_string())?;
     let options = RotationOptions {

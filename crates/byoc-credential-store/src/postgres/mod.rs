@@ -13,10 +13,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{Connection, Executor, Postgres, Row, Transaction};
+use sqlx::{ConnectOptions, Connection, Executor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::access::{check, check_grant, clip_verification_error, Need};
+use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
@@ -149,6 +149,24 @@ pub async fn migrate(owner_url: &str) -> StoreResult<()> {
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await?;
+    // sqlx creates its bookkeeping table before the first migration runs, so a login that does not own the
+    // database would fail there with only "permission denied for schema public": say what is wrong first.
+    let owns: Option<(bool, String, String)> = sqlx::query_as(
+        "SELECT pg_catalog.pg_has_role(current_user, d.datdba, 'USAGE'), d.datname::text, \
+                pg_catalog.pg_get_userbyid(d.datdba)::text \
+         FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()",
+    )
+    .fetch_optional(&pool)
+    .await?;
+    if let Some((false, database, owner)) = owns {
+        pool.close().await;
+        return Err(StoreError::Denied {
+            message: format!(
+                "byoc migrate must run as the owner of database {database} (owned by {owner}): use the \
+                 owner's URL, or ALTER DATABASE {database} OWNER TO <the role in DATABASE_URL>"
+            ),
+        });
+    }
     let outcome = MIGRATOR.run(&pool).await;
     pool.close().await;
     outcome.map_err(crate::error::from_migrate_error)?;
@@ -166,59 +184,190 @@ fn invalid_url(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// The Postgres store. Every pooled connection runs `SET ROLE byoc_app` once when opened, so row-level security
-/// holds even when the URL names the tables' owner.
+/// Which of the schema's roles a store's connections act as: every new connection runs `SET ROLE` to it once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseRole {
+    /// `byoc_app`: tenant work under row-level security (the service, and services using this crate).
+    App,
+    /// `byoc_operator`: the cross-organization operator functions (`byoc` CLI, rotation, `keys check`).
+    Operator,
+}
+
+impl DatabaseRole {
+    /// The role's name in the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatabaseRole::App => "byoc_app",
+            DatabaseRole::Operator => "byoc_operator",
+        }
+    }
+}
+
+/// Where and as whom a [`PostgresStore`] connects.
+#[derive(Clone, Debug)]
+pub struct PostgresConnectOptions {
+    /// The login for user requests (and for everything when `services` is `None`).
+    pub login: PgConnectOptions,
+    /// A separate login for work in a service context (a member of `byoc_service`), so that the login that
+    /// serves users' requests cannot act as a service whatever SQL it runs.
+    pub service_login: Option<PgConnectOptions>,
+    /// Connections per pool.
+    pub max_connections: u32,
+    /// The role every connection takes.
+    pub role: DatabaseRole,
+}
+
+impl PostgresConnectOptions {
+    /// One login from a URL, as `role`, with [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn from_url(database_url: &str, role: DatabaseRole) -> StoreResult<Self> {
+        Ok(PostgresConnectOptions {
+            login: PgConnectOptions::from_str(database_url).map_err(invalid_url)?,
+            service_login: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            role,
+        })
+    }
+
+    /// Uses a separate login (URL) for work in a service context.
+    pub fn with_service_url(mut self, service_url: &str) -> StoreResult<Self> {
+        self.service_login = Some(PgConnectOptions::from_str(service_url).map_err(invalid_url)?);
+        Ok(self)
+    }
+}
+
+/// What the store's logins may do, read from the database at connect; for the start-up log and for checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginReport {
+    /// The login that serves user requests (`session_user`).
+    pub login: String,
+    /// Whether that login is a superuser (row-level security does not bind it; fine for development only).
+    pub superuser: bool,
+    /// Whether that login may act as a calling service (a member of `byoc_service`).
+    pub acts_as_service: bool,
+    /// Whether that login may take the operator role (a member of `byoc_operator`).
+    pub operator: bool,
+    /// The login used for service contexts, when it is another one.
+    pub service_login: Option<String>,
+}
+
+/// The Postgres store. Every pooled connection runs `SET ROLE byoc_app` (or `byoc_operator` for the operator's
+/// store) once when opened, so row-level security holds whichever login the URL names; a login that cannot take
+/// the role is refused at connect with the grant it lacks.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
+    /// Connections for user requests (and for everything without a separate service login).
     pool: PgPool,
+    /// Connections for service contexts, when they have a login of their own.
+    service_pool: Option<PgPool>,
+    role: DatabaseRole,
 }
 
 impl PostgresStore {
-    /// Connects with up to [`DEFAULT_MAX_CONNECTIONS`] connections.
+    /// Connects as `byoc_app` with one login and up to [`DEFAULT_MAX_CONNECTIONS`] connections.
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(database_url).map_err(invalid_url)?;
-        Self::connect_with(options, DEFAULT_MAX_CONNECTIONS).await
+        Self::connect_with_options(PostgresConnectOptions::from_url(database_url, DatabaseRole::App)?).await
     }
 
-    /// Connects with explicit options and pool size.
-    pub async fn connect_with(
-        options: PgConnectOptions,
-        max_connections: u32,
-    ) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|connection, _meta| {
-                Box::pin(async move {
-                    connection.execute("SET ROLE byoc_app").await?;
-                    Ok(())
-                })
-            })
-            // Pinging on every acquire would add a round trip to every call; only a connection idle for a
-            // while is pinged (and replaced if the server dropped it meanwhile).
-            .test_before_acquire(false)
-            .before_acquire(|connection, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IDLE_AFTER {
-                        connection.ping().await?;
+    /// Connects as `byoc_operator` (the operator CLI, rotation and `keys check`).
+    pub async fn connect_operator(database_url: &str) -> StoreResult<Self> {
+        Self::connect_with_options(PostgresConnectOptions::from_url(
+            database_url,
+            DatabaseRole::Operator,
+        )?)
+        .await
+    }
+
+    /// Connects as `byoc_app` with one login, explicit options and pool size.
+    pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with_options(PostgresConnectOptions {
+            login: options,
+            service_login: None,
+            max_connections,
+            role: DatabaseRole::App,
+        })
+        .await
+    }
+
+    /// Connects with everything explicit.
+    pub async fn connect_with_options(options: PostgresConnectOptions) -> StoreResult<Self> {
+        let pool = open_pool(options.login, options.max_connections, options.role).await?;
+        let service_pool = match options.service_login {
+            Some(service_login) => {
+                match open_pool(service_login, options.max_connections, options.role).await {
+                    Ok(service_pool) => Some(service_pool),
+                    Err(error) => {
+                        pool.close().await;
+                        return Err(error);
                     }
-                    Ok(true)
-                })
-            })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
+                }
+            }
+            None => None,
+        };
+        Ok(Self {
+            pool,
+            service_pool,
+            role: options.role,
+        })
     }
 
-    /// The pool (every connection already `byoc_app`), for `LISTEN`/`NOTIFY` and benchmarks. Queries on it
-    /// outside a tenant transaction see no tenant rows.
+    /// The pool for user requests (every connection already in the store's role), for `LISTEN`/`NOTIFY` and
+    /// benchmarks. Queries on it outside a tenant transaction see no tenant rows.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Closes the pool.
+    /// The role the store's connections act as.
+    pub fn role(&self) -> DatabaseRole {
+        self.role
+    }
+
+    /// What the store's logins may do (one query per pool).
+    pub async fn login_report(&self) -> StoreResult<LoginReport> {
+        let row = sqlx::query(LOGIN_REPORT).fetch_one(&self.pool).await?;
+        let service_login = match &self.service_pool {
+            Some(service_pool) => Some(
+                sqlx::query(LOGIN_REPORT)
+                    .fetch_one(service_pool)
+                    .await?
+                    .try_get("login")?,
+            ),
+            None => None,
+        };
+        Ok(LoginReport {
+            login: row.try_get("login")?,
+            superuser: row.try_get("superuser")?,
+            acts_as_service: row.try_get("acts_as_service")?,
+            operator: row.try_get("operator")?,
+            service_login,
+        })
+    }
+
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(service_pool) = &self.service_pool {
+            service_pool.close().await;
+        }
+    }
+
+    /// The pool a tenant's work runs on: the service login's for a service context.
+    fn pool_for(&self, tenant: &Tenant) -> &PgPool {
+        match (&tenant.actor, &self.service_pool) {
+            (Actor::Service(_), Some(service_pool)) => service_pool,
+            _ => &self.pool,
+        }
+    }
+
+    /// Refuses an operator command on a store that did not connect as the operator.
+    fn require_operator(&self) -> StoreResult<()> {
+        match self.role {
+            DatabaseRole::Operator => Ok(()),
+            DatabaseRole::App => Err(StoreError::Denied {
+                message: "operator commands need a store connected as byoc_operator \
+                          (PostgresStore::connect_operator, with a login granted byoc_operator)"
+                    .to_owned(),
+            }),
+        }
     }
 
     /// Opens a transaction with the tenant context set and returns the actor's role (users only).
@@ -226,19 +375,22 @@ impl PostgresStore {
         &self,
         tenant: &Tenant,
     ) -> StoreResult<(Transaction<'static, Postgres>, Option<Role>)> {
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.pool_for(tenant).begin().await?;
         let (user, service) = context_args(&tenant.actor);
         // byoc_enter_context is set_config('byoc.org_id' | 'byoc.user_id' | 'byoc.service', …, true); the
         // materialized CTE runs it before the role lookup reads the context.
         let row = sqlx::query(
             "WITH ctx AS MATERIALIZED (SELECT byoc_enter_context($1, $2, $3)) \
-             SELECT byoc_ctx_member_role() AS role FROM ctx",
+             SELECT byoc_ctx_member_role() AS role, byoc_ctx_is_service() AS service FROM ctx",
         )
         .bind(tenant.org_id.as_uuid())
         .bind(user)
         .bind(service)
         .fetch_one(&mut *transaction)
         .await?;
+        if matches!(tenant.actor, Actor::Service(_)) && !row.try_get::<bool, _>("service")? {
+            return Err(service_refused());
+        }
         let role = role_from_row(&row)?;
         Ok((transaction, role))
     }
@@ -275,18 +427,84 @@ impl PostgresStore {
             Some(TenantReadKey::Type(credential_type)) => query.bind(credential_type.as_str()),
             None => query,
         };
-        let row = query.fetch_one(&self.pool).await?;
+        let row = query.fetch_one(self.pool_for(tenant)).await?;
         if !row.try_get::<bool, _>("ctx_allowed")? {
             return Err(match tenant.actor {
                 Actor::User(_) => StoreError::Forbidden {
                     reason: "the user is not a member of this organization",
                 },
-                Actor::Service(_) => StoreError::internal("a service context was refused"),
+                Actor::Service(_) => service_refused(),
             });
         }
         let matched = row.try_get::<Option<Uuid>, _>("id")?.is_some();
         Ok(matched.then_some(row))
     }
+}
+
+/// What the login of a pool may do (see [`LoginReport`]).
+const LOGIN_REPORT: &str = "SELECT session_user::text AS login, \
+     (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) AS superuser, \
+     pg_catalog.pg_has_role(session_user, 'byoc_service', 'MEMBER') AS acts_as_service, \
+     pg_catalog.pg_has_role(session_user, 'byoc_operator', 'MEMBER') AS operator";
+
+/// A service context the database did not accept: the login is not a member of `byoc_service`.
+fn service_refused() -> StoreError {
+    StoreError::Denied {
+        message: "this database login may not act as a calling service: grant it byoc_service, or give \
+                  service contexts their own login (BYOC_SERVICE_DATABASE_URL)"
+            .to_owned(),
+    }
+}
+
+/// Opens a pool whose connections all take `role`. The login is tried once first, so that one that cannot
+/// connect or cannot take the role is refused at once with the cause (the pool itself would retry until its
+/// acquire timeout and report only that).
+async fn open_pool(
+    options: PgConnectOptions,
+    max_connections: u32,
+    role: DatabaseRole,
+) -> StoreResult<PgPool> {
+    let set_role: &'static str = match role {
+        DatabaseRole::App => "SET ROLE byoc_app",
+        DatabaseRole::Operator => "SET ROLE byoc_operator",
+    };
+    let mut probe = options.connect().await?;
+    let took_role = probe.execute(set_role).await;
+    // Closing the probe is best effort: the answer above is what counts.
+    let _ = probe.close().await;
+    took_role.map_err(|error| match StoreError::from_sqlx(error) {
+        StoreError::Denied { message } => StoreError::Denied {
+            message: format!(
+                "the login {login} cannot take the role {role}: {message} (GRANT {role} TO {login}; the \
+                 schema's owner is never the service's login)",
+                login = options.get_username(),
+                role = role.name(),
+            ),
+        },
+        other => other,
+    })?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |connection, _meta| {
+            Box::pin(async move {
+                connection.execute(set_role).await?;
+                Ok(())
+            })
+        })
+        // Pinging on every acquire would add a round trip to every call; only a connection idle for a
+        // while is pinged (and replaced if the server dropped it meanwhile).
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_with(options)
+        .await?)
 }
 
 /// The `$4` of a tenant read: a credential id or type.
@@ -304,22 +522,18 @@ fn context_args(actor: &Actor) -> (Option<Uuid>, Option<&str>) {
     }
 }
 
-/// Binds `$1`–`$7` of a `byoc_append_audit_events` call (migration 0012): the organization, then one array per
-/// event column, in event order.
+/// Binds `$1`–`$5` of a `byoc_append_audit_events` call: the organization, then one array per event column,
+/// in event order (the actor and time are the database's to set).
 fn bind_audit_events<'q>(
     query: Query<'q, Postgres, PgArguments>,
     org_id: OrgId,
     events: &[NewAuditEvent],
 ) -> Query<'q, Postgres, PgArguments> {
-    let mut at = Vec::with_capacity(events.len());
-    let mut actors = Vec::with_capacity(events.len());
     let mut actions = Vec::with_capacity(events.len());
     let mut credential_ids = Vec::with_capacity(events.len());
     let mut credential_types = Vec::with_capacity(events.len());
     let mut details = Vec::with_capacity(events.len());
     for event in events {
-        at.push(event.at);
-        actors.push(event.actor.to_string());
         actions.push(event.action.as_str().to_owned());
         credential_ids.push(event.credential_id.map(|id| id.as_uuid()));
         credential_types.push(event.credential_type.map(|kind| kind.as_str().to_owned()));
@@ -327,8 +541,6 @@ fn bind_audit_events<'q>(
     }
     query
         .bind(org_id.as_uuid())
-        .bind(at)
-        .bind(actors)
         .bind(actions)
         .bind(credential_ids)
         .bind(credential_types)
@@ -365,6 +577,7 @@ impl CredentialRepository for PostgresStore {
         name: &OrganizationName,
         hot_lead_threshold: HotLeadThreshold,
     ) -> StoreResult<Organization> {
+        self.require_operator()?;
         let row = sqlx::query(&format!(
             "SELECT {ORGANIZATION_COLUMNS} FROM byoc_operator_create_organization($1, $2)"
         ))
@@ -407,6 +620,7 @@ impl CredentialRepository for PostgresStore {
         user_id: UserId,
         role: Role,
     ) -> StoreResult<Member> {
+        self.require_operator()?;
         let row = sqlx::query(
             "SELECT org_id, user_id, role, created_at FROM byoc_operator_add_member($1, $2, $3)",
         )
@@ -495,9 +709,13 @@ impl CredentialRepository for PostgresStore {
         &self,
         org_id: OrgId,
         credential: &NewCredential,
+        actor: &ServiceName,
+        detail: &serde_json::Value,
     ) -> StoreResult<CredentialMetadata> {
+        self.require_operator()?;
         let row = sqlx::query(&format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM byoc_operator_insert_credential($1, $2, $3, $4, $5, $6, $7)"
+            "SELECT {CREDENTIAL_COLUMNS} \
+             FROM byoc_operator_insert_credential($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)"
         ))
         .bind(credential.id.as_uuid())
         .bind(org_id.as_uuid())
@@ -506,6 +724,8 @@ impl CredentialRepository for PostgresStore {
         .bind(key_version_to_db(credential.encryption_key_version))
         .bind(credential.display_name.as_str())
         .bind(credential.public_hint.as_ref().map(|hint| hint.as_str()))
+        .bind(Actor::Service(actor.clone()).to_string())
+        .bind(detail.to_string())
         .fetch_one(&self.pool)
         .await
         .map_err(missing_org)?;
@@ -560,12 +780,11 @@ impl CredentialRepository for PostgresStore {
         id: CredentialId,
         outcome: &VerificationOutcome,
     ) -> StoreResult<CredentialMetadata> {
-        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
-        let found: bool = sqlx::query_scalar("SELECT byoc_record_verification($1, $2, $3, $4)")
+        let (mut transaction, _) = self.begin_checked(tenant, Need::ManagerOrService).await?;
+        let found: bool = sqlx::query_scalar("SELECT byoc_record_verification($1, $2, $3)")
             .bind(id.as_uuid())
             .bind(outcome.status.as_str())
             .bind(clip_verification_error(outcome.error.as_deref()))
-            .bind(outcome.at)
             .fetch_one(&mut *transaction)
             .await?;
         if !found {
@@ -658,11 +877,11 @@ impl CredentialRepository for PostgresStore {
         tenant: &Tenant,
         event: &NewAuditEvent,
     ) -> StoreResult<AuditEvent> {
-        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        let (mut transaction, role) = self.begin_checked(tenant, Need::MemberOrService).await?;
+        check(&tenant.actor, role, audit_action_need(&event.action))?;
         let seq: i64 = bind_audit_events(
             sqlx::query(
-                "SELECT byoc_append_audit_events($1, $2::timestamptz[], $3::text[], $4::text[], \
-                 $5::uuid[], $6::text[], $7::text[]) AS seq",
+                "SELECT byoc_append_audit_events($1, $2::text[], $3::uuid[], $4::text[], $5::text[]) AS seq",
             ),
             tenant.org_id,
             std::slice::from_ref(event),
@@ -690,21 +909,27 @@ impl CredentialRepository for PostgresStore {
             return Ok(0);
         }
         // One statement in its own implicit transaction: the context first (see `tenant_context!`), then the
-        // chaining function, which checks it.
+        // chaining function, which checks it (the store's own check of each action's role is the function's).
         let (user, service) = context_args(&tenant.actor);
         bind_audit_events(
             sqlx::query(
-                "WITH ctx AS MATERIALIZED (SELECT byoc_enter_context($1, $8, $9)) \
-                 SELECT byoc_append_audit_events($1, $2::timestamptz[], $3::text[], $4::text[], \
-                 $5::uuid[], $6::text[], $7::text[]) FROM ctx",
+                "WITH ctx AS MATERIALIZED (SELECT byoc_enter_context($1, $6, $7)) \
+                 SELECT byoc_append_audit_events($1, $2::text[], $3::uuid[], $4::text[], $5::text[]) FROM ctx",
             ),
             tenant.org_id,
             events,
         )
         .bind(user)
         .bind(service)
-        .execute(&self.pool)
-        .await?;
+        .execute(self.pool_for(tenant))
+        .await
+        .map_err(|error| match StoreError::from_sqlx(error) {
+            StoreError::Denied { .. } => StoreError::Forbidden {
+                reason: "the actor may not append these audit events (an action needs another role, or the \
+                         login may not act as a service)",
+            },
+            other => other,
+        })?;
         Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
     }
 
@@ -932,6 +1157,7 @@ impl CredentialRepository for PostgresStore {
         skip_key_version: Option<NonZeroU32>,
         limit: u32,
     ) -> StoreResult<Vec<OperatorEnvelope>> {
+        self.require_operator()?;
         let rows = sqlx::query(
             "SELECT id, org_id, credential_type, encryption_key_version, encrypted_data \
              FROM byoc_operator_envelope_batch($1, $2, $3, $4)",
@@ -950,6 +1176,7 @@ impl CredentialRepository for PostgresStore {
         swaps: &[EnvelopeSwap],
         actor: &ServiceName,
     ) -> StoreResult<Vec<CredentialId>> {
+        self.require_operator()?;
         if swaps.is_empty() {
             return Ok(Vec::new());
         }
@@ -980,9 +1207,9 @@ impl CredentialRepository for PostgresStore {
         Ok(swapped.into_iter().map(CredentialId::from_uuid).collect())
     }
 
-    async fn operator_count_by_key_version(&self) -> StoreResult<Vec<KeyVersionCount>> {
+    async fn credentials_per_key_version(&self) -> StoreResult<Vec<KeyVersionCount>> {
         let rows = sqlx::query(
-            "SELECT encryption_key_version, credentials FROM byoc_operator_count_by_key_version()",
+            "SELECT encryption_key_version, credentials FROM byoc_credentials_per_key_version()",
         )
         .fetch_all(&self.pool)
         .await?;

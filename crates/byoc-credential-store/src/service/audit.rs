@@ -1,7 +1,9 @@
 //! The audit batcher: audit events are queued without waiting (no database round trip on the caller's path)
-//! and a background task writes them, grouped per organization, with one `append_audit_events` call per
-//! organization and batch. Events that cannot be written stay queued and are retried; `flush` waits until
-//! everything queued before it is written, and `shutdown` writes what is left and stops the task.
+//! and a background task writes them in batches, one `append_audit_events` call per run of consecutive events
+//! of one tenant (organization and actor) in an organization: the store writes each event in its tenant's name
+//! and at its own time, and the chain keeps the order in which they were recorded. Events that cannot be written stay queued and are retried, except those the store refuses for
+//! good (the actor is no longer a member, say), which are logged and dropped; `flush` waits until everything
+//! queued before it is written, and `shutdown` writes what is left and stops the task.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +15,8 @@ use tokio::task::JoinHandle;
 
 use crate::model::NewAuditEvent;
 use crate::repository::CredentialRepository;
-use crate::tenant::{OrgId, ServiceName, Tenant};
+use crate::error::StoreError;
+use crate::tenant::{OrgId, Tenant};
 
 /// Most events taken from the queue for one write.
 const MAX_BATCH: usize = 2_000;
@@ -52,7 +55,7 @@ pub enum AuditError {
 }
 
 enum Command {
-    Event(OrgId, NewAuditEvent),
+    Event(Tenant, NewAuditEvent),
     Flush(oneshot::Sender<Result<(), AuditError>>),
     Shutdown(oneshot::Sender<Result<(), AuditError>>),
 }
@@ -66,18 +69,13 @@ pub(crate) struct AuditBatcher {
 }
 
 impl AuditBatcher {
-    /// Starts the writer task on the current tokio runtime; batches are written as `writer` (a service
-    /// principal of each event's organization), each event keeping its own actor.
-    pub(crate) fn start(
-        repository: Arc<dyn CredentialRepository>,
-        writer: ServiceName,
-    ) -> AuditBatcher {
+    /// Starts the writer task on the current tokio runtime.
+    pub(crate) fn start(repository: Arc<dyn CredentialRepository>) -> AuditBatcher {
         let (sender, receiver) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(
             Writer {
                 repository,
-                writer,
                 pending: Arc::clone(&pending),
                 buffer: Vec::new(),
             }
@@ -90,10 +88,11 @@ impl AuditBatcher {
         }
     }
 
-    /// Queues an event; never waits. After shutdown the event is dropped with an error log.
-    pub(crate) fn record(&self, org_id: OrgId, event: NewAuditEvent) {
+    /// Queues an event of `tenant`'s; never waits. After shutdown the event is dropped with an error log.
+    pub(crate) fn record(&self, tenant: Tenant, event: NewAuditEvent) {
         self.pending.fetch_add(1, Ordering::Relaxed);
-        if self.sender.send(Command::Event(org_id, event)).is_err() {
+        let org_id = tenant.org_id;
+        if self.sender.send(Command::Event(tenant, event)).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             tracing::error!(%org_id, "audit event recorded after shutdown was dropped");
         }
@@ -135,9 +134,8 @@ impl AuditBatcher {
 
 struct Writer {
     repository: Arc<dyn CredentialRepository>,
-    writer: ServiceName,
     pending: Arc<AtomicUsize>,
-    buffer: Vec<(OrgId, NewAuditEvent)>,
+    buffer: Vec<(Tenant, NewAuditEvent)>,
 }
 
 impl Writer {
@@ -229,7 +227,7 @@ impl Writer {
         shutdown: &mut Option<oneshot::Sender<Result<(), AuditError>>>,
     ) {
         match command {
-            Command::Event(org_id, event) => self.buffer.push((org_id, event)),
+            Command::Event(tenant, event) => self.buffer.push((tenant, event)),
             Command::Flush(reply) => flushes.push(reply),
             Command::Shutdown(reply) => {
                 if let Some(earlier) = shutdown.replace(reply) {
@@ -239,22 +237,37 @@ impl Writer {
         }
     }
 
-    /// Writes the buffer, one call per organization (events in order). What could not be written stays in
-    /// the buffer, in order.
+    /// Writes the buffer: per organization, each run of consecutive events of one tenant in one call, in the
+    /// order they were recorded (the chain keeps that order). What could not be written stays in the buffer,
+    /// in order; what the store refuses for good is logged and dropped.
     async fn write(&mut self) -> Result<(), String> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let mut by_org: BTreeMap<OrgId, Vec<NewAuditEvent>> = BTreeMap::new();
-        for (org_id, event) in self.buffer.drain(..) {
-            by_org.entry(org_id).or_default().push(event);
+        let mut by_org: BTreeMap<OrgId, Vec<(Tenant, Vec<NewAuditEvent>)>> = BTreeMap::new();
+        for (tenant, event) in self.buffer.drain(..) {
+            let runs = by_org.entry(tenant.org_id).or_default();
+            match runs.last_mut() {
+                Some((last, events)) if *last == tenant => events.push(event),
+                _ => runs.push((tenant, vec![event])),
+            }
         }
         let mut failure = None;
-        for (org_id, events) in by_org {
+        for (tenant, events) in by_org.into_values().flatten() {
             if failure.is_none() {
-                let tenant = Tenant::service(org_id, self.writer.clone());
                 match self.repository.append_audit_events(&tenant, &events).await {
                     Ok(_) => {
+                        self.pending.fetch_sub(events.len(), Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(error @ (StoreError::Forbidden { .. } | StoreError::Denied { .. })) => {
+                        tracing::error!(
+                            org_id = %tenant.org_id,
+                            actor = %tenant.actor,
+                            lost = events.len(),
+                            %error,
+                            "audit events refused by the store were dropped"
+                        );
                         self.pending.fetch_sub(events.len(), Ordering::Relaxed);
                         continue;
                     }
@@ -262,7 +275,7 @@ impl Writer {
                 }
             }
             self.buffer
-                .extend(events.into_iter().map(|event| (org_id, event)));
+                .extend(events.into_iter().map(|event| (tenant.clone(), event)));
         }
         failure.map_or(Ok(()), Err)
     }

@@ -90,7 +90,7 @@ pub async fn check_keyring(
             report.matched.push(active);
         }
     }
-    for count in repository.operator_count_by_key_version().await? {
+    for count in repository.credentials_per_key_version().await? {
         let known = keyring
             .versions()
             .any(|version| stored_key_version(version) == count.key_version);
@@ -181,7 +181,7 @@ pub async fn rotate(
 ) -> StoreResult<RotationReport> {
     let active = stored_key_version(keyring.active_version());
     let mut remaining: BTreeMap<NonZeroU32, u64> = repository
-        .operator_count_by_key_version()
+        .credentials_per_key_version()
         .await?
         .into_iter()
         .filter(|count| count.key_version != active && count.credentials > 0)
@@ -216,7 +216,7 @@ pub async fn rotate(
             break;
         }
     }
-    let remaining = repository.operator_count_by_key_version().await?;
+    let remaining = repository.credentials_per_key_version().await?;
     Ok(RotationReport {
         active_version: active,
         rewrapped: state.rewrapped,

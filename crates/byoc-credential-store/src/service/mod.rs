@@ -26,7 +26,6 @@
 //! - **Fallback.** [`LegacyTwilioFallback`] for organizations listed in `BYOC_LEGACY_FALLBACK_ORGS`.
 
 mod audit;
-mod clock;
 mod error;
 pub mod keys;
 mod legacy;
@@ -56,9 +55,6 @@ use crate::repository::CredentialRepository;
 use crate::tenant::{Actor, CredentialId, OrgId, ServiceName, Tenant, UserId};
 
 pub use audit::AuditError;
-#[cfg(feature = "mock")]
-pub use clock::MockClock;
-pub use clock::{Clock, SystemClock};
 pub use error::{CredentialServiceError, ServiceResult};
 pub use keys::{
     check_all, check_keyring, rotate, stored_key_version, CheckReport, EnvelopeFailure,
@@ -121,41 +117,28 @@ pub fn cache_ttl_from_env(value: Option<&str>) -> Result<Duration, InvalidValue>
 }
 
 /// How the service runs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ServiceConfig {
     /// How long a decrypted credential is served from memory; zero turns the cache off.
     pub cache_ttl: Duration,
     /// Most decrypted credentials kept in memory.
     pub cache_capacity: u64,
-    /// The service principal that writes audit batches (each event keeps its own actor).
+    /// The service principal this service acts as when it reacts on its own (it marks a credential failed
+    /// when the provider refuses a use: [`CredentialService::record_refused_use`]).
     pub service_name: ServiceName,
     /// The transition fallback to the legacy Twilio credentials, if configured.
     pub legacy_fallback: Option<LegacyTwilioFallback>,
-    /// Where the service reads the time (audit events, verification outcomes).
-    pub clock: Arc<dyn Clock>,
 }
 
 impl ServiceConfig {
-    /// The defaults (60 s cache, no fallback, system clock) for a service principal.
+    /// The defaults (60 s cache, no fallback) for a service principal.
     pub fn new(service_name: ServiceName) -> ServiceConfig {
         ServiceConfig {
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             service_name,
             legacy_fallback: None,
-            clock: Arc::new(SystemClock),
         }
-    }
-}
-
-impl fmt::Debug for ServiceConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceConfig")
-            .field("cache_ttl", &self.cache_ttl)
-            .field("cache_capacity", &self.cache_capacity)
-            .field("service_name", &self.service_name)
-            .field("legacy_fallback", &self.legacy_fallback)
-            .finish_non_exhaustive()
     }
 }
 
@@ -368,7 +351,7 @@ struct Inner {
     started: std::time::Instant,
     audit: audit::AuditBatcher,
     fallback: Option<Fallback>,
-    clock: Arc<dyn Clock>,
+    service_name: ServiceName,
     actions: Actions,
     followers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -411,7 +394,7 @@ impl CredentialService {
         let cache = new_cache(&config);
         let roles = new_cache(&config);
         let organizations = new_cache(&config);
-        let audit = audit::AuditBatcher::start(Arc::clone(&repository), config.service_name);
+        let audit = audit::AuditBatcher::start(Arc::clone(&repository));
         CredentialService {
             inner: Arc::new(Inner {
                 repository,
@@ -428,7 +411,7 @@ impl CredentialService {
                 started: std::time::Instant::now(),
                 audit,
                 fallback: Fallback::new(config.legacy_fallback),
-                clock: config.clock,
+                service_name: config.service_name,
                 actions: Actions::new(),
                 followers: Mutex::new(Vec::new()),
             }),
@@ -473,7 +456,8 @@ impl CredentialService {
     }
 
     /// Operator: encrypts and stores `payload` in `org_id` with no user (`byoc import-env`), audited as
-    /// `created` by the service `actor` with `source: import-env`.
+    /// `created` by the service `actor` with `source: import-env` in the same transaction (on Postgres, the
+    /// store must be the operator's).
     pub async fn import<P: CredentialPayload>(
         &self,
         org_id: OrgId,
@@ -482,19 +466,18 @@ impl CredentialService {
         display_name: DisplayName,
     ) -> ServiceResult<CredentialMetadata> {
         let credential = self.new_credential(org_id, payload, display_name)?;
+        let detail = serde_json::json!({
+            "display_name": credential.display_name.as_str(),
+            "source": "import-env",
+        });
         let metadata = self
             .inner
             .repository
-            .operator_insert_credential(org_id, &credential)
+            .operator_insert_credential(org_id, &credential, &actor, &detail)
             .await?;
-        let tenant = Tenant::service(org_id, actor);
-        self.changed(
-            &tenant,
-            &self.inner.actions.created,
-            &metadata,
-            serde_json::json!({"display_name": metadata.display_name, "source": "import-env"}),
-        )
-        .await;
+        self.inner
+            .invalidate(metadata.org_id, metadata.credential_type)
+            .await;
         Ok(metadata)
     }
 
@@ -777,11 +760,7 @@ impl CredentialService {
         status: VerificationStatus,
         error: Option<String>,
     ) -> ServiceResult<CredentialMetadata> {
-        let outcome = VerificationOutcome {
-            status,
-            error,
-            at: self.inner.clock.now(),
-        };
+        let outcome = VerificationOutcome { status, error };
         let metadata = self
             .inner
             .repository
@@ -793,6 +772,37 @@ impl CredentialService {
         };
         self.changed(tenant, self.verification_action(status), &metadata, detail)
             .await;
+        Ok(metadata)
+    }
+
+    /// Marks a credential `failed` because its provider refused a use (an SMS the provider refused with a
+    /// credential error, an availability check that hit `invalid_grant`). Recording a verification outcome is
+    /// an owner's or admin's action, which a member's request only triggers, so the service records it in its
+    /// own name ([`ServiceConfig::service_name`], a service context: on Postgres, the service login). Audited
+    /// as `verification_failed` with the provider's reason and who triggered it.
+    pub async fn record_refused_use(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        reason: String,
+    ) -> ServiceResult<CredentialMetadata> {
+        let service = Tenant::service(tenant.org_id, self.inner.service_name.clone());
+        let outcome = VerificationOutcome {
+            status: VerificationStatus::Failed,
+            error: Some(reason),
+        };
+        let metadata = self
+            .inner
+            .repository
+            .record_verification(&service, id, &outcome)
+            .await?;
+        self.changed(
+            &service,
+            &self.inner.actions.verification_failed,
+            &metadata,
+            serde_json::json!({"error": outcome.error, "triggered_by": tenant.actor.to_string()}),
+        )
+        .await;
         Ok(metadata)
     }
 
@@ -1115,11 +1125,9 @@ impl CredentialService {
         detail: serde_json::Value,
     ) {
         self.inner.audit.record(
-            tenant.org_id,
+            tenant.clone(),
             NewAuditEvent {
-                actor: tenant.actor.clone(),
                 action: action.clone(),
-                at: self.inner.clock.now(),
                 credential_id,
                 credential_type,
                 detail,

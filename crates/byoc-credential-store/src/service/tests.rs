@@ -1,4 +1,4 @@
-//! Unit tests of the service with the repository and the clock mocked.
+//! Unit tests of the service with the repository mocked.
 
 use std::sync::atomic::AtomicUsize;
 
@@ -26,16 +26,9 @@ fn fixed_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
 }
 
-fn clock() -> Arc<dyn Clock> {
-    let mut clock = MockClock::new();
-    clock.expect_now().returning(fixed_time);
-    Arc::new(clock)
-}
-
 fn config(ttl: Duration) -> ServiceConfig {
     let mut config = ServiceConfig::new(ServiceName::parse("unit-test").unwrap());
     config.cache_ttl = ttl;
-    config.clock = clock();
     config
 }
 
@@ -84,15 +77,18 @@ fn record(
     }
 }
 
-/// Audit writes succeed and land in `written`.
-fn accept_audit(
-    repository: &mut MockCredentialRepository,
-    written: Arc<Mutex<Vec<NewAuditEvent>>>,
-) {
+/// Audit events as written: in whose name, and what.
+type Written = Arc<Mutex<Vec<(Actor, NewAuditEvent)>>>;
+
+/// Audit writes succeed and land in `written`, each with the actor of the tenant that wrote it.
+fn accept_audit(repository: &mut MockCredentialRepository, written: Written) {
     repository
         .expect_append_audit_events()
-        .returning(move |_, events| {
-            written.lock().unwrap().extend(events.iter().cloned());
+        .returning(move |tenant, events| {
+            written
+                .lock()
+                .unwrap()
+                .extend(events.iter().map(|event| (tenant.actor.clone(), event.clone())));
             Ok(events.len() as u64)
         });
 }
@@ -138,8 +134,7 @@ async fn concurrent_misses_read_and_decrypt_once() {
     service.shutdown().await.unwrap();
     let written = written.lock().unwrap();
     assert_eq!(written.len(), 16, "every read is audited");
-    assert!(written.iter().all(|event| event.at == fixed_time()
-        && event.action.as_str() == "read"
+    assert!(written.iter().all(|(_, event)| event.action.as_str() == "read"
         && event.detail["purpose"] == "sms:hot_lead"));
 }
 
@@ -356,7 +351,7 @@ async fn a_change_invalidates_the_cached_credential() {
         .lock()
         .unwrap()
         .iter()
-        .map(|event| (event.action.as_str().to_owned(), event.actor.clone()))
+        .map(|(actor, event)| (event.action.as_str().to_owned(), actor.clone()))
         .collect();
     assert_eq!(
         actions,
@@ -513,11 +508,11 @@ async fn a_rotated_refresh_token_replaces_the_envelope_in_place() {
         .unwrap();
     service.shutdown().await.unwrap();
     let written = written.lock().unwrap();
-    let update = written
+    let (actor, update) = written
         .iter()
-        .find(|event| event.action.as_str() == "updated")
+        .find(|(_, event)| event.action.as_str() == "updated")
         .expect("the rotation is audited");
-    assert_eq!(update.actor, caller.actor);
+    assert_eq!(*actor, caller.actor);
     assert_eq!(update.credential_id, Some(id));
     assert_eq!(update.detail["reason"], "refresh token rotated by Google");
     assert_eq!(update.detail["purpose"], "calendar:availability");
@@ -664,10 +659,11 @@ async fn any_status_reads_are_for_owners_and_admins_and_audited() {
     service.shutdown().await.unwrap();
     let written = written.lock().unwrap();
     assert_eq!(written.len(), 1, "one read, by the admin");
-    assert_eq!(written[0].action.as_str(), "read");
-    assert_eq!(written[0].actor, admin.actor);
-    assert_eq!(written[0].detail["purpose"], "oauth:reconnect");
-    assert_eq!(written[0].detail["verification_status"], "failed");
+    let (actor, read) = &written[0];
+    assert_eq!(read.action.as_str(), "read");
+    assert_eq!(*actor, admin.actor);
+    assert_eq!(read.detail["purpose"], "oauth:reconnect");
+    assert_eq!(read.detail["verification_status"], "failed");
 }
 
 #[tokio::test]

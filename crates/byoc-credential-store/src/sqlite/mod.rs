@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
-use crate::access::{check, check_grant, clip_verification_error, Need};
+use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord,
@@ -223,7 +223,6 @@ fn audit_hash(
 
 const GENESIS_HASH: [u8; 32] = [0; 32];
 
-/// Appends events to the org's chain inside an open write transaction.
 /// The `rotated` audit events of one swap batch (see [`CredentialRepository::operator_swap_envelopes`]):
 /// one per (organization, old key version, new key version) with its count.
 async fn append_rotation_events(
@@ -232,13 +231,10 @@ async fn append_rotation_events(
     rewrapped: &BTreeMap<(String, i64, i64), u64>,
 ) -> StoreResult<()> {
     let action = AuditAction::parse("rotated")?;
-    let at = Utc::now();
     let mut by_org: BTreeMap<&str, Vec<NewAuditEvent>> = BTreeMap::new();
     for ((org, from_version, to_version), count) in rewrapped {
         by_org.entry(org.as_str()).or_default().push(NewAuditEvent {
-            actor: Actor::Service(actor.clone()),
             action: action.clone(),
-            at,
             credential_id: None,
             credential_type: None,
             detail: serde_json::json!({
@@ -252,6 +248,7 @@ async fn append_rotation_events(
         append_events(
             transaction,
             OrgId::from_uuid(parse_uuid(org, "org_id")?),
+            &Actor::Service(actor.clone()),
             &events,
         )
         .await?;
@@ -259,11 +256,16 @@ async fn append_rotation_events(
     Ok(())
 }
 
+/// Appends events to the org's chain inside an open write transaction, in `actor`'s name and at the store's
+/// time.
 async fn append_events(
     transaction: &mut SqliteConnection,
     org_id: OrgId,
+    actor: &Actor,
     events: &[NewAuditEvent],
 ) -> StoreResult<Vec<i64>> {
+    let at = encode_time(Utc::now());
+    let actor = actor.to_string();
     let org = org_id.to_string();
     sqlx::query("INSERT OR IGNORE INTO credential_audit_chain_heads (org_id, last_seq, last_hash) VALUES (?, 0, ?)")
         .bind(&org)
@@ -282,8 +284,6 @@ async fn append_events(
     let mut ids = Vec::with_capacity(events.len());
     for event in events {
         seq += 1;
-        let at = encode_time(event.at);
-        let actor = event.actor.to_string();
         let credential_id = event.credential_id.map(|id| id.to_string());
         let credential_type = event.credential_type.map(CredentialType::as_str);
         let detail = event.detail.to_string();
@@ -484,9 +484,24 @@ impl CredentialRepository for SqliteStore {
         &self,
         org_id: OrgId,
         credential: &NewCredential,
+        actor: &ServiceName,
+        detail: &serde_json::Value,
     ) -> StoreResult<CredentialMetadata> {
         let mut transaction = self.begin_write().await?;
         let row = insert_credential_row(&mut transaction, org_id, credential, None).await?;
+        let created = NewAuditEvent {
+            action: AuditAction::parse("created")?,
+            credential_id: Some(credential.id),
+            credential_type: Some(credential.credential_type),
+            detail: detail.clone(),
+        };
+        append_events(
+            &mut transaction,
+            org_id,
+            &Actor::Service(actor.clone()),
+            std::slice::from_ref(&created),
+        )
+        .await?;
         transaction.commit().await?;
         credential_metadata(&row)
     }
@@ -555,7 +570,7 @@ impl CredentialRepository for SqliteStore {
         outcome: &VerificationOutcome,
     ) -> StoreResult<CredentialMetadata> {
         let (mut transaction, _) = self
-            .begin_write_checked(tenant, Need::MemberOrService)
+            .begin_write_checked(tenant, Need::ManagerOrService)
             .await?;
         let updated = sqlx::query(
             "UPDATE organization_api_credentials \
@@ -564,7 +579,7 @@ impl CredentialRepository for SqliteStore {
         )
         .bind(outcome.status.as_str())
         .bind(clip_verification_error(outcome.error.as_deref()))
-        .bind(encode_time(outcome.at))
+        .bind(encode_time(Utc::now()))
         .bind(id.to_string())
         .bind(tenant.org_id.to_string())
         .execute(&mut *transaction)
@@ -645,11 +660,17 @@ impl CredentialRepository for SqliteStore {
         tenant: &Tenant,
         event: &NewAuditEvent,
     ) -> StoreResult<AuditEvent> {
-        let (mut transaction, _) = self
+        let (mut transaction, role) = self
             .begin_write_checked(tenant, Need::MemberOrService)
             .await?;
-        let ids =
-            append_events(&mut transaction, tenant.org_id, std::slice::from_ref(event)).await?;
+        check(&tenant.actor, role, audit_action_need(&event.action))?;
+        let ids = append_events(
+            &mut transaction,
+            tenant.org_id,
+            &tenant.actor,
+            std::slice::from_ref(event),
+        )
+        .await?;
         let id = ids
             .first()
             .copied()
@@ -672,10 +693,18 @@ impl CredentialRepository for SqliteStore {
         if events.is_empty() {
             return Ok(0);
         }
-        let (mut transaction, _) = self
+        let (mut transaction, role) = self
             .begin_write_checked(tenant, Need::MemberOrService)
             .await?;
-        let ids = append_events(&mut transaction, tenant.org_id, events).await?;
+        for event in events {
+            check(&tenant.actor, role, audit_action_need(&event.action)).map_err(|_| {
+                StoreError::Forbidden {
+                    reason: "the actor may not append these audit events (an action needs another role, or \
+                             the login may not act as a service)",
+                }
+            })?;
+        }
+        let ids = append_events(&mut transaction, tenant.org_id, &tenant.actor, events).await?;
         transaction.commit().await?;
         u64::try_from(ids.len()).map_err(|_| StoreError::internal("audit batch too large"))
     }
@@ -1009,7 +1038,7 @@ impl CredentialRepository for SqliteStore {
         Ok(swapped)
     }
 
-    async fn operator_count_by_key_version(&self) -> StoreResult<Vec<KeyVersionCount>> {
+    async fn credentials_per_key_version(&self) -> StoreResult<Vec<KeyVersionCount>> {
         let rows = sqlx::query(
             "SELECT encryption_key_version, count(*) AS credentials FROM organization_api_credentials \
              GROUP BY encryption_key_version ORDER BY encryption_key_version",

@@ -1,30 +1,30 @@
 //! The audit hash chain: intact under concurrent writers, and broken by any edit or deletion made behind its
-//! back (on Postgres as the table owner, on SQLite by someone with the file).
+//! back (on Postgres by a superuser, on SQLite by someone with the file).
 
 use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite, TestPostgres};
 use byoc_credential_store::{
-    AuditAction, AuditChainStatus, CredentialRepository, NewAuditEvent, Tenant,
+    AuditAction, AuditChainStatus, CredentialRepository, NewAuditEvent,
 };
-use chrono::Utc;
 use futures::future::join_all;
 use sqlx::{Executor, PgPool};
 
 use crate::fixtures::{org, OrgFixture};
 
-fn event(tenant: &Tenant, number: usize) -> NewAuditEvent {
+fn event(number: usize) -> NewAuditEvent {
     NewAuditEvent {
-        actor: tenant.actor.clone(),
         action: AuditAction::parse("read").unwrap(),
-        at: Utc::now(),
         credential_id: None,
         credential_type: None,
         detail: serde_json::json!({ "purpose": "sms:test", "number": number }),
     }
 }
 
-async fn five_events(repo: &impl CredentialRepository) -> OrgFixture {
-    let a = org(repo, "Clinic A").await;
-    let events: Vec<_> = (1..=5).map(|number| event(&a.member, number)).collect();
+async fn five_events(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) -> OrgFixture {
+    let a = org(operator, "Clinic A").await;
+    let events: Vec<_> = (1..=5).map(event).collect();
     repo.append_audit_events(&a.service, &events).await.unwrap();
     assert_eq!(
         repo.verify_audit_chain(&a.owner).await.unwrap(),
@@ -50,8 +50,8 @@ fn broken_at(status: AuditChainStatus) -> (i64, String) {
 async fn postgres_chain_stays_intact_under_concurrent_writers() {
     let database = fresh_postgres().await;
     let store = database.store();
-    let a = org(store, "Clinic A").await;
-    let b = org(store, "Clinic B").await;
+    let a = org(database.operator(), "Clinic A").await;
+    let b = org(database.operator(), "Clinic B").await;
     let writers = (0..8).map(|writer| {
         let tenant = if writer % 2 == 0 {
             a.member.clone()
@@ -61,12 +61,12 @@ async fn postgres_chain_stays_intact_under_concurrent_writers() {
         async move {
             for number in 0..20 {
                 store
-                    .append_audit_event(&tenant, &event(&tenant, number))
+                    .append_audit_event(&tenant, &event(number))
                     .await
                     .unwrap();
             }
             store
-                .append_audit_events(&tenant, &[event(&tenant, 98), event(&tenant, 99)])
+                .append_audit_events(&tenant, &[event(98), event(99)])
                 .await
                 .unwrap();
         }
@@ -84,12 +84,12 @@ async fn postgres_chain_stays_intact_under_concurrent_writers() {
 
 #[tokio::test]
 async fn postgres_batches_and_the_row_trigger_extend_one_chain() {
-    // Batches are chained by byoc_append_audit_events; rows the owner inserts (rotation's `rotated` events)
-    // by the row trigger. Both must link onto the same chain with the same hashes.
+    // Batches are chained by byoc_append_audit_events; rows inserted without their links (rotation's
+    // `rotated` events, an insert by hand) by the row trigger. Both must link onto the same chain with the same hashes.
     let database = fresh_postgres().await;
     let store = database.store();
-    let a = five_events(store).await;
-    let owner = database.owner_pool(1).await;
+    let a = five_events(store, database.operator()).await;
+    let owner = database.superuser_pool(1).await;
     sqlx::query(
         "INSERT INTO credential_audit_log (org_id, actor, action, detail) \
          VALUES ($1, 'operator:rotation', 'rotated', '{\"rewrapped\": 1}')",
@@ -99,11 +99,11 @@ async fn postgres_batches_and_the_row_trigger_extend_one_chain() {
     .await
     .unwrap();
     store
-        .append_audit_events(&a.service, &[event(&a.service, 6), event(&a.service, 7)])
+        .append_audit_events(&a.service, &[event(6), event(7)])
         .await
         .unwrap();
     store
-        .append_audit_event(&a.member, &event(&a.member, 8))
+        .append_audit_event(&a.member, &event(8))
         .await
         .unwrap();
     assert_eq!(
@@ -122,11 +122,11 @@ async fn postgres_batches_and_the_row_trigger_extend_one_chain() {
 
 #[tokio::test]
 async fn postgres_audit_rows_always_belong_to_an_existing_organization() {
-    // credential_audit_log.org_id has no foreign key of its own (migration 0013): every row is written under
+    // credential_audit_log.org_id has no foreign key of its own: every row is written under
     // its organization's chain head, which references organizations. Both directions must still hold.
     let database = fresh_postgres().await;
-    let a = five_events(database.store()).await;
-    let owner = database.owner_pool(1).await;
+    let a = five_events(database.store(), database.operator()).await;
+    let owner = database.superuser_pool(1).await;
     let sqlstate = |result: Result<_, sqlx::Error>| match result {
         Err(sqlx::Error::Database(error)) => error.code().map(|code| code.into_owned()),
         other => panic!("expected a database error, got {other:?}"),
@@ -165,8 +165,8 @@ async fn postgres_tampered(
     symptom: &str,
 ) -> (TestPostgres, OrgFixture, PgPool) {
     let database = fresh_postgres().await;
-    let a = five_events(database.store()).await;
-    let owner = database.owner_pool(1).await;
+    let a = five_events(database.store(), database.operator()).await;
+    let owner = database.superuser_pool(1).await;
     sqlx::query(tamper)
         .bind(a.id.as_uuid())
         .execute(&owner)
@@ -228,7 +228,7 @@ async fn postgres_deleting_the_newest_events_is_detected() {
 async fn sqlite_refuses_audit_changes_and_detects_them_behind_its_back() {
     let database = fresh_sqlite().await;
     let store = database.store();
-    let a = five_events(store).await;
+    let a = five_events(store, database.operator()).await;
     let pool = store.pool();
     assert!(pool
         .execute("UPDATE credential_audit_log SET action = 'nothing'")
@@ -258,7 +258,7 @@ async fn sqlite_refuses_audit_changes_and_detects_them_behind_its_back() {
     assert!(problem.contains("changed"), "{problem}");
 
     // Deleting events is detected too: a gap, or missing newest events.
-    let b = five_events(store).await;
+    let b = five_events(store, database.operator()).await;
     sqlx::query("DELETE FROM credential_audit_log WHERE org_id = ? AND seq = 2")
         .bind(b.id.to_string())
         .execute(pool)
@@ -268,7 +268,7 @@ async fn sqlite_refuses_audit_changes_and_detects_them_behind_its_back() {
         broken_at(store.verify_audit_chain(&b.owner).await.unwrap()).0,
         2
     );
-    let c = five_events(store).await;
+    let c = five_events(store, database.operator()).await;
     sqlx::query("DELETE FROM credential_audit_log WHERE org_id = ? AND seq = 5")
         .bind(c.id.to_string())
         .execute(pool)

@@ -13,6 +13,8 @@ use serde_json::json;
 
 use crate::fixtures::{credential, envelope, org, version};
 
+/// Each test gets the store and the operator's store: on Postgres a second connection as `byoc_operator`, on
+/// SQLite (no roles) the same store.
 macro_rules! conformance_tests {
     ($($name:ident),+ $(,)?) => {
         mod on_postgres {
@@ -20,7 +22,7 @@ macro_rules! conformance_tests {
                 #[tokio::test]
                 async fn $name() {
                     let database = byoc_credential_store::test_support::fresh_postgres().await;
-                    super::$name(database.store()).await;
+                    super::$name(database.store(), database.operator()).await;
                 }
             )+
         }
@@ -29,7 +31,7 @@ macro_rules! conformance_tests {
                 #[tokio::test]
                 async fn $name() {
                     let database = byoc_credential_store::test_support::fresh_sqlite().await;
-                    super::$name(database.store()).await;
+                    super::$name(database.store(), database.store()).await;
                 }
             )+
         }
@@ -43,7 +45,7 @@ conformance_tests!(
     credentials_are_inserted_and_listed_as_metadata,
     get_credential_returns_the_envelope_and_hides_other_orgs,
     the_active_credential_choice_is_deterministic,
-    verification_outcomes_are_recorded_by_members_and_services,
+    verification_outcomes_are_recorded_by_managers_and_services,
     deactivation_needs_admin_and_removes_from_use,
     purge_needs_owner_and_keeps_audit_events,
     envelopes_are_updated_by_admins,
@@ -65,24 +67,22 @@ fn is_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::NotFound { .. }))
 }
 
-fn audit(actor: &Tenant, action: &str, credential_id: Option<CredentialId>) -> NewAuditEvent {
+fn audit(action: &str, credential_id: Option<CredentialId>) -> NewAuditEvent {
     NewAuditEvent {
-        actor: actor.actor.clone(),
         action: AuditAction::parse(action).unwrap(),
-        at: Utc::now(),
         credential_id,
         credential_type: credential_id.map(|_| CredentialType::Twilio),
         detail: json!({ "purpose": "sms:hot_lead", "n": 1 }),
     }
 }
 
-async fn ping_answers(repo: &impl CredentialRepository) {
+async fn ping_answers(repo: &impl CredentialRepository, _operator: &impl CredentialRepository) {
     repo.ping().await.unwrap();
 }
 
-async fn organizations_are_created_and_read_with_their_threshold(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn organizations_are_created_and_read_with_their_threshold(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
 
     let read = repo.get_organization(&a.member).await.unwrap();
     assert_eq!(read.id, a.id);
@@ -121,9 +121,9 @@ async fn organizations_are_created_and_read_with_their_threshold(repo: &impl Cre
     );
 }
 
-async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
 
     assert_eq!(repo.member_role(&a.owner).await.unwrap(), Some(Role::Owner));
     assert_eq!(repo.member_role(&a.admin).await.unwrap(), Some(Role::Admin));
@@ -145,14 +145,14 @@ async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository) 
 
     let owner_user = a.owner.actor.user_id().unwrap();
     assert!(matches!(
-        repo.operator_add_member(a.id, owner_user, Role::Member)
+        operator.operator_add_member(a.id, owner_user, Role::Member)
             .await,
         Err(StoreError::Conflict {
             what: ConflictKind::Member
         })
     ));
     assert!(is_not_found(
-        repo.operator_add_member(OrgId::new_random(), UserId::new_random(), Role::Owner)
+        operator.operator_add_member(OrgId::new_random(), UserId::new_random(), Role::Owner)
             .await
     ));
 
@@ -199,9 +199,9 @@ async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository) 
     assert_eq!(repo.list_members(&b.owner).await.unwrap().len(), 3);
 }
 
-async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
 
     let twilio = credential(CredentialType::Twilio, "Main Twilio");
     let stored = repo.insert_credential(&a.admin, &twilio).await.unwrap();
@@ -261,29 +261,47 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
     assert!(is_forbidden(repo.list_credentials(&a.outsider).await));
     assert_eq!(repo.list_credentials(&b.member).await.unwrap().len(), 1);
 
-    let imported = repo
+    let importer = ServiceName::parse("byoc-cli").unwrap();
+    let imported = operator
         .operator_insert_credential(
             a.id,
             &credential(CredentialType::Twilio, "Imported from env"),
+            &importer,
+            &json!({"source": "import-env"}),
         )
         .await
         .unwrap();
     assert_eq!(imported.created_by, None);
     assert_eq!(imported.org_id, a.id);
-    assert!(is_not_found(
-        repo.operator_insert_credential(
-            OrgId::new_random(),
-            &credential(CredentialType::Twilio, "x")
+    let created = &repo
+        .list_audit_events(
+            &a.member,
+            AuditPage {
+                limit: 1,
+                before: None,
+            },
         )
         .await
+        .unwrap()[0];
+    assert_eq!(created.action.as_str(), "created", "the import is audited");
+    assert_eq!(created.actor.to_string(), "service:byoc-cli");
+    assert_eq!(created.credential_id, Some(imported.id));
+    assert_eq!(created.detail, json!({"source": "import-env"}));
+    assert!(is_not_found(
+        operator
+            .operator_insert_credential(
+                OrgId::new_random(),
+                &credential(CredentialType::Twilio, "x"),
+                &importer,
+                &json!({}),
+            )
+            .await
     ));
 }
 
-async fn get_credential_returns_the_envelope_and_hides_other_orgs(
-    repo: &impl CredentialRepository,
-) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn get_credential_returns_the_envelope_and_hides_other_orgs(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Twilio, "Main Twilio");
     repo.insert_credential(&a.owner, &new).await.unwrap();
 
@@ -310,9 +328,9 @@ async fn get_credential_returns_the_envelope_and_hides_other_orgs(
     assert!(is_forbidden(repo.get_credential(&a.outsider, new.id).await));
 }
 
-async fn the_active_credential_choice_is_deterministic(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn the_active_credential_choice_is_deterministic(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     assert_eq!(
         repo.get_active_credential(&a.service, CredentialType::Twilio)
             .await
@@ -345,7 +363,6 @@ async fn the_active_credential_choice_is_deterministic(repo: &impl CredentialRep
     let verified = VerificationOutcome {
         status: VerificationStatus::Verified,
         error: None,
-        at: Utc::now(),
     };
     repo.record_verification(&a.admin, older.id, &verified)
         .await
@@ -396,22 +413,19 @@ async fn the_active_credential_choice_is_deterministic(repo: &impl CredentialRep
     ));
 }
 
-async fn verification_outcomes_are_recorded_by_members_and_services(
-    repo: &impl CredentialRepository,
-) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn verification_outcomes_are_recorded_by_managers_and_services(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::GoogleCalendar, "Calendar");
     let stored = repo.insert_credential(&a.owner, &new).await.unwrap();
 
-    let at = Utc::now();
+    let before = Utc::now();
     let failed = VerificationOutcome {
         status: VerificationStatus::Failed,
         error: Some(format!(
             "invalid_grant: reconnect Google Calendar {}",
             "!".repeat(3000)
         )),
-        at,
     };
     let recorded = repo
         .record_verification(&a.service, new.id, &failed)
@@ -431,8 +445,9 @@ async fn verification_outcomes_are_recorded_by_members_and_services(
         .starts_with("invalid_grant"));
     let recorded_at = recorded.last_verified_at.unwrap();
     assert!(
-        (recorded_at - at).num_milliseconds().abs() < 2,
-        "the time is stored"
+        recorded_at >= before - chrono::Duration::seconds(1)
+            && recorded_at <= Utc::now() + chrono::Duration::seconds(1),
+        "the store's time is recorded"
     );
     assert!(
         recorded.updated_at >= stored.updated_at,
@@ -442,15 +457,20 @@ async fn verification_outcomes_are_recorded_by_members_and_services(
     let verified = VerificationOutcome {
         status: VerificationStatus::Verified,
         error: None,
-        at: Utc::now(),
     };
     let recorded = repo
-        .record_verification(&a.member, new.id, &verified)
+        .record_verification(&a.admin, new.id, &verified)
         .await
         .unwrap();
     assert_eq!(recorded.verification_status, VerificationStatus::Verified);
     assert_eq!(recorded.verification_error, None);
 
+    // Verifying is an owner's or admin's action: a member records no outcome, not even `failed`.
+    for outcome in [&verified, &failed] {
+        assert!(is_forbidden(
+            repo.record_verification(&a.member, new.id, outcome).await
+        ));
+    }
     assert!(is_forbidden(
         repo.record_verification(&a.outsider, new.id, &verified)
             .await
@@ -473,9 +493,9 @@ async fn verification_outcomes_are_recorded_by_members_and_services(
     );
 }
 
-async fn deactivation_needs_admin_and_removes_from_use(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn deactivation_needs_admin_and_removes_from_use(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Twilio, "Main");
     repo.insert_credential(&a.owner, &new).await.unwrap();
 
@@ -511,12 +531,12 @@ async fn deactivation_needs_admin_and_removes_from_use(repo: &impl CredentialRep
     );
 }
 
-async fn purge_needs_owner_and_keeps_audit_events(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn purge_needs_owner_and_keeps_audit_events(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Twilio, "Main");
     repo.insert_credential(&a.owner, &new).await.unwrap();
-    repo.append_audit_event(&a.owner, &audit(&a.owner, "created", Some(new.id)))
+    repo.append_audit_event(&a.owner, &audit("created", Some(new.id)))
         .await
         .unwrap();
 
@@ -548,9 +568,9 @@ async fn purge_needs_owner_and_keeps_audit_events(repo: &impl CredentialReposito
         .unwrap();
 }
 
-async fn envelopes_are_updated_by_admins(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn envelopes_are_updated_by_admins(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Stripe, "Stripe");
     repo.insert_credential(&a.owner, &new).await.unwrap();
     let replacement = envelope(b"new envelope");
@@ -586,38 +606,72 @@ async fn envelopes_are_updated_by_admins(repo: &impl CredentialRepository) {
     ));
 }
 
-async fn audit_events_append_list_and_page(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn audit_events_append_list_and_page(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let credential_id = CredentialId::new_random();
 
+    let before = Utc::now();
     let first = repo
-        .append_audit_event(&a.owner, &audit(&a.owner, "created", Some(credential_id)))
+        .append_audit_event(&a.owner, &audit("created", Some(credential_id)))
         .await
         .unwrap();
     assert_eq!(first.seq, 1);
     assert_eq!(first.org_id, a.id);
-    assert_eq!(first.actor, a.owner.actor);
+    assert_eq!(first.actor, a.owner.actor, "the actor is the tenant's");
+    assert!(
+        first.at >= before - Duration::seconds(1) && first.at <= Utc::now() + Duration::seconds(1),
+        "the time is the store's"
+    );
     assert_eq!(first.action.as_str(), "created");
     assert_eq!(first.credential_type, Some(CredentialType::Twilio));
     assert_eq!(first.detail, json!({ "purpose": "sms:hot_lead", "n": 1 }));
 
-    let writer = Tenant::service(a.id, ServiceName::parse("audit-writer").unwrap());
-    let batch = vec![
-        audit(&a.member, "read", Some(credential_id)),
-        audit(&a.service, "read", Some(credential_id)),
-        audit(&a.admin, "verified", None),
+    let reads = vec![
+        audit("read", Some(credential_id)),
+        audit("read", Some(credential_id)),
     ];
-    assert_eq!(repo.append_audit_events(&writer, &batch).await.unwrap(), 3);
-    assert_eq!(repo.append_audit_events(&writer, &[]).await.unwrap(), 0);
+    assert_eq!(repo.append_audit_events(&a.member, &reads[..1]).await.unwrap(), 1);
+    assert_eq!(repo.append_audit_events(&a.service, &reads[1..]).await.unwrap(), 1);
+    assert_eq!(
+        repo.append_audit_events(&a.admin, &[audit("verified", None)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(repo.append_audit_events(&a.member, &[]).await.unwrap(), 0);
     assert!(is_forbidden(
-        repo.append_audit_event(&a.outsider, &audit(&a.outsider, "read", None))
+        repo.append_audit_event(&a.outsider, &audit("read", None))
             .await
     ));
     assert!(is_forbidden(
-        repo.append_audit_events(&a.outsider, &batch).await
+        repo.append_audit_events(&a.outsider, &reads).await
     ));
-    repo.append_audit_event(&b.owner, &audit(&b.owner, "created", None))
+    // An event that records a change needs the role that may make the change.
+    for (tenant, action) in [
+        (&a.member, "purged"),
+        (&a.admin, "purged"),
+        (&a.service, "purged"),
+        (&a.member, "created"),
+        (&a.service, "deactivated"),
+        (&a.member, "verification_reset"),
+        (&a.member, "verified"),
+    ] {
+        assert!(
+            is_forbidden(repo.append_audit_event(tenant, &audit(action, None)).await),
+            "{action} by {}",
+            tenant.actor
+        );
+        assert!(
+            is_forbidden(
+                repo.append_audit_events(tenant, &[audit("read", None), audit(action, None)])
+                    .await
+            ),
+            "{action} by {} in a batch",
+            tenant.actor
+        );
+    }
+    repo.append_audit_event(&b.owner, &audit("created", None))
         .await
         .unwrap();
 
@@ -640,9 +694,10 @@ async fn audit_events_append_list_and_page(repo: &impl CredentialRepository) {
     assert_eq!(all[0].action.as_str(), "verified");
     assert_eq!(
         all[2].actor, a.member.actor,
-        "each event keeps its own actor"
+        "each event is in its tenant's name"
     );
-    assert!(matches!(all[1].actor, Actor::Service(_)));
+    assert_eq!(all[1].actor, a.service.actor);
+    assert_eq!(all[0].actor, a.admin.actor);
 
     let page = repo
         .list_audit_events(
@@ -707,15 +762,18 @@ async fn audit_events_append_list_and_page(repo: &impl CredentialRepository) {
     assert!(is_forbidden(repo.verify_audit_chain(&a.outsider).await));
 }
 
-async fn audit_chain_of_an_empty_org_is_intact(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
+async fn audit_chain_of_an_empty_org_is_intact(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
     assert_eq!(
         repo.verify_audit_chain(&a.owner).await.unwrap(),
         AuditChainStatus::Intact { events: 0 }
     );
 }
 
-async fn key_check_values_are_insert_if_absent(repo: &impl CredentialRepository) {
+async fn key_check_values_are_insert_if_absent(
+    repo: &impl CredentialRepository,
+    _operator: &impl CredentialRepository,
+) {
     assert!(repo.key_check_values().await.unwrap().is_empty());
     let stored = repo
         .insert_key_check_value_if_absent(version(2), b"kcv-two")
@@ -746,9 +804,9 @@ async fn key_check_values_are_insert_if_absent(repo: &impl CredentialRepository)
     ));
 }
 
-async fn oauth_states_are_single_use_and_bound_to_their_user(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn oauth_states_are_single_use_and_bound_to_their_user(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let state = NewOAuthState {
         id: OAuthStateId::new_random(),
         provider: CredentialType::GoogleCalendar,
@@ -846,9 +904,9 @@ async fn oauth_states_are_single_use_and_bound_to_their_user(repo: &impl Credent
     );
 }
 
-async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let twilio = credential(CredentialType::Twilio, "Main");
     repo.insert_credential(&a.owner, &twilio).await.unwrap();
     let sent_at = Utc::now();
@@ -918,9 +976,9 @@ async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository) {
     ));
 }
 
-async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
     let yesterday = today.pred_opt().unwrap();
 
@@ -967,9 +1025,9 @@ async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialReposi
     assert!(is_forbidden(repo.usage_for_day(&a.outsider, today).await));
 }
 
-async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepository) {
-    let a = org(repo, "Clinic A").await;
-    let b = org(repo, "Clinic B").await;
+async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
     // The walk goes in (organization, id) order, so that a batch spans few organizations.
     let mut positions = Vec::new();
     for index in 0..5 {
@@ -983,7 +1041,7 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
     }
     positions.sort();
 
-    let first = repo.operator_envelope_batch(None, None, 2).await.unwrap();
+    let first = operator.operator_envelope_batch(None, None, 2).await.unwrap();
     assert_eq!(
         first
             .iter()
@@ -991,7 +1049,7 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
             .collect::<Vec<_>>(),
         positions[..2]
     );
-    let rest = repo
+    let rest = operator
         .operator_envelope_batch(Some(first[1].cursor()), None, 10)
         .await
         .unwrap();
@@ -1037,19 +1095,19 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
     ];
     let rotation = ServiceName::parse("key-rotation").unwrap();
     assert_eq!(
-        repo.operator_swap_envelopes(&swaps, &rotation)
+        operator.operator_swap_envelopes(&swaps, &rotation)
             .await
             .unwrap(),
         vec![target.id]
     );
     assert_eq!(
-        repo.operator_swap_envelopes(&swaps, &rotation)
+        operator.operator_swap_envelopes(&swaps, &rotation)
             .await
             .unwrap(),
         vec![],
         "a second run changes nothing"
     );
-    assert!(repo
+    assert!(operator
         .operator_swap_envelopes(&[], &rotation)
         .await
         .unwrap()
@@ -1086,7 +1144,7 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
         ));
     }
 
-    let remaining = repo
+    let remaining = operator
         .operator_envelope_batch(None, Some(version(2)), 100)
         .await
         .unwrap();
@@ -1095,7 +1153,7 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
         .iter()
         .all(|envelope| envelope.encryption_key_version == version(1)));
 
-    let counts = repo.operator_count_by_key_version().await.unwrap();
+    let counts = repo.credentials_per_key_version().await.unwrap();
     assert_eq!(
         counts
             .iter()
@@ -1116,8 +1174,11 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
     assert_eq!(swapped.metadata.encryption_key_version, version(2));
 }
 
-async fn closed_store_is_unavailable_not_not_found(repo: &(impl CredentialRepository + Closable)) {
-    let a = org(repo, "Clinic A").await;
+async fn closed_store_is_unavailable_not_not_found(
+    repo: &(impl CredentialRepository + Closable),
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
     let new = credential(CredentialType::Twilio, "Main");
     repo.insert_credential(&a.owner, &new).await.unwrap();
     repo.close_store().await;

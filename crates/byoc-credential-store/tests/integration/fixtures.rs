@@ -19,9 +19,10 @@ pub struct OrgFixture {
     pub service: Tenant,
 }
 
-/// Creates an organization with an owner, an admin and a member.
-pub async fn org(repo: &impl CredentialRepository, name: &str) -> OrgFixture {
-    let org = repo
+/// Creates an organization with an owner, an admin and a member, through the operator's store (on Postgres a
+/// connection as `byoc_operator`; on SQLite the store itself).
+pub async fn org(operator: &impl CredentialRepository, name: &str) -> OrgFixture {
+    let org = operator
         .operator_create_organization(
             &OrganizationName::parse(name).unwrap(),
             HotLeadThreshold::DEFAULT,
@@ -31,7 +32,10 @@ pub async fn org(repo: &impl CredentialRepository, name: &str) -> OrgFixture {
     let mut tenants = Vec::new();
     for role in [Role::Owner, Role::Admin, Role::Member] {
         let user = UserId::new_random();
-        repo.operator_add_member(org.id, user, role).await.unwrap();
+        operator
+            .operator_add_member(org.id, user, role)
+            .await
+            .unwrap();
         tenants.push(Tenant::user(org.id, user));
     }
     let member = tenants.pop().unwrap();

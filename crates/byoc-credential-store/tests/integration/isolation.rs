@@ -11,7 +11,7 @@ use byoc_credential_store::{
 };
 use chrono::{NaiveDate, Utc};
 use futures::future::join_all;
-use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, PgConnection, Row};
 use uuid::Uuid;
 
@@ -56,8 +56,8 @@ struct Seeded {
 async fn seeded() -> Seeded {
     let database = fresh_postgres().await;
     let store = database.store();
-    let a = org(store, "Clinic A").await;
-    let b = org(store, "Clinic B").await;
+    let a = org(database.operator(), "Clinic A").await;
+    let b = org(database.operator(), "Clinic B").await;
     for (fixture, name) in [(&a, "A"), (&b, "B")] {
         let new = credential(CredentialType::Twilio, &format!("Twilio {name}"));
         store.insert_credential(&fixture.owner, &new).await.unwrap();
@@ -65,9 +65,7 @@ async fn seeded() -> Seeded {
             .append_audit_event(
                 &fixture.owner,
                 &NewAuditEvent {
-                    actor: fixture.owner.actor.clone(),
                     action: AuditAction::parse("created").unwrap(),
-                    at: Utc::now(),
                     credential_id: Some(new.id),
                     credential_type: Some(CredentialType::Twilio),
                     detail: serde_json::json!({}),
@@ -158,6 +156,21 @@ fn sql_state(error: sqlx::Error) -> String {
     }
 }
 
+/// A pool of one connection on `url` that takes the role byoc_app, as the store's connections do.
+async fn app_pool(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|connection, _meta| {
+            Box::pin(async move {
+                connection.execute("SET ROLE byoc_app").await?;
+                Ok(())
+            })
+        })
+        .connect_with(PgConnectOptions::from_str(url).unwrap())
+        .await
+        .unwrap()
+}
+
 async fn current_user(pool: &PgPool) -> String {
     sqlx::query_scalar("SELECT current_user::text")
         .fetch_one(pool)
@@ -175,7 +188,7 @@ async fn the_store_works_as_byoc_app_and_byoc_app_is_least_privileged() {
         "SET ROLE ran on connect although the URL names the owner"
     );
 
-    let owner = database.owner_pool(1).await;
+    let owner = database.superuser_pool(1).await;
     let role = sqlx::query(
         "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'byoc_app'",
     )
@@ -240,7 +253,9 @@ async fn the_store_works_as_byoc_app_and_byoc_app_is_least_privileged() {
 #[tokio::test]
 async fn with_one_orgs_context_a_query_without_where_sees_only_that_org() {
     let seeded = seeded().await;
-    let mut transaction = seeded.database.store().pool().begin().await.unwrap();
+    // The service's login, which may act for users and as a service.
+    let pool = app_pool(&seeded.database.service_url()).await;
+    let mut transaction = pool.begin().await.unwrap();
     for tenant in [&seeded.a.owner, &seeded.a.member, &seeded.a.service] {
         set_context(&mut transaction, tenant).await;
         for table in app_readable_tables() {
@@ -334,8 +349,8 @@ async fn inserting_a_row_for_another_org_fails() {
 #[tokio::test]
 async fn org_id_cannot_be_changed_by_any_role() {
     let seeded = seeded().await;
-    // As the owner (a superuser here, so RLS does not even apply): the trigger refuses.
-    let owner = seeded.database.owner_pool(1).await;
+    // As a superuser (row-level security does not even apply): the trigger refuses.
+    let owner = seeded.database.superuser_pool(1).await;
     for table in TENANT_TABLES
         .iter()
         .filter(|table| **table != "organizations")
@@ -472,32 +487,30 @@ async fn byoc_app_cannot_change_audit_rows_or_reach_internals() {
         transaction.rollback().await.unwrap();
     }
     // Audit rows are appended only through byoc_append_audit_events, which chains them: byoc_app cannot
-    // insert one itself, not even claiming it is already chained; and the function works in the context
-    // organization only.
-    let forged_insert =
-        "INSERT INTO credential_audit_log (org_id, actor, action) VALUES ($1, 'forger', 'read')";
+    // insert one itself, not even with links of its own; and the function works in the context organization
+    // only.
     let refusals = [
-        (None, forged_insert, seeded.a.id, "a direct insert"),
         (
-            Some("SELECT set_config('byoc.audit_chained', 'on', true)"),
-            forged_insert,
+            "INSERT INTO credential_audit_log (org_id, actor, action) VALUES ($1, 'forger', 'read')",
             seeded.a.id,
-            "a direct insert claiming to be chained",
+            "a direct insert",
         ),
         (
-            None,
-            "SELECT byoc_append_audit_events($1, ARRAY[now()], ARRAY['user'], ARRAY['read'], \
-             ARRAY[NULL::uuid], ARRAY[NULL::text], ARRAY['{}'])",
+            "INSERT INTO credential_audit_log (org_id, seq, actor, action, prev_hash, hash) \
+             VALUES ($1, 99, 'forger', 'read', '\\x00', '\\x00')",
+            seeded.a.id,
+            "a direct insert with links of its own",
+        ),
+        (
+            "SELECT byoc_append_audit_events($1, ARRAY['read'], ARRAY[NULL::uuid], ARRAY[NULL::text], \
+             ARRAY['{}'])",
             seeded.b.id,
             "appending to another organization's chain",
         ),
     ];
-    for (setup, statement, org_id, what) in refusals {
+    for (statement, org_id, what) in refusals {
         let mut transaction = pool.begin().await.unwrap();
         set_context(&mut transaction, &seeded.a.owner).await;
-        if let Some(setup) = setup {
-            sqlx::query(setup).execute(&mut *transaction).await.unwrap();
-        }
         let error = sqlx::query(statement)
             .bind(org_id.as_uuid())
             .execute(&mut *transaction)
@@ -524,7 +537,9 @@ async fn byoc_app_cannot_change_audit_rows_or_reach_internals() {
 #[tokio::test]
 async fn a_service_context_reads_and_records_but_cannot_manage() {
     let seeded = seeded().await;
-    let pool = seeded.database.store().pool();
+    // On the service's login (a member of byoc_service); the user-request login cannot act as a service
+    // (database_boundary::a_service_context_needs_a_login_granted_byoc_service).
+    let pool = app_pool(&seeded.database.service_url()).await;
     let mut transaction = pool.begin().await.unwrap();
     set_context(&mut transaction, &seeded.a.service).await;
     let credential_ids: Vec<Uuid> =
@@ -534,15 +549,15 @@ async fn a_service_context_reads_and_records_but_cannot_manage() {
             .unwrap();
     assert_eq!(credential_ids.len(), 1);
     let recorded: bool =
-        sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'invalid_grant', now())")
+        sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'invalid_grant')")
             .bind(credential_ids[0])
             .fetch_one(&mut *transaction)
             .await
             .unwrap();
     assert!(recorded, "a service may mark its org's credential failed");
     let seq: i64 = sqlx::query_scalar(
-        "SELECT byoc_append_audit_events($1, ARRAY[now()], ARRAY['service:lead-scorer'], ARRAY['read'], \
-         ARRAY[NULL::uuid], ARRAY[NULL::text], ARRAY['{}'])",
+        "SELECT byoc_append_audit_events($1, ARRAY['read'], ARRAY[NULL::uuid], ARRAY[NULL::text], \
+         ARRAY['{}'])",
     )
     .bind(seeded.a.id.as_uuid())
     .fetch_one(&mut *transaction)
@@ -572,7 +587,7 @@ async fn recording_a_verification_stays_in_the_context_org() {
     let seeded = seeded().await;
     let pool = seeded.database.store().pool();
     let b_credential: Uuid = {
-        let owner = seeded.database.owner_pool(1).await;
+        let owner = seeded.database.superuser_pool(1).await;
         let id =
             sqlx::query_scalar("SELECT id FROM organization_api_credentials WHERE org_id = $1")
                 .bind(seeded.b.id.as_uuid())
@@ -585,7 +600,7 @@ async fn recording_a_verification_stays_in_the_context_org() {
     let mut transaction = pool.begin().await.unwrap();
     set_context(&mut transaction, &seeded.a.owner).await;
     let recorded: bool =
-        sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'x', now())")
+        sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'x')")
             .bind(b_credential)
             .fetch_one(&mut *transaction)
             .await
@@ -593,7 +608,7 @@ async fn recording_a_verification_stays_in_the_context_org() {
     assert!(!recorded, "B's credential is out of reach from A's context");
     transaction.rollback().await.unwrap();
 
-    let error = sqlx::query("SELECT byoc_record_verification($1, 'failed', 'x', now())")
+    let error = sqlx::query("SELECT byoc_record_verification($1, 'failed', 'x')")
         .bind(b_credential)
         .fetch_one(pool)
         .await
@@ -604,7 +619,8 @@ async fn recording_a_verification_stays_in_the_context_org() {
 #[tokio::test]
 async fn a_pool_of_one_connection_never_leaks_a_context() {
     let seeded = seeded().await;
-    let options = PgConnectOptions::from_str(seeded.database.owner_url()).unwrap();
+    // The service's login serves users and services alike.
+    let options = PgConnectOptions::from_str(&seeded.database.service_url()).unwrap();
     let single = PostgresStore::connect_with(options, 1).await.unwrap();
     let a_credentials = single.list_credentials(&seeded.a.owner).await.unwrap();
     assert!(a_credentials
@@ -672,14 +688,14 @@ async fn a_pool_of_one_connection_never_leaks_a_context() {
 #[tokio::test]
 async fn migrations_are_idempotent() {
     let database = fresh_postgres().await;
-    byoc_credential_store::postgres::migrate(database.owner_url())
+    byoc_credential_store::postgres::migrate(&database.owner_url())
         .await
         .unwrap();
-    byoc_credential_store::migrate(database.owner_url())
+    byoc_credential_store::migrate(&database.owner_url())
         .await
         .unwrap();
     let organization = database
-        .store()
+        .operator()
         .operator_create_organization(
             &byoc_credential_store::OrganizationName::parse("After re-migrate").unwrap(),
             byoc_credential_store::HotLeadThreshold::DEFAULT,
@@ -687,7 +703,7 @@ async fn migrations_are_idempotent() {
         .await
         .unwrap();
     database
-        .store()
+        .operator()
         .operator_add_member(organization.id, UserId::new_random(), Role::Owner)
         .await
         .unwrap();
@@ -702,12 +718,21 @@ async fn many_databases_migrate_at_once_and_race_to_create_one_role() {
         database.store().ping().await.unwrap();
     }
 
-    // The creation race itself, on a role that does not exist yet: the migration's role block, renamed, run
-    // in every database at the same moment. Roles are cluster-wide; advisory locks are per database.
-    let migration = include_str!("../../../../migrations/postgres/0001_role_and_context.sql");
-    let role_block = migration.split("-- Tenant context.").next().unwrap();
-    let race_role = format!("byoc_race_{}", Uuid::new_v4().simple());
-    let block = role_block.replace("byoc_app", &race_role);
+    // The creation race itself, on roles that do not exist yet: the baseline's role block, renamed, run in
+    // every database at the same moment by its owner (CREATEROLE, not a superuser). Roles are cluster-wide;
+    // advisory locks are per database.
+    let migration = include_str!("../../../../migrations/postgres/0001_baseline.sql");
+    let start = migration.find("DO $roles$").unwrap();
+    let end = migration.find("$roles$;").unwrap() + "$roles$;".len();
+    let race = format!("byoc_race_{}", Uuid::new_v4().simple());
+    let renamed: Vec<String> = ["app", "service", "operator"]
+        .iter()
+        .map(|part| format!("{race}_{part}"))
+        .collect();
+    let block = migration[start..end]
+        .replace("byoc_app", &renamed[0])
+        .replace("byoc_service", &renamed[1])
+        .replace("byoc_operator", &renamed[2]);
     let pools = join_all(databases.iter().map(|database| database.owner_pool(1))).await;
     let outcomes = join_all(pools.iter().map(|pool| async {
         let mut transaction = pool.begin().await?;
@@ -715,23 +740,26 @@ async fn many_databases_migrate_at_once_and_race_to_create_one_role() {
         transaction.commit().await
     }))
     .await;
-    let admin = &pools[0];
-    let created: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = $1")
-        .bind(&race_role)
-        .fetch_one(admin)
+    let admin = databases[0].superuser_pool(1).await;
+    let created: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)")
+        .bind(&renamed)
+        .fetch_one(&admin)
         .await
         .unwrap();
-    admin
-        .execute(format!("DROP ROLE IF EXISTS {race_role}").as_str())
-        .await
-        .unwrap();
+    for role in &renamed {
+        admin
+            .execute(format!("DROP ROLE IF EXISTS {role}").as_str())
+            .await
+            .unwrap();
+    }
     for outcome in outcomes {
         outcome.unwrap();
     }
-    assert_eq!(created, 1);
+    assert_eq!(created, 3);
     for pool in pools {
         pool.close().await;
     }
+    admin.close().await;
 }
 
 #[tokio::test]
@@ -786,7 +814,7 @@ fn plan_nodes<'a>(plan: &'a serde_json::Value, into: &mut Vec<&'a serde_json::Va
 #[tokio::test]
 async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behind() {
     let seeded = seeded().await;
-    let options = PgConnectOptions::from_str(seeded.database.owner_url()).unwrap();
+    let options = PgConnectOptions::from_str(&seeded.database.service_url()).unwrap();
     let single = PostgresStore::connect_with(options, 1).await.unwrap();
     let a_id = single.list_credentials(&seeded.a.owner).await.unwrap()[0].id;
     let b_id = single.list_credentials(&seeded.b.owner).await.unwrap()[0].id;

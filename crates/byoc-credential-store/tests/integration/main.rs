@@ -3,6 +3,7 @@
 
 mod audit_chain;
 mod conformance;
+mod database_boundary;
 mod fixtures;
 mod isolation;
 mod notifications;

@@ -92,9 +92,9 @@ async fn actions(service: &CredentialService, clinic: &OrgFixture) -> Vec<String
 }
 
 /// Store, use, deactivate: only an active, verified credential is served; every step is audited.
-async fn lifecycle<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn lifecycle<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let clinic = org(&store, "Clinic").await;
+    let clinic = org(&operator, "Clinic").await;
     let service =
         CredentialService::new(repository, keyring(&[1]), config(Duration::from_secs(60)));
     let stored = service
@@ -194,19 +194,19 @@ async fn lifecycle<R: CredentialRepository + Clone + 'static>(store: R) {
 #[tokio::test]
 async fn lifecycle_on_postgres() {
     let database = fresh_postgres().await;
-    lifecycle(database.store().clone()).await;
+    lifecycle(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn lifecycle_on_sqlite() {
     let database = fresh_sqlite().await;
-    lifecycle(database.store().clone()).await;
+    lifecycle(database.store().clone(), database.operator().clone()).await;
 }
 
 /// Purge: the row and its ciphertext are gone, the audit entries stay.
-async fn purge<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn purge<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let clinic = org(&store, "Clinic").await;
+    let clinic = org(&operator, "Clinic").await;
     let service = CredentialService::new(
         Arc::clone(&repository),
         keyring(&[1]),
@@ -224,8 +224,10 @@ async fn purge<R: CredentialRepository + Clone + 'static>(store: R) {
         .get_credential(&clinic.owner, stored.id)
         .await
         .is_err());
-    let check = service.check_all().await.unwrap();
+    let checker = CredentialService::new(Arc::new(operator), keyring(&[1]), config(Duration::ZERO));
+    let check = checker.check_all().await.unwrap();
     assert_eq!((check.ok, check.failures.len()), (0, 0));
+    checker.shutdown().await.unwrap();
     assert_eq!(actions(&service, &clinic).await, ["created", "purged"]);
     service.shutdown().await.unwrap();
 }
@@ -233,13 +235,13 @@ async fn purge<R: CredentialRepository + Clone + 'static>(store: R) {
 #[tokio::test]
 async fn purge_on_postgres() {
     let database = fresh_postgres().await;
-    purge(database.store().clone()).await;
+    purge(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn purge_on_sqlite() {
     let database = fresh_sqlite().await;
-    purge(database.store().clone()).await;
+    purge(database.store().clone(), database.operator().clone()).await;
 }
 
 fn registry(result: fn() -> Result<VerificationOutcome, ProviderError>) -> VerifierRegistry {
@@ -262,7 +264,7 @@ fn registry(result: fn() -> Result<VerificationOutcome, ProviderError>) -> Verif
 async fn verify_records_the_providers_answer_on_sqlite() {
     let database = fresh_sqlite().await;
     let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
-    let clinic = org(database.store(), "Clinic").await;
+    let clinic = org(database.operator(), "Clinic").await;
     let service =
         CredentialService::new(repository, keyring(&[1]), config(Duration::from_secs(60)));
     let stored = service
@@ -349,10 +351,10 @@ async fn verify_records_the_providers_answer_on_sqlite() {
 }
 
 /// The legacy fallback serves listed orgs only, and is logged, audited and counted.
-async fn legacy_fallback<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn legacy_fallback<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let listed = org(&store, "Listed").await;
-    let other = org(&store, "Other").await;
+    let listed = org(&operator, "Listed").await;
+    let other = org(&operator, "Other").await;
     let mut config = config(Duration::from_secs(60));
     config.legacy_fallback = Some(LegacyTwilioFallback {
         credential: twilio("legacy-token"),
@@ -420,23 +422,31 @@ async fn legacy_fallback<R: CredentialRepository + Clone + 'static>(store: R) {
 #[tokio::test]
 async fn legacy_fallback_on_postgres() {
     let database = fresh_postgres().await;
-    legacy_fallback(database.store().clone()).await;
+    legacy_fallback(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn legacy_fallback_on_sqlite() {
     let database = fresh_sqlite().await;
-    legacy_fallback(database.store().clone()).await;
+    legacy_fallback(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn import_env_stores_a_normal_credential_on_postgres() {
     let database = fresh_postgres().await;
-    let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
-    let clinic = org(database.store(), "Clinic").await;
-    let service =
-        CredentialService::new(repository, keyring(&[1]), config(Duration::from_secs(60)));
-    let imported = service
+    let clinic = org(database.operator(), "Clinic").await;
+    // The operator imports (the CLI, on the operator's store); the service reads the audit.
+    let importer = CredentialService::new(
+        Arc::new(database.operator().clone()),
+        keyring(&[1]),
+        config(Duration::ZERO),
+    );
+    let service = CredentialService::new(
+        Arc::new(database.store().clone()),
+        keyring(&[1]),
+        config(Duration::from_secs(60)),
+    );
+    let imported = importer
         .import(
             clinic.id,
             ServiceName::parse("byoc-cli").unwrap(),
@@ -461,13 +471,14 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
     assert_eq!(events[0].action.as_str(), "created");
     assert_eq!(events[0].actor.to_string(), "service:byoc-cli");
     assert_eq!(events[0].detail["source"], "import-env");
+    importer.shutdown().await.unwrap();
     service.shutdown().await.unwrap();
 }
 
 /// Thousands of queued read events, then a graceful shutdown: every one is written.
-async fn audit_is_lossless_on_shutdown<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn audit_is_lossless_on_shutdown<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let clinics = [org(&store, "First").await, org(&store, "Second").await];
+    let clinics = [org(&operator, "First").await, org(&operator, "Second").await];
     let service = CredentialService::new(
         Arc::clone(&repository),
         keyring(&[1]),
@@ -534,13 +545,13 @@ async fn audit_is_lossless_on_shutdown<R: CredentialRepository + Clone + 'static
 #[tokio::test]
 async fn audit_is_lossless_on_shutdown_on_postgres() {
     let database = fresh_postgres().await;
-    audit_is_lossless_on_shutdown(database.store().clone()).await;
+    audit_is_lossless_on_shutdown(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn audit_is_lossless_on_shutdown_on_sqlite() {
     let database = fresh_sqlite().await;
-    audit_is_lossless_on_shutdown(database.store().clone()).await;
+    audit_is_lossless_on_shutdown(database.store().clone(), database.operator().clone()).await;
 }
 
 // Google Calendar: reading the OAuth client whatever the status, and storing a rotated refresh token.
@@ -563,9 +574,9 @@ fn refresh_of(credential: &GoogleCalendarCredential) -> String {
 
 /// A member's availability check stores the rotated token: same id, active key version, cache dropped,
 /// audited; members still cannot write envelopes otherwise.
-async fn rotated_refresh_token<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn rotated_refresh_token<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let clinic = org(&store, "Clinic").await;
+    let clinic = org(&operator, "Clinic").await;
     let first = CredentialService::new(
         Arc::clone(&repository),
         keyring(&[1]),
@@ -712,19 +723,19 @@ async fn rotated_refresh_token<R: CredentialRepository + Clone + 'static>(store:
 #[tokio::test]
 async fn a_rotated_refresh_token_is_stored_on_postgres() {
     let database = fresh_postgres().await;
-    rotated_refresh_token(database.store().clone()).await;
+    rotated_refresh_token(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn a_rotated_refresh_token_is_stored_on_sqlite() {
     let database = fresh_sqlite().await;
-    rotated_refresh_token(database.store().clone()).await;
+    rotated_refresh_token(database.store().clone(), database.operator().clone()).await;
 }
 
 /// Owners and admins read the OAuth client of a failed credential; members and services cannot.
-async fn any_status_reads<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn any_status_reads<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let clinic = org(&store, "Clinic").await;
+    let clinic = org(&operator, "Clinic").await;
     let service = CredentialService::new(repository, keyring(&[1]), config(Duration::ZERO));
     let reconnect = purpose("oauth:reconnect");
     let none = service
@@ -853,13 +864,13 @@ async fn any_status_reads<R: CredentialRepository + Clone + 'static>(store: R) {
 #[tokio::test]
 async fn any_status_reads_on_postgres() {
     let database = fresh_postgres().await;
-    any_status_reads(database.store().clone()).await;
+    any_status_reads(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn any_status_reads_on_sqlite() {
     let database = fresh_sqlite().await;
-    any_status_reads(database.store().clone()).await;
+    any_status_reads(database.store().clone(), database.operator().clone()).await;
 }
 
 /// Sets the tenant context of the current transaction, as the store does.
@@ -911,8 +922,8 @@ async fn members_write_envelopes_only_through_the_rotation_function_on_postgres(
     let database = fresh_postgres().await;
     let store = database.store();
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let a = org(store, "Clinic A").await;
-    let b = org(store, "Clinic B").await;
+    let a = org(database.operator(), "Clinic A").await;
+    let b = org(database.operator(), "Clinic B").await;
     let ring = keyring(&[1]);
     let service = CredentialService::new(repository, Arc::clone(&ring), config(Duration::ZERO));
     let google_a = service
@@ -934,7 +945,7 @@ async fn members_write_envelopes_only_through_the_rotation_function_on_postgres(
         .unwrap();
     service.shutdown().await.unwrap();
 
-    let owner = database.owner_pool(1).await;
+    let owner = database.superuser_pool(1).await;
     let sealed_for = |org_id, credential_type, id| {
         ring.seal(
             br#"{"clientId":"x","clientSecret":"y","refreshToken":"z"}"#,

@@ -50,9 +50,9 @@ async fn seed(
     service.shutdown().await.unwrap();
 }
 
-async fn key_check<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn key_check<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let clinic = org(&store, "Clinic").await;
+    let clinic = org(&operator, "Clinic").await;
 
     let first = check_keyring(repository.as_ref(), &keyring(&[1]))
         .await
@@ -123,22 +123,22 @@ async fn key_check<R: CredentialRepository + Clone + 'static>(store: R) {
 #[tokio::test]
 async fn key_check_on_postgres() {
     let database = fresh_postgres().await;
-    key_check(database.store().clone()).await;
+    key_check(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn key_check_on_sqlite() {
     let database = fresh_sqlite().await;
-    key_check(database.store().clone()).await;
+    key_check(database.store().clone(), database.operator().clone()).await;
 }
 
 /// Rotation moves every row to the active version while the service keeps serving; progress counts down;
 /// the `rotated` events of each organization count its rows once; `check` then decrypts everything, and
 /// lists what a keyring without the old version cannot.
-async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
+async fn rotation<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let first = org(&store, "First").await;
-    let second = org(&store, "Second").await;
+    let first = org(&operator, "First").await;
+    let second = org(&operator, "Second").await;
     seed(&repository, keyring(&[1]), &[&first, &second], 15).await;
 
     let rotated_keyring = keyring_with_active(&[1, 2], 2);
@@ -146,6 +146,13 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
         Arc::clone(&repository),
         Arc::clone(&rotated_keyring),
         config(Duration::from_secs(60)),
+    );
+    // The operator rotates and checks (the CLI, with the operator's store) while the service serves.
+    let operator_repository: Arc<dyn CredentialRepository> = Arc::new(operator.clone());
+    let rotator = CredentialService::new(
+        Arc::clone(&operator_repository),
+        Arc::clone(&rotated_keyring),
+        config(Duration::ZERO),
     );
     let before = service
         .get_payload::<byoc_providers::TwilioCredential>(&first.service, &purpose("sms:test"))
@@ -157,7 +164,7 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
         swaps_in_flight: 3,
         ..RotationOptions::default()
     };
-    let report = service
+    let report = rotator
         .rotate(&options, |progress| seen.push(progress.clone()))
         .await
         .unwrap();
@@ -183,11 +190,11 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
         .await
         .unwrap();
     assert_eq!(token_of(&after.payload), token_of(&before.payload));
-    let check = service.check_all().await.unwrap();
+    let check = rotator.check_all().await.unwrap();
     assert_eq!((check.ok, check.failures.len()), (30, 0));
 
     // A second run finds nothing to do.
-    let again = service.rotate(&options, |_| {}).await.unwrap();
+    let again = rotator.rotate(&options, |_| {}).await.unwrap();
     assert_eq!(again.rewrapped, 0);
 
     for clinic in [&first, &second] {
@@ -219,10 +226,11 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
         assert_eq!(counted, 15);
     }
     service.shutdown().await.unwrap();
+    rotator.shutdown().await.unwrap();
 
     // Everything is on version 2 now: a keyring with only version 1 fails every row.
     let stale = CredentialService::new(
-        Arc::clone(&repository),
+        Arc::clone(&operator_repository),
         keyring(&[1]),
         config(Duration::ZERO),
     );
@@ -247,22 +255,22 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R) {
 #[tokio::test]
 async fn rotation_on_postgres() {
     let database = fresh_postgres().await;
-    rotation(database.store().clone()).await;
+    rotation(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn rotation_on_sqlite() {
     let database = fresh_sqlite().await;
-    rotation(database.store().clone()).await;
+    rotation(database.store().clone(), database.operator().clone()).await;
 }
 
 #[tokio::test]
 async fn rows_that_cannot_be_rewrapped_are_reported_and_the_rest_rotated() {
     let database = fresh_sqlite().await;
     let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
-    let clinic = org(database.store(), "Clinic").await;
+    let clinic = org(database.operator(), "Clinic").await;
     seed(&repository, keyring(&[1]), &[&clinic], 3).await;
-    let other = org(database.store(), "Other").await;
+    let other = org(database.operator(), "Other").await;
     seed(&repository, keyring_with_active(&[2], 2), &[&other], 2).await;
     // Version 1 is missing: its rows are reported; nothing else needs moving to version 3.
     let service = CredentialService::new(
@@ -326,6 +334,8 @@ async fn insert_sealed(
                     .unwrap(),
                     encryption_key_version: version(1),
                 },
+                &ServiceName::parse("byoc-cli").unwrap(),
+                &serde_json::json!({"source": "test"}),
             )
             .await
             .unwrap();
@@ -375,23 +385,24 @@ async fn a_killed_rotation_leaves_exactly_the_audit_of_the_rows_it_rewrapped() {
     const PER_ORG: usize = 400;
     let database = fresh_postgres().await;
     let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
+    let operator: Arc<dyn CredentialRepository> = Arc::new(database.operator().clone());
     let clinics = [
-        org(database.store(), "First").await,
-        org(database.store(), "Second").await,
-        org(database.store(), "Third").await,
+        org(database.operator(), "First").await,
+        org(database.operator(), "Second").await,
+        org(database.operator(), "Third").await,
     ];
     let old_keys = keyring(&[1]);
     for clinic in &clinics {
-        insert_sealed(&repository, &old_keys, clinic.id, PER_ORG).await;
+        insert_sealed(&operator, &old_keys, clinic.id, PER_ORG).await;
     }
     let total = (PER_ORG * clinics.len()) as u64;
-    let owner = database.owner_pool(1).await;
+    let superuser = database.superuser_pool(1).await;
     let keys = |version: u8| format!("{version:02x}").repeat(32);
     let mut kills = 0;
     loop {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_byoc-rotation-worker"))
             .arg("20")
-            .env("DATABASE_URL", database.owner_url())
+            .env("DATABASE_URL", database.operator_url())
             .env("BYOC_MASTER_KEYS", format!("1:{},2:{}", keys(1), keys(2)))
             .env("BYOC_ACTIVE_KEY_VERSION", "2")
             .stdout(Stdio::piped())
@@ -417,12 +428,8 @@ async fn a_killed_rotation_leaves_exactly_the_audit_of_the_rows_it_rewrapped() {
             assert!(child.wait().await.unwrap().success());
         }
         // Swaps the killed worker had sent may still commit meanwhile: count rows and audit in one snapshot
-        // (as the owner, whose policy admits everything while byoc.definer is on).
-        let mut snapshot = owner.begin().await.unwrap();
-        sqlx::query("SELECT set_config('byoc.definer', 'on', true)")
-            .execute(&mut *snapshot)
-            .await
-            .unwrap();
+        // (as a superuser, who sees every organization).
+        let mut snapshot = superuser.begin().await.unwrap();
         let (on_new, audited): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM organization_api_credentials WHERE encryption_key_version = 2), \
                     (SELECT coalesce(sum((detail->>'rewrapped')::bigint), 0)::bigint \
@@ -458,12 +465,12 @@ async fn a_killed_rotation_leaves_exactly_the_audit_of_the_rows_it_rewrapped() {
         ));
     }
     let check = CredentialService::new(
-        Arc::clone(&repository),
+        Arc::clone(&operator),
         keyring_with_active(&[2], 2),
         config(Duration::ZERO),
     );
     let report = check.check_all().await.unwrap();
     assert_eq!((report.ok, report.failures.len()), (total, 0));
     check.shutdown().await.unwrap();
-    owner.close().await;
+    superuser.close().await;
 }

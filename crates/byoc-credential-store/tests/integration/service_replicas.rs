@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use byoc_credential_store::service::RotationOptions;
 use byoc_credential_store::test_support::fresh_postgres;
 use byoc_credential_store::{
+    ServiceName,
     CredentialRepository, CredentialService, CredentialServiceError, CredentialType,
     VerificationStatus,
 };
@@ -46,7 +47,7 @@ async fn a_deactivation_on_one_replica_stops_the_other_within_a_second() {
     let database = fresh_postgres().await;
     let store_a = database.store().clone();
     let store_b = database.connect_again().await;
-    let clinic = org(&store_a, "Clinic").await;
+    let clinic = org(database.operator(), "Clinic").await;
     // Long TTLs: only the notification can make B let go.
     let replica_a = CredentialService::new(
         Arc::new(store_a),
@@ -89,7 +90,7 @@ async fn a_deactivation_on_one_replica_stops_the_other_within_a_second() {
         }
         if round == 1 {
             // Cut B's listening connection: B bypasses its cache until it listens again.
-            let owner = database.owner_pool(1).await;
+            let owner = database.superuser_pool(1).await;
             let terminated: Vec<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                  WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
@@ -128,8 +129,9 @@ fn random_below(bound: u128) -> u128 {
 async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypts() {
     const CREDENTIALS: u64 = 2_000;
     let database = fresh_postgres().await;
-    let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
-    let clinic = org(database.store(), "Clinic").await;
+    // Operator work throughout: the rotation worker, the checks and the seeding use the operator's store.
+    let repository: Arc<dyn CredentialRepository> = Arc::new(database.operator().clone());
+    let clinic = org(database.operator(), "Clinic").await;
     let old_keys = keyring(&[1]);
     for index in 0..CREDENTIALS {
         let id = byoc_credential_store::CredentialId::new_random();
@@ -158,6 +160,8 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
                     .unwrap(),
                     encryption_key_version: std::num::NonZeroU32::MIN,
                 },
+                &ServiceName::parse("byoc-cli").unwrap(),
+                &serde_json::json!({"source": "test"}),
             )
             .await
             .unwrap();
@@ -173,7 +177,7 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
     while !finished {
         let mut child = Command::new(env!("CARGO_BIN_EXE_byoc-rotation-worker"))
             .arg("25")
-            .env("DATABASE_URL", database.owner_url())
+            .env("DATABASE_URL", database.operator_url())
             .env(
                 "BYOC_MASTER_KEYS",
                 format!("1:{},2:{}", key_hex(1), key_hex(2)),
@@ -214,7 +218,7 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
         kills >= 3,
         "the worker was killed mid-rotation {kills} times"
     );
-    let counts = repository.operator_count_by_key_version().await.unwrap();
+    let counts = repository.credentials_per_key_version().await.unwrap();
     assert_eq!(counts.len(), 1);
     assert_eq!(
         (counts[0].key_version.get(), counts[0].credentials),

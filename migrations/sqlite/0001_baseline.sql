@@ -1,4 +1,4 @@
--- The embedded store's schema: the Postgres tables without row-level security (SQLite has none; the store puts
+-- The embedded store's schema (one baseline; later changes are new migrations): the Postgres tables without row-level security (SQLite has none; the store puts
 -- the org filter in every query and checks roles in code). UUIDs are hyphenated text, timestamps RFC 3339 text,
 -- JSON is text. The audit hash chain is computed by the store in the same transaction as the insert.
 
@@ -39,11 +39,13 @@ CREATE TABLE organization_api_credentials (
     CONSTRAINT organization_api_credentials_display_name_key UNIQUE (org_id, credential_type, display_name)
 ) STRICT;
 
+-- The "which credential wins" lookup: active rows of one type in one org.
 CREATE INDEX organization_api_credentials_active_idx
     ON organization_api_credentials (org_id, credential_type, created_at DESC, id DESC)
     WHERE is_active = 1;
-CREATE INDEX organization_api_credentials_key_version_idx
-    ON organization_api_credentials (encryption_key_version);
+-- Rotation and `keys check` walk the credentials in (org_id, id) order: a batch then spans few organizations,
+-- and so writes few `rotated` audit events.
+CREATE INDEX organization_api_credentials_org_id_id_idx ON organization_api_credentials (org_id, id);
 
 CREATE TABLE credential_audit_log (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -114,29 +116,38 @@ CREATE TABLE provider_usage_daily (
     PRIMARY KEY (org_id, provider, day)
 ) STRICT;
 
--- updated_at maintained by the database (recursive triggers are off, so the inner UPDATE does not re-fire).
+-- updated_at maintained by the database, in the same microsecond RFC 3339 form the store writes (SQLite's clock
+-- has milliseconds, padded to six digits), and never earlier than the previous value, so text order stays time
+-- order (recursive triggers are off, so the inner UPDATE does not re-fire).
 CREATE TRIGGER organizations_touch_updated_at AFTER UPDATE ON organizations FOR EACH ROW
 BEGIN
-    UPDATE organizations SET updated_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') WHERE id = NEW.id;
+    UPDATE organizations
+    SET updated_at = max(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'), OLD.updated_at)
+    WHERE id = NEW.id;
 END;
 CREATE TRIGGER organization_members_touch_updated_at AFTER UPDATE ON organization_members FOR EACH ROW
 BEGIN
-    UPDATE organization_members SET updated_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+    UPDATE organization_members
+    SET updated_at = max(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'), OLD.updated_at)
     WHERE org_id = NEW.org_id AND user_id = NEW.user_id;
 END;
 CREATE TRIGGER organization_api_credentials_touch_updated_at AFTER UPDATE ON organization_api_credentials
 FOR EACH ROW
 BEGIN
-    UPDATE organization_api_credentials SET updated_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+    UPDATE organization_api_credentials
+    SET updated_at = max(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'), OLD.updated_at)
     WHERE id = NEW.id;
 END;
 CREATE TRIGGER sms_messages_touch_updated_at AFTER UPDATE ON sms_messages FOR EACH ROW
 BEGIN
-    UPDATE sms_messages SET updated_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') WHERE id = NEW.id;
+    UPDATE sms_messages
+    SET updated_at = max(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'), OLD.updated_at)
+    WHERE id = NEW.id;
 END;
 CREATE TRIGGER provider_usage_daily_touch_updated_at AFTER UPDATE ON provider_usage_daily FOR EACH ROW
 BEGIN
-    UPDATE provider_usage_daily SET updated_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+    UPDATE provider_usage_daily
+    SET updated_at = max(strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'), OLD.updated_at)
     WHERE org_id = NEW.org_id AND provider = NEW.provider AND day = NEW.day;
 END;
 
