@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use byoc_api::auth::mint_token;
 use byoc_api::config::Config;
+use byoc_api::config::TokenClaimRules;
 use byoc_api::{Application, Services};
 use byoc_credential_store::{
     CredentialRepository, HotLeadThreshold, OrganizationName, Role, UserId,
@@ -191,6 +192,7 @@ async fn create_org(
             .await?;
         tokens.push(mint_token(
             jwt_secret,
+            &TokenClaimRules::default(),
             organization.id.as_uuid(),
             user.as_uuid(),
             Duration::from_secs(3600),

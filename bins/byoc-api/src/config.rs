@@ -132,6 +132,31 @@ pub struct AuthConfig {
     pub jwt_secret: Option<SecretString>,
     /// `BYOC_JWKS_URL`: a JWKS document for RS256/ES256 tokens.
     pub jwks_url: Option<Url>,
+    /// `BYOC_JWT_AUDIENCE` and `BYOC_JWT_ISSUER`: the audience and issuer tokens must name.
+    pub claims: TokenClaimRules,
+}
+
+/// The audience a token's `aud` must name when it has one, and the issuer its `iss` must name when one is
+/// configured. Tokens minted by byoc (`byoc token`, dev mode) carry both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenClaimRules {
+    /// `BYOC_JWT_AUDIENCE` (default [`DEFAULT_JWT_AUDIENCE`]): a token whose `aud` is present and does not
+    /// name it is refused; a token without `aud` is accepted.
+    pub audience: String,
+    /// `BYOC_JWT_ISSUER`: when set, a token's `iss` must be present and equal to it.
+    pub issuer: Option<String>,
+}
+
+/// The audience Supabase writes into its access tokens, expected when `BYOC_JWT_AUDIENCE` is unset.
+pub const DEFAULT_JWT_AUDIENCE: &str = "authenticated";
+
+impl Default for TokenClaimRules {
+    fn default() -> TokenClaimRules {
+        TokenClaimRules {
+            audience: DEFAULT_JWT_AUDIENCE.to_owned(),
+            issuer: None,
+        }
+    }
 }
 
 /// The platform's Google OAuth app (`GOOGLE_OAUTH_CLIENT_ID`, `GOOGLE_OAUTH_CLIENT_SECRET`).
@@ -220,6 +245,13 @@ impl Config {
             jwks_url: get("BYOC_JWKS_URL")
                 .map(|text| parse_url("BYOC_JWKS_URL", &text))
                 .transpose()?,
+            claims: TokenClaimRules {
+                audience: get("BYOC_JWT_AUDIENCE").map_or_else(
+                    || DEFAULT_JWT_AUDIENCE.to_owned(),
+                    |text| text.trim().to_owned(),
+                ),
+                issuer: get("BYOC_JWT_ISSUER").map(|text| text.trim().to_owned()),
+            },
         };
         if matches!(deployment, Deployment::Configured { .. })
             && auth.jwt_secret.is_none()
@@ -447,6 +479,8 @@ mod tests {
             "https://api.twilio.com/"
         );
         assert!(config.legacy_fallback_orgs.is_empty());
+        assert_eq!(config.auth.claims.audience, "authenticated");
+        assert_eq!(config.auth.claims.issuer, None);
     }
 
     #[test]

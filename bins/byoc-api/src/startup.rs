@@ -20,7 +20,9 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::auth::{mint_token, TokenVerifier};
-use crate::config::{AuthConfig, Config, ConfigError, DatabaseUrl, Deployment, DEV_DIR};
+use crate::config::{
+    AuthConfig, Config, ConfigError, DatabaseUrl, Deployment, TokenClaimRules, DEV_DIR,
+};
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
 use crate::error::{json_error, path_error, query_error, ApiError};
 use crate::metrics::{track_requests, Metrics};
@@ -65,6 +67,7 @@ pub struct DevSession {
     /// The demo organization and owner.
     pub seed: DevSeed,
     jwt_secret: SecretString,
+    claims: TokenClaimRules,
 }
 
 impl DevSession {
@@ -72,6 +75,7 @@ impl DevSession {
     pub fn owner_token(&self) -> Result<String, StartupError> {
         mint_token(
             &self.jwt_secret,
+            &self.claims,
             self.seed.org_id.as_uuid(),
             self.seed.owner_id.as_uuid(),
             DEV_TOKEN_TTL,
@@ -115,6 +119,7 @@ impl Services {
                 let auth = AuthConfig {
                     jwt_secret: Some(jwt_secret),
                     jwks_url: config.auth.jwks_url.clone(),
+                    claims: config.auth.claims.clone(),
                 };
                 (
                     files.database_url.clone(),
@@ -159,6 +164,7 @@ impl Services {
                     dir: files.dir,
                     seed,
                     jwt_secret,
+                    claims: auth.claims.clone(),
                 })
             }
             None => None,

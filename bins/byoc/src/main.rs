@@ -237,6 +237,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             };
             let token = mint_token(
                 &secret,
+                &config.auth.claims,
                 org.as_uuid(),
                 user.as_uuid(),
                 Duration::from_secs(ttl),

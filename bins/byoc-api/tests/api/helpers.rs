@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use byoc_api::auth::mint_token;
-use byoc_api::config::Config;
+use byoc_api::config::{Config, TokenClaimRules};
 use byoc_api::{Application, Services};
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{
@@ -305,6 +305,7 @@ impl TestApp {
     pub fn token(&self, org: OrgId, user: UserId) -> String {
         mint_token(
             &self.jwt_secret,
+            &TokenClaimRules::default(),
             org.as_uuid(),
             user.as_uuid(),
             Duration::from_secs(3600),
