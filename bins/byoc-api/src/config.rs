@@ -25,6 +25,8 @@ pub const DEV_DIR: &str = ".byoc-dev";
 
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 const DEFAULT_CACHE_TTL_SECS: u64 = 60;
+/// The shortest `BYOC_METRICS_TOKEN` accepted.
+const MIN_METRICS_TOKEN_LEN: usize = 32;
 
 /// Why the configuration cannot be used. `Display` is one line naming the variable; it never holds a secret.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +196,9 @@ pub struct Config {
     pub usage: crate::usage::UsageConfig,
     /// `BYOC_OAUTH_STATE_SECRET`: signs Google connect states (default: derived from `BYOC_JWT_SECRET`).
     pub oauth_state_secret: Option<SecretString>,
+    /// `BYOC_METRICS_TOKEN`: the bearer token that unlocks the per-organization series of `/metrics`; without
+    /// it they are never served.
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Config {
@@ -342,6 +347,16 @@ impl Config {
 
         let usage = crate::usage::UsageConfig::from_lookup(get)?;
         let oauth_state_secret = get("BYOC_OAUTH_STATE_SECRET").map(SecretString::from);
+        let metrics_token = get("BYOC_METRICS_TOKEN").map(|text| SecretString::from(text.trim()));
+        if metrics_token
+            .as_ref()
+            .is_some_and(|token| token.expose_secret().len() < MIN_METRICS_TOKEN_LEN)
+        {
+            return Err(invalid(
+                "BYOC_METRICS_TOKEN",
+                format!("must be at least {MIN_METRICS_TOKEN_LEN} characters long"),
+            ));
+        }
 
         Ok(Config {
             bind,
@@ -355,6 +370,7 @@ impl Config {
             legacy_fallback_orgs,
             usage,
             oauth_state_secret,
+            metrics_token,
         })
     }
 
@@ -576,6 +592,11 @@ mod tests {
         );
         let line = error_line(&[("BYOC_LEGACY_FALLBACK_ORGS", "not-a-uuid")]);
         assert!(line.starts_with("BYOC_LEGACY_FALLBACK_ORGS:"), "{line}");
+        let line = error_line(&[("BYOC_METRICS_TOKEN", "short-metrics-token")]);
+        assert!(
+            line.starts_with("BYOC_METRICS_TOKEN:") && !line.contains("short-metrics-token"),
+            "{line}"
+        );
         let line = error_line(&[("BYOC_JWT_SECRET", "short-secret")]);
         assert!(
             line.starts_with("BYOC_JWT_SECRET:") && !line.contains("short-secret"),

@@ -25,7 +25,7 @@ use crate::config::{
 };
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
 use crate::error::{json_error, path_error, query_error, ApiError};
-use crate::metrics::{track_requests, Metrics};
+use crate::metrics::{track_requests, Metrics, PerOrganizationAccess};
 use crate::state::AppState;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -291,6 +291,8 @@ impl Application {
             tokens: TokenVerifier::new(&services.auth, http),
             outbound,
             secure_cookies: public_url.scheme() == "https",
+            metrics_access: PerOrganizationAccess::new(config.metrics_token.as_ref())
+                .map_err(|_| StartupError::Setup("metrics token: no randomness".to_owned()))?,
         });
         let metrics = web::Data::new(metrics);
         let server = HttpServer::new(move || {

@@ -6,7 +6,7 @@
 //! - Daily counters of provider calls and failures per organization and provider, kept in the store
 //!   (`provider_usage`, so they survive restarts and add up across replicas) and exposed as the gauges
 //!   `byoc_provider_calls_today` and `byoc_provider_failures_today` (labels `org_id`, `provider`; reset at
-//!   midnight UTC).
+//!   midnight UTC; served only to a scrape bearing `BYOC_METRICS_TOKEN`, see [`crate::metrics`]).
 //! - A warning logged once per organization, provider and day when the day's calls reach
 //!   `BYOC_PROVIDER_DAILY_WARNING` (default 1000): only the call whose increment crosses the threshold logs, so
 //!   the warning appears once however many replicas count.
@@ -200,8 +200,8 @@ impl DailyCounters {
             ),
             &["org_id", "provider"],
         )?;
-        metrics.register(Box::new(calls_today.clone()))?;
-        metrics.register(Box::new(failures_today.clone()))?;
+        metrics.register_per_organization(Box::new(calls_today.clone()))?;
+        metrics.register_per_organization(Box::new(failures_today.clone()))?;
         Ok(DailyCounters {
             repository,
             daily_warning: config.daily_warning,

@@ -362,6 +362,23 @@ impl TestApp {
         response.text().await.expect("text")
     }
 
+    /// The Prometheus text of `/metrics` with the per-organization series, scraped with the metrics token.
+    pub async fn metrics_text_with(&self, metrics_token: &str) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(metrics_token)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(
+            response.status(),
+            200,
+            "GET /metrics with the metrics token"
+        );
+        response.text().await.expect("text")
+    }
+
     /// One unlabelled metric's value from `/metrics` (0 when absent).
     pub async fn metric(&self, name: &str) -> f64 {
         self.metrics_text()
