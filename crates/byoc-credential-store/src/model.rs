@@ -46,6 +46,22 @@ fn is_visible(c: char) -> bool {
         ))
 }
 
+/// Whether `c` disguises text: a bidirectional embedding, override, isolate or mark (U+202A–U+202E,
+/// U+2066–U+2069, U+200E, U+200F, U+061C), which reorders what is shown, or a zero-width character (U+200B–U+200D,
+/// U+2060–U+2064, U+FEFF), which makes a name look like another (`"B main\u{200B}"` shows as `"B main"`).
+/// Refused anywhere in a bounded text.
+fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// Builds a bounded, non-empty text newtype with a `parse` constructor.
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, field = $field:literal, max = $max:literal) => {
@@ -55,15 +71,18 @@ macro_rules! bounded_text {
         pub struct $name(String);
 
         impl $name {
-            #[doc = concat!("Parses the text: 1 to ", stringify!($max), " characters, at least one of them visible, no control characters.")]
+            #[doc = concat!("Parses the text: 1 to ", stringify!($max), " characters, at least one of them visible, no control, bidirectional-formatting or zero-width characters.")]
             pub fn parse(text: &str) -> Result<Self, InvalidValue> {
                 let length = text.chars().count();
-                if length > $max || !text.chars().any(is_visible) || text.chars().any(char::is_control) {
+                if length > $max
+                    || !text.chars().any(is_visible)
+                    || text.chars().any(|c| c.is_control() || is_deceptive(c))
+                {
                     Err(InvalidValue {
                         field: $field,
                         reason: concat!(
                             "must be 1 to ", stringify!($max),
-                            " characters, not blank, without control characters"
+                            " characters, not blank, without control, bidirectional-formatting or zero-width characters"
                         ),
                     })
                 } else {
@@ -693,7 +712,34 @@ mod tests {
         for control in ["Main\u{0}", "Main\nline", "\u{7}bell"] {
             assert!(DisplayName::parse(control).is_err(), "{control:?}");
         }
-        assert!(DisplayName::parse("Zoë\u{200D}Clinic 🦷").is_ok());
+        assert!(DisplayName::parse("Zoë Clinic 🦷").is_ok());
+        assert!(
+            DisplayName::parse("عيادة الأسنان").is_ok(),
+            "right-to-left text itself is fine"
+        );
+        assert!(
+            DisplayName::parse("Café ❤️").is_ok(),
+            "emoji variation selectors are fine"
+        );
+    }
+
+    #[test]
+    fn bidirectional_formatting_and_zero_width_characters_are_refused_anywhere() {
+        let mut refused: Vec<char> = ('\u{202A}'..='\u{202E}').collect();
+        refused.extend('\u{2066}'..='\u{2069}');
+        refused.extend(['\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}']);
+        refused.extend(['\u{2060}', '\u{FEFF}', '\u{061C}']);
+        for c in refused {
+            for text in [
+                format!("B main{c}"),
+                format!("{c}B main"),
+                format!("B{c} main"),
+            ] {
+                let error = DisplayName::parse(&text).expect_err(&format!("{text:?}"));
+                assert_eq!(error.field, "displayName");
+            }
+        }
+        assert!(OrganizationName::parse("Clinic\u{202E}cinilC").is_err());
         assert!(DisplayName::parse(&"x".repeat(256)).is_err());
         assert!(DisplayName::parse(&"é".repeat(255)).is_ok());
     }

@@ -142,6 +142,41 @@ async fn invalid_fields_get_422_naming_the_field() {
 }
 
 #[tokio::test]
+async fn display_names_with_bidirectional_overrides_or_zero_width_characters_get_422() {
+    let app = spawn_app().await;
+    let org = app.create_org("Look-alikes").await;
+    let token = app.token(org.id, org.admin);
+    app.add_twilio(&token, TWILIO_SID, "B main").await;
+    for name in [
+        "B main\u{200B}",
+        "B\u{200D} main",
+        "\u{FEFF}B main",
+        "B main\u{202E}",
+        "\u{202D}B main",
+        "B \u{2066}main\u{2069}",
+    ] {
+        let response = app
+            .post_json(
+                TWILIO,
+                &token,
+                &body(&[("displayName", serde_json::json!(name))]),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{name:?}");
+        let error: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(error["error"]["code"], "invalid_field", "{name:?}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("displayName:")),
+            "{name:?}: {error}"
+        );
+    }
+    let listed = app.get_json("/api/organization/credentials", &token).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+#[tokio::test]
 async fn duplicate_display_name_gets_409() {
     let app = spawn_app().await;
     let org = app.create_org("Duplicates").await;
