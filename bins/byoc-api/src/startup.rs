@@ -24,7 +24,7 @@ use crate::config::{
     AuthConfig, Config, ConfigError, DatabaseUrl, Deployment, TokenClaimRules, DEV_DIR,
 };
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
-use crate::error::{json_error, path_error, query_error, ApiError};
+use crate::error::{form_error, json_error, path_error, query_error, ApiError};
 use crate::metrics::{track_requests, Metrics, PerOrganizationAccess};
 use crate::state::AppState;
 
@@ -309,6 +309,11 @@ impl Application {
                     web::JsonConfig::default()
                         .limit(crate::BODY_LIMIT_BYTES)
                         .error_handler(json_error),
+                )
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(crate::BODY_LIMIT_BYTES)
+                        .error_handler(form_error),
                 )
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .app_data(web::QueryConfig::default().error_handler(query_error))

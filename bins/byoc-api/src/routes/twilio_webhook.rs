@@ -53,22 +53,22 @@ fn organization(request: &HttpRequest) -> Option<OrgId> {
         (status = 200, description = "Recorded (or not a message of this organization)", body = StatusRecorded),
         (status = 400, description = "The signed form lacks or garbles a parameter (named in the message)", body = ErrorBody),
         (status = 403, description = "Missing or invalid X-Twilio-Signature for the organization's auth token", body = ErrorBody),
+        (status = 413, description = "Form larger than 16 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/x-www-form-urlencoded", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 #[post("/api/webhooks/twilio/status")]
 pub async fn twilio_status(
     request: HttpRequest,
-    body: web::Bytes,
+    form: web::Form<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusRecorded>, ApiError> {
     let org_id = organization(&request).ok_or_else(ApiError::invalid_signature)?;
     let service =
         ServiceName::parse(WEBHOOK_SERVICE).map_err(|error| ApiError::internal(&error))?;
     let tenant = Tenant::service(org_id, service);
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body)
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect();
+    let params = form.into_inner();
     let credential = match state
         .credential_service
         .get_payload::<TwilioCredential>(&tenant, &purpose("webhook:twilio_status")?)
