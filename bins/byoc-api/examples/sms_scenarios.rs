@@ -112,13 +112,6 @@ async fn fake_twilio() -> MockServer {
     let server = MockServer::start().await;
     for sid in [GOOD_SID, REVOKED_SID] {
         Mock::given(method("GET"))
-            .and(path(format!("/2010-04-01/Accounts/{sid}.json")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "sid": sid, "status": "active", "friendly_name": "Clinic", "type": "Trial"
-            })))
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
             .and(path(format!(
                 "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
             )))

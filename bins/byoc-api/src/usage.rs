@@ -1,8 +1,9 @@
 //! Per-organization limits and quota monitoring for the endpoints that use credentials.
 //!
 //! - Rate limits (governor keyed limiters, one bucket per organization): outbound SMS
-//!   (`BYOC_SMS_PER_MINUTE`, default 10) and every provider call (`BYOC_PROVIDER_CALLS_PER_MINUTE`, default 120).
-//!   An exhausted bucket answers 429 with `Retry-After` before any provider is called.
+//!   (`BYOC_SMS_PER_MINUTE`, default 10), credential verifications (`BYOC_VERIFY_PER_MINUTE`, default 10) and
+//!   every provider call (`BYOC_PROVIDER_CALLS_PER_MINUTE`, default 120; SMS and verifications count here
+//!   too). An exhausted bucket answers 429 with `Retry-After` before any provider is called.
 //! - Daily counters of provider calls and failures per organization and provider, kept in the store
 //!   (`provider_usage`, so they survive restarts and add up across replicas) and exposed as the gauges
 //!   `byoc_provider_calls_today` and `byoc_provider_failures_today` (labels `org_id`, `provider`; reset at
@@ -29,14 +30,18 @@ use crate::metrics::Metrics;
 use crate::write_behind::{DeferredWrite, WriteBehind};
 
 const DEFAULT_SMS_PER_MINUTE: u32 = 10;
+const DEFAULT_VERIFICATIONS_PER_MINUTE: u32 = 10;
 const DEFAULT_PROVIDER_CALLS_PER_MINUTE: u32 = 120;
 const DEFAULT_DAILY_WARNING: u64 = 1000;
 
-/// The limits, from `BYOC_SMS_PER_MINUTE`, `BYOC_PROVIDER_CALLS_PER_MINUTE` and `BYOC_PROVIDER_DAILY_WARNING`.
+/// The limits, from `BYOC_SMS_PER_MINUTE`, `BYOC_VERIFY_PER_MINUTE`, `BYOC_PROVIDER_CALLS_PER_MINUTE` and
+/// `BYOC_PROVIDER_DAILY_WARNING`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageConfig {
     /// Outbound SMS per organization per minute (also the burst).
     pub sms_per_minute: NonZeroU32,
+    /// Credential verifications (each asks the provider) per organization per minute (also the burst).
+    pub verifications_per_minute: NonZeroU32,
     /// Provider calls (SMS, free/busy, OAuth exchanges) per organization per minute (also the burst).
     pub provider_calls_per_minute: NonZeroU32,
     /// Provider calls per organization, provider and day at which a warning is logged.
@@ -47,6 +52,8 @@ impl Default for UsageConfig {
     fn default() -> UsageConfig {
         UsageConfig {
             sms_per_minute: NonZeroU32::new(DEFAULT_SMS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+            verifications_per_minute: NonZeroU32::new(DEFAULT_VERIFICATIONS_PER_MINUTE)
+                .unwrap_or(NonZeroU32::MIN),
             provider_calls_per_minute: NonZeroU32::new(DEFAULT_PROVIDER_CALLS_PER_MINUTE)
                 .unwrap_or(NonZeroU32::MIN),
             daily_warning: DEFAULT_DAILY_WARNING,
@@ -82,6 +89,10 @@ impl UsageConfig {
         };
         Ok(UsageConfig {
             sms_per_minute: per_minute("BYOC_SMS_PER_MINUTE", defaults.sms_per_minute)?,
+            verifications_per_minute: per_minute(
+                "BYOC_VERIFY_PER_MINUTE",
+                defaults.verifications_per_minute,
+            )?,
             provider_calls_per_minute: per_minute(
                 "BYOC_PROVIDER_CALLS_PER_MINUTE",
                 defaults.provider_calls_per_minute,
@@ -96,6 +107,8 @@ impl UsageConfig {
 pub enum Guarded {
     /// An outbound SMS (counts against both the SMS and the provider-call limit).
     Sms,
+    /// A credential verification (counts against both the verification and the provider-call limit).
+    Verification,
     /// Any other provider call.
     ProviderCall,
 }
@@ -103,6 +116,7 @@ pub enum Guarded {
 /// Per-organization rate limits, and the door to the daily provider counters.
 pub struct Usage {
     sms: DefaultKeyedRateLimiter<OrgId>,
+    verifications: DefaultKeyedRateLimiter<OrgId>,
     provider_calls: DefaultKeyedRateLimiter<OrgId>,
     clock: DefaultClock,
     writes: Arc<WriteBehind>,
@@ -114,6 +128,7 @@ impl Usage {
     pub fn new(config: UsageConfig, writes: Arc<WriteBehind>) -> Usage {
         Usage {
             sms: RateLimiter::keyed(Quota::per_minute(config.sms_per_minute)),
+            verifications: RateLimiter::keyed(Quota::per_minute(config.verifications_per_minute)),
             provider_calls: RateLimiter::keyed(Quota::per_minute(config.provider_calls_per_minute)),
             clock: DefaultClock::default(),
             writes,
@@ -123,9 +138,14 @@ impl Usage {
 
     /// Takes one unit of the organization's budget for `what`, or answers 429 with the wait in `Retry-After`.
     pub fn admit(&self, org: OrgId, what: Guarded) -> Result<(), ApiError> {
-        if what == Guarded::Sms {
-            self.sms.check_key(&org).map_err(|not_until| {
-                self.limited(org, "sms", not_until.wait_time_from(self.clock.now()))
+        let own_limit = match what {
+            Guarded::Sms => Some((&self.sms, "sms")),
+            Guarded::Verification => Some((&self.verifications, "verifications")),
+            Guarded::ProviderCall => None,
+        };
+        if let Some((limiter, limit)) = own_limit {
+            limiter.check_key(&org).map_err(|not_until| {
+                self.limited(org, limit, not_until.wait_time_from(self.clock.now()))
             })?;
         }
         self.provider_calls.check_key(&org).map_err(|not_until| {
@@ -163,6 +183,7 @@ impl Usage {
         if let Ok(mut day) = self.limiter_day.lock() {
             if *day != today {
                 self.sms.retain_recent();
+                self.verifications.retain_recent();
                 self.provider_calls.retain_recent();
                 *day = today;
             }
@@ -280,6 +301,7 @@ mod tests {
         assert_eq!(config.daily_warning, 50);
         for variable in [
             "BYOC_SMS_PER_MINUTE",
+            "BYOC_VERIFY_PER_MINUTE",
             "BYOC_PROVIDER_CALLS_PER_MINUTE",
             "BYOC_PROVIDER_DAILY_WARNING",
         ] {

@@ -51,30 +51,21 @@ pub async fn fake_twilio() -> MockServer {
 pub async fn fake_twilio_answering_after(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}.json")))
-        .respond_with(ResponseTemplate::new(200).set_delay(delay).set_body_json(
-            serde_json::json!({
-                "sid": TWILIO_SID, "status": "active", "friendly_name": "Test", "type": "Full"
-            }),
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
         .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        .respond_with(ResponseTemplate::new(200).set_delay(delay).set_body_json(serde_json::json!({
             "incoming_phone_numbers": [{"phone_number": TWILIO_PHONE, "capabilities": {"sms": true}}]
         })))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{TWILIO_BAD_SID}.json")))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_BAD_SID}/IncomingPhoneNumbers.json")))
         .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
             "code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401
         })))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{TWILIO_RATE_LIMITED_SID}.json")))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_RATE_LIMITED_SID}/IncomingPhoneNumbers.json")))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", "120")

@@ -34,13 +34,6 @@ pub async fn fake_twilio_accounts(sids: &[&str]) -> MockServer {
     let server = MockServer::start().await;
     for sid in sids {
         Mock::given(method("GET"))
-            .and(path(format!("/2010-04-01/Accounts/{sid}.json")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "sid": sid, "status": "active", "friendly_name": "Clinic", "type": "Full"
-            })))
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
             .and(path(format!(
                 "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
             )))

@@ -273,8 +273,6 @@ async fn verify_records_the_providers_answer_on_sqlite() {
     let accepted = registry(|| {
         Ok(VerificationOutcome {
             details: VerificationDetails::Twilio {
-                account_name: "Clinic".into(),
-                account_type: "Full".into(),
                 phone_number: "+14155550123".into(),
             },
             updated_payload: None,
