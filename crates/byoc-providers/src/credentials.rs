@@ -56,6 +56,12 @@ pub trait CredentialPayload: Sized + Send + Sync {
     /// A non-secret summary for listings, e.g. `AC…1234 / +1415…0123`. Of a secret it shows at most the last
     /// [`HINT_TAIL_CHARS`] characters, after a fixed label (see [`secret_hint`]).
     fn public_hint(&self) -> String;
+
+    /// The provider's id of the account the credential belongs to, when it names one (Twilio's Account SID);
+    /// never a secret. Stored beside the encrypted payload as metadata.
+    fn provider_account_id(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The JSON object of a payload being parsed; values are taken out field by field so that errors can
@@ -304,6 +310,10 @@ impl CredentialPayload for TwilioCredential {
             },
             auth_token.len(),
         )
+    }
+
+    fn provider_account_id(&self) -> Option<&str> {
+        Some(self.account_sid.as_str())
     }
 
     fn public_hint(&self) -> String {

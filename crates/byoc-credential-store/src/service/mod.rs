@@ -49,7 +49,7 @@ use crate::access::{check, Need};
 use crate::model::{
     AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
     DisplayName, EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, Organization,
-    PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
+    ProviderAccountId, PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
 };
 use crate::postgres::{CredentialChangeListener, PostgresStore};
 use crate::repository::CredentialRepository;
@@ -1100,6 +1100,11 @@ impl CredentialService {
             credential_type,
             display_name,
             public_hint: PublicHint::parse(&payload.public_hint()).ok(),
+            provider_account_id: payload
+                .provider_account_id()
+                .map(ProviderAccountId::parse)
+                .transpose()
+                .map_err(crate::StoreError::from)?,
             encrypted_data,
             encryption_key_version,
         })

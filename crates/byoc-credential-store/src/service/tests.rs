@@ -71,6 +71,7 @@ fn record(
             credential_type: CredentialType::Twilio,
             display_name: "Main".to_owned(),
             public_hint: None,
+            provider_account_id: None,
             is_active,
             verification_status: status,
             last_verified_at: None,

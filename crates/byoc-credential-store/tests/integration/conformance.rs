@@ -4,14 +4,15 @@
 use byoc_credential_store::{
     Actor, AuditAction, AuditChainStatus, AuditPage, ConflictKind, CredentialId,
     CredentialRepository, CredentialType, DeliveryStatus, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, MaskedPhone, NewAuditEvent, NewOAuthState, NewSmsMessage, OAuthStateId,
-    OperatorEnvelope, OrgId, ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName,
-    SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome, VerificationStatus,
+    HotLeadThreshold, MaskedPhone, NewAuditEvent, NewDashboardSession, NewOAuthState,
+    NewSmsMessage, OAuthStateId, OperatorEnvelope, OrgId, ProviderErrorCode, ProviderMessageSid,
+    Purpose, Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
+    VerificationOutcome, VerificationStatus,
 };
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
 
-use crate::fixtures::{credential, envelope, org, version};
+use crate::fixtures::{credential, envelope, org, version, TWILIO_ACCOUNT_SID};
 
 macro_rules! conformance_tests {
     ($($name:ident),+ $(,)?) => {
@@ -52,6 +53,8 @@ conformance_tests!(
     key_check_values_are_insert_if_absent,
     oauth_states_are_single_use_and_bound_to_their_user,
     sms_messages_record_delivery_status,
+    sms_statuses_never_move_backwards,
+    dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out,
     usage_counters_add_up_per_day_and_provider,
     operator_paths_page_swap_and_count_envelopes,
     closed_store_is_unavailable_not_not_found,
@@ -211,6 +214,10 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
     assert!(stored.is_active);
     assert_eq!(stored.created_by, a.admin.actor.user_id());
     assert_eq!(stored.public_hint.as_deref(), Some("…1234"));
+    assert_eq!(
+        stored.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
     assert_eq!(stored.encryption_key_version, version(1));
     assert_eq!(stored.last_verified_at, None);
 
@@ -255,6 +262,29 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
 
     let listed = repo.list_credentials(&a.member).await.unwrap();
     assert_eq!(listed.len(), 2);
+    for metadata in &listed {
+        let expected =
+            (metadata.credential_type == CredentialType::Twilio).then_some(TWILIO_ACCOUNT_SID);
+        assert_eq!(
+            metadata.provider_account_id.as_deref(),
+            expected,
+            "{metadata:?}"
+        );
+    }
+    let read = repo.get_credential(&a.service, twilio.id).await.unwrap();
+    assert_eq!(
+        read.metadata.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
+    let active = repo
+        .get_active_credential(&a.service, CredentialType::Twilio)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        active.metadata.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
     assert!(listed.iter().all(|metadata| metadata.org_id == a.id));
     assert!(listed[0].created_at >= listed[1].created_at, "newest first");
     assert_eq!(repo.list_credentials(&a.service).await.unwrap().len(), 2);
@@ -270,6 +300,10 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
         .unwrap();
     assert_eq!(imported.created_by, None);
     assert_eq!(imported.org_id, a.id);
+    assert_eq!(
+        imported.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
     assert!(is_not_found(
         repo.operator_insert_credential(
             OrgId::new_random(),
@@ -891,15 +925,12 @@ async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository) {
         "delivery latency is measurable"
     );
 
-    let late = SmsStatusUpdate {
-        status: DeliveryStatus::parse("read").unwrap(),
-        error_code: Some(ProviderErrorCode::parse("0").unwrap()),
+    let again = SmsStatusUpdate {
         at: delivered_at + Duration::seconds(5),
         ..update.clone()
     };
-    let after = repo.update_sms_status(&webhook, &late).await.unwrap();
-    assert_eq!(after.status, "read");
-    assert_eq!(after.error_code.as_deref(), Some("0"));
+    let after = repo.update_sms_status(&webhook, &again).await.unwrap();
+    assert_eq!(after.status, "delivered");
     assert_eq!(
         after.delivered_at, delivered.delivered_at,
         "the first delivery time stays"
@@ -916,6 +947,157 @@ async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository) {
     assert!(is_not_found(
         repo.update_sms_status(&webhook, &unknown).await
     ));
+}
+
+/// Twilio's order is queued → sending → sent → delivered / undelivered / failed (the last three final): a
+/// replayed or late callback never moves a message back.
+async fn sms_statuses_never_move_backwards(repo: &impl CredentialRepository) {
+    let a = org(repo, "Clinic A").await;
+    let webhook = &Tenant::service(a.id, ServiceName::parse("twilio-webhook").unwrap());
+    let sid = ProviderMessageSid::parse("SM00000000000000000000000000000042").unwrap();
+    let started = Utc::now();
+    repo.insert_sms_message(
+        &a.member,
+        &NewSmsMessage {
+            credential_id: None,
+            provider_message_sid: sid.clone(),
+            to_masked: MaskedPhone::parse("+1******4567").unwrap(),
+            purpose: Purpose::parse("sms:test").unwrap(),
+            status: DeliveryStatus::parse("queued").unwrap(),
+            sent_at: started,
+        },
+    )
+    .await
+    .unwrap();
+    let mut seconds = 0;
+    let mut report = |status: &str, error_code: Option<&str>| {
+        seconds += 1;
+        let update = SmsStatusUpdate {
+            provider_message_sid: sid.clone(),
+            status: DeliveryStatus::parse(status).unwrap(),
+            error_code: error_code.map(|code| ProviderErrorCode::parse(code).unwrap()),
+            at: started + Duration::seconds(seconds),
+        };
+        async move { repo.update_sms_status(webhook, &update).await.unwrap() }
+    };
+
+    assert_eq!(report("sent", None).await.status, "sent");
+    let replayed = report("sending", None).await;
+    assert_eq!(
+        replayed.status, "sent",
+        "sending after sent changes nothing"
+    );
+    assert_eq!(report("queued", None).await.status, "sent");
+    assert_eq!(
+        report("sent", None).await.status,
+        "sent",
+        "the same status again is fine"
+    );
+    let delivered = report("delivered", None).await;
+    assert_eq!(delivered.status, "delivered");
+    let delivered_at = delivered.delivered_at.expect("stamped");
+    for (late, error_code) in [
+        ("sent", None),
+        ("sending", None),
+        ("failed", Some("30008")),
+        ("undelivered", Some("30005")),
+    ] {
+        let after = report(late, error_code).await;
+        assert_eq!(after.status, "delivered", "{late} after delivered");
+        assert_eq!(after.error_code, None, "{late} after delivered");
+        assert_eq!(after.delivered_at, Some(delivered_at));
+        assert_eq!(after.status_updated_at, delivered.status_updated_at);
+    }
+}
+
+/// Settings-page sessions: created by a member in the tenant context, looked up and ended by the hash alone,
+/// live until their idle timeout or absolute expiry.
+async fn dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out(
+    repo: &impl CredentialRepository,
+) {
+    let a = org(repo, "Clinic A").await;
+    let session = |byte: u8, idle_secs: u64, lifetime: Duration| NewDashboardSession {
+        id_hash: SessionIdHash::from_digest([byte; 32]),
+        idle_timeout: std::time::Duration::from_secs(idle_secs),
+        expires_at: Utc::now() + lifetime,
+    };
+    let long = session(1, 1800, Duration::hours(12));
+    repo.create_dashboard_session(&a.member, &long)
+        .await
+        .unwrap();
+    let found = repo
+        .touch_dashboard_session(&long.id_hash)
+        .await
+        .unwrap()
+        .expect("a live session");
+    assert_eq!(found.org_id, a.id);
+    assert_eq!(Some(found.user_id), a.member.actor.user_id());
+    assert_eq!(
+        repo.touch_dashboard_session(&SessionIdHash::from_digest([9; 32]))
+            .await
+            .unwrap(),
+        None,
+        "an unknown hash"
+    );
+
+    for refused in [&a.service, &a.outsider] {
+        assert!(is_forbidden(
+            repo.create_dashboard_session(refused, &session(2, 1800, Duration::hours(1)))
+                .await
+        ));
+    }
+    let duplicate = repo.create_dashboard_session(&a.owner, &long).await;
+    assert!(duplicate.is_err(), "a hash names one session");
+
+    let idle = session(3, 1, Duration::hours(1));
+    let short = session(4, 1800, Duration::milliseconds(1500));
+    repo.create_dashboard_session(&a.admin, &idle)
+        .await
+        .unwrap();
+    repo.create_dashboard_session(&a.owner, &short)
+        .await
+        .unwrap();
+    assert!(repo
+        .touch_dashboard_session(&idle.id_hash)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(repo
+        .touch_dashboard_session(&short.id_hash)
+        .await
+        .unwrap()
+        .is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(
+        repo.touch_dashboard_session(&idle.id_hash).await.unwrap(),
+        None,
+        "idle for longer than its idle timeout"
+    );
+    assert_eq!(
+        repo.touch_dashboard_session(&short.id_hash).await.unwrap(),
+        None,
+        "past its absolute expiry"
+    );
+    assert!(
+        repo.touch_dashboard_session(&long.id_hash)
+            .await
+            .unwrap()
+            .is_some(),
+        "the long session is still live"
+    );
+
+    assert!(repo.end_dashboard_session(&long.id_hash).await.unwrap());
+    assert_eq!(
+        repo.touch_dashboard_session(&long.id_hash).await.unwrap(),
+        None
+    );
+    assert!(!repo.end_dashboard_session(&long.id_hash).await.unwrap());
+    // Creating a session clears the dead ones; ending one that was cleared finds nothing.
+    repo.create_dashboard_session(&a.member, &session(5, 1800, Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(!repo.end_dashboard_session(&idle.id_hash).await.unwrap());
+    assert!(!repo.end_dashboard_session(&short.id_hash).await.unwrap());
 }
 
 async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialRepository) {

@@ -152,6 +152,7 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
                     credential_type: CredentialType::Twilio,
                     display_name: name(&format!("Twilio {index}")),
                     public_hint: None,
+                    provider_account_id: None,
                     encrypted_data: byoc_credential_store::EncryptedEnvelope::new(
                         envelope.into_bytes(),
                     )
