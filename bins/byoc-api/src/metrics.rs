@@ -24,6 +24,8 @@ use ring::rand::SystemRandom;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument;
 
+use crate::routes::twilio_webhook::WebhookRefusal;
+
 /// The label used for requests that matched no route (keeps label cardinality bounded).
 const UNMATCHED_ROUTE: &str = "unmatched";
 /// The `method` label of a request whose method is not one of the standard ones.
@@ -99,6 +101,7 @@ pub struct Metrics {
     cache_lookups: IntCounterVec,
     outage_answers: IntCounter,
     database_in_doubt: IntGauge,
+    twilio_webhook_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -161,6 +164,17 @@ impl Metrics {
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(credential_operations.clone()))?;
+        let twilio_webhook_refusals = IntCounterVec::new(
+            Opts::new(
+                "twilio_webhook_refusals_total",
+                "Twilio status callbacks refused, by reason (unknown_organization, missing_signature, rate_limited, no_credential, account_mismatch, bad_signature)",
+            ),
+            &["reason"],
+        )?;
+        for reason in WebhookRefusal::ALL {
+            twilio_webhook_refusals.with_label_values(&[reason.as_str()]);
+        }
+        registry.register(Box::new(twilio_webhook_refusals.clone()))?;
         Ok(Metrics {
             registry,
             per_organization,
@@ -172,6 +186,7 @@ impl Metrics {
             cache_lookups,
             outage_answers,
             database_in_doubt,
+            twilio_webhook_refusals,
         })
     }
 
@@ -179,6 +194,13 @@ impl Metrics {
     pub fn credential_operation(&self, operation: &str, credential_type: &str, outcome: &str) {
         self.credential_operations
             .with_label_values(&[operation, credential_type, outcome])
+            .inc();
+    }
+
+    /// Counts one refused Twilio status callback.
+    pub fn twilio_webhook_refused(&self, reason: WebhookRefusal) {
+        self.twilio_webhook_refusals
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 
@@ -276,7 +298,7 @@ pub async fn track_requests(
     let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
-        metrics.observe(&route, &method, status, elapsed.as_secs_f64());
+        metrics.observe(&route, method, status, elapsed.as_secs_f64());
     }
     span.in_scope(|| {
         tracing::info!(
