@@ -130,6 +130,8 @@ pub struct TestApp {
     pub jwt_secret: SecretString,
     /// The master key (hex), to search logs and the database for key material.
     pub master_key_hex: SecretString,
+    /// The configuration values the app was started with (for [`TestApp::spawn_replica`]).
+    config_values: Vec<(String, String)>,
     database: Option<DatabaseGuard>,
 }
 
@@ -258,6 +260,17 @@ async fn spawn(
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.clone())),
     );
+    start(values, Some(guard), jwt_secret, master_key_hex, tune).await
+}
+
+/// Starts the app with the configuration `values`.
+async fn start(
+    values: Vec<(String, String)>,
+    guard: Option<DatabaseGuard>,
+    jwt_secret: SecretString,
+    master_key_hex: SecretString,
+    tune: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::from_lookup(|name| {
         values
             .iter()
@@ -282,11 +295,25 @@ async fn spawn(
         repository,
         jwt_secret,
         master_key_hex,
-        database: Some(guard),
+        config_values: values,
+        database: guard,
     }
 }
 
 impl TestApp {
+    /// Another replica: a second application on the same database, with the same keys and JWT secret (the
+    /// database stays as long as this app, the first one, lives).
+    pub async fn spawn_replica(&self) -> TestApp {
+        start(
+            self.config_values.clone(),
+            None,
+            self.jwt_secret.clone(),
+            self.master_key_hex.clone(),
+            |_| {},
+        )
+        .await
+    }
+
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
