@@ -115,8 +115,11 @@ CREATE TABLE public.organization_api_credentials (
     encrypted_data         bytea       NOT NULL CHECK (length(encrypted_data) > 0),
     encryption_key_version bigint      NOT NULL CHECK (encryption_key_version BETWEEN 1 AND 4294967295),
     display_name           text        NOT NULL CHECK (length(display_name) BETWEEN 1 AND 255),
-    -- A non-secret hint for people, such as the last four characters of an account SID.
+    -- A non-secret hint for people, such as the last four characters of a secret.
     public_hint            text        CHECK (length(public_hint) <= 64),
+    -- The provider's id of the account (Twilio's Account SID). Not a secret: the Twilio status webhook compares a
+    -- callback's AccountSid with it before anything is decrypted. NULL for providers without one.
+    provider_account_id    text        CHECK (length(provider_account_id) BETWEEN 1 AND 64),
     is_active              boolean     NOT NULL DEFAULT true,
     last_verified_at       timestamptz,
     verification_status    text        NOT NULL DEFAULT 'pending'
@@ -209,6 +212,23 @@ CREATE TABLE public.sms_messages (
     updated_at           timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT sms_messages_sid_key UNIQUE (org_id, provider_message_sid)
 );
+
+-- Settings-page sessions. The cookie holds a random session id; the table holds only its SHA-256 hash, the
+-- organization and user it signs in, and its idle and absolute expiry. A session is live while
+-- `now() < expires_at` and `now() < last_seen_at + idle_timeout_secs`. byoc_app creates one in the user's tenant
+-- context and reaches the rest only through the functions of section 7 (a request carries only its cookie, so
+-- the lookup happens before any tenant context exists).
+CREATE TABLE public.dashboard_sessions (
+    id_hash           bytea       PRIMARY KEY CHECK (length(id_hash) = 32),
+    org_id            uuid        NOT NULL REFERENCES public.organizations (id) ON DELETE CASCADE,
+    user_id           uuid        NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    last_seen_at      timestamptz NOT NULL DEFAULT now(),
+    idle_timeout_secs integer     NOT NULL CHECK (idle_timeout_secs > 0),
+    expires_at        timestamptz NOT NULL
+);
+
+CREATE INDEX dashboard_sessions_expires_at_idx ON public.dashboard_sessions (expires_at);
 
 -- Per-organization daily provider call counters (quota monitoring).
 CREATE TABLE public.provider_usage_daily (
@@ -317,7 +337,7 @@ BEGIN
     END LOOP;
     FOREACH tbl IN ARRAY ARRAY['organization_members', 'organization_api_credentials', 'credential_audit_log',
                                'credential_audit_chain_heads', 'oauth_states', 'sms_messages',
-                               'provider_usage_daily'] LOOP
+                               'provider_usage_daily', 'dashboard_sessions'] LOOP
         EXECUTE pg_catalog.format('CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.%I
                                    FOR EACH ROW WHEN (OLD.org_id IS DISTINCT FROM NEW.org_id)
                                    EXECUTE FUNCTION public.check_org_id_immutability()', tbl);
@@ -382,7 +402,7 @@ DECLARE
 BEGIN
     FOREACH tbl IN ARRAY ARRAY['organizations', 'organization_members', 'organization_api_credentials',
                                'credential_audit_log', 'credential_audit_chain_heads', 'oauth_states',
-                               'sms_messages', 'provider_usage_daily'] LOOP
+                               'sms_messages', 'provider_usage_daily', 'dashboard_sessions'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', tbl);
         EXECUTE pg_catalog.format('ALTER TABLE public.%I FORCE ROW LEVEL SECURITY', tbl);
         EXECUTE pg_catalog.format('CREATE POLICY byoc_owner_through_functions ON public.%I AS PERMISSIVE FOR ALL
@@ -474,6 +494,12 @@ CREATE POLICY usage_update ON public.provider_usage_daily FOR UPDATE TO byoc_app
            AND ((SELECT public.byoc_ctx_is_service()) OR (SELECT public.byoc_ctx_member_role()) IS NOT NULL))
     WITH CHECK (org_id = (SELECT public.byoc_ctx_org())
                 AND ((SELECT public.byoc_ctx_is_service()) OR (SELECT public.byoc_ctx_member_role()) IS NOT NULL));
+
+-- A user signs in to the settings page for themself, in an organization they are a member of.
+CREATE POLICY dashboard_sessions_insert ON public.dashboard_sessions FOR INSERT TO byoc_app
+    WITH CHECK (org_id = (SELECT public.byoc_ctx_org())
+                AND user_id = (SELECT public.byoc_ctx_user())
+                AND (SELECT public.byoc_ctx_member_role()) IS NOT NULL);
 
 -- 6. The audit hash chain ---------------------------------------------------------------------------------------
 --
@@ -801,6 +827,52 @@ BEGIN
 END
 $$;
 
+-- The live settings-page session with this hash: bumps its last_seen_at and returns its organization and user
+-- (no row when the hash is unknown or the session has expired). The 256-bit random id behind the hash is the
+-- capability; nothing else about any session can be read.
+CREATE FUNCTION public.byoc_touch_dashboard_session(p_id_hash bytea)
+    RETURNS TABLE (org_id uuid, user_id uuid)
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE public.dashboard_sessions s
+    SET last_seen_at = pg_catalog.now()
+    WHERE s.id_hash = p_id_hash
+      AND s.expires_at > pg_catalog.now()
+      AND s.last_seen_at + pg_catalog.make_interval(secs => s.idle_timeout_secs) > pg_catalog.now()
+    RETURNING s.org_id, s.user_id
+$$;
+
+-- Signing out: deletes the session with this hash, live or not; true when there was one.
+CREATE FUNCTION public.byoc_end_dashboard_session(p_id_hash bytea)
+    RETURNS boolean
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH ended AS (
+        DELETE FROM public.dashboard_sessions s WHERE s.id_hash = p_id_hash RETURNING 1
+    )
+    SELECT pg_catalog.count(*) > 0 FROM ended
+$$;
+
+-- Deletes every session past its absolute or idle expiry (called when a session is created); returns how many.
+CREATE FUNCTION public.byoc_delete_expired_dashboard_sessions()
+    RETURNS bigint
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH expired AS (
+        DELETE FROM public.dashboard_sessions s
+        WHERE s.expires_at <= pg_catalog.now()
+           OR s.last_seen_at + pg_catalog.make_interval(secs => s.idle_timeout_secs) <= pg_catalog.now()
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) FROM expired
+$$;
+
 -- How many credentials each master key version wraps, across organizations. The service reports it at start
 -- (a version missing from its keyring is named with the count it cannot open) and the operator around a
 -- rotation; it says nothing about any organization.
@@ -847,8 +919,8 @@ $$;
 -- `created` audit event in p_actor's name with p_detail.
 CREATE FUNCTION public.byoc_operator_insert_credential(p_id uuid, p_org_id uuid, p_credential_type text,
                                                        p_encrypted_data bytea, p_key_version bigint,
-                                                       p_display_name text, p_public_hint text, p_actor text,
-                                                       p_detail jsonb)
+                                                       p_display_name text, p_public_hint text,
+                                                       p_provider_account_id text, p_actor text, p_detail jsonb)
     RETURNS SETOF public.organization_api_credentials
     LANGUAGE sql
     SECURITY DEFINER
@@ -856,9 +928,10 @@ CREATE FUNCTION public.byoc_operator_insert_credential(p_id uuid, p_org_id uuid,
 AS $$
     WITH inserted AS (
         INSERT INTO public.organization_api_credentials
-            (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint)
+            (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint,
+             provider_account_id)
         VALUES (p_id, p_org_id, p_credential_type, p_encrypted_data, p_key_version, p_display_name,
-                p_public_hint)
+                p_public_hint, p_provider_account_id)
         RETURNING *
     ), audited AS (
         INSERT INTO public.credential_audit_log (org_id, actor, action, credential_id, credential_type, detail)
@@ -945,7 +1018,7 @@ GRANT SELECT, INSERT, UPDATE (role), DELETE ON public.organization_members TO by
 -- New credentials always start pending; verification columns change only through byoc_record_verification.
 GRANT SELECT, DELETE,
       INSERT (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint,
-              created_by),
+              provider_account_id, created_by),
       UPDATE (encrypted_data, encryption_key_version, display_name, public_hint, is_active)
     ON public.organization_api_credentials TO byoc_app;
 GRANT SELECT ON public.credential_audit_log TO byoc_app;
@@ -953,6 +1026,7 @@ GRANT SELECT, INSERT (key_version, check_value) ON public.encryption_key_checks 
 GRANT SELECT, INSERT, DELETE ON public.oauth_states TO byoc_app;
 GRANT SELECT, INSERT, UPDATE (status, error_code, status_updated_at, delivered_at) ON public.sms_messages TO byoc_app;
 GRANT SELECT, INSERT, UPDATE (calls, failures) ON public.provider_usage_daily TO byoc_app;
+GRANT INSERT (id_hash, org_id, user_id, idle_timeout_secs, expires_at) ON public.dashboard_sessions TO byoc_app;
 
 -- The operator reads and records key check values around a rotation; everything else it does goes through
 -- the functions of section 8.
@@ -979,6 +1053,8 @@ GRANT EXECUTE ON FUNCTION
     public.byoc_replace_rotated_envelope(uuid, bytea, bytea, bigint),
     public.byoc_append_audit_events(uuid, text[], uuid[], text[], text[]),
     public.byoc_verify_audit_chain(),
+    public.byoc_touch_dashboard_session(bytea), public.byoc_end_dashboard_session(bytea),
+    public.byoc_delete_expired_dashboard_sessions(),
     public.byoc_credentials_per_key_version()
 TO byoc_app;
 
@@ -986,7 +1062,7 @@ GRANT EXECUTE ON FUNCTION
     public.byoc_credentials_per_key_version(),
     public.byoc_operator_create_organization(text, integer),
     public.byoc_operator_add_member(uuid, uuid, text),
-    public.byoc_operator_insert_credential(uuid, uuid, text, bytea, bigint, text, text, text, jsonb),
+    public.byoc_operator_insert_credential(uuid, uuid, text, bytea, bigint, text, text, text, text, jsonb),
     public.byoc_operator_envelope_batch(uuid, uuid, bigint, integer),
     public.byoc_operator_swap_envelopes(uuid[], bytea[], bigint[], bytea[], bigint[], text)
 TO byoc_operator;

@@ -28,6 +28,8 @@ CREATE TABLE organization_api_credentials (
     encryption_key_version INTEGER NOT NULL CHECK (encryption_key_version BETWEEN 1 AND 4294967295),
     display_name           TEXT    NOT NULL CHECK (length(display_name) BETWEEN 1 AND 255),
     public_hint            TEXT    CHECK (length(public_hint) <= 64),
+    -- The provider's id of the account (Twilio's Account SID); not a secret. NULL for providers without one.
+    provider_account_id    TEXT    CHECK (length(provider_account_id) BETWEEN 1 AND 64),
     is_active              INTEGER NOT NULL DEFAULT 1 CHECK (is_active IN (0, 1)),
     last_verified_at       TEXT,
     verification_status    TEXT    NOT NULL DEFAULT 'pending'
@@ -105,6 +107,20 @@ CREATE TABLE sms_messages (
     updated_at           TEXT NOT NULL,
     CONSTRAINT sms_messages_sid_key UNIQUE (org_id, provider_message_sid)
 ) STRICT;
+
+-- Settings-page sessions: the SHA-256 hash of the cookie's random id, the organization and user it signs in,
+-- and its idle and absolute expiry (live while now < expires_at and now < last_seen_at + idle_timeout_secs).
+CREATE TABLE dashboard_sessions (
+    id_hash           BLOB    PRIMARY KEY NOT NULL CHECK (length(id_hash) = 32),
+    org_id            TEXT    NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    user_id           TEXT    NOT NULL,
+    created_at        TEXT    NOT NULL,
+    last_seen_at      TEXT    NOT NULL,
+    idle_timeout_secs INTEGER NOT NULL CHECK (idle_timeout_secs > 0),
+    expires_at        TEXT    NOT NULL
+) STRICT;
+
+CREATE INDEX dashboard_sessions_expires_at_idx ON dashboard_sessions (expires_at);
 
 CREATE TABLE provider_usage_daily (
     org_id     TEXT    NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
@@ -186,6 +202,12 @@ CREATE TRIGGER provider_usage_daily_org_id_immutable BEFORE UPDATE OF org_id ON 
 FOR EACH ROW WHEN NEW.org_id IS NOT OLD.org_id
 BEGIN
     SELECT RAISE(ABORT, 'org_id cannot be changed on provider_usage_daily');
+END;
+
+CREATE TRIGGER dashboard_sessions_org_id_immutable BEFORE UPDATE OF org_id ON dashboard_sessions
+FOR EACH ROW WHEN NEW.org_id IS NOT OLD.org_id
+BEGIN
+    SELECT RAISE(ABORT, 'org_id cannot be changed on dashboard_sessions');
 END;
 
 -- The audit log is append-only through the store; refuse updates and deletes of audit rows outright.

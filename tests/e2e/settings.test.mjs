@@ -35,7 +35,7 @@ let browser;
 const sentMessages = [];
 const people = {};
 
-// ---- fake Twilio (Accounts, IncomingPhoneNumbers, Messages) ----------------------------------------------
+// ---- fake Twilio (IncomingPhoneNumbers, Messages) --------------------------------------------------------
 
 function startFakeTwilio() {
   const server = http.createServer((request, response) => {
@@ -66,9 +66,6 @@ function startFakeTwilio() {
       });
     }
     const base = `/2010-04-01/Accounts/${GOOD_SID}`;
-    if (request.method === "GET" && url.pathname === `${base}.json`) {
-      return reply(200, { sid: GOOD_SID, status: "active", friendly_name: "Clinic", type: "Full" });
-    }
     if (request.method === "GET" && url.pathname === `${base}/IncomingPhoneNumbers.json`) {
       return reply(200, {
         incoming_phone_numbers: [

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use byoc_api::auth::mint_token;
 use byoc_api::config::Config;
+use byoc_api::config::TokenClaimRules;
 use byoc_api::{Application, Services};
 use byoc_credential_store::{
     CredentialRepository, HotLeadThreshold, OrganizationName, Role, UserId,
@@ -111,13 +112,6 @@ async fn fake_twilio() -> MockServer {
     let server = MockServer::start().await;
     for sid in [GOOD_SID, REVOKED_SID] {
         Mock::given(method("GET"))
-            .and(path(format!("/2010-04-01/Accounts/{sid}.json")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "sid": sid, "status": "active", "friendly_name": "Clinic", "type": "Trial"
-            })))
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
             .and(path(format!(
                 "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
             )))
@@ -191,6 +185,7 @@ async fn create_org(
             .await?;
         tokens.push(mint_token(
             jwt_secret,
+            &TokenClaimRules::default(),
             organization.id.as_uuid(),
             user.as_uuid(),
             Duration::from_secs(3600),

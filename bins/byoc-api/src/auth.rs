@@ -1,8 +1,10 @@
 //! Bearer-token authentication: Supabase-style JWTs checked with an HS256 secret or a JWKS (RS256/ES256).
 //!
-//! A token carries `sub` (user uuid), `org_id` (org uuid) and `exp`; any other claim (`aud`, `role`, …) is
-//! accepted and ignored. The caller's role is never taken from the token: it comes from `organization_members`.
-//! Tokens are never logged.
+//! A token carries `sub` (user uuid), `org_id` (org uuid) and `exp`. When present, `aud` must name
+//! `BYOC_JWT_AUDIENCE` (default `authenticated`, Supabase's), and `iat` and `nbf` may lie at most
+//! [`FUTURE_LEEWAY_SECS`] in the future; `iss` must name `BYOC_JWT_ISSUER` when that is set. Any other claim
+//! (`role`, `email`, …) is accepted and ignored. The caller's role is never taken from the token: it comes from
+//! `organization_members`. Tokens are never logged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,17 +17,20 @@ use tokio::sync::RwLock;
 use url::Url;
 use uuid::Uuid;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, TokenClaimRules};
 
 /// Seconds of clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 5;
+/// Seconds a token's `iat` (issued at) and `nbf` (not before) may lie in the future: the issuer's clock may
+/// run ahead of byoc's, but not by more.
+pub const FUTURE_LEEWAY_SECS: i64 = 60;
 /// How long a fetched JWKS is trusted before it is fetched again.
 const JWKS_TTL: Duration = Duration::from_secs(300);
 /// The shortest time between two fetches caused by an unknown `kid`.
 const JWKS_MIN_REFETCH: Duration = Duration::from_secs(10);
 
 /// The claims byoc reads from a bearer token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claims {
     /// The user's uuid.
     pub sub: Uuid,
@@ -35,7 +40,19 @@ pub struct Claims {
     pub exp: i64,
 }
 
-/// Why a bearer token was refused (every variant answers 401).
+/// The claims of a token as read, before the time checks byoc does itself (`iat` and `nbf`).
+#[derive(Deserialize)]
+struct TokenClaims {
+    sub: Uuid,
+    org_id: Uuid,
+    exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+
+/// Why a bearer token was refused (every variant answers 401, except [`AuthError::KeysUnavailable`]).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No `Authorization: Bearer …` header.
@@ -50,6 +67,15 @@ pub enum AuthError {
     /// The token has expired.
     #[error("bearer token has expired")]
     Expired,
+    /// The token's `iat` or `nbf` lies more than [`FUTURE_LEEWAY_SECS`] in the future.
+    #[error("bearer token is not valid yet")]
+    NotYetValid,
+    /// The token's `aud` does not name `BYOC_JWT_AUDIENCE`.
+    #[error("bearer token is meant for another audience")]
+    WrongAudience,
+    /// `BYOC_JWT_ISSUER` is set and the token's `iss` is missing or names another issuer.
+    #[error("bearer token is from another issuer")]
+    WrongIssuer,
     /// The JWKS could not be fetched or read.
     #[error("cannot fetch the signing keys")]
     KeysUnavailable,
@@ -60,6 +86,10 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
         use jsonwebtoken::errors::ErrorKind;
         match error.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::WrongIssuer,
             ErrorKind::InvalidSignature
             | ErrorKind::InvalidAlgorithm
             | ErrorKind::InvalidAlgorithmName
@@ -76,6 +106,7 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
 pub struct TokenVerifier {
     hs256: Option<Arc<DecodingKey>>,
     jwks: Option<Arc<JwksCache>>,
+    claims: TokenClaimRules,
 }
 
 impl TokenVerifier {
@@ -89,6 +120,7 @@ impl TokenVerifier {
                 .jwks_url
                 .clone()
                 .map(|url| Arc::new(JwksCache::new(url, http))),
+            claims: config.claims.clone(),
         }
     }
 
@@ -105,10 +137,33 @@ impl TokenVerifier {
         };
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)?;
-        Ok(data.claims)
+        // `nbf` is checked below with `iat`, against the wider FUTURE_LEEWAY_SECS.
+        validation.validate_nbf = false;
+        // A token without `aud` passes; one with `aud` must name the configured audience.
+        validation.set_audience(&[&self.claims.audience]);
+        match &self.claims.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+            }
+            None => validation.set_required_spec_claims(&["exp", "sub"]),
+        }
+        let claims = jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)?.claims;
+        let latest_acceptable = chrono::Utc::now()
+            .timestamp()
+            .saturating_add(FUTURE_LEEWAY_SECS);
+        if [claims.iat, claims.nbf]
+            .into_iter()
+            .flatten()
+            .any(|time| time > latest_acceptable)
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(Claims {
+            sub: claims.sub,
+            org_id: claims.org_id,
+            exp: claims.exp,
+        })
     }
 }
 
@@ -217,7 +272,8 @@ fn find_key(
     )
 }
 
-/// The claims byoc writes when it mints a token (Supabase-style: `aud` and `role` are `authenticated`).
+/// The claims byoc writes when it mints a token (Supabase-style: `role` is `authenticated`; `aud` and `iss` are
+/// the ones the verifier expects).
 #[derive(Debug, Serialize)]
 struct MintedClaims<'a> {
     sub: Uuid,
@@ -225,12 +281,16 @@ struct MintedClaims<'a> {
     exp: i64,
     iat: i64,
     aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
     role: &'a str,
 }
 
-/// Mints an HS256 bearer token for `user` acting in `org`, valid for `ttl`.
+/// Mints an HS256 bearer token for `user` acting in `org`, valid for `ttl`, naming the audience and issuer of
+/// `rules`.
 pub fn mint_token(
     secret: &SecretString,
+    rules: &TokenClaimRules,
     org: Uuid,
     user: Uuid,
     ttl: Duration,
@@ -242,7 +302,8 @@ pub fn mint_token(
         org_id: org,
         exp: now.saturating_add(ttl_secs),
         iat: now,
-        aud: "authenticated",
+        aud: &rules.audience,
+        iss: rules.issuer.as_deref(),
         role: "authenticated",
     };
     jsonwebtoken::encode(
@@ -277,6 +338,7 @@ mod tests {
             &AuthConfig {
                 jwt_secret: Some(SecretString::from(SECRET)),
                 jwks_url: None,
+                claims: TokenClaimRules::default(),
             },
             reqwest::Client::new(),
         )
@@ -288,6 +350,7 @@ mod tests {
         let user = Uuid::new_v4();
         let token = mint_token(
             &SecretString::from(SECRET),
+            &TokenClaimRules::default(),
             org,
             user,
             Duration::from_secs(60),
@@ -303,6 +366,7 @@ mod tests {
         let user = Uuid::new_v4();
         let other = mint_token(
             &SecretString::from("another-secret-another-secret-0123"),
+            &TokenClaimRules::default(),
             org,
             user,
             Duration::from_secs(60),
@@ -347,6 +411,7 @@ mod tests {
         let verifier = TokenVerifier::new(&AuthConfig::default(), reqwest::Client::new());
         let token = mint_token(
             &SecretString::from(SECRET),
+            &TokenClaimRules::default(),
             Uuid::new_v4(),
             Uuid::new_v4(),
             Duration::from_secs(60),

@@ -1,8 +1,9 @@
 //! [`Caller`]: the authenticated user, their organization and their role, extracted from each request.
 //!
-//! The token comes from `Authorization: Bearer …`, or, without that header, from the settings page's session
-//! cookie (state-changing requests then need the session's CSRF header, see [`crate::settings::session`]).
-//! The token says who and for which organization; the role comes from `organization_members` (through the
+//! The caller is named by a bearer token (`Authorization: Bearer …`), or, without that header, by the settings
+//! page's session cookie, looked up in the store (state-changing requests then need the session's CSRF header,
+//! see [`crate::settings::session`]). Either says who and for which organization; the role comes from
+//! `organization_members` (through the
 //! credential service, which answers the role last read when the database is unavailable, within the cache
 //! TTL, so members keep using cached credentials through an outage). The contract's
 //! role table is enforced with [`Caller::require`] in every handler (and again by the store underneath).
@@ -87,19 +88,17 @@ impl FromRequest for Caller {
             .headers()
             .get(header::AUTHORIZATION)
             .map(|value| value.to_str().map(str::to_owned));
-        let session_token = crate::settings::session::cookie_token(request);
+        let session_id = crate::settings::session::cookie_session_id(request);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
-            let authorization = match authorization {
-                None => None,
-                Some(Ok(value)) => Some(value),
-                Some(Err(_)) => return Err(AuthError::Malformed.into()),
-            };
-            let token = match authorization {
-                None => session_token?.ok_or(AuthError::Missing)?,
-                Some(authorization) => bearer_token(Some(&authorization))?.to_owned(),
-            };
-            authenticate(&state, &token).await
+            match authorization {
+                None => {
+                    let session_id = session_id?.ok_or(AuthError::Missing)?;
+                    authenticate_session(&state, &session_id).await
+                }
+                Some(Ok(value)) => authenticate(&state, bearer_token(Some(&value))?).await,
+                Some(Err(_)) => Err(AuthError::Malformed.into()),
+            }
         })
     }
 }
@@ -111,6 +110,22 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         OrgId::from_uuid(claims.org_id),
         UserId::from_uuid(claims.sub),
     );
+    with_role(state, tenant).await
+}
+
+/// Looks up the live settings-page session `session_id` (the cookie's value) and its user's role (401 for an
+/// unknown, ended or expired session, 403 for a user no longer a member).
+pub async fn authenticate_session(state: &AppState, session_id: &str) -> Result<Caller, ApiError> {
+    let session = state
+        .repository
+        .touch_dashboard_session(&crate::settings::session::session_hash(session_id))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the session has ended or expired; sign in again"))?;
+    with_role(state, Tenant::user(session.org_id, session.user_id)).await
+}
+
+/// The caller acting as `tenant`, with the role `organization_members` gives (403 for a non-member).
+pub async fn with_role(state: &AppState, tenant: Tenant) -> Result<Caller, ApiError> {
     let role = state
         .credential_service
         .member_role(&tenant)

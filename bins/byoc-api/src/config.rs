@@ -25,6 +25,8 @@ pub const DEV_DIR: &str = ".byoc-dev";
 
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 const DEFAULT_CACHE_TTL_SECS: u64 = 60;
+/// The shortest `BYOC_METRICS_TOKEN` accepted.
+const MIN_METRICS_TOKEN_LEN: usize = 32;
 
 /// Why the configuration cannot be used. `Display` is one line naming the variable; it never holds a secret.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,9 @@ fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The variable that names the service-context login's URL.
+const SERVICE_DATABASE_URL: &str = "BYOC_SERVICE_DATABASE_URL";
+
 /// `DATABASE_URL`: its scheme picks the store. Kept secret: a Postgres URL may hold a password.
 #[derive(Clone)]
 pub struct DatabaseUrl {
@@ -73,17 +78,22 @@ impl std::fmt::Debug for DatabaseUrl {
 impl DatabaseUrl {
     /// Parses `postgres://…`, `postgresql://…` or `sqlite://PATH`.
     pub fn parse(text: &str) -> Result<DatabaseUrl, ConfigError> {
-        const VAR: &str = "DATABASE_URL";
-        let backend = Backend::of_url(text).map_err(|error| invalid(VAR, error.reason))?;
+        DatabaseUrl::parse_variable("DATABASE_URL", text)
+    }
+
+    /// Parses the value of `variable`, a database URL, naming `variable` in its errors.
+    fn parse_variable(variable: &'static str, text: &str) -> Result<DatabaseUrl, ConfigError> {
+        let backend = Backend::of_url(text).map_err(|error| invalid(variable, error.reason))?;
         if backend == Backend::Postgres {
-            Url::parse(text).map_err(|error| invalid(VAR, format!("not a valid URL ({error})")))?;
+            Url::parse(text)
+                .map_err(|error| invalid(variable, format!("not a valid URL ({error})")))?;
         } else if text
             .trim_start_matches("sqlite:")
             .trim_start_matches("//")
             .is_empty()
         {
             return Err(invalid(
-                VAR,
+                variable,
                 "a sqlite URL needs a file path, e.g. sqlite://byoc.db",
             ));
         }
@@ -120,6 +130,10 @@ pub enum Deployment {
     Configured {
         /// `DATABASE_URL`.
         database: DatabaseUrl,
+        /// `BYOC_SERVICE_DATABASE_URL` (Postgres only): a login of its own, a member of `byoc_service`, for the
+        /// work the service does in a service context (the Twilio status webhook, marking a credential the
+        /// provider refused failed), so that the login serving users' requests cannot act as a service.
+        service_database: Option<DatabaseUrl>,
         /// The keyring built from `BYOC_MASTER_KEYS` (or the legacy key).
         keyring: Arc<Keyring>,
     },
@@ -132,6 +146,31 @@ pub struct AuthConfig {
     pub jwt_secret: Option<SecretString>,
     /// `BYOC_JWKS_URL`: a JWKS document for RS256/ES256 tokens.
     pub jwks_url: Option<Url>,
+    /// `BYOC_JWT_AUDIENCE` and `BYOC_JWT_ISSUER`: the audience and issuer tokens must name.
+    pub claims: TokenClaimRules,
+}
+
+/// The audience a token's `aud` must name when it has one, and the issuer its `iss` must name when one is
+/// configured. Tokens minted by byoc (`byoc token`, dev mode) carry both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenClaimRules {
+    /// `BYOC_JWT_AUDIENCE` (default [`DEFAULT_JWT_AUDIENCE`]): a token whose `aud` is present and does not
+    /// name it is refused; a token without `aud` is accepted.
+    pub audience: String,
+    /// `BYOC_JWT_ISSUER`: when set, a token's `iss` must be present and equal to it.
+    pub issuer: Option<String>,
+}
+
+/// The audience Supabase writes into its access tokens, expected when `BYOC_JWT_AUDIENCE` is unset.
+pub const DEFAULT_JWT_AUDIENCE: &str = "authenticated";
+
+impl Default for TokenClaimRules {
+    fn default() -> TokenClaimRules {
+        TokenClaimRules {
+            audience: DEFAULT_JWT_AUDIENCE.to_owned(),
+            issuer: None,
+        }
+    }
 }
 
 /// The platform's Google OAuth app (`GOOGLE_OAUTH_CLIENT_ID`, `GOOGLE_OAUTH_CLIENT_SECRET`).
@@ -169,6 +208,9 @@ pub struct Config {
     pub usage: crate::usage::UsageConfig,
     /// `BYOC_OAUTH_STATE_SECRET`: signs Google connect states (default: derived from `BYOC_JWT_SECRET`).
     pub oauth_state_secret: Option<SecretString>,
+    /// `BYOC_METRICS_TOKEN`: the bearer token that unlocks the per-organization series of `/metrics`; without
+    /// it they are never served.
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Config {
@@ -186,6 +228,19 @@ impl Config {
         let database = get("DATABASE_URL")
             .map(|text| DatabaseUrl::parse(&text))
             .transpose()?;
+        let service_database = get(SERVICE_DATABASE_URL)
+            .map(|text| DatabaseUrl::parse_variable(SERVICE_DATABASE_URL, &text))
+            .transpose()?;
+        let postgres = |url: &Option<DatabaseUrl>| {
+            url.as_ref()
+                .is_some_and(|url| url.backend() == Backend::Postgres)
+        };
+        if service_database.is_some() && !(postgres(&service_database) && postgres(&database)) {
+            return Err(invalid(
+                SERVICE_DATABASE_URL,
+                "only with a postgres:// DATABASE_URL, and a postgres:// URL itself (SQLite has no logins)",
+            ));
+        }
         let master_keys = get(byoc_crypto::MASTER_KEYS_VAR);
         let legacy_key = get(byoc_crypto::LEGACY_KEY_VAR);
         let active_version = get(byoc_crypto::ACTIVE_KEY_VERSION_VAR);
@@ -210,6 +265,7 @@ impl Config {
                     })?;
                     Deployment::Configured {
                         database,
+                        service_database,
                         keyring: Arc::new(keyring),
                     }
                 }
@@ -220,6 +276,13 @@ impl Config {
             jwks_url: get("BYOC_JWKS_URL")
                 .map(|text| parse_url("BYOC_JWKS_URL", &text))
                 .transpose()?,
+            claims: TokenClaimRules {
+                audience: get("BYOC_JWT_AUDIENCE").map_or_else(
+                    || DEFAULT_JWT_AUDIENCE.to_owned(),
+                    |text| text.trim().to_owned(),
+                ),
+                issuer: get("BYOC_JWT_ISSUER").map(|text| text.trim().to_owned()),
+            },
         };
         if matches!(deployment, Deployment::Configured { .. })
             && auth.jwt_secret.is_none()
@@ -310,6 +373,16 @@ impl Config {
 
         let usage = crate::usage::UsageConfig::from_lookup(get)?;
         let oauth_state_secret = get("BYOC_OAUTH_STATE_SECRET").map(SecretString::from);
+        let metrics_token = get("BYOC_METRICS_TOKEN").map(|text| SecretString::from(text.trim()));
+        if metrics_token
+            .as_ref()
+            .is_some_and(|token| token.expose_secret().len() < MIN_METRICS_TOKEN_LEN)
+        {
+            return Err(invalid(
+                "BYOC_METRICS_TOKEN",
+                format!("must be at least {MIN_METRICS_TOKEN_LEN} characters long"),
+            ));
+        }
 
         Ok(Config {
             bind,
@@ -323,6 +396,7 @@ impl Config {
             legacy_fallback_orgs,
             usage,
             oauth_state_secret,
+            metrics_token,
         })
     }
 
@@ -447,6 +521,8 @@ mod tests {
             "https://api.twilio.com/"
         );
         assert!(config.legacy_fallback_orgs.is_empty());
+        assert_eq!(config.auth.claims.audience, "authenticated");
+        assert_eq!(config.auth.claims.issuer, None);
     }
 
     #[test]
@@ -474,7 +550,9 @@ mod tests {
         ])
         .expect("valid");
         match config.deployment {
-            Deployment::Configured { keyring, database } => {
+            Deployment::Configured {
+                keyring, database, ..
+            } => {
                 assert_eq!(keyring.active_version().get(), 1);
                 assert_eq!(database.backend(), Backend::Postgres);
             }
@@ -491,7 +569,9 @@ mod tests {
         ])
         .expect("valid");
         match config.deployment {
-            Deployment::Configured { keyring, database } => {
+            Deployment::Configured {
+                keyring, database, ..
+            } => {
                 assert_eq!(keyring.active_version().get(), 1);
                 assert_eq!(database.backend(), Backend::Sqlite);
                 assert_eq!(database.expose(), "sqlite://byoc.db");
@@ -542,6 +622,11 @@ mod tests {
         );
         let line = error_line(&[("BYOC_LEGACY_FALLBACK_ORGS", "not-a-uuid")]);
         assert!(line.starts_with("BYOC_LEGACY_FALLBACK_ORGS:"), "{line}");
+        let line = error_line(&[("BYOC_METRICS_TOKEN", "short-metrics-token")]);
+        assert!(
+            line.starts_with("BYOC_METRICS_TOKEN:") && !line.contains("short-metrics-token"),
+            "{line}"
+        );
         let line = error_line(&[("BYOC_JWT_SECRET", "short-secret")]);
         assert!(
             line.starts_with("BYOC_JWT_SECRET:") && !line.contains("short-secret"),

@@ -9,7 +9,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::error::{
+    JsonPayloadError, PathError, PayloadError, QueryPayloadError, UrlencodedError,
+};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
@@ -17,6 +19,11 @@ use byoc_credential_store::{ConflictKind, CredentialServiceError, StoreError};
 use byoc_providers::ProviderError;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+/// The media type of the JSON request bodies.
+pub const JSON_MEDIA_TYPE: &str = "application/json";
+/// The media type of form bodies (the settings page's sign-in and sign-out, Twilio's status callback).
+pub const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// An error answered to an HTTP client: a status, a stable snake_case code and a human message.
 #[derive(Debug)]
@@ -134,12 +141,13 @@ impl ApiError {
         )
     }
 
-    /// 415: the body is not `application/json`.
-    pub fn unsupported_media_type() -> ApiError {
+    /// 415: the body is not of the media type the endpoint reads (`application/json`, or
+    /// `application/x-www-form-urlencoded` for the sign-in forms and the Twilio webhook).
+    pub fn unsupported_media_type(expected: &'static str) -> ApiError {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "the request body must be application/json",
+            format!("the request body must be {expected}"),
         )
     }
 
@@ -304,6 +312,11 @@ pub fn json_error(error: JsonPayloadError, _request: &HttpRequest) -> actix_web:
     ApiError::from(error).into()
 }
 
+/// Maps a form extractor failure to the contract's body (used by `FormConfig::error_handler`).
+pub fn form_error(error: UrlencodedError, _request: &HttpRequest) -> actix_web::Error {
+    ApiError::from(error).into()
+}
+
 /// Maps a path extractor failure (e.g. an id that is not a uuid) to a 404: no such resource.
 pub fn path_error(_error: PathError, _request: &HttpRequest) -> actix_web::Error {
     ApiError::not_found("resource").into()
@@ -360,7 +373,8 @@ impl ApiError {
                 tracing::error!(error = %CauseChain(error), "database unavailable");
                 ApiError::database_unavailable()
             }
-            StoreError::Internal { .. } => ApiError::internal(error),
+            // The database refused the connected role: a deployment's grants or a bug, never the caller's.
+            StoreError::Denied { .. } | StoreError::Internal { .. } => ApiError::internal(error),
         }
     }
 }
@@ -406,10 +420,27 @@ impl From<JsonPayloadError> for ApiError {
         match error {
             JsonPayloadError::OverflowKnownLength { limit, .. }
             | JsonPayloadError::Overflow { limit } => ApiError::payload_too_large(limit),
-            JsonPayloadError::ContentType => ApiError::unsupported_media_type(),
+            JsonPayloadError::ContentType => ApiError::unsupported_media_type(JSON_MEDIA_TYPE),
             JsonPayloadError::Deserialize(inner) => describe_json_error(&inner),
             JsonPayloadError::Payload(PayloadError::Overflow) => {
                 ApiError::payload_too_large(crate::BODY_LIMIT_BYTES)
+            }
+            _ => ApiError::malformed("the request body could not be read"),
+        }
+    }
+}
+
+impl From<UrlencodedError> for ApiError {
+    fn from(error: UrlencodedError) -> ApiError {
+        match error {
+            UrlencodedError::Overflow { limit, .. } => ApiError::payload_too_large(limit),
+            UrlencodedError::Payload(PayloadError::Overflow) => {
+                ApiError::payload_too_large(crate::BODY_LIMIT_BYTES)
+            }
+            UrlencodedError::ContentType => ApiError::unsupported_media_type(FORM_MEDIA_TYPE),
+            // serde_urlencoded's message may quote the submitted value: name only the problem.
+            UrlencodedError::Parse(_) => {
+                ApiError::invalid_body("the form lacks a field or has one with an invalid value")
             }
             _ => ApiError::malformed("the request body could not be read"),
         }

@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::error::{describe_data_error, describe_json_error, ApiError};
+use crate::error::{describe_data_error, describe_json_error, ApiError, JSON_MEDIA_TYPE};
 use crate::BODY_LIMIT_BYTES;
 
 /// A JSON request body deserialized into `T`, with the contract's error answers.
@@ -36,7 +36,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
-                return Err(ApiError::unsupported_media_type());
+                return Err(ApiError::unsupported_media_type(JSON_MEDIA_TYPE));
             }
             if declared_length.is_some_and(|length| length > BODY_LIMIT_BYTES) {
                 return Err(ApiError::payload_too_large(BODY_LIMIT_BYTES));

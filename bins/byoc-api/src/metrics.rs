@@ -1,11 +1,17 @@
 //! Prometheus metrics: HTTP requests by route and status, request latency, credential operations, and the
 //! credential service's cache and audit-queue figures (read when `/metrics` is scraped).
+//!
+//! Every label value comes from a fixed set, never from request data: `route` is a registered route pattern
+//! (or `unmatched`), `method` one of the standard methods (or `other`), `status` the status code the service
+//! answered. The per-organization series (labelled `org_id`) live in a registry of their own, served only to a
+//! request that bears `BYOC_METRICS_TOKEN` ([`PerOrganizationAccess`]).
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web;
 use byoc_credential_store::CredentialService;
@@ -13,15 +19,80 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+use ring::hmac;
+use ring::rand::SystemRandom;
+use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument;
+
+use crate::routes::twilio_webhook::WebhookRefusal;
 
 /// The label used for requests that matched no route (keeps label cardinality bounded).
 const UNMATCHED_ROUTE: &str = "unmatched";
+/// The `method` label of a request whose method is not one of the standard ones.
+const OTHER_METHOD: &str = "other";
 
-/// The service's metrics, registered in their own registry.
+/// The `method` label of a request: the standard methods by name, anything else [`OTHER_METHOD`] (a client
+/// may invent any number of methods; each would otherwise add series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => OTHER_METHOD,
+    }
+}
+
+/// Who may read the per-organization series of `/metrics`: a request bearing `BYOC_METRICS_TOKEN`. Keeps an
+/// HMAC of the token under a random key, never the token itself, and compares in constant time. Without a
+/// configured token nobody may.
+pub struct PerOrganizationAccess {
+    token: Option<(hmac::Key, hmac::Tag)>,
+}
+
+impl PerOrganizationAccess {
+    /// Access for bearers of `token`; `None` grants it to nobody. Fails only when the system random generator
+    /// does.
+    pub fn new(
+        token: Option<&SecretString>,
+    ) -> Result<PerOrganizationAccess, ring::error::Unspecified> {
+        let token = token
+            .map(|token| {
+                let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())?;
+                let tag = hmac::sign(&key, token.expose_secret().as_bytes());
+                Ok::<_, ring::error::Unspecified>((key, tag))
+            })
+            .transpose()?;
+        Ok(PerOrganizationAccess { token })
+    }
+
+    /// Whether `presented` (a bearer token) is the configured metrics token.
+    pub fn grants(&self, presented: &str) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|(key, tag)| hmac::verify(key, presented.as_bytes(), tag.as_ref()).is_ok())
+    }
+}
+
+/// Which series a `/metrics` answer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposition {
+    /// Every series without an organization label.
+    Public,
+    /// The public series and the per-organization ones (for a bearer of `BYOC_METRICS_TOKEN`).
+    WithOrganizations,
+}
+
+/// The service's metrics, registered in two registries: the public series and the per-organization ones.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    per_organization: Registry,
     http_requests: IntCounterVec,
     http_latency: HistogramVec,
     credential_operations: IntCounterVec,
@@ -30,12 +101,14 @@ pub struct Metrics {
     cache_lookups: IntCounterVec,
     outage_answers: IntCounter,
     database_in_doubt: IntGauge,
+    twilio_webhook_refusals: IntCounterVec,
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("byoc".to_owned()), None)?;
+        let per_organization = Registry::new_custom(Some("byoc".to_owned()), None)?;
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
@@ -91,8 +164,20 @@ impl Metrics {
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(credential_operations.clone()))?;
+        let twilio_webhook_refusals = IntCounterVec::new(
+            Opts::new(
+                "twilio_webhook_refusals_total",
+                "Twilio status callbacks refused, by reason (unknown_organization, missing_signature, rate_limited, no_credential, account_mismatch, bad_signature)",
+            ),
+            &["reason"],
+        )?;
+        for reason in WebhookRefusal::ALL {
+            twilio_webhook_refusals.with_label_values(&[reason.as_str()]);
+        }
+        registry.register(Box::new(twilio_webhook_refusals.clone()))?;
         Ok(Metrics {
             registry,
+            per_organization,
             http_requests,
             http_latency,
             credential_operations,
@@ -101,6 +186,7 @@ impl Metrics {
             cache_lookups,
             outage_answers,
             database_in_doubt,
+            twilio_webhook_refusals,
         })
     }
 
@@ -111,12 +197,28 @@ impl Metrics {
             .inc();
     }
 
-    /// Registers another collector (e.g. the per-organization usage gauges) in the service's registry.
+    /// Counts one refused Twilio status callback.
+    pub fn twilio_webhook_refused(&self, reason: WebhookRefusal) {
+        self.twilio_webhook_refusals
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Registers another collector of public series (no organization label) in the service's registry.
     pub fn register(
         &self,
         collector: Box<dyn prometheus::core::Collector>,
     ) -> Result<(), prometheus::Error> {
         self.registry.register(collector)
+    }
+
+    /// Registers a collector of per-organization series (labelled `org_id`), served only with
+    /// [`Exposition::WithOrganizations`].
+    pub fn register_per_organization(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.per_organization.register(collector)
     }
 
     /// Reads the credential service's figures (audit queue, legacy fallback uses, cache hits and misses,
@@ -142,14 +244,19 @@ impl Metrics {
             .inc_by(uses.saturating_sub(self.legacy_fallback_uses.get()));
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Result<String, prometheus::Error> {
+    /// The Prometheus text exposition of the public series, and of the per-organization ones too when
+    /// `exposition` says so.
+    pub fn render(&self, exposition: Exposition) -> Result<String, prometheus::Error> {
+        let mut families = self.registry.gather();
+        if exposition == Exposition::WithOrganizations {
+            families.extend(self.per_organization.gather());
+        }
         let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        TextEncoder::new().encode(&families, &mut buffer)?;
         String::from_utf8(buffer).map_err(|error| prometheus::Error::Msg(error.to_string()))
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    fn observe(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
         self.http_requests
             .with_label_values(&[route, method, &status.to_string()])
             .inc();
@@ -170,7 +277,7 @@ pub async fn track_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let metrics = request.app_data::<web::Data<Metrics>>().cloned();
     let request_id = request
         .headers()
@@ -191,7 +298,7 @@ pub async fn track_requests(
     let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
-        metrics.observe(&route, &method, status, elapsed.as_secs_f64());
+        metrics.observe(&route, method, status, elapsed.as_secs_f64());
     }
     span.in_scope(|| {
         tracing::info!(
@@ -231,11 +338,41 @@ mod tests {
     }
 
     #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let invented = Method::from_bytes(b"BREW").expect("a valid token");
+        assert_eq!(method_label(&invented), OTHER_METHOD);
+    }
+
+    #[test]
+    fn only_the_configured_token_grants_the_per_organization_series() {
+        let token = SecretString::from("a-metrics-token-that-is-long-enough-0123");
+        let access = PerOrganizationAccess::new(Some(&token)).expect("random");
+        assert!(access.grants("a-metrics-token-that-is-long-enough-0123"));
+        assert!(!access.grants("a-metrics-token-that-is-long-enough-0124"));
+        assert!(!access.grants(""));
+        let nobody = PerOrganizationAccess::new(None).expect("random");
+        assert!(!nobody.grants("a-metrics-token-that-is-long-enough-0123"));
+    }
+
+    #[test]
     fn renders_registered_metrics_in_text_format() {
         let metrics = Metrics::new().expect("metrics register");
         metrics.observe("/healthz", "GET", 200, 0.002);
         metrics.credential_operation("created", "twilio", "ok");
-        let text = metrics.render().expect("render");
+        let per_org = IntGauge::new("per_org_probe", "a per-organization series").expect("gauge");
+        metrics
+            .register_per_organization(Box::new(per_org))
+            .expect("register");
+        assert!(!metrics
+            .render(Exposition::Public)
+            .expect("render")
+            .contains("byoc_per_org_probe"));
+        let text = metrics
+            .render(Exposition::WithOrganizations)
+            .expect("render");
+        assert!(text.contains("byoc_per_org_probe 0"), "{text}");
         assert!(
             text.contains(
                 r#"byoc_http_requests_total{method="GET",route="/healthz",status="200"} 1"#

@@ -60,7 +60,8 @@ use crate::error::{ErrorBody, ErrorDetail};
 )]
 pub struct ApiDoc;
 
-/// Adds the `bearer` security scheme (a Supabase-style JWT).
+/// Adds the security schemes: `bearer` (a Supabase-style JWT) and `metrics_token` (`BYOC_METRICS_TOKEN`, which
+/// unlocks the per-organization series of `/metrics`).
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -74,6 +75,10 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }

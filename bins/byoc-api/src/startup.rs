@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
+use byoc_credential_store::postgres::{DatabaseRole, LoginReport, PostgresConnectOptions};
 use byoc_credential_store::service::{KeyringMismatch, LegacyTwilioFallback};
 use byoc_credential_store::{
     Backend, CredentialRepository, CredentialService, OrgId, PostgresStore, ServiceConfig,
@@ -20,10 +21,12 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::auth::{mint_token, TokenVerifier};
-use crate::config::{AuthConfig, Config, ConfigError, DatabaseUrl, Deployment, DEV_DIR};
+use crate::config::{
+    AuthConfig, Config, ConfigError, DatabaseUrl, Deployment, TokenClaimRules, DEV_DIR,
+};
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
-use crate::error::{json_error, path_error, query_error, ApiError};
-use crate::metrics::{track_requests, Metrics};
+use crate::error::{form_error, json_error, path_error, query_error, ApiError};
+use crate::metrics::{track_requests, Metrics, PerOrganizationAccess};
 use crate::state::AppState;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -65,6 +68,7 @@ pub struct DevSession {
     /// The demo organization and owner.
     pub seed: DevSeed,
     jwt_secret: SecretString,
+    claims: TokenClaimRules,
 }
 
 impl DevSession {
@@ -72,6 +76,7 @@ impl DevSession {
     pub fn owner_token(&self) -> Result<String, StartupError> {
         mint_token(
             &self.jwt_secret,
+            &self.claims,
             self.seed.org_id.as_uuid(),
             self.seed.owner_id.as_uuid(),
             DEV_TOKEN_TTL,
@@ -98,13 +103,23 @@ pub struct Services {
 }
 
 impl Services {
-    /// Opens the store and starts the credential service after the start-up key check (in dev mode: prepares
-    /// `./.byoc-dev/` and seeds the demo organization). On Postgres the service follows other replicas'
-    /// credential changes.
+    /// Opens the store as the service (`byoc_app`) and starts the credential service after the start-up key
+    /// check (in dev mode: prepares `./.byoc-dev/` and seeds the demo organization). On Postgres the service
+    /// follows other replicas' credential changes.
     pub async fn open(config: &Config) -> Result<Services, StartupError> {
+        Services::open_as(config, DatabaseRole::App).await
+    }
+
+    /// Opens the store as the operator (`byoc_operator`, the CLI's commands): the same, without following
+    /// changes (an operator's command is short-lived).
+    pub async fn open_for_operator(config: &Config) -> Result<Services, StartupError> {
+        Services::open_as(config, DatabaseRole::Operator).await
+    }
+
+    async fn open_as(config: &Config, role: DatabaseRole) -> Result<Services, StartupError> {
         let providers = ProviderClients::new(&config.providers)
             .map_err(|error| StartupError::Setup(format!("provider clients: {error}")))?;
-        let (database, keyring, auth, dev_files) = match &config.deployment {
+        let (database, service_database, keyring, auth, dev_files) = match &config.deployment {
             Deployment::Dev => {
                 let files = DevFiles::prepare(std::path::Path::new(DEV_DIR))?;
                 let jwt_secret = config
@@ -115,22 +130,29 @@ impl Services {
                 let auth = AuthConfig {
                     jwt_secret: Some(jwt_secret),
                     jwks_url: config.auth.jwks_url.clone(),
+                    claims: config.auth.claims.clone(),
                 };
                 (
                     files.database_url.clone(),
+                    None,
                     Arc::clone(&files.keyring),
                     auth,
                     Some(files),
                 )
             }
-            Deployment::Configured { database, keyring } => (
+            Deployment::Configured {
+                database,
+                service_database,
+                keyring,
+            } => (
                 database.clone(),
+                service_database.clone(),
                 Arc::clone(keyring),
                 config.auth.clone(),
                 None,
             ),
         };
-        let (repository, postgres) = open_store(&database).await?;
+        let (repository, postgres) = open_store(&database, service_database.as_ref(), role).await?;
         let (credential_service, report) = CredentialService::start(
             Arc::clone(&repository),
             Arc::clone(&keyring),
@@ -140,7 +162,7 @@ impl Services {
         if report.recorded_active {
             tracing::info!(key_version = %keyring.active_version(), "recorded the active key's check value");
         }
-        if let Some(store) = &postgres {
+        if let Some(store) = postgres.as_ref().filter(|_| role == DatabaseRole::App) {
             credential_service
                 .follow_changes(store)
                 .await
@@ -159,6 +181,7 @@ impl Services {
                     dir: files.dir,
                     seed,
                     jwt_secret,
+                    claims: auth.claims.clone(),
                 })
             }
             None => None,
@@ -174,20 +197,67 @@ impl Services {
     }
 }
 
-/// Connects to the store `DATABASE_URL` names; for Postgres also returns the concrete store (change
-/// notifications).
+/// Connects to the store `DATABASE_URL` names, as `role` (Postgres; the service also with the service-context
+/// login of `BYOC_SERVICE_DATABASE_URL` when set, and it says what its logins may do); for Postgres also returns
+/// the concrete store (change notifications).
 async fn open_store(
     database: &DatabaseUrl,
+    service_database: Option<&DatabaseUrl>,
+    role: DatabaseRole,
 ) -> Result<(Arc<dyn CredentialRepository>, Option<PostgresStore>), StartupError> {
     match database.backend() {
         Backend::Postgres => {
-            let store = PostgresStore::connect(database.expose()).await?;
+            let mut options = PostgresConnectOptions::from_url(database.expose(), role)?;
+            if let Some(service_database) = service_database.filter(|_| role == DatabaseRole::App) {
+                options = options.with_service_url(service_database.expose())?;
+            }
+            let store = PostgresStore::connect_with_options(options).await?;
+            if role == DatabaseRole::App {
+                report_logins(&store.login_report().await?);
+            }
             Ok((Arc::new(store.clone()), Some(store)))
         }
         Backend::Sqlite => Ok((
             byoc_credential_store::connect(database.expose()).await?,
             None,
         )),
+    }
+}
+
+/// Logs what the database logins may do, and warns about a deployment that gives the login serving users'
+/// requests more than byoc_app (docs/operations.md, "Postgres roles").
+fn report_logins(report: &LoginReport) {
+    tracing::info!(
+        login = %report.login,
+        service_login = report.service_login.as_deref().unwrap_or("(the same)"),
+        "connected to Postgres as byoc_app"
+    );
+    if report.superuser {
+        tracing::warn!(
+            login = %report.login,
+            "DATABASE_URL logs in as a superuser: an SQL injection could RESET ROLE and bypass row-level \
+             security; use a login granted only byoc_app"
+        );
+    }
+    if report.operator {
+        tracing::warn!(
+            login = %report.login,
+            "DATABASE_URL's login may take byoc_operator: an SQL injection could run the operator's functions; \
+             give the service a login granted only byoc_app"
+        );
+    }
+    match (&report.service_login, report.acts_as_service) {
+        (None, false) => tracing::warn!(
+            login = %report.login,
+            "DATABASE_URL's login may not act as a service and BYOC_SERVICE_DATABASE_URL is not set: the Twilio \
+             status webhook and marking refused credentials failed will be refused"
+        ),
+        (None, true) if !report.superuser => tracing::info!(
+            login = %report.login,
+            "users' requests run on a login that may act as a service; set BYOC_SERVICE_DATABASE_URL to a \
+             login of its own to separate them"
+        ),
+        _ => {}
     }
 }
 
@@ -285,6 +355,8 @@ impl Application {
             tokens: TokenVerifier::new(&services.auth, http),
             outbound,
             secure_cookies: public_url.scheme() == "https",
+            metrics_access: PerOrganizationAccess::new(config.metrics_token.as_ref())
+                .map_err(|_| StartupError::Setup("metrics token: no randomness".to_owned()))?,
         });
         let metrics = web::Data::new(metrics);
         let server = HttpServer::new(move || {
@@ -301,6 +373,11 @@ impl Application {
                     web::JsonConfig::default()
                         .limit(crate::BODY_LIMIT_BYTES)
                         .error_handler(json_error),
+                )
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(crate::BODY_LIMIT_BYTES)
+                        .error_handler(form_error),
                 )
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .app_data(web::QueryConfig::default().error_handler(query_error))

@@ -25,6 +25,8 @@ pub struct AppState {
     pub outbound: crate::outbound::Outbound,
     /// Whether the settings page's cookies carry `Secure` (`BYOC_PUBLIC_URL` is https).
     pub secure_cookies: bool,
+    /// Who may read the per-organization series of `/metrics` (`BYOC_METRICS_TOKEN`).
+    pub metrics_access: crate::metrics::PerOrganizationAccess,
 }
 
 impl AppState {

@@ -1,12 +1,15 @@
 //! Per-organization limits and quota monitoring for the endpoints that use credentials.
 //!
 //! - Rate limits (governor keyed limiters, one bucket per organization): outbound SMS
-//!   (`BYOC_SMS_PER_MINUTE`, default 10) and every provider call (`BYOC_PROVIDER_CALLS_PER_MINUTE`, default 120).
-//!   An exhausted bucket answers 429 with `Retry-After` before any provider is called.
+//!   (`BYOC_SMS_PER_MINUTE`, default 10), credential verifications (`BYOC_VERIFY_PER_MINUTE`, default 10) and
+//!   every provider call (`BYOC_PROVIDER_CALLS_PER_MINUTE`, default 120; SMS and verifications count here
+//!   too). An exhausted bucket answers 429 with `Retry-After` before any provider is called. Twilio's status
+//!   callbacks have a bucket of their own (`BYOC_TWILIO_WEBHOOK_PER_MINUTE`, default 120), taken before the
+//!   callback's credential is read.
 //! - Daily counters of provider calls and failures per organization and provider, kept in the store
 //!   (`provider_usage`, so they survive restarts and add up across replicas) and exposed as the gauges
 //!   `byoc_provider_calls_today` and `byoc_provider_failures_today` (labels `org_id`, `provider`; reset at
-//!   midnight UTC).
+//!   midnight UTC; served only to a scrape bearing `BYOC_METRICS_TOKEN`, see [`crate::metrics`]).
 //! - A warning logged once per organization, provider and day when the day's calls reach
 //!   `BYOC_PROVIDER_DAILY_WARNING` (default 1000): only the call whose increment crosses the threshold logs, so
 //!   the warning appears once however many replicas count.
@@ -29,14 +32,21 @@ use crate::metrics::Metrics;
 use crate::write_behind::{DeferredWrite, WriteBehind};
 
 const DEFAULT_SMS_PER_MINUTE: u32 = 10;
+const DEFAULT_VERIFICATIONS_PER_MINUTE: u32 = 10;
+const DEFAULT_TWILIO_WEBHOOKS_PER_MINUTE: u32 = 120;
 const DEFAULT_PROVIDER_CALLS_PER_MINUTE: u32 = 120;
 const DEFAULT_DAILY_WARNING: u64 = 1000;
 
-/// The limits, from `BYOC_SMS_PER_MINUTE`, `BYOC_PROVIDER_CALLS_PER_MINUTE` and `BYOC_PROVIDER_DAILY_WARNING`.
+/// The limits, from `BYOC_SMS_PER_MINUTE`, `BYOC_VERIFY_PER_MINUTE`, `BYOC_TWILIO_WEBHOOK_PER_MINUTE`,
+/// `BYOC_PROVIDER_CALLS_PER_MINUTE` and `BYOC_PROVIDER_DAILY_WARNING`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageConfig {
     /// Outbound SMS per organization per minute (also the burst).
     pub sms_per_minute: NonZeroU32,
+    /// Credential verifications (each asks the provider) per organization per minute (also the burst).
+    pub verifications_per_minute: NonZeroU32,
+    /// Twilio status callbacks per organization per minute (also the burst).
+    pub twilio_webhooks_per_minute: NonZeroU32,
     /// Provider calls (SMS, free/busy, OAuth exchanges) per organization per minute (also the burst).
     pub provider_calls_per_minute: NonZeroU32,
     /// Provider calls per organization, provider and day at which a warning is logged.
@@ -47,6 +57,10 @@ impl Default for UsageConfig {
     fn default() -> UsageConfig {
         UsageConfig {
             sms_per_minute: NonZeroU32::new(DEFAULT_SMS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+            verifications_per_minute: NonZeroU32::new(DEFAULT_VERIFICATIONS_PER_MINUTE)
+                .unwrap_or(NonZeroU32::MIN),
+            twilio_webhooks_per_minute: NonZeroU32::new(DEFAULT_TWILIO_WEBHOOKS_PER_MINUTE)
+                .unwrap_or(NonZeroU32::MIN),
             provider_calls_per_minute: NonZeroU32::new(DEFAULT_PROVIDER_CALLS_PER_MINUTE)
                 .unwrap_or(NonZeroU32::MIN),
             daily_warning: DEFAULT_DAILY_WARNING,
@@ -82,6 +96,14 @@ impl UsageConfig {
         };
         Ok(UsageConfig {
             sms_per_minute: per_minute("BYOC_SMS_PER_MINUTE", defaults.sms_per_minute)?,
+            verifications_per_minute: per_minute(
+                "BYOC_VERIFY_PER_MINUTE",
+                defaults.verifications_per_minute,
+            )?,
+            twilio_webhooks_per_minute: per_minute(
+                "BYOC_TWILIO_WEBHOOK_PER_MINUTE",
+                defaults.twilio_webhooks_per_minute,
+            )?,
             provider_calls_per_minute: per_minute(
                 "BYOC_PROVIDER_CALLS_PER_MINUTE",
                 defaults.provider_calls_per_minute,
@@ -96,6 +118,10 @@ impl UsageConfig {
 pub enum Guarded {
     /// An outbound SMS (counts against both the SMS and the provider-call limit).
     Sms,
+    /// A credential verification (counts against both the verification and the provider-call limit).
+    Verification,
+    /// A Twilio status callback (its own limit only: it calls no provider).
+    TwilioWebhook,
     /// Any other provider call.
     ProviderCall,
 }
@@ -103,6 +129,8 @@ pub enum Guarded {
 /// Per-organization rate limits, and the door to the daily provider counters.
 pub struct Usage {
     sms: DefaultKeyedRateLimiter<OrgId>,
+    verifications: DefaultKeyedRateLimiter<OrgId>,
+    twilio_webhooks: DefaultKeyedRateLimiter<OrgId>,
     provider_calls: DefaultKeyedRateLimiter<OrgId>,
     clock: DefaultClock,
     writes: Arc<WriteBehind>,
@@ -114,6 +142,10 @@ impl Usage {
     pub fn new(config: UsageConfig, writes: Arc<WriteBehind>) -> Usage {
         Usage {
             sms: RateLimiter::keyed(Quota::per_minute(config.sms_per_minute)),
+            verifications: RateLimiter::keyed(Quota::per_minute(config.verifications_per_minute)),
+            twilio_webhooks: RateLimiter::keyed(Quota::per_minute(
+                config.twilio_webhooks_per_minute,
+            )),
             provider_calls: RateLimiter::keyed(Quota::per_minute(config.provider_calls_per_minute)),
             clock: DefaultClock::default(),
             writes,
@@ -123,10 +155,19 @@ impl Usage {
 
     /// Takes one unit of the organization's budget for `what`, or answers 429 with the wait in `Retry-After`.
     pub fn admit(&self, org: OrgId, what: Guarded) -> Result<(), ApiError> {
-        if what == Guarded::Sms {
-            self.sms.check_key(&org).map_err(|not_until| {
-                self.limited(org, "sms", not_until.wait_time_from(self.clock.now()))
+        let (own_limit, calls_a_provider) = match what {
+            Guarded::Sms => (Some((&self.sms, "sms")), true),
+            Guarded::Verification => (Some((&self.verifications, "verifications")), true),
+            Guarded::TwilioWebhook => (Some((&self.twilio_webhooks, "twilio_webhook")), false),
+            Guarded::ProviderCall => (None, true),
+        };
+        if let Some((limiter, limit)) = own_limit {
+            limiter.check_key(&org).map_err(|not_until| {
+                self.limited(org, limit, not_until.wait_time_from(self.clock.now()))
             })?;
+        }
+        if !calls_a_provider {
+            return Ok(());
         }
         self.provider_calls.check_key(&org).map_err(|not_until| {
             self.limited(
@@ -163,6 +204,8 @@ impl Usage {
         if let Ok(mut day) = self.limiter_day.lock() {
             if *day != today {
                 self.sms.retain_recent();
+                self.verifications.retain_recent();
+                self.twilio_webhooks.retain_recent();
                 self.provider_calls.retain_recent();
                 *day = today;
             }
@@ -200,8 +243,8 @@ impl DailyCounters {
             ),
             &["org_id", "provider"],
         )?;
-        metrics.register(Box::new(calls_today.clone()))?;
-        metrics.register(Box::new(failures_today.clone()))?;
+        metrics.register_per_organization(Box::new(calls_today.clone()))?;
+        metrics.register_per_organization(Box::new(failures_today.clone()))?;
         Ok(DailyCounters {
             repository,
             daily_warning: config.daily_warning,
@@ -280,6 +323,8 @@ mod tests {
         assert_eq!(config.daily_warning, 50);
         for variable in [
             "BYOC_SMS_PER_MINUTE",
+            "BYOC_VERIFY_PER_MINUTE",
+            "BYOC_TWILIO_WEBHOOK_PER_MINUTE",
             "BYOC_PROVIDER_CALLS_PER_MINUTE",
             "BYOC_PROVIDER_DAILY_WARNING",
         ] {

@@ -224,7 +224,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             let secret = match (&config.auth.jwt_secret, config.is_dev()) {
                 (Some(secret), _) => secret.clone(),
                 (None, true) => {
-                    let services = Services::open(&config).await?;
+                    let services = Services::open_for_operator(&config).await?;
                     services.auth.jwt_secret.ok_or_else(|| {
                         CliError::Invalid("dev mode has no JWT secret".to_owned())
                     })?
@@ -237,6 +237,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             };
             let token = mint_token(
                 &secret,
+                &config.auth.claims,
                 org.as_uuid(),
                 user.as_uuid(),
                 Duration::from_secs(ttl),
@@ -360,7 +361,7 @@ async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
         .map_err(|error| CliError::Invalid(format!("--display-name: {}", error.reason)))?;
     let actor =
         ServiceName::parse("byoc-cli").map_err(|error| CliError::Invalid(error.to_string()))?;
-    let services = Services::open(&config).await?;
+    let services = Services::open_for_operator(&config).await?;
     let imported = services
         .credential_service
         .import(org, actor, &legacy, display_name)
@@ -402,5 +403,5 @@ async fn migrate() -> Result<(), CliError> {
 
 async fn open_services() -> Result<Services, CliError> {
     let config = Config::from_env()?;
-    Ok(Services::open(&config).await?)
+    Ok(Services::open_for_operator(&config).await?)
 }

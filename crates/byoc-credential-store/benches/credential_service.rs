@@ -90,6 +90,7 @@ fn cache_hit(criterion: &mut Criterion) {
             credential_type: CredentialType::Twilio,
             display_name: "Twilio".to_owned(),
             public_hint: None,
+            provider_account_id: None,
             is_active: true,
             verification_status: VerificationStatus::Verified,
             last_verified_at: Some(now),
@@ -236,6 +237,7 @@ fn uncached(criterion: &mut Criterion) {
                     credential_type: CredentialType::Twilio,
                     display_name: DisplayName::parse("Twilio").expect("name"),
                     public_hint: None,
+                    provider_account_id: None,
                     encrypted_data: sealed(&keys, organization.id, id),
                     encryption_key_version: NonZeroU32::MIN,
                 },
@@ -249,7 +251,6 @@ fn uncached(criterion: &mut Criterion) {
                 &byoc_credential_store::VerificationOutcome {
                     status: VerificationStatus::Verified,
                     error: None,
-                    at: chrono::Utc::now(),
                 },
             )
             .await
@@ -399,10 +400,12 @@ async fn bulk_seed(pool: &sqlx::PgPool, org_id: OrgId, keys: &Keyring, rows: usi
         let mut transaction = pool.begin().await.expect("transaction");
         // Seeding is not a change anyone listens for: the notification trigger is off for this transaction
         // (the pool is a superuser's).
-        sqlx::query("ALTER TABLE organization_api_credentials DISABLE TRIGGER notify_credential_change")
-            .execute(&mut *transaction)
-            .await
-            .expect("quiet inserts");
+        sqlx::query(
+            "ALTER TABLE organization_api_credentials DISABLE TRIGGER notify_credential_change",
+        )
+        .execute(&mut *transaction)
+        .await
+        .expect("quiet inserts");
         sqlx::query(
             "INSERT INTO organization_api_credentials \
              (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, \
@@ -417,10 +420,12 @@ async fn bulk_seed(pool: &sqlx::PgPool, org_id: OrgId, keys: &Keyring, rows: usi
         .execute(&mut *transaction)
         .await
         .expect("bulk insert");
-        sqlx::query("ALTER TABLE organization_api_credentials ENABLE TRIGGER notify_credential_change")
-            .execute(&mut *transaction)
-            .await
-            .expect("notifications back on");
+        sqlx::query(
+            "ALTER TABLE organization_api_credentials ENABLE TRIGGER notify_credential_change",
+        )
+        .execute(&mut *transaction)
+        .await
+        .expect("notifications back on");
         transaction.commit().await.expect("commit");
     }
 }

@@ -82,6 +82,7 @@ fn get_credential(criterion: &mut Criterion) {
             credential_type: CredentialType::Twilio,
             display_name: DisplayName::parse("Twilio").expect("name"),
             public_hint: None,
+            provider_account_id: None,
             encrypted_data: envelope(1),
             encryption_key_version: std::num::NonZeroU32::MIN,
         };
@@ -163,6 +164,7 @@ fn rotation(criterion: &mut Criterion) {
                 credential_type: CredentialType::Twilio,
                 display_name: DisplayName::parse(&format!("Twilio {index}")).expect("name"),
                 public_hint: None,
+                provider_account_id: None,
                 encrypted_data: envelope(index),
                 encryption_key_version: std::num::NonZeroU32::MIN,
             };

@@ -94,9 +94,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let envelopes: Vec<&[u8]> = sealed.iter().map(|row| row.2.as_slice()).collect();
         let names: Vec<&str> = sealed.iter().map(|row| row.3.as_str()).collect();
         let mut transaction = pool.begin().await?;
-        sqlx::query("ALTER TABLE organization_api_credentials DISABLE TRIGGER notify_credential_change")
-            .execute(&mut *transaction)
-            .await?;
+        sqlx::query(
+            "ALTER TABLE organization_api_credentials DISABLE TRIGGER notify_credential_change",
+        )
+        .execute(&mut *transaction)
+        .await?;
         sqlx::query(
             "INSERT INTO organization_api_credentials \
              (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, \
@@ -111,9 +113,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .bind(version)
         .execute(&mut *transaction)
         .await?;
-        sqlx::query("ALTER TABLE organization_api_credentials ENABLE TRIGGER notify_credential_change")
-            .execute(&mut *transaction)
-            .await?;
+        sqlx::query(
+            "ALTER TABLE organization_api_credentials ENABLE TRIGGER notify_credential_change",
+        )
+        .execute(&mut *transaction)
+        .await?;
         transaction.commit().await?;
     }
     sqlx::query("VACUUM ANALYZE organization_api_credentials")

@@ -105,11 +105,12 @@ use std::sync::Arc;
 pub use error::{ConflictKind, StoreError, StoreResult};
 pub use model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditEventId, AuditPage, CredentialMetadata,
-    CredentialRecord, CredentialType, DeliveryStatus, DisplayName, EncryptedEnvelope,
-    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, InvalidValue, KeyCheckValue, KeyVersionCount,
-    MaskedPhone, Member, NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage, OAuthState,
-    OperatorEnvelope, Organization, OrganizationName, ProviderErrorCode, ProviderMessageSid,
-    PublicHint, Purpose, Role, SmsMessage, SmsStatusUpdate, UsageCounter, VerificationOutcome,
+    CredentialRecord, CredentialType, DashboardSession, DeliveryStatus, DisplayName,
+    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, InvalidValue, KeyCheckValue,
+    KeyVersionCount, MaskedPhone, Member, NewAuditEvent, NewCredential, NewDashboardSession,
+    NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName,
+    ProviderAccountId, ProviderErrorCode, ProviderMessageSid, PublicHint, Purpose, Role,
+    SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter, VerificationOutcome,
     VerificationStatus, DELIVERED,
 };
 pub use repository::CredentialRepository;

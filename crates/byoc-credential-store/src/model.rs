@@ -46,6 +46,22 @@ fn is_visible(c: char) -> bool {
         ))
 }
 
+/// Whether `c` disguises text: a bidirectional embedding, override, isolate or mark (U+202A–U+202E,
+/// U+2066–U+2069, U+200E, U+200F, U+061C), which reorders what is shown, or a zero-width character (U+200B–U+200D,
+/// U+2060–U+2064, U+FEFF), which makes a name look like another (`"B main\u{200B}"` shows as `"B main"`).
+/// Refused anywhere in a bounded text.
+fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// Builds a bounded, non-empty text newtype with a `parse` constructor.
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, field = $field:literal, max = $max:literal) => {
@@ -55,15 +71,18 @@ macro_rules! bounded_text {
         pub struct $name(String);
 
         impl $name {
-            #[doc = concat!("Parses the text: 1 to ", stringify!($max), " characters, at least one of them visible, no control characters.")]
+            #[doc = concat!("Parses the text: 1 to ", stringify!($max), " characters, at least one of them visible, no control, bidirectional-formatting or zero-width characters.")]
             pub fn parse(text: &str) -> Result<Self, InvalidValue> {
                 let length = text.chars().count();
-                if length > $max || !text.chars().any(is_visible) || text.chars().any(char::is_control) {
+                if length > $max
+                    || !text.chars().any(is_visible)
+                    || text.chars().any(|c| c.is_control() || is_deceptive(c))
+                {
                     Err(InvalidValue {
                         field: $field,
                         reason: concat!(
                             "must be 1 to ", stringify!($max),
-                            " characters, not blank, without control characters"
+                            " characters, not blank, without control, bidirectional-formatting or zero-width characters"
                         ),
                     })
                 } else {
@@ -124,9 +143,51 @@ bounded_text!(
     /// A provider's error code for a message (Twilio's `ErrorCode`).
     ProviderErrorCode, field = "errorCode", max = 32
 );
+bounded_text!(
+    /// The provider's id of the account a credential belongs to (Twilio's Account SID). Not a secret: kept as
+    /// metadata so that a request for another account is refused before anything is decrypted.
+    ProviderAccountId, field = "providerAccountId", max = 64
+);
 
 /// The status a delivered message reports; reaching it stamps `delivered_at`.
 pub const DELIVERED: &str = "delivered";
+
+/// Twilio's message statuses in the order a message moves through them (queued → sending → sent → delivered,
+/// undelivered or failed), as ranks. A recorded status gives way only to one of the same or a higher rank, and a
+/// [`FINAL_DELIVERY_RANK`] status to none, so a replayed or late callback never moves a message back. Statuses
+/// not listed rank 0.
+const DELIVERY_ORDER: [(&str, i64); 9] = [
+    ("accepted", 0),
+    ("scheduled", 0),
+    ("queued", 1),
+    ("sending", 2),
+    ("sent", 3),
+    ("delivered", FINAL_DELIVERY_RANK),
+    ("undelivered", FINAL_DELIVERY_RANK),
+    ("failed", FINAL_DELIVERY_RANK),
+    ("canceled", FINAL_DELIVERY_RANK),
+];
+
+/// The rank of the statuses after which nothing changes (delivered, undelivered, failed, canceled).
+pub(crate) const FINAL_DELIVERY_RANK: i64 = 4;
+
+/// The rank of a status in [`DELIVERY_ORDER`].
+pub(crate) fn delivery_rank(status: &str) -> i64 {
+    DELIVERY_ORDER
+        .iter()
+        .find(|(name, _)| *name == status)
+        .map_or(0, |(_, rank)| *rank)
+}
+
+/// The SQL expression of the rank of the status in `column` (the same ranks as [`delivery_rank`]), for both
+/// backends.
+pub(crate) fn delivery_rank_sql(column: &str) -> String {
+    let arms: String = DELIVERY_ORDER
+        .iter()
+        .map(|(name, rank)| format!(" WHEN '{name}' THEN {rank}"))
+        .collect();
+    format!("(CASE {column}{arms} ELSE 0 END)")
+}
 
 /// What an audit event records: lowercase, starting with a letter, then up to 63 of `a-z 0-9 _ . :`
 /// (`created`, `read`, `verified`, `verification_failed`, `deactivated`, `purged`, `rotated`,
@@ -357,6 +418,8 @@ pub struct NewCredential {
     pub display_name: DisplayName,
     /// A non-secret hint (last four of a SID), if any.
     pub public_hint: Option<PublicHint>,
+    /// The provider's id of the account (Twilio's Account SID), when the provider has one.
+    pub provider_account_id: Option<ProviderAccountId>,
     /// The envelope.
     pub encrypted_data: EncryptedEnvelope,
     /// The master key version that wrapped the data key.
@@ -376,6 +439,9 @@ pub struct CredentialMetadata {
     pub display_name: String,
     /// A non-secret hint, if any.
     pub public_hint: Option<String>,
+    /// The provider's id of the account (Twilio's Account SID; not a secret), when known: `None` for
+    /// providers without one, or when whoever stored the credential did not give it.
+    pub provider_account_id: Option<String>,
     /// False once deactivated; an inactive credential is never used.
     pub is_active: bool,
     /// Where it stands with its provider.
@@ -596,6 +662,49 @@ pub struct SmsMessage {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// The SHA-256 hash of a settings-page session id: all the store keeps of the id (the cookie holds the id
+/// itself). `Debug` shows nothing of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SessionIdHash([u8; 32]);
+
+impl SessionIdHash {
+    /// Wraps a SHA-256 digest.
+    pub fn from_digest(digest: [u8; 32]) -> SessionIdHash {
+        SessionIdHash(digest)
+    }
+
+    /// The digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionIdHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionIdHash(..)")
+    }
+}
+
+/// A settings-page session to store for the tenant user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDashboardSession {
+    /// The hash of the session id.
+    pub id_hash: SessionIdHash,
+    /// How long the session stays live without being used (at least one second).
+    pub idle_timeout: std::time::Duration,
+    /// When it ends however much it is used.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Whom a live settings-page session signs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DashboardSession {
+    /// The organization.
+    pub org_id: OrgId,
+    /// The user.
+    pub user_id: UserId,
+}
+
 /// An organization's provider calls and failures on one day (UTC).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UsageCounter {
@@ -689,9 +798,61 @@ mod tests {
         for control in ["Main\u{0}", "Main\nline", "\u{7}bell"] {
             assert!(DisplayName::parse(control).is_err(), "{control:?}");
         }
-        assert!(DisplayName::parse("Zoë\u{200D}Clinic 🦷").is_ok());
+        assert!(DisplayName::parse("Zoë Clinic 🦷").is_ok());
+        assert!(
+            DisplayName::parse("عيادة الأسنان").is_ok(),
+            "right-to-left text itself is fine"
+        );
+        assert!(
+            DisplayName::parse("Café ❤️").is_ok(),
+            "emoji variation selectors are fine"
+        );
+    }
+
+    #[test]
+    fn bidirectional_formatting_and_zero_width_characters_are_refused_anywhere() {
+        let mut refused: Vec<char> = ('\u{202A}'..='\u{202E}').collect();
+        refused.extend('\u{2066}'..='\u{2069}');
+        refused.extend(['\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}']);
+        refused.extend(['\u{2060}', '\u{FEFF}', '\u{061C}']);
+        for c in refused {
+            for text in [
+                format!("B main{c}"),
+                format!("{c}B main"),
+                format!("B{c} main"),
+            ] {
+                let error = DisplayName::parse(&text).expect_err(&format!("{text:?}"));
+                assert_eq!(error.field, "displayName");
+            }
+        }
+        assert!(OrganizationName::parse("Clinic\u{202E}cinilC").is_err());
         assert!(DisplayName::parse(&"x".repeat(256)).is_err());
         assert!(DisplayName::parse(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn delivery_ranks_follow_twilios_order_in_rust_and_sql() {
+        let order = ["queued", "sending", "sent", "delivered"];
+        assert!(order
+            .windows(2)
+            .all(|pair| delivery_rank(pair[0]) < delivery_rank(pair[1])));
+        for status in ["delivered", "undelivered", "failed"] {
+            assert_eq!(delivery_rank(status), FINAL_DELIVERY_RANK);
+        }
+        assert_eq!(delivery_rank("something-new"), 0);
+        let sql = delivery_rank_sql("status");
+        assert!(
+            sql.starts_with("(CASE status WHEN 'accepted' THEN 0"),
+            "{sql}"
+        );
+        assert!(sql.ends_with(" ELSE 0 END)"), "{sql}");
+    }
+
+    #[test]
+    fn session_hashes_hide_their_bytes() {
+        let hash = SessionIdHash::from_digest([7; 32]);
+        assert_eq!(format!("{hash:?}"), "SessionIdHash(..)");
+        assert_eq!(hash.as_bytes(), &[7; 32]);
     }
 
     #[test]

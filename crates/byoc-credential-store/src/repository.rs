@@ -8,15 +8,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::error::StoreResult;
 use crate::model::{
     AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyCheckValue,
-    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage,
-    OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
-    SmsStatusUpdate, UsageCounter, VerificationOutcome,
+    DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold,
+    KeyCheckValue, KeyVersionCount, Member, NewAuditEvent, NewCredential, NewDashboardSession,
+    NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName,
+    Role, SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 /// Storage for organizations, members, credentials (as envelopes), the audit log, key check values, OAuth
-/// states, SMS messages and usage counters.
+/// states, SMS messages, usage counters and settings-page sessions.
 ///
 /// Every tenant-scoped method takes the [`Tenant`] and never reads or writes another organization's rows;
 /// a row of another organization is reported exactly as a missing one. Role rules (checked here and, on
@@ -34,7 +34,9 @@ use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, User
 /// ([`crate::StoreError::Denied`] otherwise). Methods named `operator_*` are the only ones that cross
 /// organizations or need no membership; they serve the CLI (`byoc org create`, `member add`, `import-env`),
 /// the dev-mode seed, key rotation and `byoc keys check`, and on Postgres they need a store connected for the
-/// operator ([`crate::PostgresStore::connect_operator`]).
+/// operator ([`crate::PostgresStore::connect_operator`]). The settings-page session lookups by hash
+/// (`touch_dashboard_session`, `end_dashboard_session`) need no tenant either: a request carries only its
+/// cookie.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait CredentialRepository: Send + Sync {
@@ -236,12 +238,35 @@ pub trait CredentialRepository: Send + Sync {
         message: &NewSmsMessage,
     ) -> StoreResult<SmsMessage>;
 
-    /// Records a delivery status by the provider's message id; `NotFound` for an unknown id.
+    /// Records a delivery status by the provider's message id; `NotFound` for an unknown id. Statuses never
+    /// move backwards in Twilio's order (queued → sending → sent → delivered / undelivered / failed, the last
+    /// three final): a status ranked below the recorded one, or any after a final one, changes nothing, and the
+    /// message is returned as recorded.
     async fn update_sms_status(
         &self,
         tenant: &Tenant,
         update: &SmsStatusUpdate,
     ) -> StoreResult<SmsMessage>;
+
+    // Settings-page sessions.
+
+    /// Stores a settings-page session for the tenant user (a member of the tenant organization; services and
+    /// non-members get `Forbidden`), and deletes every session already past its idle or absolute expiry.
+    async fn create_dashboard_session(
+        &self,
+        tenant: &Tenant,
+        session: &NewDashboardSession,
+    ) -> StoreResult<()>;
+
+    /// The live session with this hash (before its absolute expiry, and used within its idle timeout), whose
+    /// last use it sets to now; `None` for an unknown, ended or expired one.
+    async fn touch_dashboard_session(
+        &self,
+        id_hash: &SessionIdHash,
+    ) -> StoreResult<Option<DashboardSession>>;
+
+    /// Ends (deletes) the session with this hash, live or not; whether there was one.
+    async fn end_dashboard_session(&self, id_hash: &SessionIdHash) -> StoreResult<bool>;
 
     // Provider usage counters.
 

@@ -8,15 +8,16 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord,
-    EncryptedEnvelope, HotLeadThreshold, KeyCheckValue, Member, OAuthState, OperatorEnvelope,
-    Organization, Role, SmsMessage, UsageCounter,
+    DashboardSession, EncryptedEnvelope, HotLeadThreshold, InvalidValue, KeyCheckValue, Member,
+    NewDashboardSession, OAuthState, OperatorEnvelope, Organization, Role, SmsMessage,
+    UsageCounter,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 
 /// The columns of a credential's metadata, in the order both backends select them.
-pub(crate) const CREDENTIAL_COLUMNS: &str = "id, org_id, credential_type, display_name, public_hint, is_active, \
-     verification_status, last_verified_at, verification_error, created_at, updated_at, created_by, \
-     encryption_key_version";
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, org_id, credential_type, display_name, public_hint, \
+     provider_account_id, is_active, verification_status, last_verified_at, verification_error, created_at, \
+     updated_at, created_by, encryption_key_version";
 
 /// The columns of an SMS message.
 pub(crate) const SMS_COLUMNS: &str =
@@ -111,6 +112,7 @@ pub(crate) fn credential_metadata(row: &impl ReadRow) -> StoreResult<CredentialM
         credential_type: parse(&row.text("credential_type")?, "credential_type")?,
         display_name: row.text("display_name")?,
         public_hint: row.opt_text("public_hint")?,
+        provider_account_id: row.opt_text("provider_account_id")?,
         is_active: row.flag("is_active")?,
         verification_status: parse(&row.text("verification_status")?, "verification_status")?,
         last_verified_at: row.opt_time("last_verified_at")?,
@@ -198,6 +200,28 @@ pub(crate) fn sms_message(row: &impl ReadRow) -> StoreResult<SmsMessage> {
         sent_at: row.time("sent_at")?,
         status_updated_at: row.time("status_updated_at")?,
         delivered_at: row.opt_time("delivered_at")?,
+    })
+}
+
+/// A session's idle timeout in whole seconds, as both backends store it (at least 1).
+pub(crate) fn idle_timeout_secs(session: &NewDashboardSession) -> StoreResult<i32> {
+    i32::try_from(session.idle_timeout.as_secs())
+        .ok()
+        .filter(|secs| *secs > 0)
+        .ok_or_else(|| {
+            InvalidValue {
+                field: "idle_timeout",
+                reason: "must be 1 second to 68 years",
+            }
+            .into()
+        })
+}
+
+/// A live session's `org_id, user_id`.
+pub(crate) fn dashboard_session(row: &impl ReadRow) -> StoreResult<DashboardSession> {
+    Ok(DashboardSession {
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        user_id: UserId::from_uuid(row.uuid("user_id")?),
     })
 }
 

@@ -82,13 +82,12 @@ pub async fn fresh_postgres() -> TestPostgres {
     }
     admin.close().await;
     let store = connect_app(&admin_url, &database_name).await;
-    let operator = PostgresStore::connect_operator(&login_url(
-        &admin_url,
-        OPERATOR_LOGIN,
-        &database_name,
-    ))
-    .await
-    .unwrap_or_else(|error| panic!("cannot connect the operator to {database_name}: {error}"));
+    let operator =
+        PostgresStore::connect_operator(&login_url(&admin_url, OPERATOR_LOGIN, &database_name))
+            .await
+            .unwrap_or_else(|error| {
+                panic!("cannot connect the operator to {database_name}: {error}")
+            });
     TestPostgres {
         store,
         operator,

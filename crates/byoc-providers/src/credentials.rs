@@ -53,8 +53,15 @@ pub trait CredentialPayload: Sized + Send + Sync {
     /// The payload as JSON bytes (camelCase fields) in a zeroize-on-drop buffer, ready to encrypt.
     fn to_json_bytes(&self) -> CredentialJson;
 
-    /// A non-secret summary for listings, e.g. `AC…1234 / +1415…0123`.
+    /// A non-secret summary for listings, e.g. `AC…1234 / +1415…0123`. Of a secret it shows at most the last
+    /// [`HINT_TAIL_CHARS`] characters, after a fixed label (see [`secret_hint`]).
     fn public_hint(&self) -> String;
+
+    /// The provider's id of the account the credential belongs to, when it names one (Twilio's Account SID);
+    /// never a secret. Stored beside the encrypted payload as metadata.
+    fn provider_account_id(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The JSON object of a payload being parsed; values are taken out field by field so that errors can
@@ -118,6 +125,27 @@ fn to_json<T: Serialize>(wire: &T, size_hint: usize) -> CredentialJson {
 
 fn copy_secret(secret: &SecretString) -> SecretString {
     SecretString::from(secret.expose_secret())
+}
+
+/// How many of a secret's last characters its hint shows.
+pub const HINT_TAIL_CHARS: usize = 4;
+/// The fewest characters a secret must have after its public label for its hint to show its last
+/// [`HINT_TAIL_CHARS`]; a shorter one shows none, so a hint never gives away more than a quarter of what is
+/// secret.
+pub const HINT_TAIL_MIN_SECRET_CHARS: usize = 16;
+
+/// The hint of a secret: `label`, a fixed public marker of the secret's kind chosen from the caller's constants
+/// (such as `sk_test_`; never cut from the secret), then `…`, then the secret's last [`HINT_TAIL_CHARS`]
+/// characters when at least [`HINT_TAIL_MIN_SECRET_CHARS`] follow the label. Every hint of a secret is built
+/// here, and shows nothing else of it.
+pub fn secret_hint(label: &'static str, secret: &str) -> String {
+    let hidden = secret.strip_prefix(label).unwrap_or(secret);
+    let tail = if hidden.chars().count() >= HINT_TAIL_MIN_SECRET_CHARS {
+        last_chars(hidden, HINT_TAIL_CHARS)
+    } else {
+        ""
+    };
+    format!("{label}…{tail}")
 }
 
 fn last_chars(text: &str, count: usize) -> &str {
@@ -282,6 +310,10 @@ impl CredentialPayload for TwilioCredential {
             },
             auth_token.len(),
         )
+    }
+
+    fn provider_account_id(&self) -> Option<&str> {
+        Some(self.account_sid.as_str())
     }
 
     fn public_hint(&self) -> String {
@@ -474,15 +506,9 @@ impl StripeCredential {
     /// Validates a key's shape (`sk_test_`, `sk_live_`, `rk_test_` or `rk_live_` and more).
     pub fn new(secret_key: SecretString) -> Result<Self, InvalidField> {
         let text = secret_key.expose_secret();
-        let mode = [
-            ("sk_test_", StripeMode::Test),
-            ("rk_test_", StripeMode::Test),
-            ("sk_live_", StripeMode::Live),
-            ("rk_live_", StripeMode::Live),
-        ]
-        .into_iter()
-        .find(|(prefix, _)| text.starts_with(prefix) && text.len() > prefix.len() + 8)
-        .map(|(_, mode)| mode);
+        let mode = stripe_key_prefix(text)
+            .filter(|(prefix, _)| text.len() > prefix.len() + 8)
+            .map(|(_, mode)| mode);
         match mode {
             Some(mode) if !text.chars().any(char::is_whitespace) => {
                 Ok(StripeCredential { secret_key, mode })
@@ -498,6 +524,22 @@ impl StripeCredential {
     pub fn mode(&self) -> StripeMode {
         self.mode
     }
+}
+
+/// The prefixes of Stripe's secret and restricted keys and the mode each names: public markers of a key's
+/// kind, so its hint may show them.
+const STRIPE_KEY_PREFIXES: [(&str, StripeMode); 4] = [
+    ("sk_test_", StripeMode::Test),
+    ("rk_test_", StripeMode::Test),
+    ("sk_live_", StripeMode::Live),
+    ("rk_live_", StripeMode::Live),
+];
+
+/// The known prefix `key` starts with, and its mode.
+fn stripe_key_prefix(key: &str) -> Option<(&'static str, StripeMode)> {
+    STRIPE_KEY_PREFIXES
+        .into_iter()
+        .find(|(prefix, _)| key.starts_with(prefix))
 }
 
 impl Clone for StripeCredential {
@@ -530,9 +572,13 @@ impl CredentialPayload for StripeCredential {
 
     fn public_hint(&self) -> String {
         let key = self.secret_key.expose_secret();
-        format!("{}…{}", &key[..8], last_chars(key, 4))
+        let label = stripe_key_prefix(key).map_or("", |(prefix, _)| prefix);
+        secret_hint(label, key)
     }
 }
+
+/// The prefix of HubSpot's private-app access tokens (a public marker of the token's kind).
+const HUBSPOT_PRIVATE_APP_PREFIX: &str = "pat-";
 
 /// A HubSpot credential: a private-app access token, `{accessToken}`.
 #[derive(Debug)]
@@ -584,12 +630,12 @@ impl CredentialPayload for HubSpotCredential {
 
     fn public_hint(&self) -> String {
         let token = self.access_token.expose_secret();
-        let prefix = if token.starts_with("pat-") {
-            token.splitn(3, '-').take(2).collect::<Vec<_>>().join("-") + "-"
+        let label = if token.starts_with(HUBSPOT_PRIVATE_APP_PREFIX) {
+            HUBSPOT_PRIVATE_APP_PREFIX
         } else {
-            String::new()
+            ""
         };
-        format!("{prefix}…{}", last_chars(token, 4))
+        secret_hint(label, token)
     }
 }
 
@@ -839,12 +885,19 @@ mod tests {
     }
 
     #[test]
-    fn hubspot_hint_keeps_only_the_region_prefix_and_last_chars() {
+    fn hubspot_hint_keeps_only_the_kind_and_last_chars() {
         let credential = HubSpotCredential::new(SecretString::from(
             "pat-na1-11111111-2222-3333-4444-555555555555",
         ))
         .expect("valid");
-        assert_eq!(credential.public_hint(), "pat-na1-…5555");
+        assert_eq!(credential.public_hint(), "pat-…5555");
+        let one_dash =
+            HubSpotCredential::new(SecretString::from("pat-XXXXYYYYZZZZ")).expect("valid");
+        assert_eq!(
+            one_dash.public_hint(),
+            "pat-…",
+            "a short token shows none of its characters"
+        );
         let parsed = ProviderCredential::from_json_bytes(
             ProviderKind::HubSpot,
             credential.to_json_bytes().as_bytes(),
@@ -852,5 +905,74 @@ mod tests {
         .expect("round trip");
         assert_eq!(parsed.kind(), ProviderKind::HubSpot);
         assert!(HubSpotCredential::new(SecretString::from("short")).is_err());
+    }
+
+    /// The labels a hint may show before `…`: fixed public markers of a secret's kind, never cut from it.
+    const PUBLIC_LABELS: [&str; 6] = ["", "sk_test_", "sk_live_", "rk_test_", "rk_live_", "pat-"];
+
+    /// Checks the hint of `secret`: a public label, `…`, and at most the last four characters of the secret
+    /// (none for a secret under 16 characters).
+    fn check_secret_hint(
+        hint: &str,
+        secret: &str,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let (label, tail) = hint.split_once('…').ok_or_else(|| {
+            proptest::test_runner::TestCaseError::fail(format!("no ellipsis in {hint}"))
+        })?;
+        proptest::prop_assert!(PUBLIC_LABELS.contains(&label), "label {label:?}");
+        proptest::prop_assert!(tail.chars().count() <= HINT_TAIL_CHARS, "{hint}");
+        proptest::prop_assert!(secret.ends_with(tail), "{hint}");
+        let hidden = secret.strip_prefix(label).unwrap_or(secret);
+        if hidden.chars().count() < HINT_TAIL_MIN_SECRET_CHARS {
+            proptest::prop_assert!(tail.is_empty(), "a short secret shows nothing: {hint}");
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Secrets are drawn from letters (G–Z) that no non-secret part of a hint uses (SIDs and client ids are
+        /// hex or lowercase, phone numbers digits), so any character of theirs in a hint would be a leak.
+        #[test]
+        fn hints_never_show_more_than_the_last_four_characters_of_a_secret(
+            auth_token in "[G-Z]{1,60}",
+            sid_hex in "[0-9a-f]{32}",
+            client_project in "[0-9a-z]{1,20}",
+            client_secret in "[G-Z]{1,60}",
+            refresh_token in "[G-Z]{1,60}",
+            stripe_prefix in 0usize..4,
+            stripe_rest in "[A-Za-z0-9]{9,60}",
+            hubspot_token in "(pat-)?[A-Za-z0-9-]{4,60}",
+        ) {
+            let twilio = TwilioCredential {
+                account_sid: TwilioAccountSid::parse("accountSid", &format!("AC{sid_hex}"))
+                    .expect("valid SID"),
+                auth_token: SecretString::from(auth_token.clone()),
+                phone_number: E164Phone::parse("phoneNumber", "+14155550123").expect("valid"),
+            };
+            let hint = twilio.public_hint();
+            proptest::prop_assert!(!hint.chars().any(|c| auth_token.contains(c)), "{hint}");
+
+            let google = GoogleCalendarCredential::new(
+                &format!("{client_project}.apps.googleusercontent.com"),
+                SecretString::from(client_secret.clone()),
+                SecretString::from(refresh_token.clone()),
+                None,
+                None,
+            )
+            .expect("valid");
+            let hint = google.public_hint();
+            proptest::prop_assert!(
+                !hint.chars().any(|c| client_secret.contains(c) || refresh_token.contains(c)),
+                "{hint}"
+            );
+
+            let stripe_key = format!("{}{stripe_rest}", STRIPE_KEY_PREFIXES[stripe_prefix].0);
+            let stripe = StripeCredential::new(SecretString::from(stripe_key.clone())).expect("valid");
+            check_secret_hint(&stripe.public_hint(), &stripe_key)?;
+
+            if let Ok(hubspot) = HubSpotCredential::new(SecretString::from(hubspot_token.clone())) {
+                check_secret_hint(&hubspot.public_hint(), &hubspot_token)?;
+            }
+        }
     }
 }

@@ -17,12 +17,8 @@ use crate::kind::ProviderKind;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "provider", rename_all = "snake_case")]
 pub enum VerificationDetails {
-    /// An active Twilio account that owns an SMS-capable sending number.
+    /// A Twilio account that authenticates and owns an SMS-capable sending number.
     Twilio {
-        /// The account's friendly name.
-        account_name: String,
-        /// `Trial` or `Full` (trial accounts only send to verified numbers).
-        account_type: String,
         /// The sending number that was checked.
         phone_number: String,
     },
@@ -54,14 +50,9 @@ pub enum VerificationDetails {
 impl fmt::Display for VerificationDetails {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VerificationDetails::Twilio {
-                account_name,
-                account_type,
-                phone_number,
-            } => write!(
-                f,
-                "Twilio account \"{account_name}\" ({account_type}) can send SMS from {phone_number}"
-            ),
+            VerificationDetails::Twilio { phone_number } => {
+                write!(f, "the Twilio account can send SMS from {phone_number}")
+            }
             VerificationDetails::GoogleCalendar {
                 calendar_id,
                 time_zone,

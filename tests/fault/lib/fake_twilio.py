@@ -2,7 +2,6 @@
 """A fake Twilio REST API for the fault tests (standard library only).
 
 Answers what byoc-api asks when it verifies and uses a Twilio credential:
-  GET  /2010-04-01/Accounts/{sid}.json                      -> an active account
   GET  /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json -> the number in FAKE_TWILIO_PHONE, SMS-capable
   POST /2010-04-01/Accounts/{sid}/Messages.json             -> a queued message with a fresh SM… sid
 and, for the scripts:
@@ -20,7 +19,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PHONE = os.environ.get("FAKE_TWILIO_PHONE", "+14155550123")
-ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})(/[A-Za-z]+\.json|\.json)$")
+ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})(/[A-Za-z]+\.json)$")
 
 lock = threading.Lock()
 messages = 0
@@ -48,10 +47,7 @@ class Handler(BaseHTTPRequestHandler):
         match = ACCOUNT.match(path)
         if not match:
             return self.answer(404, {"code": 20404, "message": "not found", "status": 404})
-        sid, rest = match.groups()
-        if rest == ".json":
-            return self.answer(200, {"sid": sid, "status": "active", "friendly_name": "Fault test", "type": "Full"})
-        if rest == "/IncomingPhoneNumbers.json":
+        if match.group(2) == "/IncomingPhoneNumbers.json":
             return self.answer(200, {"incoming_phone_numbers": [{"phone_number": PHONE, "capabilities": {"sms": True}}]})
         return self.answer(404, {"code": 20404, "message": "not found", "status": 404})
 

@@ -17,7 +17,7 @@
 //! slots are still answered.
 
 use actix_web::{get, web};
-use byoc_credential_store::{CredentialType, VerificationStatus};
+use byoc_credential_store::CredentialType;
 use byoc_providers::{AvailabilityRequest, CalendarAvailability, GoogleCalendarCredential};
 use chrono::Utc;
 use serde::Deserialize;
@@ -90,12 +90,7 @@ pub async fn availability(
                 if let Some(id) = credential.credential_id {
                     if let Err(record_error) = state
                         .credential_service
-                        .record_verification(
-                            tenant,
-                            id,
-                            VerificationStatus::Failed,
-                            Some(error.to_string()),
-                        )
+                        .record_refused_use(tenant, id, error.to_string())
                         .await
                     {
                         tracing::warn!(error = %CauseChain(&record_error), "cannot mark the Google Calendar credential failed");

@@ -18,6 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::usage::Guarded;
 
 /// Lists the organization's credentials (metadata only, newest first; never a secret). Every member.
 #[utoipa::path(
@@ -123,7 +124,8 @@ pub async fn add_google_calendar(
     .await
 }
 
-/// Verifies a credential with its provider and records the outcome. Admins and owners.
+/// Verifies a credential with its provider and records the outcome. Admins and owners; per organization at
+/// most `BYOC_VERIFY_PER_MINUTE` a minute (429 with `Retry-After` beyond, before the provider is asked).
 #[utoipa::path(
     post,
     path = "/api/organization/credentials/{id}/verify",
@@ -137,7 +139,7 @@ pub async fn add_google_calendar(
         (status = 404, description = "No such credential in this organization", body = ErrorBody),
         (status = 409, description = "The credential is deactivated", body = ErrorBody),
         (status = 424, description = "The provider could not be reached; nothing recorded", body = ErrorBody),
-        (status = 429, description = "The provider rate limited the check", body = ErrorBody),
+        (status = 429, description = "Too many verifications for this organization (BYOC_VERIFY_PER_MINUTE), or the provider rate limited the check; Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -149,6 +151,10 @@ pub async fn verify_credential(
     metrics: web::Data<Metrics>,
 ) -> Result<web::Json<VerifyResponse>, ApiError> {
     caller.require(Permission::Manage)?;
+    state
+        .outbound
+        .usage
+        .admit(caller.tenant.org_id, Guarded::Verification)?;
     let verification = state
         .credential_service
         .verify(

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::bearer_token;
 use crate::error::{ApiError, ErrorBody};
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics};
 use crate::state::AppState;
 
 /// The liveness and readiness answer.
@@ -54,21 +56,38 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<HealthStatus
     Ok(web::Json(HealthStatus { status: "ok" }))
 }
 
-/// Prometheus text exposition of the service's metrics.
+/// Prometheus text exposition of the service's metrics. The per-organization series (`org_id` label) are
+/// served only to a request bearing `BYOC_METRICS_TOKEN`; without the header the public series are served; a
+/// bearer token that is not the metrics token (or any, when none is configured) answers 401.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format: the public series, and the per-organization ones for a bearer of BYOC_METRICS_TOKEN", content_type = "text/plain", body = String),
+        (status = 401, description = "A bearer token that is not BYOC_METRICS_TOKEN", body = ErrorBody),
+    )
 )]
 #[get("/metrics")]
 pub async fn metrics(
+    request: HttpRequest,
     metrics: web::Data<Metrics>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let exposition = match request.headers().get(header::AUTHORIZATION) {
+        None => Exposition::Public,
+        Some(value) => {
+            let token = bearer_token(value.to_str().ok())?;
+            if !state.metrics_access.grants(token) {
+                return Err(ApiError::unauthorized("not the metrics token"));
+            }
+            Exposition::WithOrganizations
+        }
+    };
     metrics.observe_credential_service(&state.credential_service);
     let text = metrics
-        .render()
+        .render(exposition)
         .map_err(|error| ApiError::internal(&error))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

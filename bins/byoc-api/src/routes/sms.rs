@@ -15,7 +15,6 @@ use std::time::Instant;
 use actix_web::{post, web};
 use byoc_credential_store::{
     CredentialType, DeliveryStatus, MaskedPhone, NewSmsMessage, ProviderMessageSid, Tenant,
-    VerificationStatus,
 };
 use byoc_providers::{E164Phone, OutboundSms, SmsSender, TwilioCredential};
 use chrono::Utc;
@@ -97,12 +96,7 @@ pub async fn send_hot_lead_alert(
                 if let Some(id) = credential.credential_id {
                     if let Err(record_error) = state
                         .credential_service
-                        .record_verification(
-                            tenant,
-                            id,
-                            VerificationStatus::Failed,
-                            Some(error.to_string()),
-                        )
+                        .record_refused_use(tenant, id, error.to_string())
                         .await
                     {
                         tracing::warn!(error = %CauseChain(&record_error), "cannot mark the Twilio credential failed");

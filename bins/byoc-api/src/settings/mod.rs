@@ -1,8 +1,9 @@
 //! The settings page at `/dashboard/settings`: an organization's credentials, the forms that add, verify,
 //! revoke and purge them, "Connect Google Calendar", "Send test SMS" and the recent audit events.
 //!
-//! The server renders the page for the session's organization and role ([`view`]); controls a role may not use
-//! are not rendered. The page's script (embedded from `assets/`, no CDN) submits its forms with `fetch()` to the
+//! Signing in exchanges a bearer token for a server-side session (a random id in the cookie, its hash in the
+//! store, see [`session`]); signing out deletes it. The server renders the page for the session's organization
+//! and role ([`view`]); controls a role may not use are not rendered. The page's script (embedded from `assets/`, no CDN) submits its forms with `fetch()` to the
 //! JSON API, authenticated by the session cookie plus the CSRF header ([`session`]), then re-renders.
 
 pub mod session;
@@ -14,7 +15,10 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use byoc_credential_store::AuditPage;
 use serde::Deserialize;
 
-use crate::caller::{authenticate, Caller};
+use byoc_credential_store::{NewDashboardSession, OrgId, Tenant, UserId};
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::caller::{authenticate_session, with_role, Caller};
 use crate::dto::{AuditEntryDto, CredentialRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -75,7 +79,7 @@ pub async fn settings_page(
         let query = query.into_inner();
         GoogleResult::parse(query.google.as_deref()?, query.reason.as_deref())
     });
-    let Some(token) = request
+    let Some(session_id) = request
         .cookie(session::SESSION_COOKIE)
         .map(|cookie| cookie.value().to_owned())
     else {
@@ -88,7 +92,7 @@ pub async fn settings_page(
         }
         return sign_in_page(&state, StatusCode::OK, None);
     };
-    let caller = match authenticate(&state, &token).await {
+    let caller = match authenticate_session(&state, &session_id).await {
         Ok(caller) => caller,
         Err(error) if is_session_refusal(&error) => {
             let mut response = sign_in_page(
@@ -103,14 +107,14 @@ pub async fn settings_page(
         }
         Err(error) => return Err(error),
     };
-    let markup = settings_markup(&state, &caller, &token, google).await?;
+    let markup = settings_markup(&state, &caller, &session_id, google).await?;
     Ok(html(StatusCode::OK).body(markup))
 }
 
 async fn settings_markup(
     state: &AppState,
     caller: &Caller,
-    token: &str,
+    session_id: &str,
     google: Option<GoogleResult>,
 ) -> Result<String, ApiError> {
     let credentials: Vec<CredentialRow> = state
@@ -136,7 +140,7 @@ async fn settings_markup(
         .collect();
     Ok(SettingsView {
         caller,
-        csrf_token: &session::csrf_token(token),
+        csrf_token: &session::csrf_token(session_id),
         credentials: &credentials,
         audit: &audit,
         google,
@@ -200,7 +204,8 @@ struct SignInForm {
     nonce: String,
 }
 
-/// Exchanges a bearer token for a session cookie, then redirects to the page.
+/// Exchanges a bearer token for a session (stored server-side; the cookie holds its random id), then redirects
+/// to the page.
 #[post("/dashboard/session")]
 async fn sign_in(
     request: HttpRequest,
@@ -215,11 +220,19 @@ async fn sign_in(
             Some("The sign-in form expired. Please try again."),
         );
     }
-    let token = token.trim();
-    match authenticate(&state, token).await {
-        Ok(_) => Ok(HttpResponse::SeeOther()
+    let signed_in = async {
+        let claims = state.tokens.verify(token.trim()).await?;
+        let tenant = Tenant::user(
+            OrgId::from_uuid(claims.org_id),
+            UserId::from_uuid(claims.sub),
+        );
+        let caller = with_role(&state, tenant).await?;
+        start_session(&state, &caller, claims.exp).await
+    };
+    match signed_in.await {
+        Ok(session_id) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, SETTINGS_PATH))
-            .cookie(session::session_cookie(token, state.secure_cookies))
+            .cookie(session::session_cookie(&session_id, state.secure_cookies))
             .finish()),
         Err(error) if is_session_refusal(&error) => {
             let message = if error.status() == StatusCode::FORBIDDEN {
@@ -233,25 +246,55 @@ async fn sign_in(
     }
 }
 
+/// Stores a new session for `caller`, live for [`session::SESSION_IDLE_TIMEOUT`] between requests and at most
+/// [`session::SESSION_LIFETIME`], never past the token's expiry `token_exp` (seconds since the epoch); returns
+/// its id, for the cookie.
+async fn start_session(
+    state: &AppState,
+    caller: &Caller,
+    token_exp: i64,
+) -> Result<String, ApiError> {
+    let session_id = session::new_session_id().map_err(|_| ApiError::internal(&NoRandomness))?;
+    let now = Utc::now();
+    let lifetime = TimeDelta::from_std(session::SESSION_LIFETIME)
+        .map_err(|error| ApiError::internal(&error))?;
+    let token_end = DateTime::from_timestamp(token_exp, 0).unwrap_or(now);
+    let session = NewDashboardSession {
+        id_hash: session::session_hash(&session_id),
+        idle_timeout: session::SESSION_IDLE_TIMEOUT,
+        expires_at: (now + lifetime).min(token_end),
+    };
+    state
+        .repository
+        .create_dashboard_session(&caller.tenant, &session)
+        .await?;
+    Ok(session_id)
+}
+
 /// The sign-out form's field.
 #[derive(Deserialize)]
 struct SignOutForm {
     csrf: String,
 }
 
-/// Ends the session (the form carries the session's CSRF token) and shows the sign-in form.
+/// Ends the session (the form carries the session's CSRF token): deletes it from the store, so the cookie no
+/// longer works anywhere, removes the cookie and shows the sign-in form.
 #[post("/dashboard/signout")]
 async fn sign_out(
     request: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<SignOutForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(token) = request.cookie(session::SESSION_COOKIE) else {
+    let Some(session_id) = request.cookie(session::SESSION_COOKIE) else {
         return Ok(redirect_to_settings());
     };
-    if !session::csrf_matches(token.value(), &form.csrf) {
+    if !session::csrf_matches(session_id.value(), &form.csrf) {
         return Err(ApiError::csrf_failed());
     }
+    state
+        .repository
+        .end_dashboard_session(&session::session_hash(session_id.value()))
+        .await?;
     let mut response = redirect_to_settings();
     response
         .add_cookie(&session::expired_session_cookie(state.secure_cookies))

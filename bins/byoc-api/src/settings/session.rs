@@ -1,69 +1,101 @@
-//! Cookie sessions for the settings page: the session cookie holds the caller's bearer token (HttpOnly,
-//! SameSite=Strict, Secure when `BYOC_PUBLIC_URL` is https), and every state-changing request made with it must
-//! carry the session's CSRF token (synchronizer pattern: an HMAC of the session token, rendered into the page,
-//! sent back in the `X-CSRF-Token` header or a `csrf` form field, checked in constant time).
+//! Cookie sessions for the settings page. Signing in with a bearer token creates a server-side session: the
+//! cookie `byoc_session` (HttpOnly, SameSite=Strict, Secure when `BYOC_PUBLIC_URL` is https) holds a random
+//! session id (256 bits from ring's `SystemRandom`, hex), and the store keeps only its SHA-256 hash
+//! (`dashboard_sessions`, in the database so that every replica sees it) with the organization, the user, an
+//! idle timeout ([`SESSION_IDLE_TIMEOUT`]) and an absolute expiry ([`SESSION_LIFETIME`], never past the token's
+//! own `exp`). Signing out deletes the session, so the old cookie stops working at once.
+//!
+//! Every state-changing request made with the cookie must carry the session's CSRF token (synchronizer pattern:
+//! an HMAC keyed by the session id, rendered into the page, sent back in the `X-CSRF-Token` header or a `csrf`
+//! form field, checked in constant time).
 //!
 //! Sign-in itself is protected by a double-submit nonce: the sign-in form carries a random value that must match
 //! the short-lived `byoc_login` cookie set with the form.
 
+use std::time::Duration;
+
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::HttpRequest;
+use byoc_credential_store::SessionIdHash;
+use ring::digest;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::ApiError;
 
-/// The session cookie (its value is the bearer token).
+/// The session cookie (its value is the random session id).
 pub const SESSION_COOKIE: &str = "byoc_session";
+/// How long a session stays live without a request: 30 minutes.
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a session lives at most, however much it is used: 12 hours (or until the token's `exp`, if sooner).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Random bytes in a session id (256 bits).
+const SESSION_ID_BYTES: usize = 32;
 /// The sign-in nonce cookie (double-submit protection of the sign-in form).
 pub const LOGIN_COOKIE: &str = "byoc_login";
 /// The request header that carries the CSRF token on API calls made by the page.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// What the CSRF HMAC signs, keyed by the session token.
+/// What the CSRF HMAC signs, keyed by the session id.
 const CSRF_CONTEXT: &[u8] = b"byoc settings page csrf v1";
 
-/// The CSRF token of the session whose bearer token is `session_token` (64 hex digits).
-pub fn csrf_token(session_token: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, session_token.as_bytes());
+/// A fresh random session id (64 hex digits), for the cookie.
+pub fn new_session_id() -> Result<String, ring::error::Unspecified> {
+    let mut bytes = [0_u8; SESSION_ID_BYTES];
+    SystemRandom::new().fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// What the store keeps of a session id: the SHA-256 of the cookie's value.
+pub fn session_hash(session_id: &str) -> SessionIdHash {
+    let mut hash = [0_u8; 32];
+    hash.copy_from_slice(digest::digest(&digest::SHA256, session_id.as_bytes()).as_ref());
+    SessionIdHash::from_digest(hash)
+}
+
+/// The CSRF token of the session `session_id` (64 hex digits).
+pub fn csrf_token(session_id: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, session_id.as_bytes());
     hex::encode(hmac::sign(&key, CSRF_CONTEXT).as_ref())
 }
 
-/// Whether `presented` is the CSRF token of `session_token` (constant-time comparison).
-pub fn csrf_matches(session_token: &str, presented: &str) -> bool {
+/// Whether `presented` is the CSRF token of `session_id` (constant-time comparison).
+pub fn csrf_matches(session_id: &str, presented: &str) -> bool {
     let Ok(tag) = hex::decode(presented.trim()) else {
         return false;
     };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, session_token.as_bytes());
+    let key = hmac::Key::new(hmac::HMAC_SHA256, session_id.as_bytes());
     hmac::verify(&key, CSRF_CONTEXT, &tag).is_ok()
 }
 
-/// The bearer token of the request's session cookie, if it has one. A request that is not GET, HEAD or OPTIONS
+/// The session id in the request's session cookie, if it has one. A request that is not GET, HEAD or OPTIONS
 /// must also carry the session's CSRF token in `X-CSRF-Token`, else it is refused with 403 `csrf_failed`.
-pub fn cookie_token(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub fn cookie_session_id(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(cookie) = request.cookie(SESSION_COOKIE) else {
         return Ok(None);
     };
-    let token = cookie.value().to_owned();
+    let session_id = cookie.value().to_owned();
     if !request.method().is_safe() {
         let presented = request
             .headers()
             .get(CSRF_HEADER)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
-        if !csrf_matches(&token, presented) {
+        if !csrf_matches(&session_id, presented) {
             return Err(ApiError::csrf_failed());
         }
     }
-    Ok(Some(token))
+    Ok(Some(session_id))
 }
 
-/// The session cookie for `token`.
-pub fn session_cookie(token: &str, secure: bool) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, token.to_owned())
+/// The session cookie for `session_id`; the browser drops it after [`SESSION_LIFETIME`] at the latest.
+pub fn session_cookie(session_id: &str, secure: bool) -> Cookie<'static> {
+    let lifetime = i64::try_from(SESSION_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+    Cookie::build(SESSION_COOKIE, session_id.to_owned())
         .path("/")
         .http_only(true)
         .secure(secure)
         .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(lifetime))
         .finish()
 }
 
@@ -127,11 +159,14 @@ mod tests {
     fn unsafe_cookie_requests_need_the_csrf_header() {
         let cookie = session_cookie("tok", false);
         let get = TestRequest::get().cookie(cookie.clone()).to_http_request();
-        assert_eq!(cookie_token(&get).ok().flatten().as_deref(), Some("tok"));
+        assert_eq!(
+            cookie_session_id(&get).ok().flatten().as_deref(),
+            Some("tok")
+        );
 
         let post = TestRequest::post().cookie(cookie.clone()).to_http_request();
         assert_eq!(
-            cookie_token(&post).expect_err("no csrf").code(),
+            cookie_session_id(&post).expect_err("no csrf").code(),
             "csrf_failed"
         );
 
@@ -139,10 +174,25 @@ mod tests {
             .cookie(cookie)
             .insert_header((CSRF_HEADER, csrf_token("tok")))
             .to_http_request();
-        assert_eq!(cookie_token(&post).ok().flatten().as_deref(), Some("tok"));
+        assert_eq!(
+            cookie_session_id(&post).ok().flatten().as_deref(),
+            Some("tok")
+        );
 
         let bare = TestRequest::post().to_http_request();
-        assert!(matches!(cookie_token(&bare), Ok(None)));
+        assert!(matches!(cookie_session_id(&bare), Ok(None)));
+    }
+
+    #[test]
+    fn session_ids_are_256_random_bits_and_only_their_hash_is_kept() {
+        let first = new_session_id().expect("random");
+        let second = new_session_id().expect("random");
+        assert_eq!(first.len(), 64);
+        assert!(first.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert_ne!(first, second);
+        assert_eq!(session_hash(&first), session_hash(&first));
+        assert_ne!(session_hash(&first), session_hash(&second));
+        assert!(!hex::encode(session_hash(&first).as_bytes()).contains(&first));
     }
 
     #[test]
@@ -152,6 +202,10 @@ mod tests {
         assert_eq!(cookie.secure(), Some(true));
         assert_eq!(cookie.same_site(), Some(SameSite::Strict));
         assert_eq!(cookie.path(), Some("/"));
+        assert_eq!(
+            cookie.max_age(),
+            Some(actix_web::cookie::time::Duration::hours(12))
+        );
         assert_eq!(session_cookie("tok", false).secure(), Some(false));
     }
 

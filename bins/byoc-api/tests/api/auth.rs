@@ -183,3 +183,125 @@ async fn es256_tokens_verify_against_the_jwks() {
         "tokens are never logged"
     );
 }
+
+#[tokio::test]
+async fn tokens_from_the_future_or_for_another_audience_get_401() {
+    let app = spawn_app().await;
+    let org = app.create_org("Claims Clinic").await;
+    let now = chrono::Utc::now().timestamp();
+    let secret = secrecy::ExposeSecret::expose_secret(&app.jwt_secret)
+        .as_bytes()
+        .to_vec();
+    let token = |extra: serde_json::Value| {
+        let mut claims = serde_json::json!({
+            "sub": org.owner.as_uuid(), "org_id": org.id.as_uuid(), "exp": now + 600,
+        });
+        if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            claims.extend(extra.clone());
+        }
+        hs256(&secret, &claims)
+    };
+
+    for (name, extra) in [
+        (
+            "iat two minutes ahead",
+            serde_json::json!({"iat": now + 120}),
+        ),
+        (
+            "nbf two minutes ahead",
+            serde_json::json!({"nbf": now + 120}),
+        ),
+        (
+            "another audience",
+            serde_json::json!({"aud": "someone-else"}),
+        ),
+        (
+            "another audience among several",
+            serde_json::json!({"aud": ["someone-else", "another"]}),
+        ),
+    ] {
+        let response = app.get(LIST, &token(extra)).await;
+        assert_eq!(response.status(), 401, "{name}");
+        assert_eq!(error_code(response).await, "unauthorized", "{name}");
+    }
+
+    for (name, extra) in [
+        ("no aud, iat or nbf", serde_json::json!({})),
+        (
+            "iat and nbf within the minute of leeway",
+            serde_json::json!({"iat": now + 30, "nbf": now + 30}),
+        ),
+        (
+            "the default audience",
+            serde_json::json!({"aud": "authenticated"}),
+        ),
+        (
+            "the audience among several",
+            serde_json::json!({"aud": ["other", "authenticated"]}),
+        ),
+        (
+            "any issuer when none is configured",
+            serde_json::json!({"iss": "https://anyone.example"}),
+        ),
+    ] {
+        assert_eq!(app.get(LIST, &token(extra)).await.status(), 200, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_configured_audience_and_issuer_are_required() {
+    const ISSUER: &str = "https://project.supabase.example/auth/v1";
+    let app = spawn_app_with(
+        Store::Sqlite,
+        &[
+            ("BYOC_JWT_AUDIENCE", "byoc-clinics".to_owned()),
+            ("BYOC_JWT_ISSUER", ISSUER.to_owned()),
+        ],
+    )
+    .await;
+    let org = app.create_org("Issuer Clinic").await;
+    let now = chrono::Utc::now().timestamp();
+    let secret = secrecy::ExposeSecret::expose_secret(&app.jwt_secret)
+        .as_bytes()
+        .to_vec();
+    let token = |aud: Option<&str>, iss: Option<&str>| {
+        let mut claims = serde_json::json!({
+            "sub": org.owner.as_uuid(), "org_id": org.id.as_uuid(), "exp": now + 600,
+        });
+        if let Some(aud) = aud {
+            claims["aud"] = aud.into();
+        }
+        if let Some(iss) = iss {
+            claims["iss"] = iss.into();
+        }
+        hs256(&secret, &claims)
+    };
+    for (name, aud, iss, status) in [
+        (
+            "right audience and issuer",
+            Some("byoc-clinics"),
+            Some(ISSUER),
+            200,
+        ),
+        ("no audience, right issuer", None, Some(ISSUER), 200),
+        (
+            "Supabase's default audience",
+            Some("authenticated"),
+            Some(ISSUER),
+            401,
+        ),
+        ("no issuer", Some("byoc-clinics"), None, 401),
+        (
+            "another issuer",
+            Some("byoc-clinics"),
+            Some("https://evil.example/auth/v1"),
+            401,
+        ),
+    ] {
+        let response = app.get(LIST, &token(aud, iss)).await;
+        assert_eq!(response.status(), status, "{name}");
+        if status == 401 {
+            assert_eq!(error_code(response).await, "unauthorized", "{name}");
+        }
+    }
+}

@@ -407,3 +407,74 @@ async fn other_organizations_ids_are_not_found_and_unchanged() {
         );
     }
 }
+
+#[tokio::test]
+async fn verify_asks_the_provider_once_and_is_rate_limited_per_organization() {
+    use crate::sms::{app_with_twilio, fake_twilio_accounts, SID_A, SID_B};
+    let twilio = fake_twilio_accounts(&[SID_A, SID_B]).await;
+    let app = app_with_twilio(&twilio, &[("BYOC_VERIFY_PER_MINUTE", "3".to_owned())]).await;
+    let org = app.create_org("Verify Clinic").await;
+    let other = app.create_org("Other Clinic").await;
+    let token = app.token(org.id, org.admin);
+    let row = app.add_twilio(&token, SID_A, "Front desk").await;
+    let verify_path = format!(
+        "/api/organization/credentials/{}/verify",
+        row["id"].as_str().expect("id")
+    );
+    let provider_requests = || async {
+        twilio
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|request| request.url.path().starts_with("/2010-04-01/"))
+            .count()
+    };
+
+    for attempt in 1..=3 {
+        let response = app
+            .post_json(&verify_path, &token, &serde_json::json!({}))
+            .await;
+        assert_eq!(response.status(), 200, "verify {attempt}");
+        assert_eq!(
+            provider_requests().await,
+            attempt,
+            "one provider request per verification"
+        );
+    }
+    let limited = app
+        .post_json(&verify_path, &token, &serde_json::json!({}))
+        .await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_code(limited).await, "rate_limited");
+    assert_eq!(
+        provider_requests().await,
+        3,
+        "the limited one never reached Twilio"
+    );
+
+    let other_token = app.token(other.id, other.admin);
+    let other_row = app.add_twilio(&other_token, SID_B, "Front desk").await;
+    let response = app
+        .post_json(
+            &format!(
+                "/api/organization/credentials/{}/verify",
+                other_row["id"].as_str().expect("id")
+            ),
+            &other_token,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "another organization has its own budget"
+    );
+}

@@ -142,6 +142,41 @@ async fn invalid_fields_get_422_naming_the_field() {
 }
 
 #[tokio::test]
+async fn display_names_with_bidirectional_overrides_or_zero_width_characters_get_422() {
+    let app = spawn_app().await;
+    let org = app.create_org("Look-alikes").await;
+    let token = app.token(org.id, org.admin);
+    app.add_twilio(&token, TWILIO_SID, "B main").await;
+    for name in [
+        "B main\u{200B}",
+        "B\u{200D} main",
+        "\u{FEFF}B main",
+        "B main\u{202E}",
+        "\u{202D}B main",
+        "B \u{2066}main\u{2069}",
+    ] {
+        let response = app
+            .post_json(
+                TWILIO,
+                &token,
+                &body(&[("displayName", serde_json::json!(name))]),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{name:?}");
+        let error: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(error["error"]["code"], "invalid_field", "{name:?}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("displayName:")),
+            "{name:?}: {error}"
+        );
+    }
+    let listed = app.get_json("/api/organization/credentials", &token).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+#[tokio::test]
 async fn duplicate_display_name_gets_409() {
     let app = spawn_app().await;
     let org = app.create_org("Duplicates").await;
@@ -243,4 +278,89 @@ async fn an_unreachable_database_gets_503() {
         assert_eq!(response.status(), 503, "{what}");
         assert_eq!(error_code(response).await, "database_unavailable", "{what}");
     }
+}
+
+#[tokio::test]
+async fn form_endpoints_answer_json_errors_for_large_unreadable_or_mistyped_bodies() {
+    let app = spawn_app().await;
+    let org = app.create_org("Forms").await;
+    let webhook = format!("/api/webhooks/twilio/status?org={}", org.id);
+    let large_form = format!("MessageSid=SM1&Body={}", "x".repeat(40 * 1024));
+    for path in [webhook.as_str(), "/dashboard/session", "/dashboard/signout"] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", "c2lnbmF0dXJl")
+            .body(large_form.clone())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 413, "{path}");
+        assert_eq!(error_code(response).await, "payload_too_large", "{path}");
+
+        let response = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .header("x-twilio-signature", "c2lnbmF0dXJl")
+            .body(r#"{"token": "t"}"#)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 415, "{path}");
+        assert_eq!(
+            error_code(response).await,
+            "unsupported_media_type",
+            "{path}"
+        );
+    }
+    for path in ["/dashboard/session", "/dashboard/signout"] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .form(&[("unexpected", "field")])
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(error_code(response).await, "invalid_body", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_answers_the_json_error_body() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        (reqwest::Method::PUT, "/healthz"),
+        (reqwest::Method::DELETE, "/dashboard/settings"),
+        (reqwest::Method::GET, "/dashboard/session"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .expect("sent");
+        assert!(
+            response.status().is_client_error(),
+            "{method} {path}: {}",
+            response.status()
+        );
+        error_code(response).await;
+    }
+}
+
+/// actix-http answers a request head it cannot hold (over 96 headers, or over 128 KiB) with 431 before the
+/// application sees the request, so that answer has no body at all (not JSON, not text either).
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_with_an_empty_431() {
+    let app = spawn_app().await;
+    let mut request = app.client.get(app.url("/healthz"));
+    for index in 0..120 {
+        request = request.header(format!("x-filler-{index}"), "1");
+    }
+    let response = request.send().await.expect("sent");
+    assert_eq!(response.status(), 431);
+    assert!(response.bytes().await.unwrap_or_default().is_empty());
 }

@@ -202,3 +202,129 @@ async fn unknown_routes_answer_the_json_error_body() {
         "a caller's request id is kept"
     );
 }
+
+#[tokio::test]
+async fn metrics_stay_bounded_under_invented_methods_and_paths() {
+    let app = spawn_app().await;
+    let invented = |round: usize| {
+        let noise = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+        let method = reqwest::Method::from_bytes(format!("X{}", &noise[..8]).as_bytes())
+            .expect("letters and digits make a method token");
+        let path = format!("/{}/{round}/{}", &noise[8..20], &noise[20..]);
+        (method, path)
+    };
+    let send = |method: reqwest::Method, path: String| {
+        let request = app.client.request(method, app.url(&path));
+        async move { request.send().await.expect("sent").status() }
+    };
+    // Warm-up: one request of each kind (a scrape too) creates the series the flood will count in.
+    let (method, path) = invented(0);
+    assert_eq!(send(method, path.clone()).await, 404);
+    assert_eq!(send(reqwest::Method::GET, path).await, 404);
+    app.metrics_text().await;
+    let before = app.metrics_text().await.len();
+
+    for round in 1..=1000 {
+        let (method, path) = invented(round);
+        let method = if round % 2 == 0 {
+            method
+        } else {
+            reqwest::Method::GET
+        };
+        assert_eq!(send(method, path).await, 404, "round {round}");
+    }
+    let after = app.metrics_text().await;
+    assert!(
+        after.len() < before + 1024,
+        "/metrics grew from {before} to {} bytes",
+        after.len()
+    );
+    assert!(
+        after.contains(
+            r#"byoc_http_requests_total{method="other",route="unmatched",status="404"} 501"#
+        ),
+        "{after}"
+    );
+    assert!(
+        after.contains(
+            r#"byoc_http_requests_total{method="GET",route="unmatched",status="404"} 501"#
+        ),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn organization_ids_are_served_only_with_the_metrics_token() {
+    let twilio = crate::sms::fake_twilio_accounts(&[crate::sms::SID_A]).await;
+    let app = crate::sms::app_with_twilio(
+        &twilio,
+        &[("BYOC_METRICS_TOKEN", crate::sms::METRICS_TOKEN.to_owned())],
+    )
+    .await;
+    let org = app.create_org("Metrics Clinic").await;
+    crate::sms::verified_twilio(&app, &org, crate::sms::SID_A).await;
+    let sent = crate::sms::send_test(&app, &org, crate::sms::RECIPIENT).await;
+    assert_eq!(sent.status(), 200);
+    let org_label = format!(r#"org_id="{}""#, org.id);
+
+    let scrape = |token: Option<&str>| {
+        let mut request = app.client.get(app.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("sent") }
+    };
+    // The day's counter is written behind the request: wait until the token holder sees it.
+    let mut with_token = String::new();
+    for _ in 0..50 {
+        let response = scrape(Some(crate::sms::METRICS_TOKEN)).await;
+        assert_eq!(response.status(), 200);
+        with_token = response.text().await.expect("text");
+        if with_token.contains(&org_label) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        with_token.contains(&format!(
+            r#"byoc_provider_calls_today{{{org_label},provider="twilio"}} 1"#
+        )),
+        "{with_token}"
+    );
+
+    let public = scrape(None).await;
+    assert_eq!(public.status(), 200);
+    let public = public.text().await.expect("text");
+    assert!(!public.contains(&org.id.to_string()), "{public}");
+    assert!(!public.contains("byoc_provider_calls_today"), "{public}");
+    assert!(public.contains("byoc_http_requests_total"), "{public}");
+
+    let wrong = scrape(Some("not-the-metrics-token-not-the-metrics-token")).await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(error_code(wrong).await, "unauthorized");
+}
+
+#[tokio::test]
+async fn without_a_metrics_token_no_organization_series_are_served() {
+    let twilio = crate::sms::fake_twilio_accounts(&[crate::sms::SID_A]).await;
+    let app = crate::sms::app_with_twilio(&twilio, &[]).await;
+    let org = app.create_org("Tokenless Clinic").await;
+    crate::sms::verified_twilio(&app, &org, crate::sms::SID_A).await;
+    assert_eq!(
+        crate::sms::send_test(&app, &org, crate::sms::RECIPIENT)
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = app.metrics_text().await;
+    assert!(!text.contains(&org.id.to_string()), "{text}");
+    let guessed = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(guessed.status(), 401);
+}

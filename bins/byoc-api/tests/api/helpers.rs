@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use byoc_api::auth::mint_token;
-use byoc_api::config::Config;
+use byoc_api::config::{Config, TokenClaimRules};
 use byoc_api::{Application, Services};
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{
-    CredentialRepository, HotLeadThreshold, OrgId, OrganizationName, Role, UserId,
+    CredentialRepository, HotLeadThreshold, OrgId, OrganizationName, PostgresStore, Role, UserId,
 };
 use byoc_crypto::MasterKey;
 use secrecy::{ExposeSecret, SecretString};
@@ -51,30 +51,21 @@ pub async fn fake_twilio() -> MockServer {
 pub async fn fake_twilio_answering_after(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}.json")))
-        .respond_with(ResponseTemplate::new(200).set_delay(delay).set_body_json(
-            serde_json::json!({
-                "sid": TWILIO_SID, "status": "active", "friendly_name": "Test", "type": "Full"
-            }),
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
         .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        .respond_with(ResponseTemplate::new(200).set_delay(delay).set_body_json(serde_json::json!({
             "incoming_phone_numbers": [{"phone_number": TWILIO_PHONE, "capabilities": {"sms": true}}]
         })))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{TWILIO_BAD_SID}.json")))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_BAD_SID}/IncomingPhoneNumbers.json")))
         .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
             "code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401
         })))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{TWILIO_RATE_LIMITED_SID}.json")))
+        .and(path(format!("/2010-04-01/Accounts/{TWILIO_RATE_LIMITED_SID}/IncomingPhoneNumbers.json")))
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", "120")
@@ -135,10 +126,15 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The store, to arrange and inspect state behind the API.
     pub repository: Arc<dyn CredentialRepository>,
+    /// The operator's store (on Postgres a connection as `byoc_operator`; on SQLite the same store), to create
+    /// organizations and members as `byoc org create` and `byoc member add` do.
+    pub operator: Arc<dyn CredentialRepository>,
     /// The HS256 secret tokens are signed with.
     pub jwt_secret: SecretString,
     /// The master key (hex), to search logs and the database for key material.
     pub master_key_hex: SecretString,
+    /// The configuration values the app was started with (for [`TestApp::spawn_replica`]).
+    config_values: Vec<(String, String)>,
     database: Option<DatabaseGuard>,
 }
 
@@ -172,19 +168,28 @@ pub async fn spawn_app_behind_proxy() -> (TestApp, DatabaseProxy) {
 /// [`spawn_app_behind_proxy`] with extra environment values.
 pub async fn spawn_app_behind_proxy_with(extra: &[(&str, String)]) -> (TestApp, DatabaseProxy) {
     let database = fresh_postgres().await;
-    let mut url = url::Url::parse(database.owner_url()).expect("owner URL");
+    let app_url = url::Url::parse(&database.app_url()).expect("app URL");
     let upstream = format!(
         "{}:{}",
-        url.host_str().expect("host"),
-        url.port().unwrap_or(5432)
+        app_url.host_str().expect("host"),
+        app_url.port().unwrap_or(5432)
     );
     let proxy = DatabaseProxy::start(upstream).await;
-    url.set_port(Some(proxy.port)).expect("set port");
+    let through_proxy = |url: String| {
+        let mut url = url::Url::parse(&url).expect("test URL");
+        url.set_port(Some(proxy.port)).expect("set port");
+        url.to_string()
+    };
+    let urls = DatabaseUrls {
+        database: through_proxy(database.app_url()),
+        service: Some(through_proxy(database.service_url())),
+        operator: Some(database.operator_url()),
+    };
     let guard = DatabaseGuard {
         _sqlite_dir: None,
         _postgres: Some(database),
     };
-    (spawn(url.to_string(), guard, extra, |_| {}).await, proxy)
+    (spawn(urls, guard, extra, |_| {}).await, proxy)
 }
 
 /// A TCP proxy in front of Postgres (or any TCP service): [`DatabaseProxy::cut`] closes every connection
@@ -239,10 +244,19 @@ async fn forward(listener: tokio::net::TcpListener, upstream: String) {
     }
 }
 
-/// Starts the app on `database_url` with extra environment values, after `tune` adjusted the parsed
-/// configuration.
+/// Where the app and the test's operator connect.
+struct DatabaseUrls {
+    /// `DATABASE_URL`.
+    database: String,
+    /// `BYOC_SERVICE_DATABASE_URL` (Postgres).
+    service: Option<String>,
+    /// The operator's login (Postgres), for [`TestApp::operator`].
+    operator: Option<String>,
+}
+
+/// Starts the app on `urls` with extra environment values, after `tune` adjusted the parsed configuration.
 async fn spawn(
-    database_url: String,
+    urls: DatabaseUrls,
     guard: DatabaseGuard,
     extra: &[(&str, String)],
     tune: impl FnOnce(&mut Config),
@@ -250,8 +264,16 @@ async fn spawn(
     capture_logs();
     let master_key_hex = MasterKey::generate().to_hex();
     let jwt_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4().simple()));
+    let operator = match &urls.operator {
+        Some(url) => Some(Arc::new(
+            PostgresStore::connect_operator(url)
+                .await
+                .expect("the operator connects"),
+        ) as Arc<dyn CredentialRepository>),
+        None => None,
+    };
     let mut values: Vec<(String, String)> = vec![
-        ("DATABASE_URL".into(), database_url),
+        ("DATABASE_URL".into(), urls.database),
         (
             "BYOC_MASTER_KEYS".into(),
             format!("1:{}", master_key_hex.expose_secret()),
@@ -263,10 +285,34 @@ async fn spawn(
         ("BYOC_BIND".into(), "127.0.0.1:0".into()),
     ];
     values.extend(
+        urls.service
+            .map(|url| ("BYOC_SERVICE_DATABASE_URL".to_owned(), url)),
+    );
+    values.extend(
         extra
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.clone())),
     );
+    start(
+        values,
+        Some(guard),
+        operator,
+        jwt_secret,
+        master_key_hex,
+        tune,
+    )
+    .await
+}
+
+/// Starts the app with the configuration `values`.
+async fn start(
+    values: Vec<(String, String)>,
+    guard: Option<DatabaseGuard>,
+    operator: Option<Arc<dyn CredentialRepository>>,
+    jwt_secret: SecretString,
+    master_key_hex: SecretString,
+    tune: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::from_lookup(|name| {
         values
             .iter()
@@ -278,6 +324,7 @@ async fn spawn(
     tune(&mut config);
     let services = Services::open(&config).await.expect("services open");
     let repository = Arc::clone(&services.repository);
+    let operator = operator.unwrap_or_else(|| Arc::clone(&repository));
     let application = Application::with_services(&config, services).expect("app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
@@ -289,13 +336,29 @@ async fn spawn(
             .build()
             .expect("client"),
         repository,
+        operator,
         jwt_secret,
         master_key_hex,
-        database: Some(guard),
+        config_values: values,
+        database: guard,
     }
 }
 
 impl TestApp {
+    /// Another replica: a second application on the same database, with the same keys and JWT secret (the
+    /// database stays as long as this app, the first one, lives).
+    pub async fn spawn_replica(&self) -> TestApp {
+        start(
+            self.config_values.clone(),
+            None,
+            Some(Arc::clone(&self.operator)),
+            self.jwt_secret.clone(),
+            self.master_key_hex.clone(),
+            |_| {},
+        )
+        .await
+    }
+
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
@@ -305,6 +368,7 @@ impl TestApp {
     pub fn token(&self, org: OrgId, user: UserId) -> String {
         mint_token(
             &self.jwt_secret,
+            &TokenClaimRules::default(),
             org.as_uuid(),
             user.as_uuid(),
             Duration::from_secs(3600),
@@ -315,7 +379,7 @@ impl TestApp {
     /// Creates an organization with an owner, an admin and a member.
     pub async fn create_org(&self, name: &str) -> TestOrg {
         let organization = self
-            .repository
+            .operator
             .operator_create_organization(
                 &OrganizationName::parse(name).expect("valid name"),
                 HotLeadThreshold::DEFAULT,
@@ -325,7 +389,7 @@ impl TestApp {
         let mut users = Vec::new();
         for role in [Role::Owner, Role::Admin, Role::Member] {
             let user = UserId::new_random();
-            self.repository
+            self.operator
                 .operator_add_member(organization.id, user, role)
                 .await
                 .expect("add member");
@@ -358,6 +422,23 @@ impl TestApp {
             .await
             .expect("request sent");
         assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("text")
+    }
+
+    /// The Prometheus text of `/metrics` with the per-organization series, scraped with the metrics token.
+    pub async fn metrics_text_with(&self, metrics_token: &str) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(metrics_token)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(
+            response.status(),
+            200,
+            "GET /metrics with the metrics token"
+        );
         response.text().await.expect("text")
     }
 
@@ -434,7 +515,8 @@ impl TestApp {
             .as_ref()
             .and_then(|guard| guard._postgres.as_ref())
         {
-            let pool = postgres.owner_pool(1).await;
+            // A superuser sees every row; the owner itself would see none (forced row-level security).
+            let pool = postgres.superuser_pool(1).await;
             let tables: Vec<String> = sqlx::query_scalar(
                 "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
             )
@@ -505,12 +587,16 @@ pub async fn spawn_app_tuned(
     extra: &[(&str, String)],
     tune: impl FnOnce(&mut Config),
 ) -> TestApp {
-    let (database_url, guard) = match store {
+    let (urls, guard) = match store {
         Store::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let path = dir.path().join("byoc.db");
             (
-                format!("sqlite://{}", path.display()),
+                DatabaseUrls {
+                    database: format!("sqlite://{}", path.display()),
+                    service: None,
+                    operator: None,
+                },
                 DatabaseGuard {
                     _sqlite_dir: Some(dir),
                     _postgres: None,
@@ -520,7 +606,11 @@ pub async fn spawn_app_tuned(
         Store::Postgres => {
             let database = fresh_postgres().await;
             (
-                database.owner_url().to_owned(),
+                DatabaseUrls {
+                    database: database.app_url(),
+                    service: Some(database.service_url()),
+                    operator: Some(database.operator_url()),
+                },
                 DatabaseGuard {
                     _sqlite_dir: None,
                     _postgres: Some(database),
@@ -528,7 +618,7 @@ pub async fn spawn_app_tuned(
             )
         }
     };
-    spawn(database_url, guard, extra, tune).await
+    spawn(urls, guard, extra, tune).await
 }
 
 /// A TCP proxy to `upstream` (`host:port`, any TCP service, e.g. a fake provider) and its local port;

@@ -322,7 +322,6 @@ async fn failed_own_client(app: &TestApp, org: &TestOrg) -> String {
                     "Google Calendar: reconnect Google Calendar (invalid_grant: Token has been expired or revoked.)"
                         .to_owned(),
                 ),
-                at: chrono::Utc::now(),
             },
         )
         .await

@@ -65,13 +65,6 @@ fn provider_env(twilio: &MockServer, google: Option<&MockServer>) -> Vec<(&'stat
 /// Mounts an active Twilio account `sid` owning [`TWILIO_PHONE`] whose sends are answered by `send`.
 async fn mount_twilio_account(server: &MockServer, sid: &str, send: ResponseTemplate) {
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{sid}.json")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "sid": sid, "status": "active", "friendly_name": "Clinic", "type": "Full"
-        })))
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
         .and(path(format!(
             "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
         )))

@@ -223,3 +223,140 @@ async fn cookies_are_secure_behind_https_and_a_cross_site_return_reloads_same_si
         "{html}"
     );
 }
+
+/// A request to `path` with the session cookie `session` (and its CSRF token, when given).
+async fn with_cookie(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    session: &Cookie<'_>,
+    csrf: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app.client.request(method, app.url(path)).header(
+        reqwest::header::COOKIE,
+        format!("byoc_session={}", session.value()),
+    );
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    request.send().await.expect("sent")
+}
+
+#[tokio::test]
+async fn sign_out_revokes_the_session_and_the_old_cookie_no_longer_works() {
+    for store in [Store::Sqlite, Store::Postgres] {
+        let app = spawn_app_with(store, &[]).await;
+        let org = app.create_org("Revoke Clinic").await;
+        let token = app.token(org.id, org.admin);
+        let session = sign_in(&app, &token).await;
+        assert_eq!(session.value().len(), 64, "{store:?}: a 256-bit random id");
+        assert!(session.value().bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert!(!token.contains(session.value()) && !session.value().contains(&token));
+        assert_eq!(
+            session.max_age(),
+            Some(actix_web::cookie::time::Duration::hours(12))
+        );
+        assert!(
+            !app.database_text().await.contains(session.value()),
+            "{store:?}: the store keeps only the id's hash"
+        );
+
+        let list = "/api/organization/credentials";
+        let listed = with_cookie(&app, reqwest::Method::GET, list, &session, None).await;
+        assert_eq!(listed.status(), 200, "{store:?}");
+        let csrf = csrf_from(&page(&app, &session).await);
+
+        let signed_out = app
+            .client
+            .post(app.url("/dashboard/signout"))
+            .header(
+                reqwest::header::COOKIE,
+                format!("byoc_session={}", session.value()),
+            )
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(signed_out.status(), 303);
+
+        // A stolen copy of the cookie is worthless now, on the API and on the page.
+        let listed = with_cookie(&app, reqwest::Method::GET, list, &session, None).await;
+        assert_eq!(listed.status(), 401, "{store:?}");
+        assert_eq!(error_code(listed).await, "unauthorized");
+        let delete = with_cookie(
+            &app,
+            reqwest::Method::DELETE,
+            &format!("{list}/{}", uuid::Uuid::new_v4()),
+            &session,
+            Some(&csrf),
+        )
+        .await;
+        assert_eq!(delete.status(), 401, "{store:?}");
+        let page_after = with_cookie(&app, reqwest::Method::GET, PAGE, &session, None).await;
+        assert_eq!(page_after.status(), 200);
+        let removal = named(&set_cookies(&page_after), "byoc_session").expect("removal cookie");
+        assert_eq!(removal.value(), "");
+        let html = page_after.text().await.expect("html");
+        assert!(html.contains("no longer valid"), "{html}");
+
+        // The bearer token itself still works on the API: sign-out ends the session, not the token.
+        assert_eq!(app.get(list, &token).await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn a_session_signed_in_on_one_replica_works_and_ends_on_another() {
+    let first = spawn_app_with(Store::Postgres, &[]).await;
+    let second = first.spawn_replica().await;
+    let org = first.create_org("Replica Clinic").await;
+    let session = sign_in(&first, &first.token(org.id, org.owner)).await;
+    let list = "/api/organization/credentials";
+    assert_eq!(
+        with_cookie(&second, reqwest::Method::GET, list, &session, None)
+            .await
+            .status(),
+        200,
+        "the other replica knows the session"
+    );
+    let csrf = csrf_from(&page(&second, &session).await);
+    let signed_out = second
+        .client
+        .post(second.url("/dashboard/signout"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("byoc_session={}", session.value()),
+        )
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(signed_out.status(), 303);
+    assert_eq!(
+        with_cookie(&first, reqwest::Method::GET, list, &session, None)
+            .await
+            .status(),
+        401,
+        "signing out on one replica ends the session on every one"
+    );
+}
+
+#[tokio::test]
+async fn a_made_up_session_cookie_is_refused() {
+    let app = spawn_app().await;
+    let org = app.create_org("Guess Clinic").await;
+    // The old design's cookie: the bearer token itself.
+    let token_as_cookie = Cookie::new("byoc_session", app.token(org.id, org.owner));
+    let guessed = Cookie::new("byoc_session", "00".repeat(32));
+    for cookie in [token_as_cookie, guessed] {
+        let response = with_cookie(
+            &app,
+            reqwest::Method::GET,
+            "/api/organization/credentials",
+            &cookie,
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(error_code(response).await, "unauthorized");
+    }
+}

@@ -14,6 +14,8 @@ pub struct CliApp {
     pub env: Vec<(String, String)>,
     /// The working directory of every run (dev mode writes `.byoc-dev/` here).
     pub workdir: tempfile::TempDir,
+    /// Postgres: the owner's URL, which `byoc migrate` runs with (every other command runs as the operator).
+    owner_url: Option<String>,
     _postgres: Option<TestPostgres>,
 }
 
@@ -34,11 +36,12 @@ pub async fn spawn_app() -> CliApp {
     CliApp::configured(workdir, database, None)
 }
 
-/// A configured environment on a fresh Postgres database (the owner's URL, as `byoc migrate` needs).
+/// A configured environment on a fresh Postgres database, as docs/operations.md sets one up: `DATABASE_URL`
+/// names the operator's login, and `byoc migrate` runs with the owner's URL.
 pub async fn spawn_app_postgres() -> CliApp {
     let workdir = tempfile::tempdir().expect("temp dir");
     let postgres = fresh_postgres().await;
-    let database = postgres.owner_url().to_owned();
+    let database = postgres.operator_url();
     CliApp::configured(workdir, database, Some(postgres))
 }
 
@@ -47,6 +50,7 @@ pub fn spawn_dev() -> CliApp {
     CliApp {
         env: Vec::new(),
         workdir: tempfile::tempdir().expect("temp dir"),
+        owner_url: None,
         _postgres: None,
     }
 }
@@ -71,6 +75,7 @@ impl CliApp {
                 ),
             ],
             workdir,
+            owner_url: postgres.as_ref().map(TestPostgres::owner_url),
             _postgres: postgres,
         }
     }
@@ -95,6 +100,9 @@ impl CliApp {
             .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (key, value) in &self.env {
             command.env(key, value);
+        }
+        if let (Some(["migrate", ..]), Some(owner_url)) = (args.get(..1), &self.owner_url) {
+            command.env("DATABASE_URL", owner_url);
         }
         for (key, value) in extra {
             command.env(key, value);

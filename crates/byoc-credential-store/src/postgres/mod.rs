@@ -19,11 +19,12 @@ use uuid::Uuid;
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyCheckValue,
-    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState, NewSmsMessage,
-    OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
-    SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED,
+    delivery_rank, delivery_rank_sql, AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata,
+    CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor,
+    EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter,
+    VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
 use crate::repository::CredentialRepository;
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
@@ -78,9 +79,9 @@ macro_rules! ctx_allowed {
 /// The columns of a credential read with its envelope, from the subquery `c`.
 macro_rules! credential_record_columns {
     () => {
-        "c.id, c.org_id, c.credential_type, c.display_name, c.public_hint, c.is_active, \
-         c.verification_status, c.last_verified_at, c.verification_error, c.created_at, c.updated_at, \
-         c.created_by, c.encryption_key_version, c.encrypted_data"
+        "c.id, c.org_id, c.credential_type, c.display_name, c.public_hint, c.provider_account_id, \
+         c.is_active, c.verification_status, c.last_verified_at, c.verification_error, c.created_at, \
+         c.updated_at, c.created_by, c.encryption_key_version, c.encrypted_data"
     };
 }
 
@@ -265,7 +266,11 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects as `byoc_app` with one login and up to [`DEFAULT_MAX_CONNECTIONS`] connections.
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
-        Self::connect_with_options(PostgresConnectOptions::from_url(database_url, DatabaseRole::App)?).await
+        Self::connect_with_options(PostgresConnectOptions::from_url(
+            database_url,
+            DatabaseRole::App,
+        )?)
+        .await
     }
 
     /// Connects as `byoc_operator` (the operator CLI, rotation and `keys check`).
@@ -278,7 +283,10 @@ impl PostgresStore {
     }
 
     /// Connects as `byoc_app` with one login, explicit options and pool size.
-    pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> StoreResult<Self> {
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> StoreResult<Self> {
         Self::connect_with_options(PostgresConnectOptions {
             login: options,
             service_login: None,
@@ -450,9 +458,10 @@ const LOGIN_REPORT: &str = "SELECT session_user::text AS login, \
 /// A service context the database did not accept: the login is not a member of `byoc_service`.
 fn service_refused() -> StoreError {
     StoreError::Denied {
-        message: "this database login may not act as a calling service: grant it byoc_service, or give \
+        message:
+            "this database login may not act as a calling service: grant it byoc_service, or give \
                   service contexts their own login (BYOC_SERVICE_DATABASE_URL)"
-            .to_owned(),
+                .to_owned(),
     }
 }
 
@@ -688,8 +697,8 @@ impl CredentialRepository for PostgresStore {
         let row = sqlx::query(&format!(
             "INSERT INTO organization_api_credentials \
                  (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint, \
-                  created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {CREDENTIAL_COLUMNS}"
+                  created_by, provider_account_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {CREDENTIAL_COLUMNS}"
         ))
         .bind(credential.id.as_uuid())
         .bind(tenant.org_id.as_uuid())
@@ -699,6 +708,12 @@ impl CredentialRepository for PostgresStore {
         .bind(credential.display_name.as_str())
         .bind(credential.public_hint.as_ref().map(|hint| hint.as_str()))
         .bind(tenant.actor.user_id().map(|user_id| user_id.as_uuid()))
+        .bind(
+            credential
+                .provider_account_id
+                .as_ref()
+                .map(|account| account.as_str()),
+        )
         .fetch_one(&mut *transaction)
         .await?;
         transaction.commit().await?;
@@ -715,7 +730,7 @@ impl CredentialRepository for PostgresStore {
         self.require_operator()?;
         let row = sqlx::query(&format!(
             "SELECT {CREDENTIAL_COLUMNS} \
-             FROM byoc_operator_insert_credential($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)"
+             FROM byoc_operator_insert_credential($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb)"
         ))
         .bind(credential.id.as_uuid())
         .bind(org_id.as_uuid())
@@ -724,6 +739,12 @@ impl CredentialRepository for PostgresStore {
         .bind(key_version_to_db(credential.encryption_key_version))
         .bind(credential.display_name.as_str())
         .bind(credential.public_hint.as_ref().map(|hint| hint.as_str()))
+        .bind(
+            credential
+                .provider_account_id
+                .as_ref()
+                .map(|account| account.as_str()),
+        )
         .bind(Actor::Service(actor.clone()).to_string())
         .bind(detail.to_string())
         .fetch_one(&self.pool)
@@ -1089,21 +1110,83 @@ impl CredentialRepository for PostgresStore {
         update: &SmsStatusUpdate,
     ) -> StoreResult<SmsMessage> {
         let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
-        let row = sqlx::query(&format!(
+        // The rank condition is re-checked on the latest row version when two callbacks race (READ COMMITTED
+        // re-evaluates the WHERE of a blocked UPDATE), so the higher status wins whatever the order.
+        let rank = delivery_rank_sql("status");
+        let updated = sqlx::query(&format!(
             "UPDATE sms_messages SET status = $3, error_code = $4, status_updated_at = $5, \
                  delivered_at = CASE WHEN $3 = '{DELIVERED}' THEN coalesce(delivered_at, $5) ELSE delivered_at END \
-             WHERE org_id = $1 AND provider_message_sid = $2 RETURNING {SMS_COLUMNS}"
+             WHERE org_id = $1 AND provider_message_sid = $2 \
+               AND {rank} < {FINAL_DELIVERY_RANK} AND {rank} <= $6 \
+             RETURNING {SMS_COLUMNS}"
         ))
         .bind(tenant.org_id.as_uuid())
         .bind(update.provider_message_sid.as_str())
         .bind(update.status.as_str())
         .bind(update.error_code.as_ref().map(|code| code.as_str()))
         .bind(update.at)
+        .bind(delivery_rank(update.status.as_str()))
         .fetch_optional(&mut *transaction)
-        .await?
-        .ok_or_else(|| not_found("SMS message"))?;
+        .await?;
+        let row = match updated {
+            Some(row) => row,
+            None => sqlx::query(&format!(
+                "SELECT {SMS_COLUMNS} FROM sms_messages WHERE org_id = $1 AND provider_message_sid = $2"
+            ))
+            .bind(tenant.org_id.as_uuid())
+            .bind(update.provider_message_sid.as_str())
+            .fetch_optional(&mut *transaction)
+            .await?
+            .ok_or_else(|| not_found("SMS message"))?,
+        };
         transaction.commit().await?;
         sms_message(&row)
+    }
+
+    async fn create_dashboard_session(
+        &self,
+        tenant: &Tenant,
+        session: &NewDashboardSession,
+    ) -> StoreResult<()> {
+        let idle_timeout_secs = rows::idle_timeout_secs(session)?;
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberUser).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        sqlx::query("SELECT byoc_delete_expired_dashboard_sessions()")
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (id_hash, org_id, user_id, idle_timeout_secs, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&session.id_hash.as_bytes()[..])
+        .bind(tenant.org_id.as_uuid())
+        .bind(user_id.as_uuid())
+        .bind(idle_timeout_secs)
+        .bind(session.expires_at)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_dashboard_session(
+        &self,
+        id_hash: &SessionIdHash,
+    ) -> StoreResult<Option<DashboardSession>> {
+        let row = sqlx::query("SELECT org_id, user_id FROM byoc_touch_dashboard_session($1)")
+            .bind(&id_hash.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::dashboard_session).transpose()
+    }
+
+    async fn end_dashboard_session(&self, id_hash: &SessionIdHash) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar("SELECT byoc_end_dashboard_session($1)")
+            .bind(&id_hash.as_bytes()[..])
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn increment_usage(

@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::error::StoreError;
 use crate::model::NewAuditEvent;
 use crate::repository::CredentialRepository;
-use crate::error::StoreError;
 use crate::tenant::{OrgId, Tenant};
 
 /// Most events taken from the queue for one write.

@@ -28,9 +28,11 @@ impl fmt::Debug for LegacyTwilioFallback {
     }
 }
 
-/// The fallback as the service holds it: the payload already serialized once, and the use counter.
+/// The fallback as the service holds it: the payload already serialized once, its account SID, and the use
+/// counter.
 pub(crate) struct Fallback {
     json: std::sync::Arc<CredentialJson>,
+    account_sid: String,
     orgs: HashSet<OrgId>,
     uses: AtomicU64,
 }
@@ -43,19 +45,29 @@ impl Fallback {
         }
         Some(Fallback {
             json: std::sync::Arc::new(config.credential.to_json_bytes()),
+            account_sid: config.credential.account_sid.as_str().to_owned(),
             orgs: config.orgs,
             uses: AtomicU64::new(0),
         })
     }
 
-    /// The legacy payload when `org_id` may use it (counted as one use).
-    pub(crate) fn take(&self, org_id: OrgId) -> Option<std::sync::Arc<CredentialJson>> {
-        if self.orgs.contains(&org_id) {
-            self.uses.fetch_add(1, Ordering::Relaxed);
-            Some(std::sync::Arc::clone(&self.json))
-        } else {
-            None
-        }
+    /// The legacy payload when `org_id` may use it (a use is counted by [`Fallback::count_use`]).
+    pub(crate) fn payload_for(&self, org_id: OrgId) -> Option<std::sync::Arc<CredentialJson>> {
+        self.orgs
+            .contains(&org_id)
+            .then(|| std::sync::Arc::clone(&self.json))
+    }
+
+    /// The legacy account's SID when `org_id` may use it (not a secret).
+    pub(crate) fn account_sid_for(&self, org_id: OrgId) -> Option<&str> {
+        self.orgs
+            .contains(&org_id)
+            .then_some(self.account_sid.as_str())
+    }
+
+    /// Counts one use of the legacy credentials.
+    pub(crate) fn count_use(&self) {
+        self.uses.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn uses(&self) -> u64 {

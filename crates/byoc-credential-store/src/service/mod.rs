@@ -48,7 +48,7 @@ use crate::access::{check, Need};
 use crate::model::{
     AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
     DisplayName, EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, Organization,
-    PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
+    ProviderAccountId, PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
 };
 use crate::postgres::{CredentialChangeListener, PostgresStore};
 use crate::repository::CredentialRepository;
@@ -513,19 +513,84 @@ impl CredentialService {
         credential_type: CredentialType,
         purpose: &Purpose,
     ) -> ServiceResult<DecryptedCredential> {
-        match self.lookup(tenant, credential_type).await {
-            Ok(stored) => {
-                self.record(
-                    tenant,
-                    &self.inner.actions.read,
-                    Some(stored.metadata.id),
-                    Some(credential_type),
-                    serde_json::json!({"purpose": purpose.as_str()}),
-                );
-                Ok(DecryptedCredential {
-                    secret: Secret::Stored(stored),
-                })
+        let credential = self.usable_credential(tenant, credential_type).await?;
+        self.audit_use(tenant, &credential, purpose);
+        Ok(credential)
+    }
+
+    /// [`CredentialService::get_payload`] for a caller that uses the credential only to authenticate a request
+    /// signed with it (Twilio's status callback): the read is audited only when `authenticates` accepts the
+    /// payload. `Ok(None)` when it does not, and nothing is audited, so forged requests leave no trace in the
+    /// organization's audit log (count them elsewhere).
+    pub async fn get_payload_if<P: CredentialPayload>(
+        &self,
+        tenant: &Tenant,
+        purpose: &Purpose,
+        authenticates: impl FnOnce(&P) -> bool,
+    ) -> ServiceResult<Option<UsableCredential<P>>> {
+        let credential = self
+            .usable_credential(tenant, credential_type(P::KIND))
+            .await?;
+        let payload: P = credential.parse()?;
+        if !authenticates(&payload) {
+            return Ok(None);
+        }
+        self.audit_use(tenant, &credential, purpose);
+        Ok(Some(UsableCredential {
+            credential_id: credential.id(),
+            legacy_fallback: credential.is_legacy_fallback(),
+            payload,
+        }))
+    }
+
+    /// The provider's id of the account (Twilio's Account SID; not a secret) of the credential that
+    /// [`CredentialService::get_credential`] would serve for `credential_type`, known without decrypting or
+    /// auditing anything: a caller can refuse a request made for another account before it decrypts. `None`
+    /// when the credential was stored without one; the legacy fallback's account for
+    /// an organization allowed it; [`CredentialServiceError::NotConfigured`] without a usable credential.
+    pub async fn provider_account_id(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+    ) -> ServiceResult<Option<String>> {
+        let inner = &self.inner;
+        if let Some(cache) = inner.cache.as_ref() {
+            if inner.cache_trusted.load(Ordering::Acquire) {
+                if let Some(hit) = cache.get(&(tenant.org_id, credential_type)).await {
+                    return Ok(hit.metadata.provider_account_id.clone());
+                }
             }
+        }
+        let usable = inner
+            .repository
+            .get_active_credential(tenant, credential_type)
+            .await?
+            .filter(|record| is_usable(&record.metadata));
+        if let Some(record) = usable {
+            return Ok(record.metadata.provider_account_id);
+        }
+        inner
+            .fallback
+            .as_ref()
+            .filter(|_| credential_type == CredentialType::Twilio)
+            .and_then(|fallback| fallback.account_sid_for(tenant.org_id))
+            .map(|account_sid| Some(account_sid.to_owned()))
+            .ok_or(CredentialServiceError::NotConfigured {
+                provider: credential_type,
+            })
+    }
+
+    /// The credential [`CredentialService::get_credential`] serves, not audited yet: the organization's usable
+    /// one, or for Twilio the legacy fallback when the organization is allowed it.
+    async fn usable_credential(
+        &self,
+        tenant: &Tenant,
+        credential_type: CredentialType,
+    ) -> ServiceResult<DecryptedCredential> {
+        match self.lookup(tenant, credential_type).await {
+            Ok(stored) => Ok(DecryptedCredential {
+                secret: Secret::Stored(stored),
+            }),
             Err(CredentialServiceError::NotConfigured { provider })
                 if provider == CredentialType::Twilio =>
             {
@@ -533,8 +598,36 @@ impl CredentialService {
                     .inner
                     .fallback
                     .as_ref()
-                    .and_then(|fallback| fallback.take(tenant.org_id))
+                    .and_then(|fallback| fallback.payload_for(tenant.org_id))
                     .ok_or(CredentialServiceError::NotConfigured { provider })?;
+                Ok(DecryptedCredential {
+                    secret: Secret::Legacy {
+                        credential_type,
+                        json,
+                    },
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Audits one use of `credential` for `purpose` (queued, never waits): `read`, or for the legacy fallback
+    /// `legacy_fallback_used`, which is also logged and counted.
+    fn audit_use(&self, tenant: &Tenant, credential: &DecryptedCredential, purpose: &Purpose) {
+        let detail = serde_json::json!({"purpose": purpose.as_str()});
+        let credential_type = Some(credential.credential_type());
+        match &credential.secret {
+            Secret::Stored(stored) => self.record(
+                tenant,
+                &self.inner.actions.read,
+                Some(stored.metadata.id),
+                credential_type,
+                detail,
+            ),
+            Secret::Legacy { .. } => {
+                if let Some(fallback) = &self.inner.fallback {
+                    fallback.count_use();
+                }
                 tracing::warn!(
                     org_id = %tenant.org_id,
                     purpose = purpose.as_str(),
@@ -544,17 +637,10 @@ impl CredentialService {
                     tenant,
                     &self.inner.actions.legacy_fallback_used,
                     None,
-                    Some(credential_type),
-                    serde_json::json!({"purpose": purpose.as_str()}),
+                    credential_type,
+                    detail,
                 );
-                Ok(DecryptedCredential {
-                    secret: Secret::Legacy {
-                        credential_type,
-                        json,
-                    },
-                })
             }
-            Err(error) => Err(error),
         }
     }
 
@@ -1110,6 +1196,11 @@ impl CredentialService {
             credential_type,
             display_name,
             public_hint: PublicHint::parse(&payload.public_hint()).ok(),
+            provider_account_id: payload
+                .provider_account_id()
+                .map(ProviderAccountId::parse)
+                .transpose()
+                .map_err(crate::StoreError::from)?,
             encrypted_data,
             encryption_key_version,
         })
@@ -1222,10 +1313,7 @@ impl Inner {
             .repository
             .get_active_credential(tenant, credential_type)
             .await?
-            .filter(|record| {
-                record.metadata.is_active
-                    && record.metadata.verification_status == VerificationStatus::Verified
-            })
+            .filter(|record| is_usable(&record.metadata))
             .ok_or(CredentialServiceError::NotConfigured {
                 provider: credential_type,
             })?;
@@ -1298,6 +1386,11 @@ impl Inner {
             cache.invalidate_all();
         }
     }
+}
+
+/// Whether a stored credential may be served: active and verified.
+fn is_usable(metadata: &CredentialMetadata) -> bool {
+    metadata.is_active && metadata.verification_status == VerificationStatus::Verified
 }
 
 /// A cache with the configured TTL and capacity, or none when the TTL is zero.

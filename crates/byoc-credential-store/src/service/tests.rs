@@ -64,6 +64,7 @@ fn record(
             credential_type: CredentialType::Twilio,
             display_name: "Main".to_owned(),
             public_hint: None,
+            provider_account_id: None,
             is_active,
             verification_status: status,
             last_verified_at: None,
@@ -85,10 +86,11 @@ fn accept_audit(repository: &mut MockCredentialRepository, written: Written) {
     repository
         .expect_append_audit_events()
         .returning(move |tenant, events| {
-            written
-                .lock()
-                .unwrap()
-                .extend(events.iter().map(|event| (tenant.actor.clone(), event.clone())));
+            written.lock().unwrap().extend(
+                events
+                    .iter()
+                    .map(|event| (tenant.actor.clone(), event.clone())),
+            );
             Ok(events.len() as u64)
         });
 }
@@ -134,8 +136,10 @@ async fn concurrent_misses_read_and_decrypt_once() {
     service.shutdown().await.unwrap();
     let written = written.lock().unwrap();
     assert_eq!(written.len(), 16, "every read is audited");
-    assert!(written.iter().all(|(_, event)| event.action.as_str() == "read"
-        && event.detail["purpose"] == "sms:hot_lead"));
+    assert!(written
+        .iter()
+        .all(|(_, event)| event.action.as_str() == "read"
+            && event.detail["purpose"] == "sms:hot_lead"));
 }
 
 #[tokio::test]

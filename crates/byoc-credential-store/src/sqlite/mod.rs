@@ -21,11 +21,12 @@ use uuid::Uuid;
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    AuditAction, AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord,
-    CredentialType, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold,
-    KeyCheckValue, KeyVersionCount, Member, NewAuditEvent, NewCredential, NewOAuthState,
-    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName, Role, SmsMessage,
-    SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED,
+    delivery_rank, delivery_rank_sql, AuditAction, AuditChainStatus, AuditEvent, AuditPage,
+    CredentialMetadata, CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope,
+    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
+    NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState,
+    OperatorEnvelope, Organization, OrganizationName, Role, SessionIdHash, SmsMessage,
+    SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
 use crate::repository::CredentialRepository;
 use crate::rows::{
@@ -328,6 +329,24 @@ async fn append_events(
     .execute(&mut *transaction)
     .await?;
     Ok(ids)
+}
+
+/// Whether a session last used at `last_seen_at`, idle for at most `idle_secs`, ending at `expires_at` (stored
+/// timestamps) is live at `now`. Unreadable timestamps count as expired.
+fn session_is_live(
+    last_seen_at: &str,
+    idle_secs: i64,
+    expires_at: &str,
+    now: DateTime<Utc>,
+) -> bool {
+    let parse =
+        |text: &str| DateTime::parse_from_rfc3339(text).map(|time| time.with_timezone(&Utc));
+    match (parse(last_seen_at), parse(expires_at)) {
+        (Ok(last_seen_at), Ok(expires_at)) => {
+            now < expires_at && now < last_seen_at + chrono::Duration::seconds(idle_secs)
+        }
+        _ => false,
+    }
 }
 
 /// Timestamps are stored as RFC 3339 text with microseconds, so text order is time order.
@@ -895,21 +914,128 @@ impl CredentialRepository for SqliteStore {
             .begin_write_checked(tenant, Need::MemberOrService)
             .await?;
         let at = encode_time(update.at);
-        let row = sqlx::query(&format!(
+        let rank = delivery_rank_sql("status");
+        let updated = sqlx::query(&format!(
             "UPDATE sms_messages SET status = ?1, error_code = ?2, status_updated_at = ?3, \
                  delivered_at = CASE WHEN ?1 = '{DELIVERED}' THEN coalesce(delivered_at, ?3) ELSE delivered_at END \
-             WHERE org_id = ?4 AND provider_message_sid = ?5 RETURNING {SMS_COLUMNS}"
+             WHERE org_id = ?4 AND provider_message_sid = ?5 \
+               AND {rank} < {FINAL_DELIVERY_RANK} AND {rank} <= ?6 \
+             RETURNING {SMS_COLUMNS}"
         ))
         .bind(update.status.as_str())
         .bind(update.error_code.as_ref().map(|code| code.as_str()))
         .bind(&at)
         .bind(tenant.org_id.to_string())
         .bind(update.provider_message_sid.as_str())
+        .bind(delivery_rank(update.status.as_str()))
         .fetch_optional(&mut *transaction)
-        .await?
-        .ok_or_else(|| not_found("SMS message"))?;
+        .await?;
+        let row = match updated {
+            Some(row) => row,
+            None => sqlx::query(&format!(
+                "SELECT {SMS_COLUMNS} FROM sms_messages WHERE org_id = ? AND provider_message_sid = ?"
+            ))
+            .bind(tenant.org_id.to_string())
+            .bind(update.provider_message_sid.as_str())
+            .fetch_optional(&mut *transaction)
+            .await?
+            .ok_or_else(|| not_found("SMS message"))?,
+        };
         transaction.commit().await?;
         sms_message(&row)
+    }
+
+    async fn create_dashboard_session(
+        &self,
+        tenant: &Tenant,
+        session: &NewDashboardSession,
+    ) -> StoreResult<()> {
+        let idle_timeout_secs = rows::idle_timeout_secs(session)?;
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::MemberUser).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        let now = Utc::now();
+        let expired: Vec<(Vec<u8>, String, i64, String)> = sqlx::query_as::<
+            _,
+            (Vec<u8>, String, i64, String),
+        >(
+            "SELECT id_hash, last_seen_at, idle_timeout_secs, expires_at FROM dashboard_sessions",
+        )
+        .fetch_all(&mut *transaction)
+        .await?
+        .into_iter()
+        .filter(|(_, last_seen_at, idle, expires_at)| {
+            !session_is_live(last_seen_at, *idle, expires_at, now)
+        })
+        .collect();
+        for (id_hash, ..) in expired {
+            sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = ?")
+                .bind(id_hash)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let now = encode_time(now);
+        sqlx::query(
+            "INSERT INTO dashboard_sessions \
+                 (id_hash, org_id, user_id, created_at, last_seen_at, idle_timeout_secs, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&session.id_hash.as_bytes()[..])
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(&now)
+        .bind(&now)
+        .bind(idle_timeout_secs)
+        .bind(encode_time(session.expires_at))
+        .execute(&mut *transaction)
+        .await
+        .map_err(missing_org)?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_dashboard_session(
+        &self,
+        id_hash: &SessionIdHash,
+    ) -> StoreResult<Option<DashboardSession>> {
+        let mut transaction = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT org_id, user_id, last_seen_at, idle_timeout_secs, expires_at \
+             FROM dashboard_sessions WHERE id_hash = ?",
+        )
+        .bind(&id_hash.as_bytes()[..])
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let now = Utc::now();
+        let Some(row) = row.filter(|row| {
+            let (Ok(last_seen_at), Ok(idle), Ok(expires_at)) = (
+                row.try_get::<String, _>("last_seen_at"),
+                row.try_get::<i64, _>("idle_timeout_secs"),
+                row.try_get::<String, _>("expires_at"),
+            ) else {
+                return false;
+            };
+            session_is_live(&last_seen_at, idle, &expires_at, now)
+        }) else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE dashboard_sessions SET last_seen_at = ? WHERE id_hash = ?")
+            .bind(encode_time(now))
+            .bind(&id_hash.as_bytes()[..])
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        rows::dashboard_session(&row).map(Some)
+    }
+
+    async fn end_dashboard_session(&self, id_hash: &SessionIdHash) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = ?")
+            .bind(&id_hash.as_bytes()[..])
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
     }
 
     async fn increment_usage(
@@ -1066,8 +1192,8 @@ async fn insert_credential_row(
     sqlx::query(&format!(
         "INSERT INTO organization_api_credentials \
              (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint, \
-              created_by, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {CREDENTIAL_COLUMNS}"
+              provider_account_id, created_by, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {CREDENTIAL_COLUMNS}"
     ))
     .bind(credential.id.to_string())
     .bind(org_id.to_string())
@@ -1076,6 +1202,12 @@ async fn insert_credential_row(
     .bind(key_version_to_db(credential.encryption_key_version))
     .bind(credential.display_name.as_str())
     .bind(credential.public_hint.as_ref().map(|hint| hint.as_str()))
+    .bind(
+        credential
+            .provider_account_id
+            .as_ref()
+            .map(|account| account.as_str()),
+    )
     .bind(created_by.map(|user_id| user_id.to_string()))
     .bind(&now)
     .bind(&now)

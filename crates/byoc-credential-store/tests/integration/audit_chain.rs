@@ -2,9 +2,7 @@
 //! back (on Postgres by a superuser, on SQLite by someone with the file).
 
 use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite, TestPostgres};
-use byoc_credential_store::{
-    AuditAction, AuditChainStatus, CredentialRepository, NewAuditEvent,
-};
+use byoc_credential_store::{AuditAction, AuditChainStatus, CredentialRepository, NewAuditEvent};
 use futures::future::join_all;
 use sqlx::{Executor, PgPool};
 

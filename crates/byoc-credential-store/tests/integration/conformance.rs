@@ -4,14 +4,15 @@
 use byoc_credential_store::{
     Actor, AuditAction, AuditChainStatus, AuditPage, ConflictKind, CredentialId,
     CredentialRepository, CredentialType, DeliveryStatus, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, MaskedPhone, NewAuditEvent, NewOAuthState, NewSmsMessage, OAuthStateId,
-    OperatorEnvelope, OrgId, ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName,
-    SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome, VerificationStatus,
+    HotLeadThreshold, MaskedPhone, NewAuditEvent, NewDashboardSession, NewOAuthState,
+    NewSmsMessage, OAuthStateId, OperatorEnvelope, OrgId, ProviderErrorCode, ProviderMessageSid,
+    Purpose, Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
+    VerificationOutcome, VerificationStatus,
 };
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
 
-use crate::fixtures::{credential, envelope, org, version};
+use crate::fixtures::{credential, envelope, org, version, TWILIO_ACCOUNT_SID};
 
 /// Each test gets the store and the operator's store: on Postgres a second connection as `byoc_operator`, on
 /// SQLite (no roles) the same store.
@@ -54,6 +55,8 @@ conformance_tests!(
     key_check_values_are_insert_if_absent,
     oauth_states_are_single_use_and_bound_to_their_user,
     sms_messages_record_delivery_status,
+    sms_statuses_never_move_backwards,
+    dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out,
     usage_counters_add_up_per_day_and_provider,
     operator_paths_page_swap_and_count_envelopes,
     closed_store_is_unavailable_not_not_found,
@@ -80,7 +83,10 @@ async fn ping_answers(repo: &impl CredentialRepository, _operator: &impl Credent
     repo.ping().await.unwrap();
 }
 
-async fn organizations_are_created_and_read_with_their_threshold(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn organizations_are_created_and_read_with_their_threshold(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
 
@@ -121,7 +127,10 @@ async fn organizations_are_created_and_read_with_their_threshold(repo: &impl Cre
     );
 }
 
-async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn members_are_added_by_role_and_listed(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
 
@@ -145,14 +154,16 @@ async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository, 
 
     let owner_user = a.owner.actor.user_id().unwrap();
     assert!(matches!(
-        operator.operator_add_member(a.id, owner_user, Role::Member)
+        operator
+            .operator_add_member(a.id, owner_user, Role::Member)
             .await,
         Err(StoreError::Conflict {
             what: ConflictKind::Member
         })
     ));
     assert!(is_not_found(
-        operator.operator_add_member(OrgId::new_random(), UserId::new_random(), Role::Owner)
+        operator
+            .operator_add_member(OrgId::new_random(), UserId::new_random(), Role::Owner)
             .await
     ));
 
@@ -199,7 +210,10 @@ async fn members_are_added_by_role_and_listed(repo: &impl CredentialRepository, 
     assert_eq!(repo.list_members(&b.owner).await.unwrap().len(), 3);
 }
 
-async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn credentials_are_inserted_and_listed_as_metadata(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
 
@@ -211,6 +225,10 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
     assert!(stored.is_active);
     assert_eq!(stored.created_by, a.admin.actor.user_id());
     assert_eq!(stored.public_hint.as_deref(), Some("…1234"));
+    assert_eq!(
+        stored.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
     assert_eq!(stored.encryption_key_version, version(1));
     assert_eq!(stored.last_verified_at, None);
 
@@ -255,6 +273,29 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
 
     let listed = repo.list_credentials(&a.member).await.unwrap();
     assert_eq!(listed.len(), 2);
+    for metadata in &listed {
+        let expected =
+            (metadata.credential_type == CredentialType::Twilio).then_some(TWILIO_ACCOUNT_SID);
+        assert_eq!(
+            metadata.provider_account_id.as_deref(),
+            expected,
+            "{metadata:?}"
+        );
+    }
+    let read = repo.get_credential(&a.service, twilio.id).await.unwrap();
+    assert_eq!(
+        read.metadata.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
+    let active = repo
+        .get_active_credential(&a.service, CredentialType::Twilio)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        active.metadata.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
     assert!(listed.iter().all(|metadata| metadata.org_id == a.id));
     assert!(listed[0].created_at >= listed[1].created_at, "newest first");
     assert_eq!(repo.list_credentials(&a.service).await.unwrap().len(), 2);
@@ -273,6 +314,10 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
         .unwrap();
     assert_eq!(imported.created_by, None);
     assert_eq!(imported.org_id, a.id);
+    assert_eq!(
+        imported.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
     let created = &repo
         .list_audit_events(
             &a.member,
@@ -299,7 +344,10 @@ async fn credentials_are_inserted_and_listed_as_metadata(repo: &impl CredentialR
     ));
 }
 
-async fn get_credential_returns_the_envelope_and_hides_other_orgs(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn get_credential_returns_the_envelope_and_hides_other_orgs(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Twilio, "Main Twilio");
@@ -328,7 +376,10 @@ async fn get_credential_returns_the_envelope_and_hides_other_orgs(repo: &impl Cr
     assert!(is_forbidden(repo.get_credential(&a.outsider, new.id).await));
 }
 
-async fn the_active_credential_choice_is_deterministic(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn the_active_credential_choice_is_deterministic(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     assert_eq!(
@@ -413,7 +464,10 @@ async fn the_active_credential_choice_is_deterministic(repo: &impl CredentialRep
     ));
 }
 
-async fn verification_outcomes_are_recorded_by_managers_and_services(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn verification_outcomes_are_recorded_by_managers_and_services(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::GoogleCalendar, "Calendar");
@@ -493,7 +547,10 @@ async fn verification_outcomes_are_recorded_by_managers_and_services(repo: &impl
     );
 }
 
-async fn deactivation_needs_admin_and_removes_from_use(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn deactivation_needs_admin_and_removes_from_use(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Twilio, "Main");
@@ -531,7 +588,10 @@ async fn deactivation_needs_admin_and_removes_from_use(repo: &impl CredentialRep
     );
 }
 
-async fn purge_needs_owner_and_keeps_audit_events(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn purge_needs_owner_and_keeps_audit_events(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Twilio, "Main");
@@ -568,7 +628,10 @@ async fn purge_needs_owner_and_keeps_audit_events(repo: &impl CredentialReposito
         .unwrap();
 }
 
-async fn envelopes_are_updated_by_admins(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn envelopes_are_updated_by_admins(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let new = credential(CredentialType::Stripe, "Stripe");
@@ -606,7 +669,10 @@ async fn envelopes_are_updated_by_admins(repo: &impl CredentialRepository, opera
     ));
 }
 
-async fn audit_events_append_list_and_page(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn audit_events_append_list_and_page(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let credential_id = CredentialId::new_random();
@@ -631,8 +697,18 @@ async fn audit_events_append_list_and_page(repo: &impl CredentialRepository, ope
         audit("read", Some(credential_id)),
         audit("read", Some(credential_id)),
     ];
-    assert_eq!(repo.append_audit_events(&a.member, &reads[..1]).await.unwrap(), 1);
-    assert_eq!(repo.append_audit_events(&a.service, &reads[1..]).await.unwrap(), 1);
+    assert_eq!(
+        repo.append_audit_events(&a.member, &reads[..1])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        repo.append_audit_events(&a.service, &reads[1..])
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         repo.append_audit_events(&a.admin, &[audit("verified", None)])
             .await
@@ -762,7 +838,10 @@ async fn audit_events_append_list_and_page(repo: &impl CredentialRepository, ope
     assert!(is_forbidden(repo.verify_audit_chain(&a.outsider).await));
 }
 
-async fn audit_chain_of_an_empty_org_is_intact(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn audit_chain_of_an_empty_org_is_intact(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     assert_eq!(
         repo.verify_audit_chain(&a.owner).await.unwrap(),
@@ -804,7 +883,10 @@ async fn key_check_values_are_insert_if_absent(
     ));
 }
 
-async fn oauth_states_are_single_use_and_bound_to_their_user(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn oauth_states_are_single_use_and_bound_to_their_user(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let state = NewOAuthState {
@@ -904,7 +986,10 @@ async fn oauth_states_are_single_use_and_bound_to_their_user(repo: &impl Credent
     );
 }
 
-async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn sms_messages_record_delivery_status(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let twilio = credential(CredentialType::Twilio, "Main");
@@ -949,15 +1034,12 @@ async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository, o
         "delivery latency is measurable"
     );
 
-    let late = SmsStatusUpdate {
-        status: DeliveryStatus::parse("read").unwrap(),
-        error_code: Some(ProviderErrorCode::parse("0").unwrap()),
+    let again = SmsStatusUpdate {
         at: delivered_at + Duration::seconds(5),
         ..update.clone()
     };
-    let after = repo.update_sms_status(&webhook, &late).await.unwrap();
-    assert_eq!(after.status, "read");
-    assert_eq!(after.error_code.as_deref(), Some("0"));
+    let after = repo.update_sms_status(&webhook, &again).await.unwrap();
+    assert_eq!(after.status, "delivered");
     assert_eq!(
         after.delivered_at, delivered.delivered_at,
         "the first delivery time stays"
@@ -976,7 +1058,165 @@ async fn sms_messages_record_delivery_status(repo: &impl CredentialRepository, o
     ));
 }
 
-async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+/// Twilio's order is queued → sending → sent → delivered / undelivered / failed (the last three final): a
+/// replayed or late callback never moves a message back.
+async fn sms_statuses_never_move_backwards(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let webhook = &Tenant::service(a.id, ServiceName::parse("twilio-webhook").unwrap());
+    let sid = ProviderMessageSid::parse("SM00000000000000000000000000000042").unwrap();
+    let started = Utc::now();
+    repo.insert_sms_message(
+        &a.member,
+        &NewSmsMessage {
+            credential_id: None,
+            provider_message_sid: sid.clone(),
+            to_masked: MaskedPhone::parse("+1******4567").unwrap(),
+            purpose: Purpose::parse("sms:test").unwrap(),
+            status: DeliveryStatus::parse("queued").unwrap(),
+            sent_at: started,
+        },
+    )
+    .await
+    .unwrap();
+    let mut seconds = 0;
+    let mut report = |status: &str, error_code: Option<&str>| {
+        seconds += 1;
+        let update = SmsStatusUpdate {
+            provider_message_sid: sid.clone(),
+            status: DeliveryStatus::parse(status).unwrap(),
+            error_code: error_code.map(|code| ProviderErrorCode::parse(code).unwrap()),
+            at: started + Duration::seconds(seconds),
+        };
+        async move { repo.update_sms_status(webhook, &update).await.unwrap() }
+    };
+
+    assert_eq!(report("sent", None).await.status, "sent");
+    let replayed = report("sending", None).await;
+    assert_eq!(
+        replayed.status, "sent",
+        "sending after sent changes nothing"
+    );
+    assert_eq!(report("queued", None).await.status, "sent");
+    assert_eq!(
+        report("sent", None).await.status,
+        "sent",
+        "the same status again is fine"
+    );
+    let delivered = report("delivered", None).await;
+    assert_eq!(delivered.status, "delivered");
+    let delivered_at = delivered.delivered_at.expect("stamped");
+    for (late, error_code) in [
+        ("sent", None),
+        ("sending", None),
+        ("failed", Some("30008")),
+        ("undelivered", Some("30005")),
+    ] {
+        let after = report(late, error_code).await;
+        assert_eq!(after.status, "delivered", "{late} after delivered");
+        assert_eq!(after.error_code, None, "{late} after delivered");
+        assert_eq!(after.delivered_at, Some(delivered_at));
+        assert_eq!(after.status_updated_at, delivered.status_updated_at);
+    }
+}
+
+/// Settings-page sessions: created by a member in the tenant context, looked up and ended by the hash alone,
+/// live until their idle timeout or absolute expiry.
+async fn dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let session = |byte: u8, idle_secs: u64, lifetime: Duration| NewDashboardSession {
+        id_hash: SessionIdHash::from_digest([byte; 32]),
+        idle_timeout: std::time::Duration::from_secs(idle_secs),
+        expires_at: Utc::now() + lifetime,
+    };
+    let long = session(1, 1800, Duration::hours(12));
+    repo.create_dashboard_session(&a.member, &long)
+        .await
+        .unwrap();
+    let found = repo
+        .touch_dashboard_session(&long.id_hash)
+        .await
+        .unwrap()
+        .expect("a live session");
+    assert_eq!(found.org_id, a.id);
+    assert_eq!(Some(found.user_id), a.member.actor.user_id());
+    assert_eq!(
+        repo.touch_dashboard_session(&SessionIdHash::from_digest([9; 32]))
+            .await
+            .unwrap(),
+        None,
+        "an unknown hash"
+    );
+
+    for refused in [&a.service, &a.outsider] {
+        assert!(is_forbidden(
+            repo.create_dashboard_session(refused, &session(2, 1800, Duration::hours(1)))
+                .await
+        ));
+    }
+    let duplicate = repo.create_dashboard_session(&a.owner, &long).await;
+    assert!(duplicate.is_err(), "a hash names one session");
+
+    let idle = session(3, 1, Duration::hours(1));
+    let short = session(4, 1800, Duration::milliseconds(1500));
+    repo.create_dashboard_session(&a.admin, &idle)
+        .await
+        .unwrap();
+    repo.create_dashboard_session(&a.owner, &short)
+        .await
+        .unwrap();
+    assert!(repo
+        .touch_dashboard_session(&idle.id_hash)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(repo
+        .touch_dashboard_session(&short.id_hash)
+        .await
+        .unwrap()
+        .is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(
+        repo.touch_dashboard_session(&idle.id_hash).await.unwrap(),
+        None,
+        "idle for longer than its idle timeout"
+    );
+    assert_eq!(
+        repo.touch_dashboard_session(&short.id_hash).await.unwrap(),
+        None,
+        "past its absolute expiry"
+    );
+    assert!(
+        repo.touch_dashboard_session(&long.id_hash)
+            .await
+            .unwrap()
+            .is_some(),
+        "the long session is still live"
+    );
+
+    assert!(repo.end_dashboard_session(&long.id_hash).await.unwrap());
+    assert_eq!(
+        repo.touch_dashboard_session(&long.id_hash).await.unwrap(),
+        None
+    );
+    assert!(!repo.end_dashboard_session(&long.id_hash).await.unwrap());
+    // Creating a session clears the dead ones; ending one that was cleared finds nothing.
+    repo.create_dashboard_session(&a.member, &session(5, 1800, Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(!repo.end_dashboard_session(&idle.id_hash).await.unwrap());
+    assert!(!repo.end_dashboard_session(&short.id_hash).await.unwrap());
+}
+
+async fn usage_counters_add_up_per_day_and_provider(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
@@ -1025,7 +1265,10 @@ async fn usage_counters_add_up_per_day_and_provider(repo: &impl CredentialReposi
     assert!(is_forbidden(repo.usage_for_day(&a.outsider, today).await));
 }
 
-async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepository, operator: &impl CredentialRepository) {
+async fn operator_paths_page_swap_and_count_envelopes(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     // The walk goes in (organization, id) order, so that a batch spans few organizations.
@@ -1041,7 +1284,10 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
     }
     positions.sort();
 
-    let first = operator.operator_envelope_batch(None, None, 2).await.unwrap();
+    let first = operator
+        .operator_envelope_batch(None, None, 2)
+        .await
+        .unwrap();
     assert_eq!(
         first
             .iter()
@@ -1095,13 +1341,15 @@ async fn operator_paths_page_swap_and_count_envelopes(repo: &impl CredentialRepo
     ];
     let rotation = ServiceName::parse("key-rotation").unwrap();
     assert_eq!(
-        operator.operator_swap_envelopes(&swaps, &rotation)
+        operator
+            .operator_swap_envelopes(&swaps, &rotation)
             .await
             .unwrap(),
         vec![target.id]
     );
     assert_eq!(
-        operator.operator_swap_envelopes(&swaps, &rotation)
+        operator
+            .operator_swap_envelopes(&swaps, &rotation)
             .await
             .unwrap(),
         vec![],

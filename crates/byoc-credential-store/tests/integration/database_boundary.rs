@@ -23,7 +23,9 @@ async fn role_pool(url: &str, role: &'static str) -> PgPool {
         .max_connections(1)
         .after_connect(move |connection, _meta| {
             Box::pin(async move {
-                connection.execute(format!("SET ROLE {role}").as_str()).await?;
+                connection
+                    .execute(format!("SET ROLE {role}").as_str())
+                    .await?;
                 Ok(())
             })
         })
@@ -240,12 +242,14 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
             .unwrap_or_else(|error| panic!("{statement}: {error}"));
     }
     // The forged row a shadow table would hand a function that read it unqualified.
-    sqlx::query("INSERT INTO pg_temp.organization_members (org_id, user_id, role) VALUES ($1, $2, 'owner')")
-        .bind(a.id.as_uuid())
-        .bind(stranger)
-        .execute(&app)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO pg_temp.organization_members (org_id, user_id, role) VALUES ($1, $2, 'owner')",
+    )
+    .bind(a.id.as_uuid())
+    .bind(stranger)
+    .execute(&app)
+    .await
+    .unwrap();
 
     let control = escalations(
         &app,
@@ -254,7 +258,10 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
     )
     .await;
     assert_eq!(control.len(), 1, "the harness detects an unpinned function");
-    assert!(control[0].contains(&format!("ESCALATED to {OWNER_LOGIN}")), "{control:?}");
+    assert!(
+        control[0].contains(&format!("ESCALATED to {OWNER_LOGIN}")),
+        "{control:?}"
+    );
     superuser
         .execute("DROP FUNCTION public.unpinned_control()")
         .await
@@ -317,7 +324,7 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
         format!("SELECT * FROM public.byoc_operator_add_member('{a_id}', '{stranger}', 'member')"),
         format!(
             "SELECT * FROM public.byoc_operator_insert_credential(gen_random_uuid(), '{a_id}', 'stripe', \
-             '\\x01', 1, 'Imported', NULL, 'service:byoc-cli', '{{}}')"
+             '\\x01', 1, 'Imported', NULL, NULL, 'service:byoc-cli', '{{}}')"
         ),
         "SELECT * FROM public.byoc_operator_envelope_batch(NULL, NULL, NULL, 10)".to_owned(),
         format!(
@@ -391,15 +398,12 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
         ),
         format!(
             "SELECT * FROM byoc_operator_insert_credential(gen_random_uuid(), '{a_id}', 'twilio', '\\x01', 1, \
-             'planted', NULL, 'service:x', '{{}}')"
+             'planted', NULL, NULL, 'service:x', '{{}}')"
         ),
         "SELECT * FROM byoc_operator_create_organization('rogue', 80)".to_owned(),
     ];
     let owner = a.owner.actor.user_id().unwrap().as_uuid();
-    for context in [
-        "SELECT 1".to_owned(),
-        context_sql(a_id, Some(owner), None),
-    ] {
+    for context in ["SELECT 1".to_owned(), context_sql(a_id, Some(owner), None)] {
         for attempt in &attempts {
             let mut transaction = app.begin().await.unwrap();
             sqlx::query(&context)
@@ -472,11 +476,12 @@ async fn member_level_functions_keep_to_the_members_rights() {
         .execute(&mut *transaction)
         .await
         .unwrap();
-    let recorded: bool = sqlx::query_scalar("SELECT byoc_record_verification($1, 'verified', NULL)")
-        .bind(credential_id)
-        .fetch_one(&mut *transaction)
-        .await
-        .unwrap();
+    let recorded: bool =
+        sqlx::query_scalar("SELECT byoc_record_verification($1, 'verified', NULL)")
+            .bind(credential_id)
+            .fetch_one(&mut *transaction)
+            .await
+            .unwrap();
     assert!(recorded, "an admin records an outcome");
     transaction.rollback().await.unwrap();
 
@@ -600,7 +605,10 @@ async fn a_service_context_needs_a_login_granted_byoc_service() {
     // lacks; the test store (a service login of its own) serves it.
     let users_only = PostgresStore::connect(&database.app_url()).await.unwrap();
     let report = users_only.login_report().await.unwrap();
-    assert!(!report.acts_as_service && !report.superuser && !report.operator, "{report:?}");
+    assert!(
+        !report.acts_as_service && !report.superuser && !report.operator,
+        "{report:?}"
+    );
     for refusal in [
         users_only
             .get_active_credential(&a.service, CredentialType::Twilio)
@@ -615,7 +623,10 @@ async fn a_service_context_needs_a_login_granted_byoc_service() {
     }
     users_only.close().await;
     let both = database.store().login_report().await.unwrap();
-    assert_eq!(both.service_login.as_deref(), Some(byoc_credential_store::test_support::SERVICE_LOGIN));
+    assert_eq!(
+        both.service_login.as_deref(),
+        Some(byoc_credential_store::test_support::SERVICE_LOGIN)
+    );
     assert!(database
         .store()
         .get_active_credential(&a.service, CredentialType::Twilio)
@@ -664,7 +675,9 @@ async fn a_login_made_for_one_database_cannot_connect_to_another() {
     connected.unwrap().close().await;
     let refused = PostgresStore::connect(&url(&second)).await.unwrap_err();
     assert!(
-        refused.to_string().contains("permission denied for database"),
+        refused
+            .to_string()
+            .contains("permission denied for database"),
         "{refused}"
     );
     superuser
@@ -715,7 +728,10 @@ async fn the_owner_is_no_superuser_and_sees_no_tenant_rows() {
             .fetch_one(&owner)
             .await
             .unwrap();
-        assert_eq!(rows, 0, "forced row-level security binds the owner's own session on {table}");
+        assert_eq!(
+            rows, 0,
+            "forced row-level security binds the owner's own session on {table}"
+        );
     }
     owner.close().await;
 }
@@ -781,8 +797,9 @@ async fn the_service_refuses_a_login_that_cannot_take_its_role() {
         .unwrap_err();
     let message = refused.to_string();
     assert!(
-        message.contains(&format!("the login {OWNER_LOGIN} cannot take the role byoc_app"))
-            && message.contains("GRANT byoc_app"),
+        message.contains(&format!(
+            "the login {OWNER_LOGIN} cannot take the role byoc_app"
+        )) && message.contains("GRANT byoc_app"),
         "{message}"
     );
     // And a user-request login cannot take the operator's role.

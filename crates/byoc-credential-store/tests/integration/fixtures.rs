@@ -4,9 +4,12 @@ use std::num::NonZeroU32;
 
 use byoc_credential_store::{
     CredentialId, CredentialRepository, CredentialType, DisplayName, EncryptedEnvelope,
-    HotLeadThreshold, NewCredential, OrgId, OrganizationName, PublicHint, Role, ServiceName,
-    Tenant, UserId,
+    HotLeadThreshold, NewCredential, OrgId, OrganizationName, ProviderAccountId, PublicHint, Role,
+    ServiceName, Tenant, UserId,
 };
+
+/// The Account SID the fixture's Twilio credentials carry as their provider account id.
+pub const TWILIO_ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 
 /// An organization and one tenant per kind of actor.
 pub struct OrgFixture {
@@ -59,13 +62,15 @@ pub fn envelope(bytes: &[u8]) -> EncryptedEnvelope {
     EncryptedEnvelope::new(bytes.to_vec()).unwrap()
 }
 
-/// A new credential with a fresh id.
+/// A new credential with a fresh id (a Twilio one names [`TWILIO_ACCOUNT_SID`] as its provider account id).
 pub fn credential(credential_type: CredentialType, name: &str) -> NewCredential {
     NewCredential {
         id: CredentialId::new_random(),
         credential_type,
         display_name: DisplayName::parse(name).unwrap(),
         public_hint: Some(PublicHint::parse("…1234").unwrap()),
+        provider_account_id: (credential_type == CredentialType::Twilio)
+            .then(|| ProviderAccountId::parse(TWILIO_ACCOUNT_SID).unwrap()),
         encrypted_data: envelope(format!("envelope of {name}").as_bytes()),
         encryption_key_version: version(1),
     }

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{
     AuditAction, CredentialRepository, CredentialType, DeliveryStatus, MaskedPhone, NewAuditEvent,
-    NewOAuthState, NewSmsMessage, OAuthStateId, OrgId, PostgresStore, ProviderMessageSid, Purpose,
-    Role, StoreError, Tenant, UserId,
+    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId, OrgId, PostgresStore,
+    ProviderMessageSid, Purpose, Role, SessionIdHash, StoreError, Tenant, UserId,
 };
 use chrono::{NaiveDate, Utc};
 use futures::future::join_all;
@@ -27,14 +27,18 @@ const TENANT_TABLES: &[&str] = &[
     "oauth_states",
     "sms_messages",
     "provider_usage_daily",
+    "dashboard_sessions",
 ];
 
-/// The tenant tables byoc_app may read at all (the chain heads are for the chain trigger only).
+/// The tenant tables byoc_app may read at all (the chain heads are for the chain trigger only; settings-page
+/// sessions are read only through `byoc_touch_dashboard_session`).
 fn app_readable_tables() -> impl Iterator<Item = &'static str> {
-    TENANT_TABLES
-        .iter()
-        .copied()
-        .filter(|table| *table != "credential_audit_chain_heads")
+    TENANT_TABLES.iter().copied().filter(|table| {
+        !matches!(
+            *table,
+            "credential_audit_chain_heads" | "dashboard_sessions"
+        )
+    })
 }
 
 /// The column that names a table's organization.
@@ -52,7 +56,8 @@ struct Seeded {
     b: OrgFixture,
 }
 
-/// Two organizations with a credential, an audit event, an SMS message and a usage counter each.
+/// Two organizations with a credential, an audit event, an SMS message, a usage counter and a settings-page
+/// session each.
 async fn seeded() -> Seeded {
     let database = fresh_postgres().await;
     let store = database.store();
@@ -110,8 +115,23 @@ async fn seeded() -> Seeded {
             )
             .await
             .unwrap();
+        store
+            .create_dashboard_session(&fixture.member, &session_of(name))
+            .await
+            .unwrap();
     }
     Seeded { database, a, b }
+}
+
+/// The settings-page session seeded for organization `name` (its hash is the name's bytes, padded).
+fn session_of(name: &str) -> NewDashboardSession {
+    let mut digest = [0_u8; 32];
+    digest[..name.len()].copy_from_slice(name.as_bytes());
+    NewDashboardSession {
+        id_hash: SessionIdHash::from_digest(digest),
+        idle_timeout: std::time::Duration::from_secs(1800),
+        expires_at: Utc::now() + chrono::Duration::hours(1),
+    }
 }
 
 /// Sets the tenant context for the current transaction, as the store does.
@@ -247,6 +267,102 @@ async fn the_store_works_as_byoc_app_and_byoc_app_is_least_privileged() {
             "{table} has org_id but is not covered"
         );
     }
+    owner.close().await;
+}
+
+#[tokio::test]
+async fn settings_page_sessions_are_reached_only_through_their_definer_functions() {
+    let seeded = seeded().await;
+    let pool = seeded.database.store().pool();
+
+    // byoc_app cannot read, change or delete sessions, even in the context of their own user.
+    for statement in [
+        "SELECT count(*) FROM dashboard_sessions",
+        "UPDATE dashboard_sessions SET expires_at = now() + interval '1 year'",
+        "DELETE FROM dashboard_sessions",
+    ] {
+        let mut transaction = pool.begin().await.unwrap();
+        set_context(&mut transaction, &seeded.a.member).await;
+        let error = sqlx::query(statement)
+            .execute(&mut *transaction)
+            .await
+            .unwrap_err();
+        assert_eq!(sql_state(error), "42501", "{statement}");
+        transaction.rollback().await.unwrap();
+    }
+
+    // A session is created only for the context user, a member of the context organization.
+    let insert =
+        "INSERT INTO dashboard_sessions (id_hash, org_id, user_id, idle_timeout_secs, expires_at) \
+                  VALUES ($1, $2, $3, 1800, now() + interval '1 hour')";
+    for (context, org, user) in [
+        (
+            &seeded.a.member,
+            seeded.b.id,
+            seeded.a.member.actor.user_id(),
+        ),
+        (
+            &seeded.a.member,
+            seeded.a.id,
+            seeded.a.owner.actor.user_id(),
+        ),
+        (
+            &seeded.a.outsider,
+            seeded.a.id,
+            seeded.a.outsider.actor.user_id(),
+        ),
+    ] {
+        let mut transaction = pool.begin().await.unwrap();
+        set_context(&mut transaction, context).await;
+        let error = sqlx::query(insert)
+            .bind(&[7_u8; 32][..])
+            .bind(org.as_uuid())
+            .bind(user.unwrap().as_uuid())
+            .execute(&mut *transaction)
+            .await
+            .unwrap_err();
+        assert_eq!(sql_state(error), "42501", "{org} {user:?}");
+        transaction.rollback().await.unwrap();
+    }
+
+    // The lookup needs no context and returns the session's organization and user.
+    let store = seeded.database.store();
+    let found = store
+        .touch_dashboard_session(&session_of("A").id_hash)
+        .await
+        .unwrap()
+        .expect("A's session");
+    assert_eq!(found.org_id, seeded.a.id);
+    assert_eq!(Some(found.user_id), seeded.a.member.actor.user_id());
+
+    // The session functions are SECURITY DEFINER and pin their search_path.
+    let owner = seeded.database.owner_pool(1).await;
+    let settings: Vec<(String, bool, Vec<String>)> = sqlx::query_as(
+        "SELECT p.proname::text, p.prosecdef, coalesce(p.proconfig, '{}') FROM pg_proc p \
+         WHERE p.pronamespace = 'public'::regnamespace AND p.proname IN ('byoc_touch_dashboard_session', \
+               'byoc_end_dashboard_session', 'byoc_delete_expired_dashboard_sessions', \
+               'byoc_operator_insert_credential') ORDER BY 1",
+    )
+    .fetch_all(&owner)
+    .await
+    .unwrap();
+    assert_eq!(settings.len(), 4, "{settings:?}");
+    for (name, definer, config) in settings {
+        assert!(definer, "{name} is SECURITY DEFINER");
+        assert_eq!(
+            config,
+            vec!["search_path=pg_catalog, pg_temp".to_owned()],
+            "{name}"
+        );
+    }
+    let public_may_execute: bool = sqlx::query_scalar(
+        "SELECT bool_or(has_function_privilege('public', p.oid, 'EXECUTE')) FROM pg_proc p \
+         WHERE p.proname LIKE 'byoc\\_%dashboard\\_session%'",
+    )
+    .fetch_one(&owner)
+    .await
+    .unwrap();
+    assert!(!public_may_execute, "the session functions are not PUBLIC");
     owner.close().await;
 }
 
@@ -599,12 +715,11 @@ async fn recording_a_verification_stays_in_the_context_org() {
     };
     let mut transaction = pool.begin().await.unwrap();
     set_context(&mut transaction, &seeded.a.owner).await;
-    let recorded: bool =
-        sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'x')")
-            .bind(b_credential)
-            .fetch_one(&mut *transaction)
-            .await
-            .unwrap();
+    let recorded: bool = sqlx::query_scalar("SELECT byoc_record_verification($1, 'failed', 'x')")
+        .bind(b_credential)
+        .fetch_one(&mut *transaction)
+        .await
+        .unwrap();
     assert!(!recorded, "B's credential is out of reach from A's context");
     transaction.rollback().await.unwrap();
 

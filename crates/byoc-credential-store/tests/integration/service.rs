@@ -275,8 +275,6 @@ async fn verify_records_the_providers_answer_on_sqlite() {
     let accepted = registry(|| {
         Ok(VerificationOutcome {
             details: VerificationDetails::Twilio {
-                account_name: "Clinic".into(),
-                account_type: "Full".into(),
                 phone_number: "+14155550123".into(),
             },
             updated_payload: None,
@@ -419,6 +417,102 @@ async fn legacy_fallback<R: CredentialRepository + Clone + 'static>(store: R, op
     service.shutdown().await.unwrap();
 }
 
+/// A use that only authenticates a request (Twilio's status callback) is audited only when the request
+/// authenticates, and the account id is known before anything is decrypted.
+async fn authenticating_uses<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
+    let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+    let clinic = org(&operator, "Clinic").await;
+    let listed = org(&operator, "Listed").await;
+    let mut config = config(Duration::from_secs(60));
+    config.legacy_fallback = Some(LegacyTwilioFallback {
+        credential: twilio("legacy-token"),
+        orgs: HashSet::from([listed.id]),
+    });
+    let service = CredentialService::new(repository, keyring(&[1]), config);
+    assert!(matches!(
+        service
+            .provider_account_id(&clinic.service, CredentialType::Twilio)
+            .await,
+        Err(CredentialServiceError::NotConfigured { .. })
+    ));
+    let stored = service
+        .store(&clinic.admin, &twilio("own-token"), name("Own"))
+        .await
+        .unwrap();
+    assert_eq!(stored.provider_account_id.as_deref(), Some(ACCOUNT_SID));
+    service
+        .record_verification(&clinic.admin, stored.id, VerificationStatus::Verified, None)
+        .await
+        .unwrap();
+    let before = service.cache_stats();
+    for _ in 0..2 {
+        assert_eq!(
+            service
+                .provider_account_id(&clinic.service, CredentialType::Twilio)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(ACCOUNT_SID)
+        );
+    }
+    assert_eq!(
+        service.cache_stats(),
+        before,
+        "the account id is read without a credential lookup"
+    );
+    assert_eq!(
+        service
+            .provider_account_id(&listed.service, CredentialType::Twilio)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(ACCOUNT_SID),
+        "the legacy fallback's account"
+    );
+
+    let webhook = purpose("webhook:twilio_status");
+    let refused = service
+        .get_payload_if::<TwilioCredential>(&clinic.service, &webhook, |payload| {
+            token_of(payload) == "a forger's guess"
+        })
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+    let accepted = service
+        .get_payload_if::<TwilioCredential>(&clinic.service, &webhook, |payload| {
+            token_of(payload) == "own-token"
+        })
+        .await
+        .unwrap()
+        .expect("authenticated");
+    assert_eq!(accepted.credential_id, Some(stored.id));
+    assert_eq!(
+        actions(&service, &clinic).await,
+        ["created", "verified", "read"],
+        "only the authenticated use is audited"
+    );
+    assert!(service
+        .get_payload_if::<TwilioCredential>(&listed.service, &webhook, |_| false)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(service.legacy_fallback_uses(), 0);
+    assert!(actions(&service, &listed).await.is_empty());
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn authenticating_uses_on_postgres() {
+    let database = fresh_postgres().await;
+    authenticating_uses(database.store().clone(), database.operator().clone()).await;
+}
+
+#[tokio::test]
+async fn authenticating_uses_on_sqlite() {
+    let database = fresh_sqlite().await;
+    authenticating_uses(database.store().clone(), database.operator().clone()).await;
+}
+
 #[tokio::test]
 async fn legacy_fallback_on_postgres() {
     let database = fresh_postgres().await;
@@ -476,9 +570,15 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
 }
 
 /// Thousands of queued read events, then a graceful shutdown: every one is written.
-async fn audit_is_lossless_on_shutdown<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
+async fn audit_is_lossless_on_shutdown<R: CredentialRepository + Clone + 'static>(
+    store: R,
+    operator: R,
+) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
-    let clinics = [org(&operator, "First").await, org(&operator, "Second").await];
+    let clinics = [
+        org(&operator, "First").await,
+        org(&operator, "Second").await,
+    ];
     let service = CredentialService::new(
         Arc::clone(&repository),
         keyring(&[1]),

@@ -328,6 +328,7 @@ async fn insert_sealed(
                     credential_type: CredentialType::Twilio,
                     display_name: name(&format!("Twilio {index}")),
                     public_hint: None,
+                    provider_account_id: None,
                     encrypted_data: byoc_credential_store::EncryptedEnvelope::new(
                         envelope.into_bytes(),
                     )

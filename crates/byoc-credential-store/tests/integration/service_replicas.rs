@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use byoc_credential_store::service::RotationOptions;
 use byoc_credential_store::test_support::fresh_postgres;
 use byoc_credential_store::{
-    ServiceName,
-    CredentialRepository, CredentialService, CredentialServiceError, CredentialType,
+    CredentialRepository, CredentialService, CredentialServiceError, CredentialType, ServiceName,
     VerificationStatus,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -154,6 +153,7 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
                     credential_type: CredentialType::Twilio,
                     display_name: name(&format!("Twilio {index}")),
                     public_hint: None,
+                    provider_account_id: None,
                     encrypted_data: byoc_credential_store::EncryptedEnvelope::new(
                         envelope.into_bytes(),
                     )

@@ -28,6 +28,7 @@ struct TwilioErrorBody {
 fn reason_for(code: Option<u32>, status: StatusCode) -> RefusalReason {
     match code {
         Some(20003) => RefusalReason::Authentication,
+        Some(10001 | 20005) => RefusalReason::AccountInactive,
         Some(21211) => RefusalReason::InvalidRecipient,
         Some(21608) => RefusalReason::UnverifiedRecipient,
         Some(21610) => RefusalReason::RecipientUnsubscribed,

@@ -33,15 +33,6 @@ pub struct TwilioClient {
 }
 
 #[derive(Deserialize)]
-struct AccountResource {
-    status: String,
-    #[serde(default)]
-    friendly_name: Option<String>,
-    #[serde(default, rename = "type")]
-    account_type: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct IncomingPhoneNumberPage {
     #[serde(default)]
     incoming_phone_numbers: Vec<IncomingPhoneNumber>,
@@ -77,16 +68,10 @@ impl TwilioClient {
         }
     }
 
+    /// The URL of a resource of the credential's account, e.g. `Messages.json`.
     fn account_url(&self, credential: &TwilioCredential, resource: &str) -> Url {
         let sid = credential.account_sid.as_str();
-        if resource.is_empty() {
-            http::endpoint(
-                &self.api_base,
-                &[API_VERSION, "Accounts", &format!("{sid}.json")],
-            )
-        } else {
-            http::endpoint(&self.api_base, &[API_VERSION, "Accounts", sid, resource])
-        }
+        http::endpoint(&self.api_base, &[API_VERSION, "Accounts", sid, resource])
     }
 
     fn authorized(&self, request: RequestBuilder, credential: &TwilioCredential) -> RequestBuilder {
@@ -123,27 +108,14 @@ impl TwilioClient {
         }
     }
 
-    /// Verifies a Twilio credential: the account must be `active`, and the configured phone number must
-    /// belong to it and be able to send SMS.
+    /// Verifies a Twilio credential with one request: the account's incoming phone numbers, filtered to the
+    /// configured sending number. Its answer proves that the Account SID and auth token authenticate (Twilio
+    /// refuses every request of a suspended or closed account, 20003 or 20005), that the number belongs to the
+    /// account, and whether it can send SMS.
     pub async fn verify_credential(
         &self,
         credential: &TwilioCredential,
     ) -> Result<VerificationDetails, ProviderError> {
-        let account_url = self.account_url(credential, "");
-        let body = self
-            .call(credential, Idempotency::Safe, || {
-                self.http.get(account_url.clone())
-            })
-            .await?;
-        let account: AccountResource = http::parse_json(PROVIDER, &body)?;
-        if account.status != "active" {
-            return Err(refusal(
-                RefusalReason::AccountInactive,
-                format!("account_{}", account.status),
-                format!("the Twilio account status is {}", account.status),
-            ));
-        }
-
         let numbers_url = self.account_url(credential, "IncomingPhoneNumbers.json");
         let phone = credential.phone_number.as_str();
         let body = self
@@ -173,8 +145,6 @@ impl TwilioClient {
             ));
         }
         Ok(VerificationDetails::Twilio {
-            account_name: account.friendly_name.unwrap_or_default(),
-            account_type: account.account_type.unwrap_or_default(),
             phone_number: phone.to_owned(),
         })
     }

@@ -65,21 +65,26 @@ fn unused_address() -> SocketAddr {
     listener.local_addr().expect("address")
 }
 
-/// A server answering the account resource with `account`.
-async fn account_server(account: ResponseTemplate) -> MockServer {
+/// A server answering the account's incoming-number list, filtered to the sending number, with `numbers`,
+/// and expecting exactly one such request (a verification asks Twilio once).
+async fn numbers_server(numbers: ResponseTemplate) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{TWILIO_SID}.json")))
-        .respond_with(account)
+        .and(path(format!(
+            "/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json"
+        )))
+        .and(query_param("PhoneNumber", TWILIO_FROM))
+        .respond_with(numbers)
+        .expect(1)
         .mount(&server)
         .await;
     server
 }
 
-/// An account resource named "Clinic" with the given status and type.
-fn account(status: &str, account_type: &str) -> ResponseTemplate {
+/// An incoming-number list holding the sending number, SMS-capable or not.
+fn numbers(sms: bool) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(serde_json::json!({
-        "sid": TWILIO_SID, "status": status, "friendly_name": "Clinic", "type": account_type
+        "incoming_phone_numbers": [{"phone_number": TWILIO_FROM, "capabilities": {"sms": sms, "voice": true}}]
     }))
 }
 
@@ -281,8 +286,8 @@ async fn an_unreachable_twilio_is_unavailable_after_the_bound() {
 }
 
 #[tokio::test]
-async fn verify_maps_authentication_inactive_accounts_and_foreign_numbers() {
-    let server = account_server(twilio_error(20003, "Authenticate", 401)).await;
+async fn verify_asks_once_and_maps_authentication_inactive_accounts_and_foreign_numbers() {
+    let server = numbers_server(twilio_error(20003, "Authenticate", 401)).await;
     let error = verify_on(&server).await.expect_err("401");
     assert_eq!(
         error.refusal().map(|r| r.reason),
@@ -291,29 +296,38 @@ async fn verify_maps_authentication_inactive_accounts_and_foreign_numbers() {
     assert!(error.is_credential_failure());
     assert_no_secret(&error, &[TWILIO_AUTH_TOKEN]);
 
-    let server = account_server(account("suspended", "Full")).await;
+    let server = numbers_server(twilio_error(20005, "Account not active", 401)).await;
     let error = verify_on(&server).await.expect_err("suspended");
     let refusal = error.refusal().expect("refusal");
     assert_eq!(refusal.reason, RefusalReason::AccountInactive);
-    assert_eq!(refusal.code, "account_suspended");
+    assert_eq!(refusal.code, "20005");
+    assert!(error.is_credential_failure());
 
-    let server = account_server(account("active", "Trial")).await;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json"
-        )))
-        .and(query_param("PhoneNumber", TWILIO_FROM))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "incoming_phone_numbers": [{"phone_number": TWILIO_FROM, "capabilities": {"sms": true, "voice": true}}]
-        })))
-        .mount(&server)
-        .await;
+    let server = numbers_server(
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({"incoming_phone_numbers": []})),
+    )
+    .await;
+    let error = verify_on(&server).await.expect_err("not on the account");
+    assert_eq!(
+        error.refusal().map(|r| r.reason),
+        Some(RefusalReason::PhoneNumberNotOnAccount)
+    );
+
+    let server = numbers_server(numbers(false)).await;
+    let error = verify_on(&server).await.expect_err("no SMS");
+    assert_eq!(
+        error.refusal().map(|r| r.reason),
+        Some(RefusalReason::PhoneNumberCannotSendSms)
+    );
+
+    let server = numbers_server(numbers(true)).await;
     let outcome = verify_on(&server).await.expect("verified");
     assert!(outcome.updated_payload.is_none());
     assert_eq!(
         outcome.details.to_string(),
-        "Twilio account \"Clinic\" (Trial) can send SMS from +14155552345"
+        "the Twilio account can send SMS from +14155552345"
     );
+    server.verify().await;
 }
 
 #[tokio::test]
