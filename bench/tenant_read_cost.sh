@@ -105,8 +105,7 @@ done
 events=200
 cat >"$workdir/audit.sql" <<SQL
 WITH ctx AS MATERIALIZED (SELECT byoc_enter_context('$org_id'::uuid, NULL::uuid, 'lead-scorer'))
-SELECT byoc_append_audit_events('$org_id'::uuid, array_fill(now(), ARRAY[$events]),
-       array_fill('service:lead-scorer'::text, ARRAY[$events]), array_fill('read'::text, ARRAY[$events]),
+SELECT byoc_append_audit_events('$org_id'::uuid, array_fill('read'::text, ARRAY[$events]),
        array_fill('$credential_id'::uuid, ARRAY[$events]), array_fill('twilio'::text, ARRAY[$events]),
        array_fill('{"purpose":"sms:hot_lead"}'::text, ARRAY[$events])) FROM ctx;
 SQL

@@ -71,7 +71,8 @@ BEGIN
     IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
        AND pg_catalog.pg_has_role(current_user, 'byoc_app', 'MEMBER') THEN
         RAISE EXCEPTION 'the owner % must not be a member of byoc_app', current_user
-            USING HINT = pg_catalog.format('REVOKE byoc_app FROM %I; the service logs in as another role', current_user);
+            USING HINT = pg_catalog.format('REVOKE byoc_app FROM %I; the service logs in as another role',
+                                           current_user);
     END IF;
 
     -- CONNECT and TEMPORARY are granted to PUBLIC by default. Take them back: a login made for another byoc
@@ -742,15 +743,15 @@ CREATE FUNCTION public.byoc_append_audit_events(p_org_id uuid, p_action text[], 
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    events    pg_catalog.int4 := coalesce(pg_catalog.cardinality(p_action), 0);
+    events      pg_catalog.int4 := coalesce(pg_catalog.cardinality(p_action), 0);
     event_actor pg_catalog.text;
-    event_at  pg_catalog.timestamptz := pg_catalog.now();
-    head_seq  pg_catalog.int8;
-    head_hash pg_catalog.bytea;
-    seqs      pg_catalog.int8[] := '{}';
-    details   pg_catalog.jsonb[] := '{}';
-    prevs     pg_catalog.bytea[] := '{}';
-    hashes    pg_catalog.bytea[] := '{}';
+    event_at    pg_catalog.timestamptz := pg_catalog.now();
+    head_seq    pg_catalog.int8;
+    head_hash   pg_catalog.bytea;
+    seqs        pg_catalog.int8[] := '{}';
+    details     pg_catalog.jsonb[] := '{}';
+    prevs       pg_catalog.bytea[] := '{}';
+    hashes      pg_catalog.bytea[] := '{}';
 BEGIN
     IF p_org_id IS DISTINCT FROM public.byoc_ctx_org() THEN
         RAISE EXCEPTION 'audit events may only be appended to the context organization'
@@ -800,8 +801,8 @@ BEGIN
 
     INSERT INTO public.credential_audit_log (org_id, seq, at, actor, action, credential_id, credential_type,
                                              detail, prev_hash, hash)
-    SELECT p_org_id, e.seq, event_at, event_actor, e.action, e.credential_id, e.credential_type, e.detail, e.prev_hash,
-           e.hash
+    SELECT p_org_id, e.seq, event_at, event_actor, e.action, e.credential_id, e.credential_type, e.detail,
+           e.prev_hash, e.hash
     -- unnest of several arrays is FROM-clause syntax and takes no schema; the pinned path finds pg_catalog's.
     FROM unnest(seqs, p_action, p_credential_id, p_credential_type, details, prevs, hashes)
          AS e (seq, action, credential_id, credential_type, detail, prev_hash, hash)

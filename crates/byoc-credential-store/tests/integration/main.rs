@@ -7,4 +7,5 @@ mod database_boundary;
 mod fixtures;
 mod isolation;
 mod notifications;
+mod schema_dump;
 mod service;
