@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -54,8 +55,36 @@ pub enum AuditError {
     Stopped,
 }
 
+/// How late a write must be for its event to note when it was recorded (a database outage, retries): the store
+/// stamps every event with the time it writes it.
+const NOTE_QUEUED_AFTER: chrono::Duration = chrono::Duration::seconds(1);
+
+/// A queued event: whose, what, and when it was recorded.
+struct Queued {
+    tenant: Tenant,
+    event: NewAuditEvent,
+    at: DateTime<Utc>,
+}
+
+impl Queued {
+    /// The event as written at `now`: when the write comes more than [`NOTE_QUEUED_AFTER`] after the event was
+    /// recorded, its detail also says when (`queued_at`, as the service saw it; `at` stays the server's time).
+    fn as_written(&self, now: DateTime<Utc>) -> NewAuditEvent {
+        let mut event = self.event.clone();
+        if now - self.at > NOTE_QUEUED_AFTER {
+            if let Some(detail) = event.detail.as_object_mut() {
+                detail.insert(
+                    "queued_at".to_owned(),
+                    serde_json::Value::String(self.at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+                );
+            }
+        }
+        event
+    }
+}
+
 enum Command {
-    Event(Tenant, NewAuditEvent),
+    Event(Queued),
     Flush(oneshot::Sender<Result<(), AuditError>>),
     Shutdown(oneshot::Sender<Result<(), AuditError>>),
 }
@@ -92,7 +121,12 @@ impl AuditBatcher {
     pub(crate) fn record(&self, tenant: Tenant, event: NewAuditEvent) {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let org_id = tenant.org_id;
-        if self.sender.send(Command::Event(tenant, event)).is_err() {
+        let queued = Queued {
+            tenant,
+            event,
+            at: Utc::now(),
+        };
+        if self.sender.send(Command::Event(queued)).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             tracing::error!(%org_id, "audit event recorded after shutdown was dropped");
         }
@@ -135,7 +169,7 @@ impl AuditBatcher {
 struct Writer {
     repository: Arc<dyn CredentialRepository>,
     pending: Arc<AtomicUsize>,
-    buffer: Vec<(Tenant, NewAuditEvent)>,
+    buffer: Vec<Queued>,
 }
 
 impl Writer {
@@ -227,7 +261,7 @@ impl Writer {
         shutdown: &mut Option<oneshot::Sender<Result<(), AuditError>>>,
     ) {
         match command {
-            Command::Event(tenant, event) => self.buffer.push((tenant, event)),
+            Command::Event(queued) => self.buffer.push(queued),
             Command::Flush(reply) => flushes.push(reply),
             Command::Shutdown(reply) => {
                 if let Some(earlier) = shutdown.replace(reply) {
@@ -244,18 +278,21 @@ impl Writer {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let mut by_org: BTreeMap<OrgId, Vec<(Tenant, Vec<NewAuditEvent>)>> = BTreeMap::new();
-        for (tenant, event) in self.buffer.drain(..) {
-            let runs = by_org.entry(tenant.org_id).or_default();
+        let mut by_org: BTreeMap<OrgId, Vec<(Tenant, Vec<Queued>)>> = BTreeMap::new();
+        for queued in self.buffer.drain(..) {
+            let runs = by_org.entry(queued.tenant.org_id).or_default();
             match runs.last_mut() {
-                Some((last, events)) if *last == tenant => events.push(event),
-                _ => runs.push((tenant, vec![event])),
+                Some((last, events)) if *last == queued.tenant => events.push(queued),
+                _ => runs.push((queued.tenant.clone(), vec![queued])),
             }
         }
+        let now = Utc::now();
         let mut failure = None;
         for (tenant, events) in by_org.into_values().flatten() {
             if failure.is_none() {
-                match self.repository.append_audit_events(&tenant, &events).await {
+                let written: Vec<NewAuditEvent> =
+                    events.iter().map(|queued| queued.as_written(now)).collect();
+                match self.repository.append_audit_events(&tenant, &written).await {
                     Ok(_) => {
                         self.pending.fetch_sub(events.len(), Ordering::Relaxed);
                         continue;
@@ -274,9 +311,46 @@ impl Writer {
                     Err(error) => failure = Some(error.to_string()),
                 }
             }
-            self.buffer
-                .extend(events.into_iter().map(|event| (tenant.clone(), event)));
+            self.buffer.extend(events);
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::SubsecRound;
+
+    use super::*;
+    use crate::model::AuditAction;
+    use crate::tenant::{OrgId, ServiceName};
+
+    fn queued(at: DateTime<Utc>) -> Queued {
+        Queued {
+            tenant: Tenant::service(OrgId::new_random(), ServiceName::parse("svc").unwrap()),
+            event: NewAuditEvent {
+                action: AuditAction::parse("read").unwrap(),
+                credential_id: None,
+                credential_type: None,
+                detail: serde_json::json!({"purpose": "sms:test"}),
+            },
+            at,
+        }
+    }
+
+    #[test]
+    fn a_late_write_notes_when_the_event_was_recorded() {
+        let recorded = Utc::now();
+        let on_time = queued(recorded).as_written(recorded + chrono::Duration::milliseconds(20));
+        assert_eq!(on_time.detail, serde_json::json!({"purpose": "sms:test"}));
+        let late = queued(recorded).as_written(recorded + chrono::Duration::seconds(30));
+        assert_eq!(late.detail["purpose"], "sms:test");
+        assert_eq!(
+            late.detail["queued_at"]
+                .as_str()
+                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                .map(|time| time.with_timezone(&Utc)),
+            Some(recorded.trunc_subsecs(6))
+        );
     }
 }

@@ -836,9 +836,10 @@ impl CredentialService {
 
     // Verification.
 
-    /// Records a verification outcome (status, error, now) for a credential, audited as `verified`,
-    /// `verification_failed` or `verification_reset`. Members and services may record one (a use that
-    /// finds the credential refused marks it failed). `error` is the provider's reason, never a secret.
+    /// Records a verification outcome (status, error; the store's time) for a credential, audited as
+    /// `verified`, `verification_failed` or `verification_reset`. Owners, admins and services may record one;
+    /// a member's use that the provider refuses goes through [`CredentialService::record_refused_use`].
+    /// `error` is the provider's reason, never a secret.
     pub async fn record_verification(
         &self,
         tenant: &Tenant,
