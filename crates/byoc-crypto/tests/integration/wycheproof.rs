@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/wycheproof/wycheproof_aes_gcm_test.json"
+    "/../../tests/data/wycheproof/wycheproof_aes_gcm_test.json"
 );
 
 #[derive(Deserialize)]

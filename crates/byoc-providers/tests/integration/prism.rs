@@ -37,9 +37,9 @@ fn prism_binary() -> PathBuf {
     path
 }
 
-/// A test-data file under `../shared/testdata` beside the workspace.
+/// A third-party test-data file under the workspace's `tests/data` (sources and licences in its README).
 pub fn testdata(relative: &str) -> PathBuf {
-    workspace_root().join("../shared/testdata").join(relative)
+    workspace_root().join("tests/data").join(relative)
 }
 
 fn free_port() -> u16 {
