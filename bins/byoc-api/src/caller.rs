@@ -16,7 +16,6 @@ use futures::future::LocalBoxFuture;
 
 use crate::auth::{bearer_token, AuthError};
 use crate::error::ApiError;
-use crate::outbound::service_error;
 use crate::state::AppState;
 
 /// What an action needs, from the contract's role table.
@@ -130,7 +129,7 @@ pub async fn with_role(state: &AppState, tenant: Tenant) -> Result<Caller, ApiEr
         .credential_service
         .member_role(&tenant)
         .await
-        .map_err(service_error)?
+        .map_err(ApiError::from)?
         .ok_or_else(ApiError::not_a_member)?;
     Ok(Caller { tenant, role })
 }

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_credential_store::Backend;
+use byoc_credential_types::{TwilioAccountSid, TwilioCredential};
 use byoc_crypto::{Keyring, KeyringConfig, KeyringError};
-use byoc_providers::{E164Phone, ProviderConfig, TwilioAccountSid, TwilioCredential};
+use byoc_providers::ProviderConfig;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 use uuid::Uuid;
@@ -348,8 +349,11 @@ impl Config {
                 account_sid: TwilioAccountSid::parse("TWILIO_ACCOUNT_SID", account_sid.trim())
                     .map_err(|error| invalid(error.field, error.reason))?,
                 auth_token: SecretString::from(token.trim().to_owned()),
-                phone_number: E164Phone::parse("TWILIO_PHONE_NUMBER", phone_number.trim())
-                    .map_err(|error| invalid(error.field, error.reason))?,
+                phone_number: byoc_providers::dialable_phone(
+                    "TWILIO_PHONE_NUMBER",
+                    phone_number.trim(),
+                )
+                .map_err(|error| invalid(error.field, error.reason))?,
             }),
             (None, None, None) => None,
             (sid, token, _) => {

@@ -20,6 +20,8 @@ use byoc_providers::ProviderError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::usecases::verification::VerificationError;
+
 /// The media type of the JSON request bodies.
 pub const JSON_MEDIA_TYPE: &str = "application/json";
 /// The media type of form bodies (the settings page's sign-in and sign-out, Twilio's status callback).
@@ -390,10 +392,19 @@ impl From<CredentialServiceError> for ApiError {
                 Ok(store) => store.into(),
                 Err(shared) => ApiError::from_shared_store_error(&shared),
             },
-            CredentialServiceError::Provider(provider) => provider.into(),
-            CredentialServiceError::InvalidPayload { source, .. } => source.into(),
-            other @ (CredentialServiceError::Decrypt { .. }
+            // A stored credential that no longer parses, or does not decrypt, is the service's fault.
+            other @ (CredentialServiceError::InvalidPayload { .. }
+            | CredentialServiceError::Decrypt { .. }
             | CredentialServiceError::Encrypt(_)) => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<VerificationError> for ApiError {
+    fn from(error: VerificationError) -> ApiError {
+        match error {
+            VerificationError::Service(service) => service.into(),
+            VerificationError::Provider(provider) => provider.into(),
         }
     }
 }

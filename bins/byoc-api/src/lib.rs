@@ -32,6 +32,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod usage;
+pub mod usecases;
 pub mod write_behind;
 
 pub use startup::{Application, Services, StartupError};

@@ -1,14 +1,13 @@
 //! [`Outbound`]: what the endpoints that *use* an organization's credentials share — the provider clients,
 //! the per-organization limits and counters ([`crate::usage`]), the public URL that Twilio and Google call
-//! back, the platform's Google OAuth client and the OAuth state key — and the mapping of credential-service
-//! errors to the contract's answers.
+//! back, the platform's Google OAuth client and the OAuth state key.
 //!
 //! Every credential these endpoints use is read through the credential service
 //! ([`byoc_credential_store::CredentialService::get_payload`]) with its purpose, which audits the read.
 
 use std::sync::Arc;
 
-use byoc_credential_store::{CredentialServiceError, Purpose, StoreError};
+use byoc_credential_store::Purpose;
 use byoc_providers::ProviderClients;
 use url::Url;
 
@@ -37,23 +36,4 @@ pub struct Outbound {
 /// The purpose of a credential read, as audited (`sms:test`, `sms:hot_lead`, `calendar:availability`, …).
 pub fn purpose(text: &'static str) -> Result<Purpose, ApiError> {
     Purpose::parse(text).map_err(|error| ApiError::invalid_field(error.field, error.reason))
-}
-
-/// The credential service's error as the contract answers it: 409 `credential_not_configured` naming the
-/// provider, 409 `credential_inactive`, 404, 503, a provider's refusal as 424/429, else 500.
-pub fn service_error(error: CredentialServiceError) -> ApiError {
-    match error {
-        CredentialServiceError::NotConfigured { .. } => {
-            ApiError::credential_not_configured(error.to_string())
-        }
-        CredentialServiceError::Inactive { .. } => ApiError::credential_inactive(),
-        CredentialServiceError::Provider(provider) => ApiError::from(provider),
-        CredentialServiceError::Store(ref store) => match store.as_ref() {
-            StoreError::NotFound { what } => ApiError::not_found(what),
-            StoreError::Unavailable(_) => ApiError::database_unavailable(),
-            StoreError::Invalid(invalid) => ApiError::invalid_field(invalid.field, invalid.reason),
-            _ => ApiError::internal(&error),
-        },
-        other => ApiError::internal(&other),
-    }
 }

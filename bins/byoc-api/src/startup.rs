@@ -152,7 +152,7 @@ impl Services {
                 None,
             ),
         };
-        let (repository, postgres) = open_store(&database, service_database.as_ref(), role).await?;
+        let repository = open_store(&database, service_database.as_ref(), role).await?;
         let (credential_service, report) = CredentialService::start(
             Arc::clone(&repository),
             Arc::clone(&keyring),
@@ -162,13 +162,10 @@ impl Services {
         if report.recorded_active {
             tracing::info!(key_version = %keyring.active_version(), "recorded the active key's check value");
         }
-        if let Some(store) = postgres.as_ref().filter(|_| role == DatabaseRole::App) {
-            credential_service
-                .follow_changes(store)
-                .await
-                .map_err(|error| {
-                    StartupError::Setup(format!("following credential changes: {error}"))
-                })?;
+        if role == DatabaseRole::App {
+            credential_service.follow_changes().await.map_err(|error| {
+                StartupError::Setup(format!("following credential changes: {error}"))
+            })?;
         }
         let dev = match dev_files {
             Some(files) => {
@@ -198,13 +195,12 @@ impl Services {
 }
 
 /// Connects to the store `DATABASE_URL` names, as `role` (Postgres; the service also with the service-context
-/// login of `BYOC_SERVICE_DATABASE_URL` when set, and it says what its logins may do); for Postgres also returns
-/// the concrete store (change notifications).
+/// login of `BYOC_SERVICE_DATABASE_URL` when set, and it says what its logins may do).
 async fn open_store(
     database: &DatabaseUrl,
     service_database: Option<&DatabaseUrl>,
     role: DatabaseRole,
-) -> Result<(Arc<dyn CredentialRepository>, Option<PostgresStore>), StartupError> {
+) -> Result<Arc<dyn CredentialRepository>, StartupError> {
     match database.backend() {
         Backend::Postgres => {
             let mut options = PostgresConnectOptions::from_url(database.expose(), role)?;
@@ -215,12 +211,9 @@ async fn open_store(
             if role == DatabaseRole::App {
                 report_logins(&store.login_report().await?);
             }
-            Ok((Arc::new(store.clone()), Some(store)))
+            Ok(Arc::new(store))
         }
-        Backend::Sqlite => Ok((
-            byoc_credential_store::connect(database.expose()).await?,
-            None,
-        )),
+        Backend::Sqlite => Ok(byoc_credential_store::connect(database.expose()).await?),
     }
 }
 

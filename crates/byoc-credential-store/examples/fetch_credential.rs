@@ -14,13 +14,12 @@
 use std::error::Error;
 use std::sync::Arc;
 
-use byoc_credential_store::service::credential_type;
 use byoc_credential_store::{
     AuditPage, CredentialService, DisplayName, HotLeadThreshold, OrganizationName, Purpose, Role,
     ServiceConfig, ServiceName, Tenant, UserId, VerificationStatus,
 };
+use byoc_credential_types::{CredentialType, E164Phone, TwilioAccountSid, TwilioCredential};
 use byoc_crypto::{KeyVersion, Keyring, MasterKey};
-use byoc_providers::{CredentialPayload, E164Phone, TwilioAccountSid, TwilioCredential};
 use secrecy::SecretString;
 
 #[tokio::main]
@@ -92,7 +91,7 @@ async fn run(folder: &std::path::Path) -> Result<(), Box<dyn Error>> {
     let caller = Tenant::service(organization.id, ServiceName::parse("lead-notifier")?);
     let purpose = Purpose::parse("sms:hot_lead")?;
     let credential = service
-        .get_credential(&caller, credential_type(TwilioCredential::KIND), &purpose)
+        .get_credential(&caller, CredentialType::Twilio, &purpose)
         .await?;
     let twilio: TwilioCredential = credential.parse()?;
     println!(

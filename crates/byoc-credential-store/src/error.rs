@@ -170,14 +170,11 @@ pub(crate) fn from_migrate_error(error: sqlx::migrate::MigrateError) -> StoreErr
         sqlx::migrate::MigrateError::Execute(error)
         | sqlx::migrate::MigrateError::ExecuteMigration(error, _) => {
             let cause = match &error {
-                sqlx::Error::Database(database_error) => {
-                    let hint = database_error
-                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                        .and_then(|postgres| postgres.hint())
-                        .map(|hint| format!(" ({hint})"))
-                        .unwrap_or_default();
-                    Some(format!("{}{hint}", database_error.message()))
-                }
+                sqlx::Error::Database(database_error) => Some(format!(
+                    "{}{}",
+                    database_error.message(),
+                    hint_of(database_error.as_ref())
+                )),
                 _ => None,
             };
             match (StoreError::from_sqlx(error), cause) {
@@ -190,4 +187,20 @@ pub(crate) fn from_migrate_error(error: sqlx::migrate::MigrateError) -> StoreErr
         }
         other => StoreError::internal(format!("migration failed: {other}")),
     }
+}
+
+/// A Postgres error's hint, as ` (hint)`, or nothing.
+#[cfg(feature = "postgres")]
+fn hint_of(error: &dyn sqlx::error::DatabaseError) -> String {
+    error
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|postgres| postgres.hint())
+        .map(|hint| format!(" ({hint})"))
+        .unwrap_or_default()
+}
+
+/// Only Postgres errors carry a hint.
+#[cfg(not(feature = "postgres"))]
+fn hint_of(_error: &dyn sqlx::error::DatabaseError) -> String {
+    String::new()
 }

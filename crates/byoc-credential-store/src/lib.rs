@@ -17,13 +17,12 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use byoc_credential_store::service::credential_type;
 //! use byoc_credential_store::{
 //!     CredentialService, CredentialServiceError, DisplayName, HotLeadThreshold, OrganizationName,
 //!     Purpose, Role, ServiceConfig, ServiceName, Tenant, UserId, VerificationStatus,
 //! };
 //! use byoc_crypto::{KeyVersion, Keyring, MasterKey};
-//! use byoc_providers::{CredentialPayload, E164Phone, TwilioAccountSid, TwilioCredential};
+//! use byoc_credential_types::{CredentialType, E164Phone, TwilioAccountSid, TwilioCredential};
 //! use secrecy::{ExposeSecret, SecretString};
 //!
 //! # #[tokio::main]
@@ -61,7 +60,7 @@
 //!     phone_number: E164Phone::parse("phoneNumber", "+14155550123")?,
 //! };
 //! let stored = service.store(&owner, &twilio, DisplayName::parse("Front desk")?).await?;
-//! let twilio_type = credential_type(TwilioCredential::KIND);
+//! let twilio_type = CredentialType::Twilio;
 //! let caller = Tenant::service(org.id, ServiceName::parse("lead-notifier")?);
 //! let purpose = Purpose::parse("sms:hot_lead")?;
 //!
@@ -87,13 +86,18 @@
 //! # }
 //! ```
 
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+compile_error!("byoc-credential-store needs a backend: enable the `postgres` or the `sqlite` feature (or both)");
+
 mod access;
 mod error;
 mod model;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod repository;
 mod rows;
 pub mod service;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod tenant;
 
@@ -103,6 +107,7 @@ pub mod test_support;
 use std::sync::Arc;
 
 pub use error::{ConflictKind, StoreError, StoreResult};
+pub use model::CredentialChange;
 pub use model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditEventId, AuditPage, CredentialMetadata,
     CredentialRecord, CredentialType, DashboardSession, DeliveryStatus, DisplayName,
@@ -113,18 +118,20 @@ pub use model::{
     SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter, VerificationOutcome,
     VerificationStatus, DELIVERED,
 };
-pub use repository::CredentialRepository;
 #[cfg(feature = "mock")]
 pub use repository::MockCredentialRepository;
+pub use repository::{ChangeListener, CredentialRepository};
 pub use tenant::{
     Actor, CredentialId, IdentityError, OAuthStateId, OrgId, ServiceName, Tenant, UserId,
 };
 
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use service::{
     CacheStats, CredentialService, CredentialServiceError, DecryptedCredential, ServiceConfig,
     UsableCredential,
 };
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 /// Which backend a `DATABASE_URL` selects.
@@ -150,14 +157,30 @@ impl Backend {
             })
         }
     }
+
+    /// The error for a URL of a backend this build leaves out (its cargo feature is off).
+    #[cfg_attr(all(feature = "postgres", feature = "sqlite"), allow(dead_code))]
+    fn not_built(self) -> StoreError {
+        StoreError::from(InvalidValue {
+            field: "DATABASE_URL",
+            reason: match self {
+                Backend::Postgres => "this build has no Postgres store (cargo feature `postgres`)",
+                Backend::Sqlite => "this build has no SQLite store (cargo feature `sqlite`)",
+            },
+        })
+    }
 }
 
 /// Applies the migrations of the backend the URL selects (`byoc migrate`; Postgres needs the owner's URL).
 /// Idempotent.
 pub async fn migrate(database_url: &str) -> StoreResult<()> {
     match Backend::of_url(database_url)? {
+        #[cfg(feature = "postgres")]
         Backend::Postgres => postgres::migrate(database_url).await,
+        #[cfg(feature = "sqlite")]
         Backend::Sqlite => sqlite::migrate(database_url).await,
+        #[allow(unreachable_patterns)]
+        backend => Err(backend.not_built()),
     }
 }
 
@@ -165,7 +188,11 @@ pub async fn migrate(database_url: &str) -> StoreResult<()> {
 /// Postgres must have been migrated with `byoc migrate`.
 pub async fn connect(database_url: &str) -> StoreResult<Arc<dyn CredentialRepository>> {
     match Backend::of_url(database_url)? {
+        #[cfg(feature = "postgres")]
         Backend::Postgres => Ok(Arc::new(PostgresStore::connect(database_url).await?)),
+        #[cfg(feature = "sqlite")]
         Backend::Sqlite => Ok(Arc::new(SqliteStore::connect(database_url).await?)),
+        #[allow(unreachable_patterns)]
+        backend => Err(backend.not_built()),
     }
 }

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use byoc_credential_types::CredentialType;
+
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, UserId};
 
 /// Why a value is not valid for the store. The message names the field and never echoes the value.
@@ -352,20 +354,6 @@ impl Role {
         matches!(self, Role::Owner | Role::Admin)
     }
 }
-
-text_enum!(
-    /// A provider a credential is for.
-    CredentialType, "must be twilio, google_calendar, stripe or hubspot", {
-        /// Twilio (SMS).
-        Twilio => "twilio",
-        /// Google Calendar (OAuth client and refresh token).
-        GoogleCalendar => "google_calendar",
-        /// Stripe.
-        Stripe => "stripe",
-        /// HubSpot.
-        Hubspot => "hubspot",
-    }
-);
 
 text_enum!(
     /// Where a credential stands with its provider.
@@ -770,6 +758,18 @@ pub struct EnvelopeSwap {
     pub replacement_key_version: NonZeroU32,
 }
 
+/// One changed credential, as another store on the same database reports it: inserted, deactivated, verified
+/// or found failing, its envelope edited, or purged.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct CredentialChange {
+    /// Its organization.
+    pub org_id: OrgId,
+    /// Its provider.
+    pub credential_type: CredentialType,
+    /// The credential.
+    pub credential_id: CredentialId,
+}
+
 /// How many credentials one key version wraps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyVersionCount {
@@ -876,7 +876,7 @@ mod tests {
         for credential_type in CredentialType::ALL {
             assert_eq!(
                 credential_type.as_str().parse::<CredentialType>(),
-                Ok(*credential_type)
+                Ok(credential_type)
             );
         }
         assert!("slack".parse::<CredentialType>().is_err());

@@ -7,13 +7,22 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::StoreResult;
 use crate::model::{
-    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold,
-    KeyCheckValue, KeyVersionCount, Member, NewAuditEvent, NewCredential, NewDashboardSession,
-    NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName,
-    Role, SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter, VerificationOutcome,
+    AuditChainStatus, AuditEvent, AuditPage, CredentialChange, CredentialMetadata,
+    CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor,
+    EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter,
+    VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
+
+/// A subscription to credential changes made through any store on the same database.
+#[async_trait]
+pub trait ChangeListener: Send {
+    /// Waits for the next change. `Ok(None)` means the subscription lost its connection and changes may
+    /// have been missed: treat everything cached as stale and listen again.
+    async fn recv(&mut self) -> StoreResult<Option<CredentialChange>>;
+}
 
 /// Storage for organizations, members, credentials (as envelopes), the audit log, key check values, OAuth
 /// states, SMS messages, usage counters and settings-page sessions.
@@ -42,6 +51,10 @@ use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, User
 pub trait CredentialRepository: Send + Sync {
     /// Cheap readiness check: the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Listens for credential changes made through any store on this database (another replica), or `None`
+    /// when the backend has none to report (SQLite serves one process).
+    async fn listen_for_changes(&self) -> StoreResult<Option<Box<dyn ChangeListener>>>;
 
     // Organizations.
 

@@ -7,10 +7,9 @@ use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    AuditAction, AuditChainStatus, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord,
-    DashboardSession, EncryptedEnvelope, HotLeadThreshold, InvalidValue, KeyCheckValue, Member,
-    NewDashboardSession, OAuthState, OperatorEnvelope, Organization, Role, SmsMessage,
-    UsageCounter,
+    AuditAction, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
+    EncryptedEnvelope, HotLeadThreshold, InvalidValue, KeyCheckValue, Member, NewDashboardSession,
+    OAuthState, OperatorEnvelope, Organization, Role, SmsMessage, UsageCounter,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 
@@ -36,8 +35,6 @@ pub(crate) trait ReadRow {
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
     /// An integer column.
     fn int(&self, column: &str) -> StoreResult<i64>;
-    /// A nullable integer column.
-    fn opt_int(&self, column: &str) -> StoreResult<Option<i64>>;
     /// A boolean column.
     fn flag(&self, column: &str) -> StoreResult<bool>;
     /// A byte column.
@@ -148,22 +145,6 @@ pub(crate) fn audit_event(row: &impl ReadRow) -> StoreResult<AuditEvent> {
     })
 }
 
-/// A chain check row: `intact, events, first_broken_seq, problem`.
-pub(crate) fn chain_status(row: &impl ReadRow) -> StoreResult<AuditChainStatus> {
-    let events = count(row.int("events")?)?;
-    if row.flag("intact")? {
-        Ok(AuditChainStatus::Intact { events })
-    } else {
-        Ok(AuditChainStatus::Broken {
-            events_checked: events,
-            first_broken_seq: row
-                .opt_int("first_broken_seq")?
-                .ok_or_else(|| unreadable("first_broken_seq"))?,
-            problem: row.opt_text("problem")?.unwrap_or_default(),
-        })
-    }
-}
-
 pub(crate) fn key_check_value(row: &impl ReadRow) -> StoreResult<KeyCheckValue> {
     Ok(KeyCheckValue {
         key_version: key_version(row.int("key_version")?)?,
@@ -263,9 +244,6 @@ macro_rules! impl_read_row {
                 Ok(sqlx::Row::try_get(self, column)?)
             }
             fn int(&self, column: &str) -> $crate::error::StoreResult<i64> {
-                Ok(sqlx::Row::try_get(self, column)?)
-            }
-            fn opt_int(&self, column: &str) -> $crate::error::StoreResult<Option<i64>> {
                 Ok(sqlx::Row::try_get(self, column)?)
             }
             fn flag(&self, column: &str) -> $crate::error::StoreResult<bool> {

@@ -13,8 +13,10 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::config::BusinessHours;
-use crate::credentials::GoogleCalendarCredential;
-use crate::error::{InvalidField, ProviderError};
+use byoc_credential_types::GoogleCalendarCredential;
+use byoc_credential_types::InvalidField;
+
+use crate::error::ProviderError;
 
 /// Shortest slot that may be asked for, in minutes.
 pub const MIN_SLOT_MINUTES: u32 = 5;

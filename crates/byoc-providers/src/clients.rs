@@ -51,13 +51,13 @@ impl ProviderClients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kind::ProviderKind;
+    use byoc_credential_types::CredentialType;
 
     #[test]
     fn the_registry_covers_every_kind() {
         let clients = ProviderClients::new(&ProviderConfig::default()).expect("clients build");
         let registry = clients.verifier_registry();
-        for kind in ProviderKind::ALL {
+        for kind in CredentialType::ALL {
             assert_eq!(
                 registry.get(kind).map(|verifier| verifier.kind()),
                 Some(kind)

@@ -6,27 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::kind::ProviderKind;
-
-/// An input or credential field that failed validation; `field` is the API's camelCase field name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct InvalidField {
-    /// The request or payload field at fault (`phoneNumber`, `to`, `timeZone`, ...).
-    pub field: &'static str,
-    /// Why it was refused; never contains the value of a secret field.
-    pub reason: String,
-}
-
-impl InvalidField {
-    /// Builds the error for `field`.
-    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        InvalidField {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
+use byoc_credential_types::{CredentialType, InvalidField};
 
 /// Why a provider said no, in byoc's terms; the provider's own code and message travel beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,7 +88,7 @@ impl fmt::Display for RefusalReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderRefusal {
     /// Which provider refused.
-    pub provider: ProviderKind,
+    pub provider: CredentialType,
     /// byoc's classification of the refusal.
     pub reason: RefusalReason,
     /// The provider's code (`21211`, `invalid_grant`, `INVALID_AUTHENTICATION`, ...).
@@ -145,7 +125,7 @@ pub enum ProviderError {
     #[error("{provider} rate limited the request ({code}: {message})")]
     RateLimited {
         /// Which provider.
-        provider: ProviderKind,
+        provider: CredentialType,
         /// The provider's code (`20429`) or `http_429`.
         code: String,
         /// The provider's message.
@@ -157,7 +137,7 @@ pub enum ProviderError {
     #[error("{provider} is unavailable: {reason}")]
     Unavailable {
         /// Which provider.
-        provider: ProviderKind,
+        provider: CredentialType,
         /// What happened (connection refused, timeout, HTTP 503, ...).
         reason: String,
     },
@@ -166,7 +146,7 @@ pub enum ProviderError {
     #[error("{provider} may have accepted the request, its answer was lost: {reason}")]
     OutcomeUnknown {
         /// Which provider.
-        provider: ProviderKind,
+        provider: CredentialType,
         /// What happened.
         reason: String,
     },
@@ -174,7 +154,7 @@ pub enum ProviderError {
     #[error("unexpected answer from {provider}: {reason}")]
     UnexpectedResponse {
         /// Which provider.
-        provider: ProviderKind,
+        provider: CredentialType,
         /// What was wrong with it.
         reason: String,
     },
@@ -230,7 +210,7 @@ pub(crate) fn message_or_status_reason(message: Option<String>, status: StatusCo
 
 /// A refusal of an HTTP answer with `status` that links no documentation.
 pub(crate) fn refused_with_status(
-    provider: ProviderKind,
+    provider: CredentialType,
     reason: RefusalReason,
     code: String,
     message: String,
@@ -272,7 +252,7 @@ mod tests {
     #[test]
     fn refusal_display_names_reason_code_and_message() {
         let error = ProviderError::Refused(ProviderRefusal {
-            provider: ProviderKind::Twilio,
+            provider: CredentialType::Twilio,
             reason: RefusalReason::RecipientUnsubscribed,
             code: "21610".into(),
             message: "Attempt to send to unsubscribed recipient".into(),

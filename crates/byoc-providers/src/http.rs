@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::config::{HttpTimeouts, ProviderConfig, RetryPolicy};
 use crate::error::{code_or_http_status, refused_with_status, ProviderError, RefusalReason};
-use crate::kind::ProviderKind;
+use byoc_credential_types::CredentialType;
 
 /// The HTTP client could not be built (TLS backend initialisation failed).
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,7 @@ pub(crate) enum Idempotency {
 /// connection that could not be opened, or an HTTP 429 / 503 answer, with bounded backoff. A 429/503
 /// that survives the retry budget is returned as the response for the caller to map.
 pub(crate) async fn send_with_retry(
-    provider: ProviderKind,
+    provider: CredentialType,
     calls: CallPolicy,
     idempotency: Idempotency,
     build: impl Fn() -> RequestBuilder,
@@ -108,7 +108,7 @@ pub(crate) async fn send_with_retry(
 /// Maps a transport failure: before anything was sent it is `Unavailable`; afterwards a send may have
 /// been accepted.
 fn transport_error(
-    provider: ProviderKind,
+    provider: CredentialType,
     idempotency: Idempotency,
     error: reqwest::Error,
 ) -> ProviderError {
@@ -148,7 +148,7 @@ pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
 
 /// Reads an answer body as text, at most 4 MiB, chunk by chunk so a hostile server cannot exhaust memory.
 pub(crate) async fn read_body(
-    provider: ProviderKind,
+    provider: CredentialType,
     idempotency: Idempotency,
     mut response: Response,
 ) -> Result<String, ProviderError> {
@@ -172,7 +172,7 @@ pub(crate) async fn read_body(
 
 /// Parses a successful JSON answer into `T`.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    provider: ProviderKind,
+    provider: CredentialType,
     body: &str,
 ) -> Result<T, ProviderError> {
     serde_json::from_str(body).map_err(|error| ProviderError::UnexpectedResponse {
@@ -207,7 +207,7 @@ impl ErrorAnswer {
     /// permission refusal, anything else another refusal. A missing code becomes `http_<status>`.
     pub(crate) fn into_verifier_error(
         self,
-        provider: ProviderKind,
+        provider: CredentialType,
         code: Option<String>,
         message: String,
     ) -> ProviderError {
@@ -237,7 +237,7 @@ impl ErrorAnswer {
 
 /// `GET url` with a bearer token (safe to retry); the 2xx body, or the error answer to map.
 pub(crate) async fn get_with_bearer(
-    provider: ProviderKind,
+    provider: CredentialType,
     calls: CallPolicy,
     http: &reqwest::Client,
     url: &Url,

@@ -7,13 +7,13 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::ProviderConfig;
-use crate::credentials::{CredentialPayload, HubSpotCredential};
 use crate::error::{message_or_status_reason, scrub, ProviderError};
 use crate::http::{self, CallPolicy, ErrorAnswer};
-use crate::kind::ProviderKind;
-use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
+use crate::verifier::{Acceptance, VerificationDetails, Verifier};
+use byoc_credential_types::CredentialType;
+use byoc_credential_types::{CredentialPayload, HubSpotCredential};
 
-const PROVIDER: ProviderKind = ProviderKind::HubSpot;
+const PROVIDER: CredentialType = CredentialType::HubSpot;
 
 /// The HubSpot verifier.
 #[derive(Debug, Clone)]
@@ -80,13 +80,13 @@ impl HubSpotClient {
 
 #[async_trait]
 impl Verifier for HubSpotClient {
-    fn kind(&self) -> ProviderKind {
+    fn kind(&self) -> CredentialType {
         PROVIDER
     }
 
-    async fn verify(&self, payload: &[u8]) -> Result<VerificationOutcome, ProviderError> {
+    async fn verify(&self, payload: &[u8]) -> Result<Acceptance, ProviderError> {
         let credential = HubSpotCredential::from_json_bytes(payload)?;
-        Ok(VerificationOutcome {
+        Ok(Acceptance {
             details: self.verify_credential(&credential).await?,
             updated_payload: None,
         })

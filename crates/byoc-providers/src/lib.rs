@@ -1,6 +1,6 @@
-//! Provider clients for byoc: the credential payloads organizations bring (Twilio, Google Calendar, Stripe,
-//! HubSpot), verification of those credentials against their providers, sending SMS with an
-//! organization's Twilio account, and Google Calendar free/busy over OAuth.
+//! Provider clients for byoc: verification of the credentials organizations bring (Twilio, Google Calendar,
+//! Stripe, HubSpot; the payload types are `byoc-credential-types`'s) against their providers, sending SMS with
+//! an organization's Twilio account, and Google Calendar free/busy over OAuth.
 //!
 //! This crate knows neither the store nor the API: it defines the provider-facing types and traits
 //! ([`Verifier`], [`SmsSender`], [`CalendarAvailability`]) that upper layers call with decrypted credentials. Every client
@@ -11,12 +11,11 @@
 pub mod calendar;
 pub mod clients;
 pub mod config;
-pub mod credentials;
 pub mod error;
 pub mod google;
 pub mod http;
 pub mod hubspot;
-pub mod kind;
+pub mod phone;
 pub mod sms;
 pub mod stripe;
 pub mod twilio;
@@ -27,16 +26,12 @@ pub use calendar::MockCalendarAvailability;
 pub use calendar::{Availability, AvailabilityRequest, CalendarAvailability, TimeSlot};
 pub use clients::ProviderClients;
 pub use config::{BusinessHours, ConfigError, HttpTimeouts, ProviderConfig, RetryPolicy};
-pub use credentials::{
-    CredentialJson, CredentialPayload, E164Phone, GoogleCalendarCredential, HubSpotCredential,
-    ProviderCredential, StripeCredential, StripeMode, TwilioAccountSid, TwilioCredential,
-};
-pub use error::{InvalidField, ProviderError, ProviderRefusal, RefusalReason};
+pub use error::{ProviderError, ProviderRefusal, RefusalReason};
 pub use google::oauth::{Pkce, TokenGrant, CALENDAR_READONLY_SCOPE};
 pub use google::{ConnectedTokens, GoogleCalendarClient};
 pub use http::{build_http_client, HttpClientError};
 pub use hubspot::HubSpotClient;
-pub use kind::{ProviderKind, UnknownProviderKind};
+pub use phone::dialable_phone;
 #[cfg(feature = "mock")]
 pub use sms::MockSmsSender;
 pub use sms::{OutboundSms, SentSms, SmsSender};
@@ -46,4 +41,4 @@ pub use twilio::signature::{compute_signature, validate_signature, SignatureErro
 pub use twilio::TwilioClient;
 #[cfg(feature = "mock")]
 pub use verifier::MockVerifier;
-pub use verifier::{VerificationDetails, VerificationOutcome, Verifier, VerifierRegistry};
+pub use verifier::{Acceptance, VerificationDetails, Verifier, VerifierRegistry};

@@ -4,8 +4,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use url::Url;
 
-use crate::credentials::{E164Phone, TwilioCredential};
-use crate::error::{InvalidField, ProviderError};
+use byoc_credential_types::InvalidField;
+use byoc_credential_types::{E164Phone, TwilioCredential};
+
+use crate::error::ProviderError;
 
 /// Twilio's limit on a message body, in characters.
 pub const MAX_SMS_BODY_CHARS: usize = 1600;

@@ -7,13 +7,13 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::ProviderConfig;
-use crate::credentials::{CredentialPayload, StripeCredential};
 use crate::error::{message_or_status_reason, scrub, ProviderError};
 use crate::http::{self, CallPolicy, ErrorAnswer};
-use crate::kind::ProviderKind;
-use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
+use crate::verifier::{Acceptance, VerificationDetails, Verifier};
+use byoc_credential_types::CredentialType;
+use byoc_credential_types::{CredentialPayload, StripeCredential};
 
-const PROVIDER: ProviderKind = ProviderKind::Stripe;
+const PROVIDER: CredentialType = CredentialType::Stripe;
 
 /// The Stripe verifier.
 #[derive(Debug, Clone)]
@@ -106,13 +106,13 @@ impl StripeClient {
 
 #[async_trait]
 impl Verifier for StripeClient {
-    fn kind(&self) -> ProviderKind {
+    fn kind(&self) -> CredentialType {
         PROVIDER
     }
 
-    async fn verify(&self, payload: &[u8]) -> Result<VerificationOutcome, ProviderError> {
+    async fn verify(&self, payload: &[u8]) -> Result<Acceptance, ProviderError> {
         let credential = StripeCredential::from_json_bytes(payload)?;
-        Ok(VerificationOutcome {
+        Ok(Acceptance {
             details: self.verify_credential(&credential).await?,
             updated_payload: None,
         })

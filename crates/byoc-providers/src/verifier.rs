@@ -9,9 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::credentials::{CredentialJson, StripeMode};
-use crate::error::{InvalidField, ProviderError};
-use crate::kind::ProviderKind;
+use byoc_credential_types::InvalidField;
+use byoc_credential_types::{CredentialJson, StripeMode};
+
+use crate::error::ProviderError;
+use byoc_credential_types::CredentialType;
 
 /// What a provider told us about a credential it accepted; no secret in here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,9 +76,9 @@ impl fmt::Display for VerificationDetails {
     }
 }
 
-/// A successful verification.
+/// A credential its provider accepted.
 #[derive(Debug)]
-pub struct VerificationOutcome {
+pub struct Acceptance {
     /// What the provider reported.
     pub details: VerificationDetails,
     /// When verifying changed the credential (Google rotated the refresh token), the new payload to
@@ -89,18 +91,18 @@ pub struct VerificationOutcome {
 #[async_trait]
 pub trait Verifier: Send + Sync {
     /// The kind of credential this verifier understands.
-    fn kind(&self) -> ProviderKind;
+    fn kind(&self) -> CredentialType;
 
     /// Verifies the credential whose decrypted JSON payload is `payload`. `Err` carries either an invalid
     /// payload (`InvalidInput`), the provider's refusal with its code and message, or a transient failure;
     /// see [`ProviderError::is_credential_failure`].
-    async fn verify(&self, payload: &[u8]) -> Result<VerificationOutcome, ProviderError>;
+    async fn verify(&self, payload: &[u8]) -> Result<Acceptance, ProviderError>;
 }
 
 /// The verifiers by kind.
 #[derive(Clone, Default)]
 pub struct VerifierRegistry {
-    verifiers: HashMap<ProviderKind, Arc<dyn Verifier>>,
+    verifiers: HashMap<CredentialType, Arc<dyn Verifier>>,
 }
 
 impl fmt::Debug for VerifierRegistry {
@@ -126,16 +128,16 @@ impl VerifierRegistry {
     }
 
     /// The verifier for `kind`, when one is registered.
-    pub fn get(&self, kind: ProviderKind) -> Option<&Arc<dyn Verifier>> {
+    pub fn get(&self, kind: CredentialType) -> Option<&Arc<dyn Verifier>> {
         self.verifiers.get(&kind)
     }
 
     /// Verifies a payload of `kind` with the registered verifier.
     pub async fn verify(
         &self,
-        kind: ProviderKind,
+        kind: CredentialType,
         payload: &[u8],
-    ) -> Result<VerificationOutcome, ProviderError> {
+    ) -> Result<Acceptance, ProviderError> {
         match self.get(kind) {
             Some(verifier) => verifier.verify(payload).await,
             None => Err(ProviderError::InvalidInput(InvalidField::new(

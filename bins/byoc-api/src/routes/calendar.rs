@@ -18,14 +18,15 @@
 
 use actix_web::{get, web};
 use byoc_credential_store::CredentialType;
-use byoc_providers::{AvailabilityRequest, CalendarAvailability, GoogleCalendarCredential};
+use byoc_credential_types::GoogleCalendarCredential;
+use byoc_providers::{AvailabilityRequest, CalendarAvailability};
 use chrono::Utc;
 use serde::Deserialize;
 
 use crate::caller::{Caller, Permission};
 use crate::dto::{AvailabilityQuery, AvailabilityResponse, TimeSlot};
 use crate::error::{ApiError, CauseChain, ErrorBody};
-use crate::outbound::{purpose, service_error};
+use crate::outbound::purpose;
 use crate::state::AppState;
 use crate::usage::Guarded;
 
@@ -75,7 +76,7 @@ pub async fn availability(
         .credential_service
         .get_payload::<GoogleCalendarCredential>(tenant, &use_purpose)
         .await
-        .map_err(service_error)?;
+        .map_err(ApiError::from)?;
     let google = &outbound.providers.google;
     let result = google.free_slots(&credential.payload, &request).await;
     outbound

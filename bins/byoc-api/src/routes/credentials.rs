@@ -6,7 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, post, web, HttpResponse};
 use byoc_credential_store::{CredentialId, CredentialServiceError, CredentialType, DisplayName};
-use byoc_providers::CredentialPayload;
+use byoc_credential_types::CredentialPayload;
 use uuid::Uuid;
 
 use crate::caller::{Caller, Permission};
@@ -19,6 +19,7 @@ use crate::extract::ApiJson;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::usage::Guarded;
+use crate::usecases::verification;
 
 /// Lists the organization's credentials (metadata only, newest first; never a secret). Every member.
 #[utoipa::path(
@@ -155,14 +156,13 @@ pub async fn verify_credential(
         .outbound
         .usage
         .admit(caller.tenant.org_id, Guarded::Verification)?;
-    let verification = state
-        .credential_service
-        .verify(
-            &caller.tenant,
-            CredentialId::from_uuid(id.into_inner()),
-            &state.verifiers,
-        )
-        .await?;
+    let verification = verification::verify_credential(
+        &state.credential_service,
+        &state.verifiers,
+        &caller.tenant,
+        CredentialId::from_uuid(id.into_inner()),
+    )
+    .await?;
     metrics.credential_operation(
         "verified",
         verification.metadata.credential_type.as_str(),

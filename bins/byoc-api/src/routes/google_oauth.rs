@@ -41,8 +41,9 @@ use byoc_credential_store::{
     CredentialId, CredentialServiceError, CredentialType, DisplayName, EncryptedEnvelope,
     NewOAuthState, OAuthStateId, OrgId, StoreError, Tenant, UserId,
 };
+use byoc_credential_types::GoogleCalendarCredential;
 use byoc_crypto::EnvelopeContext;
-use byoc_providers::{GoogleCalendarCredential, Pkce, ProviderError};
+use byoc_providers::{Pkce, ProviderError};
 use chrono::{DateTime, Utc};
 use ring::{hkdf, hmac};
 use secrecy::{ExposeSecret, SecretString};
@@ -51,8 +52,9 @@ use url::Url;
 use crate::caller::{Caller, Permission};
 use crate::dto::GoogleCallbackQuery;
 use crate::error::{ApiError, CauseChain, ErrorBody};
-use crate::outbound::{purpose, service_error};
+use crate::outbound::purpose;
 use crate::state::AppState;
+use crate::usecases::verification::verify_credential;
 
 /// How long a started connect may take before its state expires.
 pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -223,7 +225,7 @@ async fn own_client(
     {
         Ok(credential) => credential,
         Err(CredentialServiceError::NotConfigured { .. }) => return Ok(None),
-        Err(error) => return Err(service_error(error)),
+        Err(error) => return Err(ApiError::from(error)),
     };
     let platform_id = state
         .outbound
@@ -529,15 +531,14 @@ async fn complete(
         .credential_service
         .store(tenant, &credential, display_name)
         .await
-        .map_err(|error| reason_code(service_error(error).code()))?;
-    let verification = state
-        .credential_service
-        .verify(
-            tenant,
-            metadata.id,
-            &state.outbound.providers.verifier_registry(),
-        )
-        .await;
+        .map_err(|error| reason_code(ApiError::from(error).code()))?;
+    let verification = verify_credential(
+        &state.credential_service,
+        &state.verifiers,
+        tenant,
+        metadata.id,
+    )
+    .await;
     state
         .outbound
         .usage
@@ -553,7 +554,7 @@ async fn complete(
             Ok(())
         }
         Ok(_) => Err("verification_failed".to_owned()),
-        Err(error) => Err(reason_code(service_error(error).code())),
+        Err(error) => Err(reason_code(ApiError::from(error).code())),
     }
 }
 

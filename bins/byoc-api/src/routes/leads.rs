@@ -4,13 +4,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpResponse};
-use byoc_providers::E164Phone;
 
 use crate::caller::{Caller, Permission};
 use crate::dto::{LeadRequest, LeadResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::outbound::service_error;
 use crate::routes::sms::send_hot_lead_alert;
 use crate::state::AppState;
 
@@ -67,12 +65,12 @@ pub async fn create_lead(
             format!("must be from 0 to {MAX_SCORE}"),
         ));
     }
-    let notify_phone = E164Phone::parse("notifyPhone", lead.notify_phone.trim())?;
+    let notify_phone = byoc_providers::dialable_phone("notifyPhone", lead.notify_phone.trim())?;
     let organization = state
         .credential_service
         .organization(&caller.tenant)
         .await
-        .map_err(service_error)?;
+        .map_err(ApiError::from)?;
     let hot = lead.score >= organization.hot_lead_threshold.get();
     let sms = if hot {
         Some(send_hot_lead_alert(&state, &caller.tenant, notify_phone, name, "sms:hot_lead").await?)

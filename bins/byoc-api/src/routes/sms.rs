@@ -16,7 +16,8 @@ use actix_web::{post, web};
 use byoc_credential_store::{
     CredentialType, DeliveryStatus, MaskedPhone, NewSmsMessage, ProviderMessageSid, Tenant,
 };
-use byoc_providers::{E164Phone, OutboundSms, SmsSender, TwilioCredential};
+use byoc_credential_types::{E164Phone, TwilioCredential};
+use byoc_providers::{OutboundSms, SmsSender};
 use chrono::Utc;
 use url::Url;
 
@@ -24,7 +25,7 @@ use crate::caller::{Caller, Permission};
 use crate::dto::{SmsResult, SmsTestRequest};
 use crate::error::{ApiError, CauseChain, ErrorBody};
 use crate::extract::ApiJson;
-use crate::outbound::{purpose, service_error};
+use crate::outbound::purpose;
 use crate::state::AppState;
 use crate::usage::Guarded;
 use crate::write_behind::DeferredWrite;
@@ -68,7 +69,7 @@ pub async fn send_hot_lead_alert(
         .credential_service
         .get_payload::<TwilioCredential>(tenant, &purpose)
         .await
-        .map_err(service_error)?;
+        .map_err(ApiError::from)?;
     let message = OutboundSms::new(to.clone(), hot_lead_text(lead_name))?
         .with_status_callback(status_callback_url(&outbound.public_url, tenant.org_id)?);
     let started = Instant::now();
@@ -164,7 +165,7 @@ pub async fn send_test_sms(
     state: web::Data<AppState>,
 ) -> Result<web::Json<SmsResult>, ApiError> {
     caller.require(Permission::Use)?;
-    let to = E164Phone::parse("to", body.0.to.trim())?;
+    let to = byoc_providers::dialable_phone("to", body.0.to.trim())?;
     let sent = send_hot_lead_alert(&state, &caller.tenant, to, TEST_LEAD_NAME, "sms:test").await?;
     Ok(web::Json(sent))
 }

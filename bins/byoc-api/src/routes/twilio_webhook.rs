@@ -20,14 +20,15 @@ use byoc_credential_store::{
     CredentialType, DeliveryStatus, OrgId, ProviderErrorCode, ProviderMessageSid, ServiceName,
     SmsStatusUpdate, StoreError, Tenant,
 };
-use byoc_providers::{validate_signature, StatusCallback, TwilioCredential};
+use byoc_credential_types::TwilioCredential;
+use byoc_providers::{validate_signature, StatusCallback};
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, CauseChain, ErrorBody};
 use crate::metrics::Metrics;
-use crate::outbound::{purpose, service_error};
+use crate::outbound::purpose;
 use crate::routes::sms::status_callback_url;
 use crate::state::AppState;
 use crate::usage::Guarded;
@@ -151,7 +152,7 @@ pub async fn twilio_status(
         .await
     {
         Ok(account) => account,
-        Err(error) if error.is_database_unavailable() => return Err(service_error(error)),
+        Err(error) if error.is_database_unavailable() => return Err(ApiError::from(error)),
         Err(error) => {
             tracing::info!(org_id = %org_id, error = %CauseChain(&error), "Twilio status callback for an organization without a usable Twilio credential");
             return Err(refuse(WebhookRefusal::NoCredential));
@@ -188,7 +189,7 @@ pub async fn twilio_status(
             tracing::warn!(org_id = %org_id, "Twilio status callback refused: the signature does not check out");
             return Err(refuse(WebhookRefusal::BadSignature));
         }
-        Err(error) if error.is_database_unavailable() => return Err(service_error(error)),
+        Err(error) if error.is_database_unavailable() => return Err(ApiError::from(error)),
         Err(error) => {
             tracing::info!(org_id = %org_id, error = %CauseChain(&error), "Twilio status callback for an organization without a usable Twilio credential");
             return Err(refuse(WebhookRefusal::NoCredential));

@@ -26,13 +26,13 @@ use crate::model::{
     Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter,
     VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
-use crate::repository::CredentialRepository;
+use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 use crate::rows::{
     self, audit_event, credential_metadata, credential_record, key_check_value, member,
     oauth_state, operator_envelope, organization, role_from_row, sms_message, usage_counter,
-    CREDENTIAL_COLUMNS, SMS_COLUMNS,
+    ReadRow, CREDENTIAL_COLUMNS, SMS_COLUMNS,
 };
 
 crate::rows::impl_read_row!(
@@ -127,7 +127,7 @@ const TENANT_MEMBER_ROLE: &str = concat!(
     "SELECT public.byoc_ctx_member_role() AS role FROM ctx"
 );
 
-pub use notify::{CredentialChange, CredentialChangeListener, CREDENTIAL_CHANGES_CHANNEL};
+pub use notify::{CredentialChangeListener, CREDENTIAL_CHANGES_CHANNEL};
 
 /// The Postgres migrations (`migrations/postgres`), embedded.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -556,6 +556,20 @@ fn bind_audit_events<'q>(
         .bind(details)
 }
 
+/// A chain check row: `intact, events, first_broken_seq, problem` (Postgres checks chains in SQL).
+fn chain_status(row: &PgRow) -> StoreResult<AuditChainStatus> {
+    let events = rows::count(row.int("events")?)?;
+    if row.flag("intact")? {
+        Ok(AuditChainStatus::Intact { events })
+    } else {
+        Ok(AuditChainStatus::Broken {
+            events_checked: events,
+            first_broken_seq: row.int("first_broken_seq")?,
+            problem: row.opt_text("problem")?.unwrap_or_default(),
+        })
+    }
+}
+
 fn key_version_to_db(version: NonZeroU32) -> i64 {
     i64::from(version.get())
 }
@@ -579,6 +593,10 @@ impl CredentialRepository for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn listen_for_changes(&self) -> StoreResult<Option<Box<dyn ChangeListener>>> {
+        Ok(Some(Box::new(self.listen_credential_changes().await?)))
     }
 
     async fn operator_create_organization(
@@ -981,7 +999,7 @@ impl CredentialRepository for PostgresStore {
         .fetch_one(&mut *transaction)
         .await?;
         transaction.commit().await?;
-        rows::chain_status(&row)
+        chain_status(&row)
     }
 
     async fn key_check_values(&self) -> StoreResult<Vec<KeyCheckValue>> {

@@ -1,29 +1,18 @@
 //! Credential change notifications (Postgres `LISTEN`), so that every replica can drop cached secrets within
 //! moments of a change made by another one.
 
-use serde::Deserialize;
+use async_trait::async_trait;
 use sqlx::postgres::PgListener;
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::CredentialType;
-use crate::tenant::{CredentialId, OrgId};
+use crate::model::CredentialChange;
+use crate::repository::ChangeListener;
 
 use super::PostgresStore;
 
 /// The channel the database notifies on every credential change (migration 0007), whoever writes. Key
 /// rotation does not notify: it changes no secret.
 pub const CREDENTIAL_CHANGES_CHANNEL: &str = "byoc_credential_changes";
-
-/// One changed credential: inserted, deactivated, verified or found failing, its envelope edited, or purged.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct CredentialChange {
-    /// Its organization.
-    pub org_id: OrgId,
-    /// Its provider.
-    pub credential_type: CredentialType,
-    /// The credential.
-    pub credential_id: CredentialId,
-}
 
 /// A dedicated connection listening on [`CREDENTIAL_CHANGES_CHANNEL`].
 #[derive(Debug)]
@@ -41,10 +30,9 @@ impl PostgresStore {
     }
 }
 
-impl CredentialChangeListener {
-    /// Waits for the next change. `Ok(None)` means the connection was lost and changes may have been missed:
-    /// treat everything cached as stale (the next call reconnects and listens again).
-    pub async fn recv(&mut self) -> StoreResult<Option<CredentialChange>> {
+#[async_trait]
+impl ChangeListener for CredentialChangeListener {
+    async fn recv(&mut self) -> StoreResult<Option<CredentialChange>> {
         let Some(notification) = self.listener.try_recv().await? else {
             return Ok(None);
         };

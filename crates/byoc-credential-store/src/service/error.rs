@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
+use byoc_credential_types::InvalidField;
 use byoc_crypto::CryptoError;
-use byoc_providers::{InvalidField, ProviderError};
 
 use crate::error::StoreError;
 use crate::model::CredentialType;
 use crate::tenant::CredentialId;
-
-use super::provider_kind;
 
 /// Why a credential service call failed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -18,8 +16,8 @@ pub enum CredentialServiceError {
     /// The API answers 409 `credential_not_configured`.
     #[error(
         "no usable {} credential: add and verify a {} credential for this organization",
-        provider_kind(*provider).display_name(),
-        provider_kind(*provider).display_name()
+        provider.display_name(),
+        provider.display_name()
     )]
     NotConfigured {
         /// The provider to configure.
@@ -48,7 +46,7 @@ pub enum CredentialServiceError {
     #[error("a credential cannot be encrypted: {0}")]
     Encrypt(#[source] CryptoError),
     /// A decrypted payload is not a valid payload of its provider.
-    #[error("the stored {} credential is not valid: {source}", provider_kind(*provider).display_name())]
+    #[error("the stored {} credential is not valid: {source}", provider.display_name())]
     InvalidPayload {
         /// The provider.
         provider: CredentialType,
@@ -56,9 +54,6 @@ pub enum CredentialServiceError {
         #[source]
         source: InvalidField,
     },
-    /// The provider could not be asked (outage, rate limit, invalid input); nothing was recorded.
-    #[error(transparent)]
-    Provider(ProviderError),
 }
 
 /// The result type of the credential service.

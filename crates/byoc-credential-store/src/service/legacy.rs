@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use byoc_providers::{CredentialJson, CredentialPayload, TwilioCredential};
+use byoc_credential_types::{CredentialJson, CredentialPayload, TwilioCredential};
 
 use crate::tenant::OrgId;
 

@@ -36,11 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use byoc_credential_types::{CredentialJson, CredentialPayload, GoogleCalendarCredential};
 use byoc_crypto::{EnvelopeContext, Keyring, Plaintext};
-use byoc_providers::{
-    CredentialJson, CredentialPayload, GoogleCalendarCredential, ProviderKind, VerificationDetails,
-    VerifierRegistry,
-};
 use moka::future::Cache;
 use tokio::task::JoinHandle;
 
@@ -50,8 +47,7 @@ use crate::model::{
     DisplayName, EncryptedEnvelope, InvalidValue, NewAuditEvent, NewCredential, Organization,
     ProviderAccountId, PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
 };
-use crate::postgres::{CredentialChangeListener, PostgresStore};
-use crate::repository::CredentialRepository;
+use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OrgId, ServiceName, Tenant, UserId};
 
 pub use audit::AuditError;
@@ -81,26 +77,6 @@ pub const OUTAGE_MEMORY: Duration = Duration::from_secs(1);
 
 /// Loads retried when an invalidation overlapped them, before reading past the cache.
 const LOAD_ATTEMPTS: usize = 3;
-
-/// The provider kind of a credential type (they name the same four providers).
-pub const fn provider_kind(credential_type: CredentialType) -> ProviderKind {
-    match credential_type {
-        CredentialType::Twilio => ProviderKind::Twilio,
-        CredentialType::GoogleCalendar => ProviderKind::GoogleCalendar,
-        CredentialType::Stripe => ProviderKind::Stripe,
-        CredentialType::Hubspot => ProviderKind::HubSpot,
-    }
-}
-
-/// The credential type of a provider kind.
-pub const fn credential_type(kind: ProviderKind) -> CredentialType {
-    match kind {
-        ProviderKind::Twilio => CredentialType::Twilio,
-        ProviderKind::GoogleCalendar => CredentialType::GoogleCalendar,
-        ProviderKind::Stripe => CredentialType::Stripe,
-        ProviderKind::HubSpot => CredentialType::Hubspot,
-    }
-}
 
 /// Parses `BYOC_CACHE_TTL_SECS` (whole seconds; unset means [`DEFAULT_CACHE_TTL`], 0 turns the cache off).
 pub fn cache_ttl_from_env(value: Option<&str>) -> Result<Duration, InvalidValue> {
@@ -203,10 +179,8 @@ impl DecryptedCredential {
     /// Parses the payload as the provider's type (its secrets are `SecretString`s).
     pub fn parse<P: CredentialPayload>(&self) -> ServiceResult<P> {
         let provider = self.credential_type();
-        if credential_type(P::KIND) != provider {
-            return Err(CredentialServiceError::NotConfigured {
-                provider: credential_type(P::KIND),
-            });
+        if P::KIND != provider {
+            return Err(CredentialServiceError::NotConfigured { provider: P::KIND });
         }
         P::from_json_bytes(self.expose_json())
             .map_err(|source| CredentialServiceError::InvalidPayload { provider, source })
@@ -232,17 +206,6 @@ pub struct UsableCredential<P> {
     pub legacy_fallback: bool,
     /// The payload; its secrets are `SecretString`s.
     pub payload: P,
-}
-
-/// What [`CredentialService::verify`] found.
-#[derive(Debug)]
-pub struct Verification {
-    /// The credential after the outcome was recorded.
-    pub metadata: CredentialMetadata,
-    /// Whether the provider accepted it.
-    pub verified: bool,
-    /// What the provider reported when it accepted the credential.
-    pub details: Option<VerificationDetails>,
 }
 
 /// Which credential [`CredentialService::get_payload_any_status`] decrypts.
@@ -528,9 +491,7 @@ impl CredentialService {
         purpose: &Purpose,
         authenticates: impl FnOnce(&P) -> bool,
     ) -> ServiceResult<Option<UsableCredential<P>>> {
-        let credential = self
-            .usable_credential(tenant, credential_type(P::KIND))
-            .await?;
+        let credential = self.usable_credential(tenant, P::KIND).await?;
         let payload: P = credential.parse()?;
         if !authenticates(&payload) {
             return Ok(None);
@@ -651,9 +612,7 @@ impl CredentialService {
         tenant: &Tenant,
         purpose: &Purpose,
     ) -> ServiceResult<UsableCredential<P>> {
-        let credential = self
-            .get_credential(tenant, credential_type(P::KIND), purpose)
-            .await?;
+        let credential = self.get_credential(tenant, P::KIND, purpose).await?;
         Ok(UsableCredential {
             credential_id: credential.id(),
             legacy_fallback: credential.is_legacy_fallback(),
@@ -676,7 +635,7 @@ impl CredentialService {
         which: CredentialSelector,
         purpose: &Purpose,
     ) -> ServiceResult<UsableCredential<P>> {
-        let wanted = credential_type(P::KIND);
+        let wanted = P::KIND;
         let role = self.inner.repository.member_role(tenant).await?;
         check(&tenant.actor, role, Need::Manager)?;
         let id = match which {
@@ -893,65 +852,65 @@ impl CredentialService {
         Ok(metadata)
     }
 
-    /// Decrypts the credential, asks its provider with `verifiers`, and records the outcome: the API's
-    /// verify endpoint in one call.
-    ///
-    /// A refusal that says the credential is unusable records `failed` (and returns `verified: false`); an
-    /// outage, rate limit or invalid input records nothing and returns [`CredentialServiceError::Provider`].
-    /// A deactivated credential is not decrypted again ([`CredentialServiceError::Inactive`]). When the
-    /// provider hands back a changed payload (Google rotated the refresh token), it is sealed and stored.
-    pub async fn verify(
+    /// The credential `id` decrypted for verifying it against its provider: owners, admins and services only
+    /// (verifying is an admin's action), active credentials only ([`CredentialServiceError::Inactive`]
+    /// otherwise), whatever its verification status. Never cached, not audited as a read: the outcome
+    /// recorded with [`CredentialService::record_verification`] is the audit of a verification.
+    pub async fn credential_to_verify(
         &self,
         tenant: &Tenant,
         id: CredentialId,
-        verifiers: &VerifierRegistry,
-    ) -> ServiceResult<Verification> {
+    ) -> ServiceResult<DecryptedCredential> {
+        let role = self.inner.repository.member_role(tenant).await?;
+        check(&tenant.actor, role, Need::ManagerOrService)?;
         let record = self.inner.repository.get_credential(tenant, id).await?;
         if !record.metadata.is_active {
             return Err(CredentialServiceError::Inactive { id });
         }
-        let credential_type = record.metadata.credential_type;
-        let result = {
-            let plaintext =
-                self.inner
-                    .open(tenant.org_id, credential_type, id, &record.encrypted_data)?;
-            verifiers
-                .verify(provider_kind(credential_type), plaintext.expose_secret())
-                .await
-        };
-        let (status, error, details) = match result {
-            Ok(accepted) => {
-                if let Some(updated) = accepted.updated_payload {
-                    let (envelope, version) =
-                        self.inner
-                            .seal(tenant.org_id, credential_type, id, updated.as_bytes())?;
-                    let metadata = self
-                        .inner
-                        .repository
-                        .update_envelope(tenant, id, &envelope, version)
-                        .await?;
-                    self.changed(
-                        tenant,
-                        &self.inner.actions.updated,
-                        &metadata,
-                        serde_json::json!({"reason": "provider rotated the credential"}),
-                    )
-                    .await;
-                }
-                (VerificationStatus::Verified, None, Some(accepted.details))
-            }
-            Err(refusal) if refusal.is_credential_failure() => {
-                (VerificationStatus::Failed, Some(refusal.to_string()), None)
-            }
-            Err(other) => return Err(CredentialServiceError::Provider(other)),
-        };
-        let verified = status == VerificationStatus::Verified;
-        let metadata = self.record_verification(tenant, id, status, error).await?;
-        Ok(Verification {
-            metadata,
-            verified,
-            details,
+        let plaintext = self.inner.open(
+            tenant.org_id,
+            record.metadata.credential_type,
+            id,
+            &record.encrypted_data,
+        )?;
+        Ok(DecryptedCredential {
+            secret: Secret::Stored(Arc::new(StoredSecret {
+                metadata: record.metadata,
+                plaintext,
+            })),
         })
+    }
+
+    /// Replaces a credential's payload with `payload` (owner or admin), sealed with a fresh data key under the
+    /// active key version and bound to the same (org, type, id): for a provider that handed back a changed
+    /// credential while it was verified. Audited as `updated` with `reason`.
+    pub async fn replace_payload(
+        &self,
+        tenant: &Tenant,
+        id: CredentialId,
+        payload: &CredentialJson,
+        reason: &str,
+    ) -> ServiceResult<CredentialMetadata> {
+        let current = self.metadata(tenant, id).await?;
+        let (envelope, version) = self.inner.seal(
+            tenant.org_id,
+            current.credential_type,
+            id,
+            payload.as_bytes(),
+        )?;
+        let metadata = self
+            .inner
+            .repository
+            .update_envelope(tenant, id, &envelope, version)
+            .await?;
+        self.changed(
+            tenant,
+            &self.inner.actions.updated,
+            &metadata,
+            serde_json::json!({ "reason": reason }),
+        )
+        .await;
+        Ok(metadata)
     }
 
     /// Stores the refresh token Google rotated while the credential was in use (an availability check by
@@ -1160,17 +1119,20 @@ impl CredentialService {
 
     /// Follows credential changes made by any replica (Postgres `LISTEN`): each notification drops that
     /// (organization, type) from the cache; after a lost connection the cache is not trusted (see the module
-    /// docs: database outage) until the listener is back, and then dropped. Returns once listening. Stopped
-    /// by [`CredentialService::shutdown`], which must run before the store is closed.
-    pub async fn follow_changes(&self, store: &PostgresStore) -> ServiceResult<()> {
-        let listener = store.listen_credential_changes().await?;
-        let task = tokio::spawn(follow(Arc::downgrade(&self.inner), store.clone(), listener));
+    /// docs: database outage) until the listener is back, and then dropped. Returns once listening, `false`
+    /// when the store reports no changes (SQLite: one process). Stopped by [`CredentialService::shutdown`],
+    /// which must run before the store is closed.
+    pub async fn follow_changes(&self) -> ServiceResult<bool> {
+        let Some(listener) = self.inner.repository.listen_for_changes().await? else {
+            return Ok(false);
+        };
+        let task = tokio::spawn(follow(Arc::downgrade(&self.inner), listener));
         self.inner
             .followers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(task);
-        Ok(())
+        Ok(true)
     }
 
     /// Drops every cached credential.
@@ -1186,7 +1148,7 @@ impl CredentialService {
         payload: &P,
         display_name: DisplayName,
     ) -> ServiceResult<NewCredential> {
-        let credential_type = credential_type(P::KIND);
+        let credential_type = P::KIND;
         let id = CredentialId::new_random();
         let json = payload.to_json_bytes();
         let (encrypted_data, encryption_key_version) =
@@ -1424,11 +1386,7 @@ const RELISTEN_DELAY: Duration = Duration::from_millis(100);
 /// cache (lookups read the database, and fall back to the cache only when it cannot answer) and listens
 /// again, then drops everything cached, since notifications may have been missed. Ends when the service is
 /// gone.
-async fn follow(
-    service: Weak<Inner>,
-    store: PostgresStore,
-    mut listener: CredentialChangeListener,
-) {
+async fn follow(service: Weak<Inner>, mut listener: Box<dyn ChangeListener>) {
     loop {
         let received = listener.recv().await;
         let Some(inner) = service.upgrade() else {
@@ -1446,11 +1404,13 @@ async fn follow(
         }
         inner.cache_trusted.store(false, Ordering::Release);
         inner.generation.fetch_add(1, Ordering::AcqRel);
+        let repository = Arc::clone(&inner.repository);
         drop(inner);
         let mut delay = RELISTEN_DELAY;
         listener = loop {
-            match store.listen_credential_changes().await {
-                Ok(listener) => break listener,
+            match repository.listen_for_changes().await {
+                Ok(Some(listener)) => break listener,
+                Ok(None) => return,
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for credential changes; retrying");
                     tokio::time::sleep(delay).await;

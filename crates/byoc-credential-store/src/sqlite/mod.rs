@@ -28,7 +28,7 @@ use crate::model::{
     OperatorEnvelope, Organization, OrganizationName, Role, SessionIdHash, SmsMessage,
     SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
-use crate::repository::CredentialRepository;
+use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
     self, audit_event, credential_metadata, credential_record, key_check_value, member,
     oauth_state, operator_envelope, organization, role_from_row, sms_message, usage_counter,
@@ -359,6 +359,10 @@ impl CredentialRepository for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn listen_for_changes(&self) -> StoreResult<Option<Box<dyn ChangeListener>>> {
+        Ok(None)
     }
 
     async fn operator_create_organization(

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use byoc_credential_store::test_support::fresh_postgres;
 use byoc_credential_store::{
-    CredentialRepository, CredentialType, EnvelopeSwap, ServiceName, VerificationOutcome,
-    VerificationStatus,
+    ChangeListener, CredentialRepository, CredentialType, EnvelopeSwap, ServiceName,
+    VerificationOutcome, VerificationStatus,
 };
 use tokio::time::timeout;
 

@@ -1,4 +1,4 @@
-//! The credential service on real databases: storing, using, verifying, retiring, auditing, the legacy
+//! The credential service on real databases: storing, using, recording verifications, retiring, auditing, the legacy
 //! fallback, the start-up key check, rotation and `keys check`, on Postgres and SQLite; cross-replica
 //! invalidation and a rotation killed at random points on Postgres.
 
@@ -12,11 +12,8 @@ use byoc_credential_store::{
     AuditPage, CredentialRepository, CredentialService, CredentialServiceError, CredentialType,
     DisplayName, Purpose, ServiceConfig, ServiceName, VerificationStatus,
 };
+use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential, TwilioCredential};
 use byoc_crypto::{KeyVersion, Keyring, MasterKey};
-use byoc_providers::{
-    CredentialPayload, GoogleCalendarCredential, InvalidField, MockVerifier, ProviderError,
-    ProviderKind, TwilioCredential, VerificationDetails, VerificationOutcome, VerifierRegistry,
-};
 
 use crate::fixtures::{org, OrgFixture};
 
@@ -244,111 +241,78 @@ async fn purge_on_sqlite() {
     purge(database.store().clone(), database.operator().clone()).await;
 }
 
-fn registry(result: fn() -> Result<VerificationOutcome, ProviderError>) -> VerifierRegistry {
-    let mut verifier = MockVerifier::new();
-    verifier.expect_kind().return_const(ProviderKind::Twilio);
-    verifier
-        .expect_verify()
-        .withf(|payload| {
-            std::str::from_utf8(payload)
-                .unwrap()
-                .contains("\"authToken\"")
-        })
-        .returning(move |_| result());
-    let mut registry = VerifierRegistry::new();
-    registry.register(Arc::new(verifier));
-    registry
-}
-
-#[tokio::test]
-async fn verify_records_the_providers_answer_on_sqlite() {
-    let database = fresh_sqlite().await;
-    let repository: Arc<dyn CredentialRepository> = Arc::new(database.store().clone());
-    let clinic = org(database.operator(), "Clinic").await;
-    let service =
-        CredentialService::new(repository, keyring(&[1]), config(Duration::from_secs(60)));
+/// What verifying needs from the service (the provider's part is the API's use case): the credential
+/// decrypted for owners, admins and services only, active only and unaudited; a changed payload stored and
+/// audited; the outcome recorded.
+async fn verification_steps<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
+    let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
+    let clinic = org(&operator, "Clinic").await;
+    let service = CredentialService::new(repository, keyring(&[1]), config(Duration::ZERO));
     let stored = service
         .store(&clinic.admin, &twilio("token"), name("Main"))
         .await
         .unwrap();
-
-    let accepted = registry(|| {
-        Ok(VerificationOutcome {
-            details: VerificationDetails::Twilio {
-                phone_number: "+14155550123".into(),
-            },
-            updated_payload: None,
-        })
-    });
-    let verification = service
-        .verify(&clinic.admin, stored.id, &accepted)
+    for tenant in [&clinic.admin, &clinic.owner, &clinic.service] {
+        let credential = service
+            .credential_to_verify(tenant, stored.id)
+            .await
+            .unwrap();
+        assert_eq!(credential.credential_type(), CredentialType::Twilio);
+        assert!(std::str::from_utf8(credential.expose_json())
+            .unwrap()
+            .contains("\"authToken\":\"token\""));
+    }
+    let refused = service
+        .credential_to_verify(&clinic.member, stored.id)
         .await
-        .unwrap();
-    assert!(verification.verified);
-    assert_eq!(
-        verification.metadata.verification_status,
-        VerificationStatus::Verified
-    );
-    assert!(verification.metadata.last_verified_at.is_some());
-    assert!(service
-        .get_credential(
-            &clinic.service,
-            CredentialType::Twilio,
-            &purpose("sms:test")
+        .unwrap_err();
+    assert!(refused.store_error().is_some(), "{refused:?}");
+
+    let replaced = service
+        .replace_payload(
+            &clinic.admin,
+            stored.id,
+            &twilio("rotated").to_json_bytes(),
+            "provider rotated the credential",
         )
         .await
-        .is_ok());
-
-    let refused = registry(|| {
-        Err(ProviderError::InvalidInput(InvalidField::new(
-            "authToken",
-            "rejected",
-        )))
-    });
-    let verification = service
-        .verify(&clinic.admin, stored.id, &refused)
+        .unwrap();
+    assert_eq!(replaced.id, stored.id);
+    service
+        .record_verification(&clinic.admin, stored.id, VerificationStatus::Verified, None)
         .await
         .unwrap();
-    assert!(!verification.verified);
-    assert_eq!(
-        verification.metadata.verification_status,
-        VerificationStatus::Failed
-    );
-    assert!(verification
-        .metadata
-        .verification_error
-        .unwrap()
-        .contains("authToken"));
-    // The cached credential went with the failed verification.
-    assert!(service
-        .get_credential(
-            &clinic.service,
-            CredentialType::Twilio,
-            &purpose("sms:test")
-        )
+    let used = service
+        .get_payload::<TwilioCredential>(&clinic.member, &purpose("sms:test"))
         .await
-        .is_err());
+        .unwrap();
+    assert_eq!(token_of(&used.payload), "rotated");
 
     service.deactivate(&clinic.admin, stored.id).await.unwrap();
     let inactive = service
-        .verify(&clinic.admin, stored.id, &accepted)
+        .credential_to_verify(&clinic.admin, stored.id)
         .await
         .unwrap_err();
     assert!(matches!(inactive, CredentialServiceError::Inactive { id } if id == stored.id));
     assert_eq!(
         actions(&service, &clinic).await,
-        [
-            "created",
-            "verified",
-            "read",
-            "verification_failed",
-            "deactivated"
-        ]
+        ["created", "updated", "verified", "read", "deactivated"]
     );
     service.shutdown().await.unwrap();
 }
 
-/// The legacy fallback serves listed orgs only, and is logged, audited and counted.
+#[tokio::test]
+async fn verification_steps_on_postgres() {
+    let database = fresh_postgres().await;
+    verification_steps(database.store().clone(), database.operator().clone()).await;
+}
+
+#[tokio::test]
+async fn verification_steps_on_sqlite() {
+    let database = fresh_sqlite().await;
+    verification_steps(database.store().clone(), database.operator().clone()).await;
+}
+
 async fn legacy_fallback<R: CredentialRepository + Clone + 'static>(store: R, operator: R) {
     let repository: Arc<dyn CredentialRepository> = Arc::new(store.clone());
     let listed = org(&operator, "Listed").await;

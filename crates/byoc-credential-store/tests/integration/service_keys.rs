@@ -155,7 +155,10 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R, operator:
         config(Duration::ZERO),
     );
     let before = service
-        .get_payload::<byoc_providers::TwilioCredential>(&first.service, &purpose("sms:test"))
+        .get_payload::<byoc_credential_types::TwilioCredential>(
+            &first.service,
+            &purpose("sms:test"),
+        )
         .await
         .unwrap();
     let mut seen: Vec<RotationProgress> = Vec::new();
@@ -186,7 +189,10 @@ async fn rotation<R: CredentialRepository + Clone + 'static>(store: R, operator:
         .all(|pair| pair[0].rewrapped <= pair[1].rewrapped));
 
     let after = service
-        .get_payload::<byoc_providers::TwilioCredential>(&first.service, &purpose("sms:test"))
+        .get_payload::<byoc_credential_types::TwilioCredential>(
+            &first.service,
+            &purpose("sms:test"),
+        )
         .await
         .unwrap();
     assert_eq!(token_of(&after.payload), token_of(&before.payload));
@@ -312,7 +318,7 @@ async fn insert_sealed(
         let payload = twilio(&format!("token-{index}"));
         let envelope = keys
             .seal(
-                byoc_providers::CredentialPayload::to_json_bytes(&payload).as_bytes(),
+                byoc_credential_types::CredentialPayload::to_json_bytes(&payload).as_bytes(),
                 &byoc_credential_store::service::envelope_context(
                     org_id,
                     CredentialType::Twilio,

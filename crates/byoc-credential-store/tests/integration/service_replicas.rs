@@ -58,7 +58,7 @@ async fn a_deactivation_on_one_replica_stops_the_other_within_a_second() {
         keyring(&[1]),
         config(Duration::from_secs(600)),
     );
-    replica_b.follow_changes(&store_b).await.unwrap();
+    assert!(replica_b.follow_changes().await.unwrap());
 
     for round in 0..2 {
         let stored = replica_a
@@ -137,7 +137,7 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
         let payload = twilio(&format!("token-{index}"));
         let envelope = old_keys
             .seal(
-                byoc_providers::CredentialPayload::to_json_bytes(&payload).as_bytes(),
+                byoc_credential_types::CredentialPayload::to_json_bytes(&payload).as_bytes(),
                 &byoc_credential_store::service::envelope_context(
                     clinic.id,
                     CredentialType::Twilio,

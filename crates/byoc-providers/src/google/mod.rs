@@ -21,17 +21,17 @@ use crate::calendar::{
     self, Availability, AvailabilityRequest, BusyInterval, CalendarAvailability,
 };
 use crate::config::{BusinessHours, ProviderConfig};
-use crate::credentials::{CredentialPayload, GoogleCalendarCredential, PRIMARY_CALENDAR};
 use crate::error::{
     code_or_http_status, message_or_status_reason, refused_with_status, ProviderError,
     ProviderRefusal, RefusalReason,
 };
 use crate::http::{self, CallPolicy, Idempotency};
-use crate::kind::ProviderKind;
-use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
+use crate::verifier::{Acceptance, VerificationDetails, Verifier};
+use byoc_credential_types::CredentialType;
+use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential, PRIMARY_CALENDAR};
 use oauth::{Pkce, TokenGrant};
 
-const PROVIDER: ProviderKind = ProviderKind::GoogleCalendar;
+const PROVIDER: CredentialType = CredentialType::GoogleCalendar;
 
 /// How many credentials' access tokens are cached at most.
 const TOKEN_CACHE_CAPACITY: u64 = 10_000;
@@ -567,14 +567,14 @@ fn map_api_error(status: StatusCode, retry_after: Option<Duration>, body: &str) 
 
 #[async_trait]
 impl Verifier for GoogleCalendarClient {
-    fn kind(&self) -> ProviderKind {
+    fn kind(&self) -> CredentialType {
         PROVIDER
     }
 
-    async fn verify(&self, payload: &[u8]) -> Result<VerificationOutcome, ProviderError> {
+    async fn verify(&self, payload: &[u8]) -> Result<Acceptance, ProviderError> {
         let credential = GoogleCalendarCredential::from_json_bytes(payload)?;
         let (details, updated) = self.verify_credential(&credential).await?;
-        Ok(VerificationOutcome {
+        Ok(Acceptance {
             details,
             updated_payload: updated.map(|credential| credential.to_json_bytes()),
         })

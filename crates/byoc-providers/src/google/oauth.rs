@@ -18,9 +18,9 @@ use crate::error::{
     code_or_http_status, message_or_status_reason, refused_with_status, scrub, ProviderError,
     RefusalReason,
 };
-use crate::kind::ProviderKind;
+use byoc_credential_types::CredentialType;
 
-const PROVIDER: ProviderKind = ProviderKind::GoogleCalendar;
+const PROVIDER: CredentialType = CredentialType::GoogleCalendar;
 
 /// The read-only calendar scope byoc asks for.
 pub const CALENDAR_READONLY_SCOPE: &str = "https://www.googleapis.com/auth/calendar.readonly";

@@ -1,8 +1,8 @@
 //! Twilio's message status callback (the form Twilio posts to `StatusCallback`), parsed after its
 //! signature has been checked with [`super::signature::validate_signature`].
 
-use crate::credentials::TwilioAccountSid;
-use crate::error::InvalidField;
+use byoc_credential_types::InvalidField;
+use byoc_credential_types::TwilioAccountSid;
 
 /// The fields of a status callback byoc records.
 #[derive(Debug, Clone, PartialEq, Eq)]

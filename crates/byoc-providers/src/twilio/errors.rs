@@ -10,9 +10,9 @@ use crate::error::{
     RefusalReason,
 };
 use crate::http::Idempotency;
-use crate::kind::ProviderKind;
+use byoc_credential_types::CredentialType;
 
-const PROVIDER: ProviderKind = ProviderKind::Twilio;
+const PROVIDER: CredentialType = CredentialType::Twilio;
 
 #[derive(Deserialize, Default)]
 struct TwilioErrorBody {

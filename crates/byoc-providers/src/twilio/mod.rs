@@ -13,15 +13,15 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::ProviderConfig;
-use crate::credentials::{CredentialPayload, TwilioCredential};
 use crate::error::{ProviderError, ProviderRefusal, RefusalReason};
 use crate::http::{self, CallPolicy, Idempotency};
-use crate::kind::ProviderKind;
 use crate::sms::{OutboundSms, SentSms, SmsSender};
-use crate::verifier::{VerificationDetails, VerificationOutcome, Verifier};
+use crate::verifier::{Acceptance, VerificationDetails, Verifier};
+use byoc_credential_types::CredentialType;
+use byoc_credential_types::{CredentialPayload, TwilioCredential};
 
 const API_VERSION: &str = "2010-04-01";
-const PROVIDER: ProviderKind = ProviderKind::Twilio;
+const PROVIDER: CredentialType = CredentialType::Twilio;
 
 /// The Twilio client: verifier and SMS sender for any organization's credential.
 #[derive(Debug, Clone)]
@@ -213,13 +213,13 @@ fn refusal(reason: RefusalReason, code: String, message: String) -> ProviderErro
 
 #[async_trait]
 impl Verifier for TwilioClient {
-    fn kind(&self) -> ProviderKind {
+    fn kind(&self) -> CredentialType {
         PROVIDER
     }
 
-    async fn verify(&self, payload: &[u8]) -> Result<VerificationOutcome, ProviderError> {
+    async fn verify(&self, payload: &[u8]) -> Result<Acceptance, ProviderError> {
         let credential = TwilioCredential::from_json_bytes(payload)?;
-        Ok(VerificationOutcome {
+        Ok(Acceptance {
             details: self.verify_credential(&credential).await?,
             updated_payload: None,
         })

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential};
 use byoc_providers::{
     build_http_client, AvailabilityRequest, CalendarAvailability, ConnectedTokens,
-    CredentialPayload, GoogleCalendarClient, GoogleCalendarCredential, Pkce, ProviderConfig,
-    ProviderError, RefusalReason, VerificationDetails, Verifier,
+    GoogleCalendarClient, Pkce, ProviderConfig, ProviderError, RefusalReason, VerificationDetails,
+    Verifier,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;

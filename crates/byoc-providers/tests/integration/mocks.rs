@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use byoc_credential_types::{CredentialType, E164Phone};
 use byoc_providers::{
-    E164Phone, MockSmsSender, MockVerifier, OutboundSms, ProviderError, ProviderKind,
-    ProviderRefusal, RefusalReason, SmsSender, VerificationDetails, VerificationOutcome,
-    VerifierRegistry,
+    Acceptance, MockSmsSender, MockVerifier, OutboundSms, ProviderError, ProviderRefusal,
+    RefusalReason, SmsSender, VerificationDetails, VerifierRegistry,
 };
 
 use crate::support::{twilio_credential, TWILIO_FROM};
@@ -13,9 +13,9 @@ use crate::support::{twilio_credential, TWILIO_FROM};
 #[tokio::test]
 async fn a_registered_mock_verifier_answers_for_its_kind() {
     let mut verifier = MockVerifier::new();
-    verifier.expect_kind().return_const(ProviderKind::HubSpot);
+    verifier.expect_kind().return_const(CredentialType::HubSpot);
     verifier.expect_verify().times(1).returning(|_| {
-        Ok(VerificationOutcome {
+        Ok(Acceptance {
             details: VerificationDetails::HubSpot {
                 portal_id: 7,
                 account_type: None,
@@ -26,7 +26,7 @@ async fn a_registered_mock_verifier_answers_for_its_kind() {
     let mut registry = VerifierRegistry::new();
     registry.register(Arc::new(verifier));
     let outcome = registry
-        .verify(ProviderKind::HubSpot, b"{}")
+        .verify(CredentialType::HubSpot, b"{}")
         .await
         .expect("mocked");
     assert_eq!(
@@ -35,7 +35,7 @@ async fn a_registered_mock_verifier_answers_for_its_kind() {
     );
 
     let missing = registry
-        .verify(ProviderKind::Stripe, b"{}")
+        .verify(CredentialType::Stripe, b"{}")
         .await
         .expect_err("none registered");
     assert!(matches!(missing, ProviderError::InvalidInput(_)));
@@ -53,7 +53,7 @@ async fn a_mock_sender_sees_the_credential_and_message() {
         .times(1)
         .returning(|_, _| {
             Err(ProviderError::Refused(ProviderRefusal {
-                provider: ProviderKind::Twilio,
+                provider: CredentialType::Twilio,
                 reason: RefusalReason::RecipientUnsubscribed,
                 code: "21610".into(),
                 message: "Attempt to send to unsubscribed recipient".into(),

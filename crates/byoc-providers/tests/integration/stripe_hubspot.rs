@@ -1,8 +1,8 @@
 //! Stripe and HubSpot verification against wiremock: success and their documented auth-failure shapes.
 
+use byoc_credential_types::{CredentialType, StripeMode};
 use byoc_providers::{
-    ProviderClients, ProviderError, ProviderKind, RefusalReason, StripeMode, VerificationDetails,
-    VerificationOutcome,
+    Acceptance, ProviderClients, ProviderError, RefusalReason, VerificationDetails,
 };
 use wiremock::matchers::{bearer_token, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -43,21 +43,18 @@ async fn server_answering(route: &str, response: ResponseTemplate) -> MockServer
 }
 
 /// Verifies the Stripe secret key `key` with the verifiers pointed at `server`.
-async fn verify_stripe(
-    server: &MockServer,
-    key: &str,
-) -> Result<VerificationOutcome, ProviderError> {
+async fn verify_stripe(server: &MockServer, key: &str) -> Result<Acceptance, ProviderError> {
     registry_for(server)
         .await
-        .verify(ProviderKind::Stripe, &stripe_payload(key))
+        .verify(CredentialType::Stripe, &stripe_payload(key))
         .await
 }
 
 /// Verifies the HubSpot test token with the verifiers pointed at `server`.
-async fn verify_hubspot(server: &MockServer) -> Result<VerificationOutcome, ProviderError> {
+async fn verify_hubspot(server: &MockServer) -> Result<Acceptance, ProviderError> {
     registry_for(server)
         .await
-        .verify(ProviderKind::HubSpot, &hubspot_payload())
+        .verify(CredentialType::HubSpot, &hubspot_payload())
         .await
 }
 
@@ -77,7 +74,7 @@ async fn stripe_reports_test_and_live_mode() {
     }
     let registry = registry_for(&server).await;
     let test = registry
-        .verify(ProviderKind::Stripe, &stripe_payload(STRIPE_TEST_KEY))
+        .verify(CredentialType::Stripe, &stripe_payload(STRIPE_TEST_KEY))
         .await
         .expect("test key verified");
     assert_eq!(
@@ -88,7 +85,7 @@ async fn stripe_reports_test_and_live_mode() {
         }
     );
     let live = registry
-        .verify(ProviderKind::Stripe, &stripe_payload(STRIPE_LIVE_KEY))
+        .verify(CredentialType::Stripe, &stripe_payload(STRIPE_LIVE_KEY))
         .await
         .expect("live key verified");
     assert_eq!(

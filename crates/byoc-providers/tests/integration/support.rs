@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use byoc_providers::{
-    build_http_client, CredentialPayload, ProviderConfig, RetryPolicy, TwilioClient,
-    TwilioCredential,
-};
+use byoc_credential_types::{CredentialPayload, TwilioCredential};
+use byoc_providers::{build_http_client, ProviderConfig, RetryPolicy, TwilioClient};
 use url::Url;
 use wiremock::MockServer;
 

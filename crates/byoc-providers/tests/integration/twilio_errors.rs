@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use byoc_credential_types::E164Phone;
 use byoc_providers::{
-    E164Phone, OutboundSms, ProviderError, RefusalReason, SentSms, SmsSender, TwilioClient,
-    VerificationOutcome, Verifier,
+    Acceptance, OutboundSms, ProviderError, RefusalReason, SentSms, SmsSender, TwilioClient,
+    Verifier,
 };
 use wiremock::matchers::{basic_auth, body_string_contains, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -89,7 +90,7 @@ fn numbers(sms: bool) -> ResponseTemplate {
 }
 
 /// Verifies the test payload against `server`.
-async fn verify_on(server: &MockServer) -> Result<VerificationOutcome, ProviderError> {
+async fn verify_on(server: &MockServer) -> Result<Acceptance, ProviderError> {
     twilio_client_for(server)
         .verify(&twilio_payload(TWILIO_FROM))
         .await

@@ -1,6 +1,7 @@
 //! Twilio request shapes checked by a Prism mock of Twilio's own 2010-04-01 OpenAPI spec.
 
-use byoc_providers::{E164Phone, OutboundSms, ProviderError, RefusalReason, SmsSender, Verifier};
+use byoc_credential_types::E164Phone;
+use byoc_providers::{OutboundSms, ProviderError, RefusalReason, SmsSender, Verifier};
 
 use crate::prism::{testdata, PrismServer};
 use crate::support::{config_for, twilio_client, twilio_credential, twilio_payload, TWILIO_SID};
