@@ -15,7 +15,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use byoc_api::auth::mint_token;
 use byoc_api::config::Config;
 use byoc_api::config::TokenClaimRules;
 use byoc_api::{Application, Services};
@@ -23,6 +22,7 @@ use byoc_credential_store::{
     CredentialRepository, HotLeadThreshold, OrganizationName, Role, UserId,
 };
 use byoc_crypto::MasterKey;
+use byoc_runtime::tokens::mint_token;
 use secrecy::{ExposeSecret, SecretString};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -306,7 +306,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .find(|(key, _)| *key == name)
             .map(|(_, value)| value.clone())
     })?;
-    let services = Services::open(&config).await?;
+    let services = Services::open(&config.runtime).await?;
     let repository = Arc::clone(&services.repository);
     let application = Application::with_services(&config, services)?;
     let base = format!("http://127.0.0.1:{}", application.port());

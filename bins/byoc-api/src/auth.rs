@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
 use tokio::sync::RwLock;
 use url::Url;
 use uuid::Uuid;
 
-use crate::config::{AuthConfig, TokenClaimRules};
+use byoc_runtime::config::{AuthConfig, TokenClaimRules};
 
 /// Seconds of clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 5;
@@ -272,47 +272,6 @@ fn find_key(
     )
 }
 
-/// The claims byoc writes when it mints a token (Supabase-style: `role` is `authenticated`; `aud` and `iss` are
-/// the ones the verifier expects).
-#[derive(Debug, Serialize)]
-struct MintedClaims<'a> {
-    sub: Uuid,
-    org_id: Uuid,
-    exp: i64,
-    iat: i64,
-    aud: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    iss: Option<&'a str>,
-    role: &'a str,
-}
-
-/// Mints an HS256 bearer token for `user` acting in `org`, valid for `ttl`, naming the audience and issuer of
-/// `rules`.
-pub fn mint_token(
-    secret: &SecretString,
-    rules: &TokenClaimRules,
-    org: Uuid,
-    user: Uuid,
-    ttl: Duration,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = chrono::Utc::now().timestamp();
-    let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-    let claims = MintedClaims {
-        sub: user,
-        org_id: org,
-        exp: now.saturating_add(ttl_secs),
-        iat: now,
-        aud: &rules.audience,
-        iss: rules.issuer.as_deref(),
-        role: "authenticated",
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
-    )
-}
-
 /// Reads the token from an `Authorization: Bearer …` header value.
 pub fn bearer_token(header_value: Option<&str>) -> Result<&str, AuthError> {
     let value = header_value.ok_or(AuthError::Missing)?;
@@ -330,6 +289,9 @@ pub fn bearer_token(header_value: Option<&str>) -> Result<&str, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use byoc_runtime::tokens::mint_token;
+    use jsonwebtoken::{EncodingKey, Header};
+    use secrecy::SecretString;
 
     const SECRET: &str = "unit-test-jwt-secret-0123456789abcdef";
 

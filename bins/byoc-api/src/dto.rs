@@ -7,7 +7,7 @@ use byoc_credential_store::{
     AuditEvent, CredentialMetadata, DisplayName, InvalidValue, VerificationStatus,
 };
 use byoc_credential_types::{
-    GoogleCalendarCredential, InvalidField, TwilioAccountSid, TwilioCredential,
+    E164Phone, GoogleCalendarCredential, InvalidField, TwilioAccountSid, TwilioCredential,
 };
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -68,7 +68,7 @@ impl AddTwilioRequest {
     pub fn into_parts(self) -> Result<(TwilioCredential, DisplayName), ApiError> {
         let account_sid = TwilioAccountSid::parse("accountSid", self.account_sid.trim())?;
         let auth_token = require_secret("authToken", self.auth_token)?;
-        let phone_number = byoc_providers::dialable_phone("phoneNumber", self.phone_number.trim())?;
+        let phone_number = E164Phone::parse_dialable("phoneNumber", self.phone_number.trim())?;
         let display_name = display_name(&self.display_name)?;
         Ok((
             TwilioCredential {

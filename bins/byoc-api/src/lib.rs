@@ -1,9 +1,9 @@
 //! `byoc-api`: the byoc HTTP service as a library, so the `byoc-api` binary, the `byoc` CLI and the integration
 //! tests build the same application from the same configuration.
 //!
-//! - [`config`]: the contract's environment variables, parsed once into typed values.
-//! - [`startup`]: [`Services`] (store, keyring, auth) and the HTTP [`Application`].
-//! - [`dev`]: dev mode's generated files, demo organization and banner.
+//! - [`config`]: the service's environment variables, parsed once into typed values (what it shares with the
+//!   CLI comes from `byoc-runtime`, as do [`Services`], dev mode and telemetry).
+//! - [`startup`]: the HTTP [`Application`].
 //! - [`auth`]: bearer tokens (HS256 secret or JWKS) and token minting; [`caller`]: who calls, with which role.
 //! - [`dto`]: request and response bodies of the credential endpoints.
 //! - [`error`]: the one JSON error body every endpoint answers with.
@@ -11,7 +11,6 @@
 //! - [`routes`]: the endpoints; [`openapi`]: their OpenAPI document.
 //! - [`settings`]: the settings page at `/dashboard/settings` (cookie sessions with CSRF protection).
 //! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
-//! - [`telemetry`]: tracing set-up.
 //! - [`outbound`] and [`usage`]: what the endpoints that use credentials share (provider clients, callback
 //!   settings, per-organization rate limits and daily provider counters); [`write_behind`]: the records of
 //!   provider calls, queued while the database is unavailable.
@@ -19,7 +18,6 @@
 pub mod auth;
 pub mod caller;
 pub mod config;
-pub mod dev;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -30,12 +28,12 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
-pub mod telemetry;
 pub mod usage;
 pub mod usecases;
 pub mod write_behind;
 
-pub use startup::{Application, Services, StartupError};
+pub use byoc_runtime::{Services, StartupError};
+pub use startup::Application;
 
 /// The largest request body the service accepts, in bytes (larger bodies answer 413).
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;

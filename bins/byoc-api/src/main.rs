@@ -4,7 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use byoc_api::config::Config;
-use byoc_api::{telemetry, Application, StartupError};
+use byoc_api::{Application, StartupError};
+use byoc_runtime::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -6,15 +6,15 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use byoc_api::auth::mint_token;
-use byoc_api::config::{self, Config, ConfigError, DatabaseUrl};
-use byoc_api::{Services, StartupError};
 use byoc_credential_store::service::{EnvelopeFailure, RotationOptions};
 use byoc_credential_store::CredentialServiceError;
 use byoc_credential_store::{
     DisplayName, HotLeadThreshold, OrgId, OrganizationName, Role, ServiceName, StoreError, UserId,
 };
 use byoc_crypto::MasterKey;
+use byoc_runtime::config::{self, ConfigError, DatabaseUrl, RuntimeConfig};
+use byoc_runtime::tokens::mint_token;
+use byoc_runtime::{Services, StartupError};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::ExposeSecret;
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return clap_exit(&error),
     };
-    if let Err(error) = byoc_api::telemetry::init(
+    if let Err(error) = byoc_runtime::telemetry::init(
         "warn,sqlx=error",
         std::io::stderr,
         std::io::stderr().is_terminal(),
@@ -220,7 +220,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Token { org, user, ttl } => {
-            let config = Config::from_env()?;
+            let config = RuntimeConfig::from_env()?;
             let secret = match (&config.auth.jwt_secret, config.is_dev()) {
                 (Some(secret), _) => secret.clone(),
                 (None, true) => {
@@ -350,7 +350,7 @@ async fn check() -> Result<(), CliError> {
 }
 
 async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
-    let config = Config::from_env()?;
+    let config = RuntimeConfig::from_env()?;
     let legacy = config.legacy_twilio.clone().ok_or_else(|| {
         CliError::Invalid(
             "TWILIO_ACCOUNT_SID: the legacy TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_PHONE_NUMBER are not set"
@@ -402,6 +402,6 @@ async fn migrate() -> Result<(), CliError> {
 }
 
 async fn open_services() -> Result<Services, CliError> {
-    let config = Config::from_env()?;
+    let config = RuntimeConfig::from_env()?;
     Ok(Services::open_for_operator(&config).await?)
 }

@@ -212,9 +212,9 @@ impl fmt::Debug for TwilioAccountSid {
 }
 
 /// A phone number in E.164 form: `+`, a country code that does not start with 0, at most 15 digits. This is
-/// its shape only; whether a number exists in its country's numbering plan is the provider layer's to say when a
-/// number first comes in (`byoc_providers::dialable_phone`), so that reading a stored payload needs no phone
-/// metadata.
+/// its shape only, so that reading a stored payload needs no phone metadata; whether a number exists in its
+/// country's numbering plan is checked when it first comes in ([`E164Phone::parse_dialable`], feature
+/// `numbering-plan`).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct E164Phone(String);
 
@@ -230,6 +230,21 @@ impl E164Phone {
             return Err(invalid_phone(field));
         }
         Ok(E164Phone(text.to_owned()))
+    }
+
+    /// Parses a number that comes in from a person or a service: in E.164 form **and** existing in its
+    /// country's numbering plan (libphonenumber's metadata; feature `numbering-plan`).
+    #[cfg(feature = "numbering-plan")]
+    pub fn parse_dialable(field: &'static str, text: &str) -> Result<Self, InvalidField> {
+        let shaped = E164Phone::parse(field, text)?;
+        let number = phonenumber::parse(None, shaped.as_str()).map_err(|_| invalid_phone(field))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(invalid_phone(field));
+        }
+        E164Phone::parse(
+            field,
+            &number.format().mode(phonenumber::Mode::E164).to_string(),
+        )
     }
 
     /// The number as `+` and digits.
@@ -822,6 +837,17 @@ mod tests {
             .err()
             .expect("invalid phone");
         assert!(error.to_string().starts_with("phoneNumber:"), "{error}");
+    }
+
+    #[cfg(feature = "numbering-plan")]
+    #[test]
+    fn a_dialable_number_has_the_shape_and_exists_in_its_plan() {
+        assert!(E164Phone::parse_dialable("to", "+14155550123").is_ok());
+        assert!(E164Phone::parse_dialable("to", "+447911123456").is_ok());
+        for bad in ["+19999999999", "+1", "14155550123", "+0123456789"] {
+            let error = E164Phone::parse_dialable("to", bad).expect_err(bad);
+            assert_eq!(error.field, "to");
+        }
     }
 
     #[test]

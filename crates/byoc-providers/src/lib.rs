@@ -15,7 +15,6 @@ pub mod error;
 pub mod google;
 pub mod http;
 pub mod hubspot;
-pub mod phone;
 pub mod sms;
 pub mod stripe;
 pub mod twilio;
@@ -31,7 +30,6 @@ pub use google::oauth::{Pkce, TokenGrant, CALENDAR_READONLY_SCOPE};
 pub use google::{ConnectedTokens, GoogleCalendarClient};
 pub use http::{build_http_client, HttpClientError};
 pub use hubspot::HubSpotClient;
-pub use phone::dialable_phone;
 #[cfg(feature = "mock")]
 pub use sms::MockSmsSender;
 pub use sms::{OutboundSms, SentSms, SmsSender};

@@ -4,6 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpResponse};
+use byoc_credential_types::E164Phone;
 
 use crate::caller::{Caller, Permission};
 use crate::dto::{LeadRequest, LeadResponse};
@@ -65,7 +66,7 @@ pub async fn create_lead(
             format!("must be from 0 to {MAX_SCORE}"),
         ));
     }
-    let notify_phone = byoc_providers::dialable_phone("notifyPhone", lead.notify_phone.trim())?;
+    let notify_phone = E164Phone::parse_dialable("notifyPhone", lead.notify_phone.trim())?;
     let organization = state
         .credential_service
         .organization(&caller.tenant)

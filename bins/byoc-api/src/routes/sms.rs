@@ -165,7 +165,7 @@ pub async fn send_test_sms(
     state: web::Data<AppState>,
 ) -> Result<web::Json<SmsResult>, ApiError> {
     caller.require(Permission::Use)?;
-    let to = byoc_providers::dialable_phone("to", body.0.to.trim())?;
+    let to = E164Phone::parse_dialable("to", body.0.to.trim())?;
     let sent = send_hot_lead_alert(&state, &caller.tenant, to, TEST_LEAD_NAME, "sms:test").await?;
     Ok(web::Json(sent))
 }

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use byoc_api::auth::mint_token;
 use byoc_api::config::{Config, TokenClaimRules};
 use byoc_api::{Application, Services};
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
@@ -13,6 +12,7 @@ use byoc_credential_store::{
     CredentialRepository, HotLeadThreshold, OrgId, OrganizationName, PostgresStore, Role, UserId,
 };
 use byoc_crypto::MasterKey;
+use byoc_runtime::tokens::mint_token;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 use wiremock::matchers::{method, path};
@@ -99,7 +99,7 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     Arc::clone(LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = CapturedLogs(Arc::clone(&buffer));
-        byoc_api::telemetry::init("debug", move || writer.clone(), false)
+        byoc_runtime::telemetry::init("debug", move || writer.clone(), false)
             .expect("the first subscriber installs");
         buffer
     }))
@@ -322,7 +322,9 @@ async fn start(
     })
     .expect("test configuration is valid");
     tune(&mut config);
-    let services = Services::open(&config).await.expect("services open");
+    let services = Services::open(&config.runtime)
+        .await
+        .expect("services open");
     let repository = Arc::clone(&services.repository);
     let operator = operator.unwrap_or_else(|| Arc::clone(&repository));
     let application = Application::with_services(&config, services).expect("app builds");

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::DatabaseUrl;
-use crate::startup::StartupError;
+use crate::services::StartupError;
 
 const DATABASE_FILE: &str = "byoc.db";
 const MASTER_KEYS_FILE: &str = "master-keys";
