@@ -111,12 +111,12 @@ pub use model::CredentialChange;
 pub use model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditEventId, AuditPage, CredentialMetadata,
     CredentialRecord, CredentialType, DashboardSession, DeliveryStatus, DisplayName,
-    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, InvalidValue, KeyCheckValue,
+    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, InvalidValue,
     KeyVersionCount, MaskedPhone, Member, NewAuditEvent, NewCredential, NewDashboardSession,
     NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName,
     ProviderAccountId, ProviderErrorCode, ProviderMessageSid, PublicHint, Purpose, Role,
-    SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter, VerificationOutcome,
-    VerificationStatus, DELIVERED,
+    SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue, UsageCounter,
+    VerificationOutcome, VerificationStatus, DELIVERED,
 };
 #[cfg(feature = "mock")]
 pub use repository::MockCredentialRepository;

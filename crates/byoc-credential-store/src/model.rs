@@ -548,7 +548,7 @@ pub enum AuditChainStatus {
 
 /// A master key version's key check value (a value derived from the key that proves which key it is).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyCheckValue {
+pub struct StoredKeyCheckValue {
     /// The key version.
     pub key_version: NonZeroU32,
     /// The check value, as first stored for that version.

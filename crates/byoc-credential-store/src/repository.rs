@@ -9,10 +9,10 @@ use crate::error::StoreResult;
 use crate::model::{
     AuditChainStatus, AuditEvent, AuditPage, CredentialChange, CredentialMetadata,
     CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor,
-    EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, UsageCounter,
-    VerificationOutcome,
+    EnvelopeSwap, HotLeadThreshold, KeyVersionCount, Member, NewAuditEvent, NewCredential,
+    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
+    OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue,
+    UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -218,7 +218,7 @@ pub trait CredentialRepository: Send + Sync {
     // Key check values (global, not tenant data).
 
     /// Every stored key check value, by version.
-    async fn key_check_values(&self) -> StoreResult<Vec<KeyCheckValue>>;
+    async fn key_check_values(&self) -> StoreResult<Vec<StoredKeyCheckValue>>;
 
     /// Stores a version's key check value unless one is stored already; returns the stored one (compare it
     /// with yours: a different value means a different key under the same version).
@@ -226,7 +226,7 @@ pub trait CredentialRepository: Send + Sync {
         &self,
         key_version: NonZeroU32,
         check_value: &[u8],
-    ) -> StoreResult<KeyCheckValue>;
+    ) -> StoreResult<StoredKeyCheckValue>;
 
     // OAuth states.
 

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     AuditAction, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
-    EncryptedEnvelope, HotLeadThreshold, InvalidValue, KeyCheckValue, Member, NewDashboardSession,
-    OAuthState, OperatorEnvelope, Organization, Role, SmsMessage, UsageCounter,
+    EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, NewDashboardSession, OAuthState,
+    OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue, UsageCounter,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 
@@ -145,8 +145,8 @@ pub(crate) fn audit_event(row: &impl ReadRow) -> StoreResult<AuditEvent> {
     })
 }
 
-pub(crate) fn key_check_value(row: &impl ReadRow) -> StoreResult<KeyCheckValue> {
-    Ok(KeyCheckValue {
+pub(crate) fn key_check_value(row: &impl ReadRow) -> StoreResult<StoredKeyCheckValue> {
+    Ok(StoredKeyCheckValue {
         key_version: key_version(row.int("key_version")?)?,
         check_value: row.bytes("check_value")?,
         created_at: row.time("created_at")?,

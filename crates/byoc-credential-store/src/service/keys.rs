@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{EncryptedEnvelope, EnvelopeSwap, KeyVersionCount, OperatorEnvelope};
 use crate::repository::CredentialRepository;
+use crate::service::{CredentialService, ServiceResult};
 use crate::tenant::{CredentialId, OrgId, ServiceName};
 
 /// Why the keyring does not fit the database: start-up must refuse.
@@ -426,4 +427,40 @@ pub async fn check_all(
         report.failures.extend(failures);
     }
     Ok(report)
+}
+
+/// Rows per batch of [`CredentialService::check_all`].
+const CHECK_BATCH: u32 = 2_000;
+
+impl CredentialService {
+    /// The start-up key check against this service's keyring (see [`check_keyring`]).
+    pub async fn check_keyring(&self) -> Result<KeyringReport, KeyringMismatch> {
+        check_keyring(self.inner.repository.as_ref(), &self.inner.keyring).await
+    }
+
+    /// Re-wraps every data key under the active version (see [`rotate`]). The service keeps serving
+    /// meanwhile: rotation changes no secret, so nothing cached goes stale.
+    pub async fn rotate(
+        &self,
+        options: &RotationOptions,
+        progress: impl FnMut(&RotationProgress) + Send,
+    ) -> ServiceResult<RotationReport> {
+        Ok(rotate(
+            Arc::clone(&self.inner.repository),
+            Arc::clone(&self.inner.keyring),
+            options,
+            progress,
+        )
+        .await?)
+    }
+
+    /// Decrypts every credential of every organization and lists those that fail (`byoc keys check`).
+    pub async fn check_all(&self) -> ServiceResult<CheckReport> {
+        Ok(check_all(
+            Arc::clone(&self.inner.repository),
+            Arc::clone(&self.inner.keyring),
+            CHECK_BATCH,
+        )
+        .await?)
+    }
 }

@@ -1,6 +1,6 @@
 //! Unit tests of the service with the repository mocked.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use mockall::predicate::eq;
@@ -364,15 +364,6 @@ async fn a_change_invalidates_the_cached_credential() {
             ("deactivated".to_owned(), admin.actor)
         ]
     );
-}
-
-#[test]
-fn cache_ttl_parses_whole_seconds() {
-    assert_eq!(cache_ttl_from_env(None), Ok(DEFAULT_CACHE_TTL));
-    assert_eq!(cache_ttl_from_env(Some("0")), Ok(Duration::ZERO));
-    assert_eq!(cache_ttl_from_env(Some(" 5 ")), Ok(Duration::from_secs(5)));
-    let error = cache_ttl_from_env(Some("-1")).unwrap_err();
-    assert_eq!(error.field, "BYOC_CACHE_TTL_SECS");
 }
 
 #[test]

@@ -23,10 +23,10 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{
     delivery_rank, delivery_rank_sql, AuditAction, AuditChainStatus, AuditEvent, AuditPage,
     CredentialMetadata, CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope,
-    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyCheckValue, KeyVersionCount, Member,
-    NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState,
-    OperatorEnvelope, Organization, OrganizationName, Role, SessionIdHash, SmsMessage,
-    SmsStatusUpdate, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyVersionCount, Member, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
+    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
@@ -776,7 +776,7 @@ impl CredentialRepository for SqliteStore {
         check_chain(&org, &rows, head.as_ref())
     }
 
-    async fn key_check_values(&self) -> StoreResult<Vec<KeyCheckValue>> {
+    async fn key_check_values(&self) -> StoreResult<Vec<StoredKeyCheckValue>> {
         let rows = sqlx::query(
             "SELECT key_version, check_value, created_at FROM encryption_key_checks ORDER BY key_version",
         )
@@ -789,7 +789,7 @@ impl CredentialRepository for SqliteStore {
         &self,
         key_version: NonZeroU32,
         check_value: &[u8],
-    ) -> StoreResult<KeyCheckValue> {
+    ) -> StoreResult<StoredKeyCheckValue> {
         if check_value.is_empty() {
             return Err(crate::model::InvalidValue {
                 field: "check_value",
