@@ -2,6 +2,7 @@
 //! verification (refresh, then `calendarList.list`) and availability (`freebusy.query` turned into free
 //! slots). Plain reqwest against the REST endpoints; `docs/providers.md` says why not google-calendar3.
 
+mod errors;
 pub mod oauth;
 
 use std::sync::Arc;
@@ -21,14 +22,12 @@ use crate::calendar::{
     self, Availability, AvailabilityRequest, BusyInterval, CalendarAvailability,
 };
 use crate::config::{BusinessHours, ProviderConfig};
-use crate::error::{
-    code_or_http_status, message_or_status_reason, refused_with_status, ProviderError,
-    ProviderRefusal, RefusalReason,
-};
+use crate::error::{ProviderError, ProviderRefusal, RefusalReason};
 use crate::http::{self, CallPolicy, Idempotency};
 use crate::verifier::{Acceptance, VerificationDetails, Verifier};
 use byoc_credential_types::CredentialType;
 use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential, PRIMARY_CALENDAR};
+use errors::GoogleErrorItem;
 use oauth::{Pkce, TokenGrant};
 
 const PROVIDER: CredentialType = CredentialType::GoogleCalendar;
@@ -173,30 +172,6 @@ struct FreeBusyBlock {
     end: DateTime<chrono::FixedOffset>,
 }
 
-#[derive(Deserialize, Default)]
-struct GoogleErrorEnvelope {
-    #[serde(default)]
-    error: GoogleErrorBody,
-}
-
-#[derive(Deserialize, Default)]
-struct GoogleErrorBody {
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    errors: Vec<GoogleErrorItem>,
-}
-
-#[derive(Deserialize, Default)]
-struct GoogleErrorItem {
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
 impl GoogleCalendarClient {
     /// A client for the configured Google endpoints, using `http` (see [`crate::build_http_client`]).
     pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Self {
@@ -248,7 +223,7 @@ impl GoogleCalendarClient {
         if status.is_success() {
             oauth::parse_grant(&body)
         } else {
-            Err(oauth::map_token_error(status, retry_after, &body, secrets))
+            Err(errors::map_error(status, retry_after, &body, secrets))
         }
     }
 
@@ -384,7 +359,7 @@ impl GoogleCalendarClient {
             let retry_after = http::retry_after(&response);
             let body = http::read_body(PROVIDER, Idempotency::Safe, response).await?;
             if !status.is_success() {
-                return Err(map_api_error(status, retry_after, &body));
+                return Err(errors::map_error(status, retry_after, &body, &[]));
             }
             return Ok((http::parse_json(PROVIDER, &body)?, token));
         }
@@ -527,44 +502,6 @@ impl GoogleCalendarClient {
     }
 }
 
-/// Maps a Calendar API error body `{error: {code, message, status, errors: [{reason}]}}`.
-fn map_api_error(status: StatusCode, retry_after: Option<Duration>, body: &str) -> ProviderError {
-    let parsed: GoogleErrorEnvelope = serde_json::from_str(body).unwrap_or_default();
-    let item_reason = parsed
-        .error
-        .errors
-        .first()
-        .and_then(|item| item.reason.clone());
-    let code = code_or_http_status(item_reason.clone().or(parsed.error.status), status);
-    let message = message_or_status_reason(parsed.error.message, status);
-    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
-        || matches!(
-            item_reason.as_deref(),
-            Some("rateLimitExceeded" | "userRateLimitExceeded")
-        );
-    if rate_limited {
-        return ProviderError::RateLimited {
-            provider: PROVIDER,
-            code,
-            message,
-            retry_after,
-        };
-    }
-    if status.is_server_error() {
-        return ProviderError::Unavailable {
-            provider: PROVIDER,
-            reason: format!("HTTP {} ({code}: {message})", status.as_u16()),
-        };
-    }
-    let reason = match status {
-        StatusCode::UNAUTHORIZED => RefusalReason::Authentication,
-        StatusCode::FORBIDDEN => RefusalReason::PermissionDenied,
-        StatusCode::NOT_FOUND => RefusalReason::NotFound,
-        _ => RefusalReason::Other,
-    };
-    refused_with_status(PROVIDER, reason, code, message, status)
-}
-
 #[async_trait]
 impl Verifier for GoogleCalendarClient {
     fn kind(&self) -> CredentialType {
@@ -606,24 +543,5 @@ mod tests {
             token_key("ab", &SecretString::from("c")),
             token_key("a", &SecretString::from("bc"))
         );
-    }
-
-    #[test]
-    fn api_errors_map_to_reasons() {
-        let body = r#"{"error": {"code": 403, "message": "Insufficient Permission", "status": "PERMISSION_DENIED", "errors": [{"reason": "insufficientPermissions", "domain": "global"}]}}"#;
-        let error = map_api_error(StatusCode::FORBIDDEN, None, body);
-        let refusal = error.refusal().expect("refusal");
-        assert_eq!(refusal.reason, RefusalReason::PermissionDenied);
-        assert_eq!(refusal.code, "insufficientPermissions");
-
-        let limited = r#"{"error": {"code": 403, "message": "Rate Limit Exceeded", "errors": [{"reason": "rateLimitExceeded"}]}}"#;
-        assert!(matches!(
-            map_api_error(StatusCode::FORBIDDEN, None, limited),
-            ProviderError::RateLimited { .. }
-        ));
-        assert!(matches!(
-            map_api_error(StatusCode::BAD_GATEWAY, None, ""),
-            ProviderError::Unavailable { .. }
-        ));
     }
 }

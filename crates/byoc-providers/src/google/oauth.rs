@@ -7,17 +7,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use reqwest::StatusCode;
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::error::{
-    code_or_http_status, message_or_status_reason, refused_with_status, scrub, ProviderError,
-    RefusalReason,
-};
+use crate::error::ProviderError;
 use byoc_credential_types::CredentialType;
 
 const PROVIDER: CredentialType = CredentialType::GoogleCalendar;
@@ -142,14 +138,6 @@ struct TokenResponse {
     scope: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-struct TokenErrorResponse {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
-}
-
 /// Google's default access-token lifetime, used when the answer omits `expires_in`.
 const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(3600);
 
@@ -173,42 +161,6 @@ pub(super) fn parse_grant(body: &str) -> Result<TokenGrant, ProviderError> {
             .map(SecretString::from),
         scope: response.scope,
     })
-}
-
-/// Maps a non-2xx token-endpoint answer; `secrets` are scrubbed from Google's description.
-pub(super) fn map_token_error(
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    body: &str,
-    secrets: &[&str],
-) -> ProviderError {
-    let parsed: TokenErrorResponse = serde_json::from_str(body).unwrap_or_default();
-    let code = code_or_http_status(parsed.error, status);
-    let message = message_or_status_reason(
-        parsed.error_description.map(|text| scrub(&text, secrets)),
-        status,
-    );
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        return ProviderError::RateLimited {
-            provider: PROVIDER,
-            code,
-            message,
-            retry_after,
-        };
-    }
-    if status.is_server_error() {
-        return ProviderError::Unavailable {
-            provider: PROVIDER,
-            reason: format!("token endpoint answered HTTP {} ({code})", status.as_u16()),
-        };
-    }
-    let reason = match code.as_str() {
-        "invalid_grant" => RefusalReason::ReconnectGoogleCalendar,
-        "invalid_client" | "unauthorized_client" => RefusalReason::Authentication,
-        "access_denied" | "invalid_scope" => RefusalReason::PermissionDenied,
-        _ => RefusalReason::Other,
-    };
-    refused_with_status(PROVIDER, reason, code, message, status)
 }
 
 #[cfg(test)]
@@ -261,16 +213,5 @@ mod tests {
         assert!(url
             .as_str()
             .starts_with("https://accounts.google.com/o/oauth2/v2/auth?"));
-    }
-
-    #[test]
-    fn invalid_grant_means_reconnect() {
-        let body = r#"{"error": "invalid_grant", "error_description": "Token has been expired or revoked."}"#;
-        let error = map_token_error(StatusCode::BAD_REQUEST, None, body, &[]);
-        let refusal = error.refusal().expect("refusal");
-        assert_eq!(refusal.reason, RefusalReason::ReconnectGoogleCalendar);
-        assert_eq!(refusal.code, "invalid_grant");
-        assert!(error.to_string().contains("reconnect Google Calendar"));
-        assert!(error.is_credential_failure());
     }
 }
