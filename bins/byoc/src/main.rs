@@ -134,7 +134,7 @@ enum CliError {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => return clap_exit(&error),
+        Err(error) => return byoc_runtime::command_line::exit_for("byoc", &error),
     };
     if let Err(error) = byoc_runtime::telemetry::init(
         "warn,sqlx=error",
@@ -156,33 +156,6 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("byoc: {error}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Help and version go to stdout as clap renders them; a usage error is one line on stderr, exit code 2.
-fn clap_exit(error: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    match error.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            print!("{}", error.render());
-            if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        _ => {
-            let rendered = error.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("byoc: {line} (see byoc --help)");
-            ExitCode::from(2)
         }
     }
 }

@@ -1,8 +1,9 @@
 //! What both byoc binaries (`byoc-api` and the `byoc` CLI) share, without the HTTP server: the configuration
 //! they both read ([`config`]), opening the store and the credential service ([`services`]: as the service or
 //! as the operator), dev mode's files and demo organization ([`dev`]), minting bearer tokens ([`tokens`]) and
-//! the tracing set-up ([`telemetry`]).
+//! the tracing set-up ([`telemetry`]) and how both answer a command line ([`command_line`]).
 
+pub mod command_line;
 pub mod config;
 pub mod dev;
 pub mod services;
