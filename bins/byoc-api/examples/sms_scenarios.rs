@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use byoc_api::config::Config;
-use byoc_api::config::TokenClaimRules;
+use byoc_api::startup::config::Config;
+use byoc_api::startup::config::TokenClaimRules;
 use byoc_api::{Application, Services};
 use byoc_credential_store::{
     CredentialRepository, HotLeadThreshold, OrganizationName, Role, UserId,

@@ -1,36 +1,24 @@
-//! `byoc-api`: the byoc HTTP service as a library, so the `byoc-api` binary, the `byoc` CLI and the integration
-//! tests build the same application from the same configuration.
+//! `byoc-api`: the byoc HTTP service as a library, so the `byoc-api` binary and the integration tests build the
+//! same application from the same configuration (what it shares with the `byoc` CLI is in `byoc-runtime`).
 //!
-//! - [`config`]: the service's environment variables, parsed once into typed values (what it shares with the
-//!   CLI comes from `byoc-runtime`, as do [`Services`], dev mode and telemetry).
-//! - [`startup`]: the HTTP [`Application`].
-//! - [`auth`]: bearer tokens (HS256 secret or JWKS) and token minting; [`caller`]: who calls, with which role.
-//! - [`dto`]: request and response bodies of the credential endpoints.
-//! - [`error`]: the one JSON error body every endpoint answers with.
-//! - [`extract`]: the JSON body extractor (body limit, unknown fields, field-naming errors).
-//! - [`routes`]: the endpoints; [`openapi`]: their OpenAPI document.
-//! - [`settings`]: the settings page at `/dashboard/settings` (cookie sessions with CSRF protection).
-//! - [`metrics`]: Prometheus metrics and the request-tracking middleware.
-//! - [`outbound`] and [`usage`]: what the endpoints that use credentials share (provider clients, callback
-//!   settings, per-organization rate limits and daily provider counters); [`write_behind`]: the records of
-//!   provider calls, queued while the database is unavailable.
+//! The modules are layers; each imports only from the layers listed before it:
+//!
+//! 1. [`plumbing`]: HTTP plumbing (errors and their one mapping, extractors, bearer tokens and the caller,
+//!    cookie sessions, request and response bodies, metrics).
+//! 2. [`usecases`]: what the endpoints do beyond one store call (sending an alert, verifying a credential,
+//!    marking a refused credential failed, the OAuth state, usage limits and counters, the write-behind queue).
+//! 3. [`startup::state`]: the state every handler receives.
+//! 4. [`routes`] (the JSON API and its OpenAPI document) and [`settings`] (the settings page), which do not
+//!    import each other.
+//! 5. [`startup`]: the configuration and the HTTP [`Application`] that registers the routes and the page.
+//!
+//! `tests/layers.rs` checks these imports.
 
-pub mod auth;
-pub mod caller;
-pub mod config;
-pub mod dto;
-pub mod error;
-pub mod extract;
-pub mod metrics;
-pub mod openapi;
-pub mod outbound;
+pub mod plumbing;
 pub mod routes;
 pub mod settings;
 pub mod startup;
-pub mod state;
-pub mod usage;
 pub mod usecases;
-pub mod write_behind;
 
 pub use byoc_runtime::{Services, StartupError};
 pub use startup::Application;

@@ -66,12 +66,14 @@ impl AvailabilityRequest {
         duration: &str,
         time_zone: Option<&str>,
     ) -> Result<Self, InvalidField> {
-        let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
-            .map_err(|_| InvalidField::new("date", "must be a date in the form YYYY-MM-DD"))?;
-        let duration = duration
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| InvalidField::new("duration", "must be a whole number of minutes"))?;
+        let date = Some(date)
+            .filter(|text| is_iso_date_shaped(text))
+            .and_then(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+            .ok_or_else(|| InvalidField::new("date", "must be a date in the form YYYY-MM-DD"))?;
+        let duration = Some(duration)
+            .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+            .and_then(|text| text.parse::<u32>().ok())
+            .ok_or_else(|| InvalidField::new("duration", "must be a whole number of minutes"))?;
         let time_zone = time_zone
             .map(str::trim)
             .filter(|name| !name.is_empty())
@@ -235,6 +237,16 @@ fn push_slots(
         });
         start = end;
     }
+}
+
+/// `YYYY-MM-DD` exactly: four, two and two ASCII digits joined by dashes (what the OpenAPI document states).
+fn is_iso_date_shaped(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(index, byte)| match index {
+            4 | 7 => *byte == b'-',
+            _ => byte.is_ascii_digit(),
+        })
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ make_secrets() {
 }
 
 start_fake_twilio() {
-    python3 "$root/tests/fault/lib/fake_twilio.py" "$workdir/twilio.port" &
+    python3 "$root/tests/fault/lib/fake_providers.py" "$workdir/twilio.port" &
     pids+=($!)
     local _
     for _ in $(seq 1 50); do

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""A fake Twilio REST API for the fault tests (standard library only).
+"""Fake Twilio and Google APIs for the fault tests and schemathesis (standard library only).
 
 Answers what byoc-api asks when it verifies and uses a Twilio credential:
   GET  /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json -> the number in FAKE_TWILIO_PHONE, SMS-capable
   POST /2010-04-01/Accounts/{sid}/Messages.json             -> a queued message with a fresh SM… sid
+and a Google Calendar credential (GOOGLE_OAUTH_TOKEN_URL=BASE/token, GOOGLE_CALENDAR_API_BASE=BASE/calendar/v3/):
+  POST /token                              -> an access token for an hour
+  GET  /calendar/v3/users/me/calendarList  -> one calendar, the primary
+  GET  /calendar/v3/calendars/{id}         -> that calendar
+  POST /calendar/v3/freeBusy               -> no busy time in the asked calendar
 and, for the scripts:
   GET  /_stats -> {"messages": N}, the number of messages accepted so far.
 
-Usage: fake_twilio.py PORT_FILE   (binds 127.0.0.1 on a free port and writes the port to PORT_FILE)
+Usage: fake_providers.py PORT_FILE   (binds 127.0.0.1 on a free port and writes the port to PORT_FILE)
 """
 
 import json
@@ -44,6 +49,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_stats":
             with lock:
                 return self.answer(200, {"messages": messages})
+        if path == "/calendar/v3/users/me/calendarList":
+            return self.answer(200, {"items": [{"id": "primary", "primary": True, "timeZone": "UTC"}]})
+        if path.startswith("/calendar/v3/calendars/"):
+            return self.answer(200, {"id": path.rsplit("/", 1)[1], "timeZone": "UTC"})
         match = ACCOUNT.match(path)
         if not match:
             return self.answer(404, {"code": 20404, "message": "not found", "status": 404})
@@ -54,8 +63,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global messages
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        match = ACCOUNT.match(self.path.split("?", 1)[0])
+        body = self.rfile.read(length)
+        path = self.path.split("?", 1)[0]
+        if path == "/token":
+            return self.answer(200, {"access_token": "fake-access-token", "expires_in": 3600, "token_type": "Bearer"})
+        if path == "/calendar/v3/freeBusy":
+            try:
+                asked = [item["id"] for item in json.loads(body or b"{}").get("items", [])]
+            except (ValueError, AttributeError, KeyError, TypeError):
+                asked = []
+            return self.answer(200, {"calendars": {calendar: {"busy": []} for calendar in asked}})
+        match = ACCOUNT.match(path)
         if not match or match.group(2) != "/Messages.json":
             return self.answer(404, {"code": 20404, "message": "not found", "status": 404})
         with lock:

@@ -2,7 +2,7 @@
 //!
 //! The caller is named by a bearer token (`Authorization: Bearer …`), or, without that header, by the settings
 //! page's session cookie, looked up in the store (state-changing requests then need the session's CSRF header,
-//! see [`crate::settings::session`]). Either says who and for which organization; the role comes from
+//! see [`crate::plumbing::session`]). Either says who and for which organization; the role comes from
 //! `organization_members` (through the
 //! credential service, which answers the role last read when the database is unavailable, within the cache
 //! TTL, so members keep using cached credentials through an outage). The contract's
@@ -10,13 +10,26 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
+use std::sync::Arc;
+
 use actix_web::{web, FromRequest, HttpRequest};
-use byoc_credential_store::{OrgId, Role, Tenant, UserId};
+use byoc_credential_store::{CredentialRepository, CredentialService, OrgId, Role, Tenant, UserId};
 use futures::future::LocalBoxFuture;
 
-use crate::auth::{bearer_token, AuthError};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::plumbing::auth::{bearer_token, AuthError, TokenVerifier};
+use crate::plumbing::error::ApiError;
+use crate::plumbing::session::{cookie_session_id, session_hash};
+
+/// What naming the caller of a request needs (registered as `web::Data<Authenticator>`): the bearer-token
+/// verifier, the store's settings-page sessions and the credential service's roles.
+pub struct Authenticator {
+    /// Bearer-token verification.
+    pub tokens: TokenVerifier,
+    /// The store (settings-page sessions).
+    pub repository: Arc<dyn CredentialRepository>,
+    /// The credential service (the caller's role, served from its cache through an outage).
+    pub credential_service: CredentialService,
+}
 
 /// What an action needs, from the contract's role table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,20 +95,21 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let authenticator = request.app_data::<web::Data<Authenticator>>().cloned();
         let authorization = request
             .headers()
             .get(header::AUTHORIZATION)
             .map(|value| value.to_str().map(str::to_owned));
-        let session_id = crate::settings::session::cookie_session_id(request);
+        let session_id = cookie_session_id(request);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
+            let authenticator =
+                authenticator.ok_or_else(|| ApiError::internal(&MissingAuthenticator))?;
             match authorization {
                 None => {
                     let session_id = session_id?.ok_or(AuthError::Missing)?;
-                    authenticate_session(&state, &session_id).await
+                    authenticate_session(&authenticator, &session_id).await
                 }
-                Some(Ok(value)) => authenticate(&state, bearer_token(Some(&value))?).await,
+                Some(Ok(value)) => authenticate(&authenticator, bearer_token(Some(&value))?).await,
                 Some(Err(_)) => Err(AuthError::Malformed.into()),
             }
         })
@@ -103,29 +117,32 @@ impl FromRequest for Caller {
 }
 
 /// Checks a bearer token and looks up the caller's role (401 for a bad token, 403 for a non-member).
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
-    let claims = state.tokens.verify(token).await?;
+pub async fn authenticate(authenticator: &Authenticator, token: &str) -> Result<Caller, ApiError> {
+    let claims = authenticator.tokens.verify(token).await?;
     let tenant = Tenant::user(
         OrgId::from_uuid(claims.org_id),
         UserId::from_uuid(claims.sub),
     );
-    with_role(state, tenant).await
+    with_role(authenticator, tenant).await
 }
 
 /// Looks up the live settings-page session `session_id` (the cookie's value) and its user's role (401 for an
 /// unknown, ended or expired session, 403 for a user no longer a member).
-pub async fn authenticate_session(state: &AppState, session_id: &str) -> Result<Caller, ApiError> {
-    let session = state
+pub async fn authenticate_session(
+    authenticator: &Authenticator,
+    session_id: &str,
+) -> Result<Caller, ApiError> {
+    let session = authenticator
         .repository
-        .touch_dashboard_session(&crate::settings::session::session_hash(session_id))
+        .touch_dashboard_session(&session_hash(session_id))
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session has ended or expired; sign in again"))?;
-    with_role(state, Tenant::user(session.org_id, session.user_id)).await
+    with_role(authenticator, Tenant::user(session.org_id, session.user_id)).await
 }
 
 /// The caller acting as `tenant`, with the role `organization_members` gives (403 for a non-member).
-pub async fn with_role(state: &AppState, tenant: Tenant) -> Result<Caller, ApiError> {
-    let role = state
+pub async fn with_role(authenticator: &Authenticator, tenant: Tenant) -> Result<Caller, ApiError> {
+    let role = authenticator
         .credential_service
         .member_role(&tenant)
         .await
@@ -134,10 +151,10 @@ pub async fn with_role(state: &AppState, tenant: Tenant) -> Result<Caller, ApiEr
     Ok(Caller { tenant, role })
 }
 
-/// The application state was not registered (a wiring bug, answered as a 500).
+/// The authenticator was not registered (a wiring bug, answered as a 500).
 #[derive(Debug, thiserror::Error)]
-#[error("application state is not registered")]
-struct MissingState;
+#[error("the authenticator is not registered")]
+struct MissingAuthenticator;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use url::Url;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::plumbing::error::ApiError;
 
 impl From<InvalidField> for ApiError {
     fn from(error: InvalidField) -> ApiError {
@@ -30,16 +30,51 @@ impl From<InvalidValue> for ApiError {
     }
 }
 
-/// Parses the `displayName` field (surrounding whitespace is dropped).
+/// Parses the `displayName` field. The text as sent must be what the OpenAPI document's pattern states (with
+/// `maxLength` 255): no control, bidirectional-formatting or zero-width character anywhere (so a tab is refused
+/// even at the ends) and at least one visible character; surrounding spaces are then dropped.
 fn display_name(text: &str) -> Result<DisplayName, ApiError> {
-    let trimmed = text.trim();
-    if trimmed.chars().any(char::is_control) {
-        return Err(ApiError::invalid_field(
-            "displayName",
-            "must not contain control characters",
-        ));
+    DisplayName::parse(text)?;
+    Ok(DisplayName::parse(text.trim())?)
+}
+
+/// Parses the `redirectUrl` field as the OpenAPI document's pattern states: empty (none), or `http(s)://` and a
+/// host name whose labels start with a letter, an optional port of up to four digits and an optional path of
+/// printable ASCII.
+fn redirect_url(text: &str) -> Result<Option<Url>, ApiError> {
+    if text.is_empty() {
+        return Ok(None);
     }
-    Ok(DisplayName::parse(trimmed)?)
+    let invalid = || {
+        ApiError::invalid_field(
+            "redirectUrl",
+            "must be an absolute http(s) URL with a host name",
+        )
+    };
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(invalid)?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let label_ok = |label: &str| {
+        label.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+    };
+    let port_ok = port.is_none_or(|port| {
+        (1..=4).contains(&port.len()) && port.bytes().all(|byte| byte.is_ascii_digit())
+    });
+    let path_ok = path.bytes().all(|byte| (b'!'..=b'~').contains(&byte));
+    if !(host.split('.').all(label_ok) && port_ok && path_ok) {
+        return Err(invalid());
+    }
+    Url::parse(text).map(Some).map_err(|_| invalid())
 }
 
 /// `POST /api/organization/credentials/twilio`.
@@ -59,7 +94,12 @@ pub struct AddTwilioRequest {
     #[schema(example = "+14155550123", pattern = "^\\+[1-9][0-9]{6,14}$")]
     pub phone_number: String,
     /// A name for people, unique per credential type in the organization.
-    #[schema(example = "Front desk Twilio", min_length = 1, max_length = 255)]
+    #[schema(
+        example = "Front desk Twilio",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8][^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*$"
+    )]
     pub display_name: String,
 }
 
@@ -102,7 +142,7 @@ pub struct AddGoogleCalendarRequest {
     #[serde(default)]
     #[schema(
         nullable = false,
-        pattern = "^https?://",
+        pattern = "^(https?://[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]{1,4})?(/[!-~]*)?)?$",
         example = "https://app.example.com/api/auth/google/callback"
     )]
     pub redirect_url: Option<String>,
@@ -111,27 +151,22 @@ pub struct AddGoogleCalendarRequest {
     #[schema(nullable = false)]
     pub calendar_id: Option<String>,
     /// A name for people, unique per credential type in the organization.
-    #[schema(example = "Clinic calendar", min_length = 1, max_length = 255)]
+    #[schema(
+        example = "Clinic calendar",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8][^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*$"
+    )]
     pub display_name: String,
 }
 
 impl AddGoogleCalendarRequest {
     /// Validates the request into the Google Calendar payload and its display name.
     pub fn into_parts(self) -> Result<(GoogleCalendarCredential, DisplayName), ApiError> {
-        let redirect_url = self
-            .redirect_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|text| !text.is_empty())
-            .map(|text| {
-                Url::parse(text)
-                    .ok()
-                    .filter(|url| matches!(url.scheme(), "http" | "https"))
-                    .ok_or_else(|| {
-                        ApiError::invalid_field("redirectUrl", "must be an absolute http(s) URL")
-                    })
-            })
-            .transpose()?;
+        let redirect_url = match self.redirect_url.as_deref() {
+            Some(text) => redirect_url(text)?,
+            None => None,
+        };
         let calendar_id = self
             .calendar_id
             .map(|id| id.trim().to_owned())
@@ -387,10 +422,15 @@ pub struct LeadResponse {
 #[into_params(parameter_in = Query)]
 pub struct AvailabilityQuery {
     /// The day, `YYYY-MM-DD`.
-    #[param(value_type = String, format = Date, example = "2026-12-01")]
+    #[param(
+        value_type = String,
+        format = Date,
+        pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}$",
+        example = "2026-12-01"
+    )]
     pub date: chrono::NaiveDate,
     /// The slot length in minutes.
-    #[param(minimum = 5, maximum = 480, example = 30)]
+    #[param(minimum = 5, maximum = 1440, example = 30)]
     pub duration: u32,
     /// An IANA time zone (default: the calendar's).
     #[param(example = "America/New_York")]
@@ -419,7 +459,8 @@ pub struct AvailabilityResponse {
 pub struct GoogleCallbackQuery {
     /// The authorization code.
     pub code: Option<String>,
-    /// The signed, single-use state issued by `/api/auth/google/start`.
+    /// The signed, single-use state issued by `/api/auth/google/start` (Google always sends it back).
+    #[param(required = true)]
     pub state: Option<String>,
     /// Google's error, when the user declined.
     pub error: Option<String>,

@@ -13,14 +13,12 @@ use actix_web::error::{
     JsonPayloadError, PathError, PayloadError, QueryPayloadError, UrlencodedError,
 };
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use byoc_credential_store::{ConflictKind, CredentialServiceError, StoreError};
 use byoc_providers::ProviderError;
 use serde::Serialize;
 use utoipa::ToSchema;
-
-use crate::usecases::verification::VerificationError;
 
 /// The media type of the JSON request bodies.
 pub const JSON_MEDIA_TYPE: &str = "application/json";
@@ -34,6 +32,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<Duration>,
+    /// With 405: the `Allow` header's value.
+    allow: Option<String>,
 }
 
 impl ApiError {
@@ -43,6 +43,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -109,6 +110,22 @@ impl ApiError {
     /// 404 for a path that no route serves.
     pub fn no_route() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    }
+
+    /// 405 for a known path asked with a method it does not serve; `allowed` becomes the `Allow` header.
+    pub fn method_not_allowed(allowed: &[Method]) -> ApiError {
+        let list = allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut error = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("this endpoint answers {list} only"),
+        );
+        error.allow = Some(list);
+        error
     }
 
     /// 409: a credential of that type already has that display name in the organization.
@@ -279,6 +296,11 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
+        if let Some(allow) = &self.allow {
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                response.insert_header((header::ALLOW, value));
+            }
+        }
         if let Some(retry_after) = self.retry_after {
             let seconds = retry_after.as_secs().max(1);
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
@@ -396,15 +418,6 @@ impl From<CredentialServiceError> for ApiError {
             other @ (CredentialServiceError::InvalidPayload { .. }
             | CredentialServiceError::Decrypt { .. }
             | CredentialServiceError::Encrypt(_)) => ApiError::internal(&other),
-        }
-    }
-}
-
-impl From<VerificationError> for ApiError {
-    fn from(error: VerificationError) -> ApiError {
-        match error {
-            VerificationError::Service(service) => service.into(),
-            VerificationError::Provider(provider) => provider.into(),
         }
     }
 }

@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::error::{describe_data_error, describe_json_error, ApiError, JSON_MEDIA_TYPE};
+use crate::plumbing::error::{describe_data_error, describe_json_error, ApiError, JSON_MEDIA_TYPE};
 use crate::BODY_LIMIT_BYTES;
 
 /// A JSON request body deserialized into `T`, with the contract's error answers.

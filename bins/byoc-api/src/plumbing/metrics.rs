@@ -24,8 +24,6 @@ use ring::rand::SystemRandom;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument;
 
-use crate::routes::twilio_webhook::WebhookRefusal;
-
 /// The label used for requests that matched no route (keeps label cardinality bounded).
 const UNMATCHED_ROUTE: &str = "unmatched";
 /// The `method` label of a request whose method is not one of the standard ones.
@@ -86,6 +84,47 @@ pub enum Exposition {
     Public,
     /// The public series and the per-organization ones (for a bearer of `BYOC_METRICS_TOKEN`).
     WithOrganizations,
+}
+
+/// Why a status callback was refused: the `reason` label of `byoc_twilio_webhook_refusals_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookRefusal {
+    /// No `org` in the URL, or not an organization id.
+    UnknownOrganization,
+    /// No `X-Twilio-Signature` header.
+    MissingSignature,
+    /// The organization sent more callbacks than `BYOC_TWILIO_WEBHOOK_PER_MINUTE` allows.
+    RateLimited,
+    /// The organization has no usable Twilio credential.
+    NoCredential,
+    /// The form's `AccountSid` is not the account of the organization's credential.
+    AccountMismatch,
+    /// The signature does not check out with the organization's auth token.
+    BadSignature,
+}
+
+impl WebhookRefusal {
+    /// Every reason, in the order they are checked.
+    pub const ALL: [WebhookRefusal; 6] = [
+        WebhookRefusal::UnknownOrganization,
+        WebhookRefusal::MissingSignature,
+        WebhookRefusal::RateLimited,
+        WebhookRefusal::NoCredential,
+        WebhookRefusal::AccountMismatch,
+        WebhookRefusal::BadSignature,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookRefusal::UnknownOrganization => "unknown_organization",
+            WebhookRefusal::MissingSignature => "missing_signature",
+            WebhookRefusal::RateLimited => "rate_limited",
+            WebhookRefusal::NoCredential => "no_credential",
+            WebhookRefusal::AccountMismatch => "account_mismatch",
+            WebhookRefusal::BadSignature => "bad_signature",
+        }
+    }
 }
 
 /// The service's metrics, registered in two registries: the public series and the per-organization ones.

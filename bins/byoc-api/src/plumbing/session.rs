@@ -21,7 +21,7 @@ use ring::digest;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::error::ApiError;
+use crate::plumbing::error::ApiError;
 
 /// The session cookie (its value is the random session id).
 pub const SESSION_COOKIE: &str = "byoc_session";

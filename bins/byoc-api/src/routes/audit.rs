@@ -3,10 +3,10 @@
 use actix_web::{get, web};
 use byoc_credential_store::{AuditEventId, AuditPage};
 
-use crate::caller::{Caller, Permission};
-use crate::dto::{AuditEntryDto, AuditQuery};
-use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
+use crate::plumbing::caller::{Caller, Permission};
+use crate::plumbing::dto::{AuditEntryDto, AuditQuery};
+use crate::plumbing::error::{ApiError, ErrorBody};
+use crate::startup::state::AppState;
 
 /// Reads the audit log, newest first: `?limit=` (1–200, default 50) and `?before=` (the last id of the
 /// previous page). Every member.

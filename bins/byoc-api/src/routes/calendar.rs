@@ -23,12 +23,13 @@ use byoc_providers::{AvailabilityRequest, CalendarAvailability};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::caller::{Caller, Permission};
-use crate::dto::{AvailabilityQuery, AvailabilityResponse, TimeSlot};
-use crate::error::{ApiError, CauseChain, ErrorBody};
-use crate::outbound::purpose;
-use crate::state::AppState;
-use crate::usage::Guarded;
+use crate::plumbing::caller::{Caller, Permission};
+use crate::plumbing::dto::{AvailabilityQuery, AvailabilityResponse, TimeSlot};
+use crate::plumbing::error::{ApiError, CauseChain, ErrorBody};
+use crate::startup::state::AppState;
+use crate::usecases::outbound::purpose;
+use crate::usecases::refused_use::mark_refused;
+use crate::usecases::usage::Guarded;
 
 /// The query as sent (parsed by [`AvailabilityRequest::parse`], so a bad value answers 422 naming it).
 #[derive(Debug, Deserialize)]
@@ -88,16 +89,14 @@ pub async fn availability(
         Err(error) => {
             if error.is_credential_failure() {
                 google.forget_token(&credential.payload).await;
-                if let Some(id) = credential.credential_id {
-                    if let Err(record_error) = state
-                        .credential_service
-                        .record_refused_use(tenant, id, error.to_string())
-                        .await
-                    {
-                        tracing::warn!(error = %CauseChain(&record_error), "cannot mark the Google Calendar credential failed");
-                    }
-                }
             }
+            mark_refused(
+                &state.credential_service,
+                tenant,
+                credential.credential_id,
+                &error,
+            )
+            .await;
             return Err(ApiError::from(error));
         }
     };

@@ -9,16 +9,16 @@ use byoc_credential_store::{CredentialId, CredentialServiceError, CredentialType
 use byoc_credential_types::CredentialPayload;
 use uuid::Uuid;
 
-use crate::caller::{Caller, Permission};
-use crate::dto::{
+use crate::plumbing::caller::{Caller, Permission};
+use crate::plumbing::dto::{
     AddGoogleCalendarRequest, AddTwilioRequest, CredentialRow, DeleteQuery, DeleteResponse,
     VerifyResponse,
 };
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiJson;
-use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::usage::Guarded;
+use crate::plumbing::error::{ApiError, ErrorBody};
+use crate::plumbing::extract::ApiJson;
+use crate::plumbing::metrics::Metrics;
+use crate::startup::state::AppState;
+use crate::usecases::usage::Guarded;
 use crate::usecases::verification;
 
 /// Lists the organization's credentials (metadata only, newest first; never a secret). Every member.
@@ -144,7 +144,7 @@ pub async fn add_google_calendar(
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
-#[post("/api/organization/credentials/{id}/verify")]
+#[post("/api/organization/credentials/{id:[0-9a-fA-F-]+}/verify")]
 pub async fn verify_credential(
     caller: Caller,
     id: web::Path<Uuid>,
@@ -196,7 +196,7 @@ pub async fn verify_credential(
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
-#[delete("/api/organization/credentials/{id}")]
+#[delete("/api/organization/credentials/{id:[0-9a-fA-F-]+}")]
 pub async fn delete_credential(
     caller: Caller,
     id: web::Path<Uuid>,

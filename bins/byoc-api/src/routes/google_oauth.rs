@@ -2,7 +2,7 @@
 //!
 //! The `state` sent to Google is `{id}.{org}.{user}.{expires}.{tag}`: the id of an `oauth_states` row (which
 //! holds the PKCE verifier, encrypted, and the OAuth client used), the organization and user it is bound to, its
-//! expiry (unix seconds), and an HMAC-SHA256 tag over all of that ([`OAuthStateKey`]). The start also sets the
+//! expiry (unix seconds), and an HMAC-SHA256 tag over all of that ([`OAuthStateKey`](crate::usecases::oauth_state::OAuthStateKey)). The start also sets the
 //! cookie [`BINDING_COOKIE`] (HttpOnly, `SameSite=Lax`, path of the callback) to the state id, so the callback
 //! only completes in the browser that started it.
 //!
@@ -39,21 +39,21 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use byoc_credential_store::service::CredentialSelector;
 use byoc_credential_store::{
     CredentialId, CredentialServiceError, CredentialType, DisplayName, EncryptedEnvelope,
-    NewOAuthState, OAuthStateId, OrgId, StoreError, Tenant, UserId,
+    NewOAuthState, OAuthStateId, OrgId, StoreError, Tenant,
 };
 use byoc_credential_types::GoogleCalendarCredential;
 use byoc_crypto::EnvelopeContext;
 use byoc_providers::{Pkce, ProviderError};
-use chrono::{DateTime, Utc};
-use ring::{hkdf, hmac};
+use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::caller::{Caller, Permission};
-use crate::dto::GoogleCallbackQuery;
-use crate::error::{ApiError, CauseChain, ErrorBody};
-use crate::outbound::purpose;
-use crate::state::AppState;
+use crate::plumbing::caller::{Caller, Permission};
+use crate::plumbing::dto::GoogleCallbackQuery;
+use crate::plumbing::error::{ApiError, CauseChain, ErrorBody};
+use crate::startup::state::AppState;
+use crate::usecases::oauth_state::{SignedState, StateRefusal};
+use crate::usecases::outbound::purpose;
 use crate::usecases::verification::verify_credential;
 
 /// How long a started connect may take before its state expires.
@@ -66,116 +66,6 @@ pub const CALLBACK_PATH: &str = "/api/auth/google/callback";
 const SETTINGS_PATH: &str = "/dashboard/settings";
 /// The credential type an OAuth state's PKCE envelope is bound to (envelope associated data).
 const STATE_ENVELOPE_TYPE: &str = "oauth_state";
-
-/// The HMAC key that signs OAuth states: `BYOC_OAUTH_STATE_SECRET` when set, else derived (HKDF-SHA256) from
-/// `BYOC_JWT_SECRET`, else random for this process (states then do not survive a restart or cross replicas).
-pub struct OAuthStateKey(hmac::Key);
-
-/// The verified contents of a state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SignedState {
-    /// The `oauth_states` row.
-    pub id: OAuthStateId,
-    /// The organization it is bound to.
-    pub org_id: OrgId,
-    /// The user it is bound to.
-    pub user_id: UserId,
-    /// When it expires.
-    pub expires_at: DateTime<Utc>,
-}
-
-/// Why a presented state is refused (all answered as 400 `invalid_oauth_state`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum StateRefusal {
-    /// Missing, malformed or with a tag that does not match.
-    #[error("the OAuth state is missing or not one byoc issued")]
-    Forged,
-    /// Past its expiry.
-    #[error("the OAuth state has expired; start again")]
-    Expired,
-    /// Already used, or its row is gone.
-    #[error("the OAuth state was already used or is unknown; start again")]
-    Replayed,
-    /// Presented from another browser or by another user than the one who started.
-    #[error("the OAuth state belongs to another user or browser")]
-    OtherUser,
-}
-
-impl From<StateRefusal> for ApiError {
-    fn from(refusal: StateRefusal) -> ApiError {
-        ApiError::invalid_oauth_state(refusal.to_string())
-    }
-}
-
-impl OAuthStateKey {
-    /// The key from a dedicated secret, else from the JWT secret, else random.
-    pub fn new(
-        dedicated: Option<&SecretString>,
-        jwt_secret: Option<&SecretString>,
-    ) -> Result<OAuthStateKey, ring::error::Unspecified> {
-        let derive = |secret: &SecretString| {
-            let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"byoc oauth state")
-                .extract(secret.expose_secret().as_bytes());
-            prk.expand(&[b"hmac-sha256 v1"], hmac::HMAC_SHA256)
-                .map(|okm| OAuthStateKey(hmac::Key::from(okm)))
-        };
-        match dedicated.or(jwt_secret) {
-            Some(secret) => derive(secret),
-            None => {
-                tracing::warn!("no BYOC_OAUTH_STATE_SECRET or BYOC_JWT_SECRET: Google connect states are signed with a per-process key");
-                hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
-                    .map(OAuthStateKey)
-            }
-        }
-    }
-
-    fn payload(state: &SignedState) -> String {
-        format!(
-            "{}.{}.{}.{}",
-            state.id,
-            state.org_id,
-            state.user_id,
-            state.expires_at.timestamp()
-        )
-    }
-
-    /// The state text to send to Google.
-    pub fn sign(&self, state: &SignedState) -> String {
-        let payload = OAuthStateKey::payload(state);
-        let tag = hmac::sign(&self.0, payload.as_bytes());
-        format!("{payload}.{}", hex::encode(tag.as_ref()))
-    }
-
-    /// Checks the tag (constant time) and the expiry at `now`.
-    pub fn verify(&self, text: &str, now: DateTime<Utc>) -> Result<SignedState, StateRefusal> {
-        let (payload, tag) = text.rsplit_once('.').ok_or(StateRefusal::Forged)?;
-        let tag = hex::decode(tag).map_err(|_| StateRefusal::Forged)?;
-        hmac::verify(&self.0, payload.as_bytes(), &tag).map_err(|_| StateRefusal::Forged)?;
-        let mut parts = payload.split('.');
-        let mut next = || parts.next().ok_or(StateRefusal::Forged);
-        let id = next()?
-            .parse::<OAuthStateId>()
-            .map_err(|_| StateRefusal::Forged)?;
-        let org_id = next()?.parse::<OrgId>().map_err(|_| StateRefusal::Forged)?;
-        let user_id = next()?
-            .parse::<UserId>()
-            .map_err(|_| StateRefusal::Forged)?;
-        let expires_at = next()?
-            .parse::<i64>()
-            .ok()
-            .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
-            .ok_or(StateRefusal::Forged)?;
-        if expires_at <= now {
-            return Err(StateRefusal::Expired);
-        }
-        Ok(SignedState {
-            id,
-            org_id,
-            user_id,
-            expires_at,
-        })
-    }
-}
 
 /// The OAuth client a connect uses: the organization's own (from its Google Calendar credential) or the
 /// platform's (`GOOGLE_OAUTH_CLIENT_ID`/`SECRET`).
@@ -493,7 +383,7 @@ async fn complete(
     state
         .outbound
         .usage
-        .admit(tenant.org_id, crate::usage::Guarded::ProviderCall)
+        .admit(tenant.org_id, crate::usecases::usage::Guarded::ProviderCall)
         .map_err(|_| "rate_limited".to_owned())?;
     let exchanged = state
         .outbound

@@ -7,10 +7,10 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::bearer_token;
-use crate::error::{ApiError, ErrorBody};
-use crate::metrics::{Exposition, Metrics};
-use crate::state::AppState;
+use crate::plumbing::auth::bearer_token;
+use crate::plumbing::error::{ApiError, ErrorBody};
+use crate::plumbing::metrics::{Exposition, Metrics};
+use crate::startup::state::AppState;
 
 /// The liveness and readiness answer.
 #[derive(Debug, Serialize, ToSchema)]

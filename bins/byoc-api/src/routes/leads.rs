@@ -6,12 +6,12 @@ use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpResponse};
 use byoc_credential_types::E164Phone;
 
-use crate::caller::{Caller, Permission};
-use crate::dto::{LeadRequest, LeadResponse};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiJson;
-use crate::routes::sms::send_hot_lead_alert;
-use crate::state::AppState;
+use crate::plumbing::caller::{Caller, Permission};
+use crate::plumbing::dto::{LeadRequest, LeadResponse};
+use crate::plumbing::error::{ApiError, ErrorBody};
+use crate::plumbing::extract::ApiJson;
+use crate::startup::state::AppState;
+use crate::usecases::alerts::send_hot_lead_alert;
 
 /// The highest lead score.
 pub const MAX_SCORE: u8 = 100;
@@ -74,7 +74,17 @@ pub async fn create_lead(
         .map_err(ApiError::from)?;
     let hot = lead.score >= organization.hot_lead_threshold.get();
     let sms = if hot {
-        Some(send_hot_lead_alert(&state, &caller.tenant, notify_phone, name, "sms:hot_lead").await?)
+        Some(
+            send_hot_lead_alert(
+                &state.credential_service,
+                &state.outbound,
+                &caller.tenant,
+                notify_phone,
+                name,
+                "sms:hot_lead",
+            )
+            .await?,
+        )
     } else {
         None
     };

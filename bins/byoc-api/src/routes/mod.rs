@@ -1,4 +1,6 @@
-//! The HTTP endpoints, registered by [`configure`].
+//! The HTTP endpoints of the JSON API, registered by [`configure`].
+//! Handlers parse the request, check the caller's role and call the credential service or a use case
+//! ([`crate::usecases`]); they use the HTTP plumbing ([`crate::plumbing`]) and nothing here is used by it.
 
 pub mod audit;
 pub mod calendar;
@@ -28,7 +30,5 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(twilio_webhook::twilio_status)
         .service(health::healthz)
         .service(health::readyz)
-        .service(health::metrics)
-        .service(crate::openapi::openapi_json)
-        .configure(crate::settings::configure);
+        .service(health::metrics);
 }

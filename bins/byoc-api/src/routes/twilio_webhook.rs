@@ -26,12 +26,12 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, CauseChain, ErrorBody};
-use crate::metrics::Metrics;
-use crate::outbound::purpose;
-use crate::routes::sms::status_callback_url;
-use crate::state::AppState;
-use crate::usage::Guarded;
+use crate::plumbing::error::{ApiError, CauseChain, ErrorBody};
+use crate::plumbing::metrics::{Metrics, WebhookRefusal};
+use crate::startup::state::AppState;
+use crate::usecases::alerts::status_callback_url;
+use crate::usecases::outbound::purpose;
+use crate::usecases::usage::Guarded;
 
 /// The service principal the webhook acts as (audit actor `service:twilio-webhook`).
 pub const WEBHOOK_SERVICE: &str = "twilio-webhook";
@@ -44,47 +44,6 @@ pub struct StatusRecorded {
     /// False when the message is not one this organization sent through byoc, or the status is older than the
     /// one recorded (nothing to update).
     pub recorded: bool,
-}
-
-/// Why a status callback was refused: the `reason` label of `byoc_twilio_webhook_refusals_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookRefusal {
-    /// No `org` in the URL, or not an organization id.
-    UnknownOrganization,
-    /// No `X-Twilio-Signature` header.
-    MissingSignature,
-    /// The organization sent more callbacks than `BYOC_TWILIO_WEBHOOK_PER_MINUTE` allows.
-    RateLimited,
-    /// The organization has no usable Twilio credential.
-    NoCredential,
-    /// The form's `AccountSid` is not the account of the organization's credential.
-    AccountMismatch,
-    /// The signature does not check out with the organization's auth token.
-    BadSignature,
-}
-
-impl WebhookRefusal {
-    /// Every reason, in the order they are checked.
-    pub const ALL: [WebhookRefusal; 6] = [
-        WebhookRefusal::UnknownOrganization,
-        WebhookRefusal::MissingSignature,
-        WebhookRefusal::RateLimited,
-        WebhookRefusal::NoCredential,
-        WebhookRefusal::AccountMismatch,
-        WebhookRefusal::BadSignature,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookRefusal::UnknownOrganization => "unknown_organization",
-            WebhookRefusal::MissingSignature => "missing_signature",
-            WebhookRefusal::RateLimited => "rate_limited",
-            WebhookRefusal::NoCredential => "no_credential",
-            WebhookRefusal::AccountMismatch => "account_mismatch",
-            WebhookRefusal::BadSignature => "bad_signature",
-        }
-    }
 }
 
 fn organization(request: &HttpRequest) -> Option<OrgId> {

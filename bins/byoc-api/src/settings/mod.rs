@@ -2,15 +2,14 @@
 //! revoke and purge them, "Connect Google Calendar", "Send test SMS" and the recent audit events.
 //!
 //! Signing in exchanges a bearer token for a server-side session (a random id in the cookie, its hash in the
-//! store, see [`session`]); signing out deletes it. The server renders the page for the session's organization
+//! store, see [`crate::plumbing::session`]); signing out deletes it. The server renders the page for the session's organization
 //! and role ([`view`]); controls a role may not use are not rendered. The page's script (embedded from `assets/`, no CDN) submits its forms with `fetch()` to the
-//! JSON API, authenticated by the session cookie plus the CSRF header ([`session`]), then re-renders.
+//! JSON API, authenticated by the session cookie plus the CSRF header ([`crate::plumbing::session`]), then re-renders.
 
-pub mod session;
 pub mod view;
 
 use actix_web::http::header::{self, ContentType};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{get, post, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use byoc_credential_store::AuditPage;
 use serde::Deserialize;
@@ -18,10 +17,11 @@ use serde::Deserialize;
 use byoc_credential_store::{NewDashboardSession, OrgId, Tenant, UserId};
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::caller::{authenticate_session, with_role, Caller};
-use crate::dto::{AuditEntryDto, CredentialRow};
-use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
+use crate::plumbing::caller::{authenticate_session, with_role, Caller};
+use crate::plumbing::dto::{AuditEntryDto, CredentialRow};
+use crate::plumbing::error::{ApiError, ErrorBody};
+use crate::plumbing::session;
+use crate::startup::state::AppState;
 use view::{GoogleResult, SettingsView, SignInView};
 
 /// The page's path.
@@ -35,6 +35,15 @@ const SCRIPT: &str = include_str!("../../assets/settings.js");
 /// The page's content security policy: only its own script and stylesheet, no framing.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The page's routes that the OpenAPI document leaves out (forms and assets), for 405 answers; a test checks
+/// each is served.
+pub const UNDOCUMENTED_ROUTES: [(&str, Method); 4] = [
+    ("/dashboard/session", Method::POST),
+    ("/dashboard/signout", Method::POST),
+    ("/dashboard/assets/settings.css", Method::GET),
+    ("/dashboard/assets/settings.js", Method::GET),
+];
 
 /// Registers the page, its sign-in/sign-out forms and its assets.
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -92,7 +101,7 @@ pub async fn settings_page(
         }
         return sign_in_page(&state, StatusCode::OK, None);
     };
-    let caller = match authenticate_session(&state, &session_id).await {
+    let caller = match authenticate_session(&state.authenticator, &session_id).await {
         Ok(caller) => caller,
         Err(error) if is_session_refusal(&error) => {
             let mut response = sign_in_page(
@@ -221,12 +230,12 @@ async fn sign_in(
         );
     }
     let signed_in = async {
-        let claims = state.tokens.verify(token.trim()).await?;
+        let claims = state.authenticator.tokens.verify(token.trim()).await?;
         let tenant = Tenant::user(
             OrgId::from_uuid(claims.org_id),
             UserId::from_uuid(claims.sub),
         );
-        let caller = with_role(&state, tenant).await?;
+        let caller = with_role(&state.authenticator, tenant).await?;
         start_session(&state, &caller, claims.exp).await
     };
     match signed_in.await {

@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
-use crate::caller::{Caller, Permission};
-use crate::dto::{AuditEntryDto, CredentialRow, VerificationStatusDto};
+use crate::plumbing::caller::{Caller, Permission};
+use crate::plumbing::dto::{AuditEntryDto, CredentialRow, VerificationStatusDto};
 
 /// The Account SID rule of the server, as an HTML `pattern` (anchored by the browser).
 pub const ACCOUNT_SID_PATTERN: &str = "AC[0-9a-fA-F]{32}";

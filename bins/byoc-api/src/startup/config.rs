@@ -12,6 +12,8 @@ use byoc_runtime::config::{environment, invalid, parse_url};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::usecases::outbound::GoogleOAuthClient;
+
 pub use byoc_runtime::config::{
     AuthConfig, ConfigError, DatabaseUrl, Deployment, RuntimeConfig, TokenClaimRules,
 };
@@ -19,15 +21,6 @@ pub use byoc_runtime::config::{
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// The shortest `BYOC_METRICS_TOKEN` accepted.
 const MIN_METRICS_TOKEN_LEN: usize = 32;
-
-/// The platform's Google OAuth app (`GOOGLE_OAUTH_CLIENT_ID`, `GOOGLE_OAUTH_CLIENT_SECRET`).
-#[derive(Clone)]
-pub struct GoogleOAuthClient {
-    /// The OAuth client id (not secret).
-    pub client_id: String,
-    /// The OAuth client secret.
-    pub client_secret: SecretString,
-}
 
 /// Everything the service reads from its environment.
 pub struct Config {
@@ -43,7 +36,7 @@ pub struct Config {
     pub google_oauth_client: Option<GoogleOAuthClient>,
     /// Per-organization rate limits and the daily provider-call warning (`BYOC_SMS_PER_MINUTE`,
     /// `BYOC_PROVIDER_CALLS_PER_MINUTE`, `BYOC_PROVIDER_DAILY_WARNING`).
-    pub usage: crate::usage::UsageConfig,
+    pub usage: crate::usecases::usage::UsageConfig,
     /// `BYOC_OAUTH_STATE_SECRET`: signs Google connect states (default: derived from `BYOC_JWT_SECRET`).
     pub oauth_state_secret: Option<SecretString>,
     /// `BYOC_METRICS_TOKEN`: the bearer token that unlocks the per-organization series of `/metrics`; without
@@ -91,7 +84,7 @@ impl Config {
                 ))
             }
         };
-        let usage = crate::usage::UsageConfig::from_lookup(get)?;
+        let usage = crate::usecases::usage::UsageConfig::from_lookup(get)?;
         let oauth_state_secret = get("BYOC_OAUTH_STATE_SECRET").map(SecretString::from);
         let metrics_token = get("BYOC_METRICS_TOKEN").map(|text| SecretString::from(text.trim()));
         if metrics_token

@@ -1,24 +1,36 @@
-//! Building the HTTP [`Application`] from configuration around the opened [`Services`] (bound listener, graceful
-//! shutdown on SIGTERM/SIGINT).
+//! Start-up: the service's configuration ([`config`]), the state handlers receive ([`state`]), and building the
+//! HTTP [`Application`] around the opened [`Services`] (bound listener, routes and settings page, graceful
+//! shutdown on SIGTERM/SIGINT). Nothing below start-up imports [`Application`].
+
+pub mod config;
+pub mod openapi;
+pub mod state;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use byoc_credential_store::CredentialService;
 use byoc_providers::ProviderClients;
 use byoc_runtime::{DevSession, Services, StartupError};
 use url::Url;
+use utoipa::OpenApi;
 
-use crate::auth::TokenVerifier;
-use crate::config::Config;
-use crate::error::{form_error, json_error, path_error, query_error, ApiError};
-use crate::metrics::{track_requests, Metrics, PerOrganizationAccess};
-use crate::state::AppState;
+use crate::plumbing::auth::TokenVerifier;
+use crate::plumbing::caller::Authenticator;
+use crate::plumbing::error::{form_error, json_error, path_error, query_error};
+use crate::plumbing::metrics::{track_requests, Metrics, PerOrganizationAccess};
+use crate::plumbing::routing::{unrouted, RouteTable};
+use crate::startup::config::Config;
+use crate::startup::state::AppState;
+use crate::usecases::oauth_state::OAuthStateKey;
+use crate::usecases::outbound::Outbound;
+use crate::usecases::usage::{DailyCounters, Usage};
+use crate::usecases::write_behind::WriteBehind;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -29,7 +41,7 @@ pub struct Application {
     public_url: Url,
     server: Server,
     credential_service: CredentialService,
-    writes: Arc<crate::write_behind::WriteBehind>,
+    writes: Arc<WriteBehind>,
     dev: Option<DevSession>,
 }
 
@@ -62,14 +74,9 @@ impl Application {
         let metrics =
             Metrics::new().map_err(|error| StartupError::Setup(format!("metrics: {error}")))?;
         let credential_service = services.credential_service.clone();
-        let counters = crate::usage::DailyCounters::new(
-            config.usage,
-            Arc::clone(&services.repository),
-            &metrics,
-        )
-        .map_err(|error| StartupError::Setup(format!("usage metrics: {error}")))?;
+        let counters = DailyCounters::new(config.usage, Arc::clone(&services.repository));
         let writes = Arc::new(
-            crate::write_behind::WriteBehind::start(
+            WriteBehind::start(
                 Arc::clone(&services.repository),
                 Arc::new(counters),
                 services.credential_service.clone(),
@@ -77,30 +84,38 @@ impl Application {
             )
             .map_err(|error| StartupError::Setup(format!("write-behind metrics: {error}")))?,
         );
-        let outbound = crate::outbound::Outbound {
-            usage: crate::usage::Usage::new(config.usage, Arc::clone(&writes)),
+        let usage = Usage::new(config.usage, Arc::clone(&writes), &metrics)
+            .map_err(|error| StartupError::Setup(format!("usage metrics: {error}")))?;
+        let outbound = Outbound {
+            usage,
             writes: Arc::clone(&writes),
             public_url: public_url.clone(),
             google_oauth_client: config.google_oauth_client.clone(),
-            oauth_state_key: crate::routes::google_oauth::OAuthStateKey::new(
+            oauth_state_key: OAuthStateKey::new(
                 config.oauth_state_secret.as_ref(),
                 services.auth.jwt_secret.as_ref(),
             )
             .map_err(|_| StartupError::Setup("OAuth state key: no randomness".to_owned()))?,
             providers: providers.clone(),
         };
+        let authenticator = web::Data::new(Authenticator {
+            tokens: TokenVerifier::new(&services.auth, http),
+            repository: Arc::clone(&services.repository),
+            credential_service: services.credential_service.clone(),
+        });
         let state = web::Data::new(AppState {
             credential_service: services.credential_service,
             verifiers: providers.verifier_registry(),
             repository: services.repository,
             keyring: services.keyring,
-            tokens: TokenVerifier::new(&services.auth, http),
+            authenticator,
             outbound,
             secure_cookies: public_url.scheme() == "https",
             metrics_access: PerOrganizationAccess::new(config.metrics_token.as_ref())
                 .map_err(|_| StartupError::Setup("metrics token: no randomness".to_owned()))?,
         });
         let metrics = web::Data::new(metrics);
+        let route_table = web::Data::new(route_table());
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(
@@ -110,6 +125,7 @@ impl Application {
                 )
                 .wrap(from_fn(track_requests))
                 .app_data(state.clone())
+                .app_data(state.authenticator.clone())
                 .app_data(metrics.clone())
                 .app_data(
                     web::JsonConfig::default()
@@ -123,10 +139,11 @@ impl Application {
                 )
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(route_table.clone())
                 .configure(crate::routes::configure)
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::no_route())
-                }))
+                .configure(crate::settings::configure)
+                .service(openapi::openapi_json)
+                .default_service(web::to(unrouted))
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)
@@ -182,4 +199,28 @@ impl Application {
         tracing::info!("byoc-api stopped");
         served
     }
+}
+
+/// Every served path and its methods: the OpenAPI document's operations and the settings page's forms and
+/// assets (which the document leaves out).
+pub fn route_table() -> RouteTable {
+    let mut table = RouteTable::default();
+    for (path, item) in openapi::ApiDoc::openapi().paths.paths {
+        let operations = [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+        ];
+        for (method, operation) in operations {
+            if operation.is_some() {
+                table.add(&path, method);
+            }
+        }
+    }
+    for (path, method) in crate::settings::UNDOCUMENTED_ROUTES {
+        table.add(path, method);
+    }
+    table
 }

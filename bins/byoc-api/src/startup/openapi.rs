@@ -5,7 +5,7 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{ErrorBody, ErrorDetail};
+use crate::plumbing::error::{ErrorBody, ErrorDetail};
 
 /// The service's OpenAPI document.
 #[derive(OpenApi)]
@@ -33,19 +33,19 @@ use crate::error::{ErrorBody, ErrorDetail};
     components(schemas(
         ErrorBody,
         ErrorDetail,
-        crate::dto::CredentialRow,
-        crate::dto::VerificationStatusDto,
-        crate::dto::AuditEntryDto,
-        crate::dto::AddTwilioRequest,
-        crate::dto::AddGoogleCalendarRequest,
-        crate::dto::VerifyResponse,
-        crate::dto::DeleteResponse,
-        crate::dto::SmsTestRequest,
-        crate::dto::SmsResult,
-        crate::dto::LeadRequest,
-        crate::dto::LeadResponse,
-        crate::dto::TimeSlot,
-        crate::dto::AvailabilityResponse,
+        crate::plumbing::dto::CredentialRow,
+        crate::plumbing::dto::VerificationStatusDto,
+        crate::plumbing::dto::AuditEntryDto,
+        crate::plumbing::dto::AddTwilioRequest,
+        crate::plumbing::dto::AddGoogleCalendarRequest,
+        crate::plumbing::dto::VerifyResponse,
+        crate::plumbing::dto::DeleteResponse,
+        crate::plumbing::dto::SmsTestRequest,
+        crate::plumbing::dto::SmsResult,
+        crate::plumbing::dto::LeadRequest,
+        crate::plumbing::dto::LeadResponse,
+        crate::plumbing::dto::TimeSlot,
+        crate::plumbing::dto::AvailabilityResponse,
         crate::routes::twilio_webhook::StatusRecorded,
     )),
     modifiers(&BearerAuth),

@@ -1,4 +1,5 @@
-//! The state every handler shares: the store, the credential service, the keyring, the token verifier.
+//! The state every handler receives: the store, the credential service, the keyring, the authenticator, the
+//! provider clients and limits.
 
 use std::sync::Arc;
 
@@ -6,8 +7,12 @@ use byoc_credential_store::{CredentialRepository, CredentialService};
 use byoc_crypto::Keyring;
 use byoc_providers::VerifierRegistry;
 
-use crate::auth::TokenVerifier;
-use crate::error::ApiError;
+use actix_web::web;
+
+use crate::plumbing::caller::Authenticator;
+use crate::plumbing::error::{ApiError, CauseChain};
+use crate::plumbing::metrics::PerOrganizationAccess;
+use crate::usecases::outbound::Outbound;
 
 /// Shared, cheaply clonable application state (held in `web::Data`).
 pub struct AppState {
@@ -15,25 +20,25 @@ pub struct AppState {
     pub repository: Arc<dyn CredentialRepository>,
     /// The loaded keyring.
     pub keyring: Arc<Keyring>,
-    /// Bearer-token verification.
-    pub tokens: TokenVerifier,
+    /// Names the caller of a request (also registered on its own, for the [`Caller`](crate::plumbing::caller::Caller) extractor).
+    pub authenticator: web::Data<Authenticator>,
     /// The credential service: store, list, verify, deactivate, purge, read, audit (one per process).
     pub credential_service: CredentialService,
     /// The providers' verifiers.
     pub verifiers: VerifierRegistry,
     /// Provider clients, limits and callback settings of the endpoints that use credentials.
-    pub outbound: crate::outbound::Outbound,
+    pub outbound: Outbound,
     /// Whether the settings page's cookies carry `Secure` (`BYOC_PUBLIC_URL` is https).
     pub secure_cookies: bool,
     /// Who may read the per-organization series of `/metrics` (`BYOC_METRICS_TOKEN`).
-    pub metrics_access: crate::metrics::PerOrganizationAccess,
+    pub metrics_access: PerOrganizationAccess,
 }
 
 impl AppState {
     /// Readiness: the database answers a ping (the keyring is loaded whenever the state exists).
     pub async fn check_ready(&self) -> Result<(), ApiError> {
         self.repository.ping().await.map_err(|error| {
-            tracing::warn!(error = %crate::error::CauseChain(&error), "readiness check: database unreachable");
+            tracing::warn!(error = %CauseChain(&error), "readiness check: database unreachable");
             ApiError::database_unavailable()
         })?;
         tracing::debug!(active_key_version = %self.keyring.active_version(), "readiness check passed");

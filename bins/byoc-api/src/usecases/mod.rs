@@ -1,4 +1,19 @@
-//! What the routes and the settings page do with credentials beyond a single store call: the steps that
-//! involve a provider.
+//! What the routes and the settings page do beyond a single store call: the steps that involve a provider, and
+//! the limits and records around provider calls. Use cases take the services they need as arguments and import
+//! only the HTTP plumbing ([`crate::plumbing`]), never a route, the page or start-up.
+//!
+//! - [`alerts`]: sending the hot-lead SMS (test SMS and leads) and its status-callback URL.
+//! - [`verification`]: verifying a stored credential with its provider.
+//! - [`refused_use`]: a provider refused a stored credential in use: mark it failed.
+//! - [`oauth_state`]: signing and checking Google connect states.
+//! - [`outbound`]: the provider clients and settings the using endpoints share.
+//! - [`usage`]: per-organization rate limits and provider-call counters; [`write_behind`]: the records of
+//!   provider calls, queued while the database is unavailable.
 
+pub mod alerts;
+pub mod oauth_state;
+pub mod outbound;
+pub mod refused_use;
+pub mod usage;
 pub mod verification;
+pub mod write_behind;

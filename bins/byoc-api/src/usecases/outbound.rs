@@ -1,5 +1,5 @@
 //! [`Outbound`]: what the endpoints that *use* an organization's credentials share — the provider clients,
-//! the per-organization limits and counters ([`crate::usage`]), the public URL that Twilio and Google call
+//! the per-organization limits and counters ([`crate::usecases::usage`]), the public URL that Twilio and Google call
 //! back, the platform's Google OAuth client and the OAuth state key.
 //!
 //! Every credential these endpoints use is read through the credential service
@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use byoc_credential_store::Purpose;
 use byoc_providers::ProviderClients;
+use secrecy::SecretString;
 use url::Url;
 
-use crate::config::GoogleOAuthClient;
-use crate::error::ApiError;
-use crate::routes::google_oauth::OAuthStateKey;
-use crate::usage::Usage;
-use crate::write_behind::WriteBehind;
+use crate::plumbing::error::ApiError;
+use crate::usecases::oauth_state::OAuthStateKey;
+use crate::usecases::usage::Usage;
+use crate::usecases::write_behind::WriteBehind;
 
 /// The shared parts of the SMS, leads, availability, Google connect and Twilio webhook endpoints.
 pub struct Outbound {
@@ -31,6 +31,15 @@ pub struct Outbound {
     pub google_oauth_client: Option<GoogleOAuthClient>,
     /// Signs and checks OAuth states.
     pub oauth_state_key: OAuthStateKey,
+}
+
+/// The platform's Google OAuth app (`GOOGLE_OAUTH_CLIENT_ID`, `GOOGLE_OAUTH_CLIENT_SECRET`).
+#[derive(Clone)]
+pub struct GoogleOAuthClient {
+    /// The OAuth client id (not secret).
+    pub client_id: String,
+    /// The OAuth client secret.
+    pub client_secret: SecretString,
 }
 
 /// The purpose of a credential read, as audited (`sms:test`, `sms:hot_lead`, `calendar:availability`, …).

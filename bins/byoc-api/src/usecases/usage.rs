@@ -7,29 +7,32 @@
 //!   callbacks have a bucket of their own (`BYOC_TWILIO_WEBHOOK_PER_MINUTE`, default 120), taken before the
 //!   callback's credential is read.
 //! - Daily counters of provider calls and failures per organization and provider, kept in the store
-//!   (`provider_usage`, so they survive restarts and add up across replicas) and exposed as the gauges
-//!   `byoc_provider_calls_today` and `byoc_provider_failures_today` (labels `org_id`, `provider`; reset at
-//!   midnight UTC; served only to a scrape bearing `BYOC_METRICS_TOKEN`, see [`crate::metrics`]).
+//!   (`provider_usage_daily`, so they survive restarts and add up across replicas).
+//! - The counters `byoc_provider_calls_total` and `byoc_provider_failures_total` (labels `org_id`, `provider`):
+//!   the calls **this process** made, counted when made, so summing them over replicas
+//!   (`sum by (org_id, provider) (increase(…[1d]))`) gives every replica's calls without counting any twice,
+//!   and a restart is a counter reset Prometheus already handles. Served only to a scrape bearing
+//!   `BYOC_METRICS_TOKEN` (see [`crate::plumbing::metrics`]).
 //! - A warning logged once per organization, provider and day when the day's calls reach
 //!   `BYOC_PROVIDER_DAILY_WARNING` (default 1000): only the call whose increment crosses the threshold logs, so
 //!   the warning appears once however many replicas count.
 //! - Counting never fails or holds up the request that made the call: while the database is unavailable the
-//!   counts are queued and written when it is back ([`crate::write_behind`]).
+//!   counts are queued and written when it is back ([`crate::usecases::write_behind`]).
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use byoc_credential_store::{CredentialRepository, CredentialType, OrgId, StoreResult, Tenant};
+use byoc_runtime::config::ConfigError;
 use chrono::{NaiveDate, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use prometheus::{IntGaugeVec, Opts};
+use prometheus::{IntCounterVec, Opts};
 
-use crate::config::ConfigError;
-use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::write_behind::{DeferredWrite, WriteBehind};
+use crate::plumbing::error::ApiError;
+use crate::plumbing::metrics::Metrics;
+use crate::usecases::write_behind::{DeferredWrite, WriteBehind};
 
 const DEFAULT_SMS_PER_MINUTE: u32 = 10;
 const DEFAULT_VERIFICATIONS_PER_MINUTE: u32 = 10;
@@ -135,12 +138,35 @@ pub struct Usage {
     clock: DefaultClock,
     writes: Arc<WriteBehind>,
     limiter_day: Mutex<NaiveDate>,
+    calls: IntCounterVec,
+    failures: IntCounterVec,
 }
 
 impl Usage {
-    /// Builds the limiters; provider calls are counted through `writes` (see [`DailyCounters`]).
-    pub fn new(config: UsageConfig, writes: Arc<WriteBehind>) -> Usage {
-        Usage {
+    /// Builds the limiters and registers this process's provider-call counters in `metrics`; the daily
+    /// counters are written through `writes` (see [`DailyCounters`]).
+    pub fn new(
+        config: UsageConfig,
+        writes: Arc<WriteBehind>,
+        metrics: &Metrics,
+    ) -> Result<Usage, prometheus::Error> {
+        let calls = IntCounterVec::new(
+            Opts::new(
+                "provider_calls_total",
+                "Provider calls this process made with an organization's credentials, by organization and provider (sum over replicas)",
+            ),
+            &["org_id", "provider"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "provider_failures_total",
+                "Failed provider calls this process made, by organization and provider (sum over replicas)",
+            ),
+            &["org_id", "provider"],
+        )?;
+        metrics.register_per_organization(Box::new(calls.clone()))?;
+        metrics.register_per_organization(Box::new(failures.clone()))?;
+        Ok(Usage {
             sms: RateLimiter::keyed(Quota::per_minute(config.sms_per_minute)),
             verifications: RateLimiter::keyed(Quota::per_minute(config.verifications_per_minute)),
             twilio_webhooks: RateLimiter::keyed(Quota::per_minute(
@@ -150,7 +176,9 @@ impl Usage {
             clock: DefaultClock::default(),
             writes,
             limiter_day: Mutex::new(Utc::now().date_naive()),
-        }
+            calls,
+            failures,
+        })
     }
 
     /// Takes one unit of the organization's budget for `what`, or answers 429 with the wait in `Retry-After`.
@@ -183,10 +211,16 @@ impl Usage {
         ApiError::rate_limited(wait.max(Duration::from_secs(1)))
     }
 
-    /// Counts one provider call (and a failure when `succeeded` is false) in the organization's daily counter
-    /// (queued while the database is unavailable, see [`crate::write_behind`]). Never fails the request that
-    /// made the call.
+    /// Counts one provider call (and a failure when `succeeded` is false): in this process's counters now, and
+    /// in the organization's daily counter in the store (queued while the database is unavailable, see
+    /// [`crate::usecases::write_behind`]). Never fails the request that made the call.
     pub async fn record(&self, tenant: &Tenant, provider: CredentialType, succeeded: bool) {
+        let org = tenant.org_id.to_string();
+        let labels = [org.as_str(), provider.as_str()];
+        self.calls.with_label_values(&labels).inc();
+        if !succeeded {
+            self.failures.with_label_values(&labels).inc();
+        }
         let day = Utc::now().date_naive();
         self.forget_old_buckets(day);
         self.writes
@@ -213,49 +247,24 @@ impl Usage {
     }
 }
 
-/// The daily provider-call counters: kept in the store, mirrored in gauges, with the daily warning.
+/// The daily provider-call counters, kept in the store (they add up across replicas and survive restarts),
+/// and the daily warning.
 pub struct DailyCounters {
     repository: Arc<dyn CredentialRepository>,
     daily_warning: u64,
-    calls_today: IntGaugeVec,
-    failures_today: IntGaugeVec,
-    gauge_day: Mutex<NaiveDate>,
 }
 
 impl DailyCounters {
-    /// Registers the gauges in `metrics`; `config` gives the warning threshold.
-    pub fn new(
-        config: UsageConfig,
-        repository: Arc<dyn CredentialRepository>,
-        metrics: &Metrics,
-    ) -> Result<DailyCounters, prometheus::Error> {
-        let calls_today = IntGaugeVec::new(
-            Opts::new(
-                "provider_calls_today",
-                "Provider calls made with an organization's credentials today (UTC), by organization and provider",
-            ),
-            &["org_id", "provider"],
-        )?;
-        let failures_today = IntGaugeVec::new(
-            Opts::new(
-                "provider_failures_today",
-                "Failed provider calls today (UTC), by organization and provider",
-            ),
-            &["org_id", "provider"],
-        )?;
-        metrics.register_per_organization(Box::new(calls_today.clone()))?;
-        metrics.register_per_organization(Box::new(failures_today.clone()))?;
-        Ok(DailyCounters {
+    /// The counters in `repository`; `config` gives the warning threshold.
+    pub fn new(config: UsageConfig, repository: Arc<dyn CredentialRepository>) -> DailyCounters {
+        DailyCounters {
             repository,
             daily_warning: config.daily_warning,
-            calls_today,
-            failures_today,
-            gauge_day: Mutex::new(Utc::now().date_naive()),
-        })
+        }
     }
 
-    /// Adds one call (and a failure when `failed`) of `day` to the organization's counter in the store,
-    /// updates the gauges, and logs the daily warning when this call reaches the threshold.
+    /// Adds one call (and a failure when `failed`) of `day` to the organization's counter in the store, and
+    /// logs the daily warning when this call reaches the threshold.
     pub async fn count(
         &self,
         tenant: &Tenant,
@@ -267,23 +276,11 @@ impl DailyCounters {
             .repository
             .increment_usage(tenant, provider, day, 1, u32::from(failed))
             .await?;
-        let today = Utc::now().date_naive();
-        self.roll_gauges(today);
-        if day != today {
-            return Ok(());
-        }
-        let org = tenant.org_id.to_string();
-        let labels = [org.as_str(), provider.as_str()];
-        self.calls_today
-            .with_label_values(&labels)
-            .set(i64::try_from(counter.calls).unwrap_or(i64::MAX));
-        self.failures_today
-            .with_label_values(&labels)
-            .set(i64::try_from(counter.failures).unwrap_or(i64::MAX));
         if counter.calls >= self.daily_warning && counter.calls - 1 < self.daily_warning {
             tracing::warn!(
                 org_id = %tenant.org_id,
                 provider = provider.as_str(),
+                day = %day,
                 calls = counter.calls,
                 failures = counter.failures,
                 threshold = self.daily_warning,
@@ -291,17 +288,6 @@ impl DailyCounters {
             );
         }
         Ok(())
-    }
-
-    /// Clears the gauges when the UTC day has changed since they were last set.
-    fn roll_gauges(&self, today: NaiveDate) {
-        if let Ok(mut day) = self.gauge_day.lock() {
-            if *day != today {
-                self.calls_today.reset();
-                self.failures_today.reset();
-                *day = today;
-            }
-        }
     }
 }
 

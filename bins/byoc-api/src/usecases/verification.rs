@@ -7,6 +7,8 @@ use byoc_credential_store::{
 };
 use byoc_providers::{ProviderError, VerificationDetails, VerifierRegistry};
 
+use crate::plumbing::error::ApiError;
+
 /// What verifying found.
 #[derive(Debug)]
 pub struct Verification {
@@ -27,6 +29,16 @@ pub enum VerificationError {
     /// The provider could not be asked (an outage, a rate limit, invalid input).
     #[error(transparent)]
     Provider(#[from] ProviderError),
+}
+
+// A verification's failure answers as the credential service's or the provider's error would.
+impl From<VerificationError> for ApiError {
+    fn from(error: VerificationError) -> ApiError {
+        match error {
+            VerificationError::Service(service) => service.into(),
+            VerificationError::Provider(provider) => provider.into(),
+        }
+    }
 }
 
 /// Decrypts credential `id` (owner, admin or service; active only), asks its provider with `verifiers`, and

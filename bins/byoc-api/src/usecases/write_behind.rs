@@ -22,9 +22,9 @@ use prometheus::IntGauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::error::CauseChain;
-use crate::metrics::Metrics;
-use crate::usage::DailyCounters;
+use crate::plumbing::error::CauseChain;
+use crate::plumbing::metrics::Metrics;
+use crate::usecases::usage::DailyCounters;
 
 /// First wait before a queued record is tried again; doubled up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);

@@ -1,4 +1,4 @@
-//! Every error status of the contract, each with the JSON error body: 400, 404, 409, 413, 415, 422, 503.
+//! Every error status of the contract, each with the JSON error body: 400, 404, 405, 409, 413, 415, 422, 503.
 
 use crate::helpers::{
     error_code, spawn_app, spawn_app_behind_proxy, TestApp, TWILIO_AUTH_TOKEN, TWILIO_PHONE,
@@ -363,4 +363,88 @@ async fn an_oversized_request_head_is_refused_with_an_empty_431() {
     let response = request.send().await.expect("sent");
     assert_eq!(response.status(), 431);
     assert!(response.bytes().await.unwrap_or_default().is_empty());
+}
+
+/// Every served path answers its own methods (never 404 or 405), and any other method with 405, an `Allow`
+/// header naming exactly the served methods, and the JSON error body; an unknown path stays 404.
+#[tokio::test]
+async fn a_known_path_asked_with_another_method_is_405_with_allow() {
+    let app = spawn_app().await;
+    let table = byoc_api::startup::route_table();
+    let id = uuid::Uuid::new_v4();
+    let paths = [
+        "/api/organization/credentials".to_owned(),
+        "/api/organization/credentials/twilio".to_owned(),
+        "/api/organization/credentials/google_calendar".to_owned(),
+        format!("/api/organization/credentials/{id}"),
+        format!("/api/organization/credentials/{id}/verify"),
+        "/api/organization/audit".to_owned(),
+        "/api/sms/test".to_owned(),
+        "/api/leads".to_owned(),
+        "/api/calendar/availability".to_owned(),
+        "/api/auth/google/start".to_owned(),
+        "/api/auth/google/callback".to_owned(),
+        "/api/webhooks/twilio/status".to_owned(),
+        "/healthz".to_owned(),
+        "/readyz".to_owned(),
+        "/metrics".to_owned(),
+        "/openapi.json".to_owned(),
+        "/dashboard/settings".to_owned(),
+        "/dashboard/session".to_owned(),
+        "/dashboard/signout".to_owned(),
+        "/dashboard/assets/settings.css".to_owned(),
+        "/dashboard/assets/settings.js".to_owned(),
+    ];
+    let methods = [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ];
+    for path in &paths {
+        let served = table.methods_at(path);
+        assert!(!served.is_empty(), "{path} is not in the route table");
+        let mut allow = served.iter().map(|m| m.as_str()).collect::<Vec<_>>();
+        if allow.contains(&"GET") {
+            allow.push("HEAD");
+            allow.sort_unstable();
+        }
+        for method in &methods {
+            let response = app
+                .client
+                .request(method.clone(), app.url(path))
+                .send()
+                .await
+                .expect("request");
+            let status = response.status().as_u16();
+            if served.iter().any(|m| m.as_str() == method.as_str()) {
+                assert!(
+                    status != 404 && status != 405,
+                    "{method} {path} is in the table but answered {status}"
+                );
+            } else {
+                assert_eq!(status, 405, "{method} {path}");
+                let header = response
+                    .headers()
+                    .get("allow")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
+                assert_eq!(
+                    header.as_deref(),
+                    Some(allow.join(", ").as_str()),
+                    "{method} {path}"
+                );
+                assert_eq!(error_code(response).await, "method_not_allowed");
+            }
+        }
+    }
+    let response = app
+        .client
+        .get(app.url("/api/nothing-here"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    assert_eq!(error_code(response).await, "not_found");
 }

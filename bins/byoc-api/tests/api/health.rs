@@ -287,7 +287,7 @@ async fn organization_ids_are_served_only_with_the_metrics_token() {
     }
     assert!(
         with_token.contains(&format!(
-            r#"byoc_provider_calls_today{{{org_label},provider="twilio"}} 1"#
+            r#"byoc_provider_calls_total{{{org_label},provider="twilio"}} 1"#
         )),
         "{with_token}"
     );
@@ -296,7 +296,7 @@ async fn organization_ids_are_served_only_with_the_metrics_token() {
     assert_eq!(public.status(), 200);
     let public = public.text().await.expect("text");
     assert!(!public.contains(&org.id.to_string()), "{public}");
-    assert!(!public.contains("byoc_provider_calls_today"), "{public}");
+    assert!(!public.contains("byoc_provider_calls_total"), "{public}");
     assert!(public.contains("byoc_http_requests_total"), "{public}");
 
     let wrong = scrape(Some("not-the-metrics-token-not-the-metrics-token")).await;

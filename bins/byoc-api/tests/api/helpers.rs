@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use byoc_api::config::{Config, TokenClaimRules};
+use byoc_api::startup::config::{Config, TokenClaimRules};
 use byoc_api::{Application, Services};
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{

@@ -4,7 +4,8 @@
 //! when its credential went `failed`: the own client's id at start and secret at the exchange, the failed
 //! credential replaced; the platform's client only for an organization without one.
 
-use byoc_api::routes::google_oauth::{OAuthStateKey, SignedState, BINDING_COOKIE};
+use byoc_api::routes::google_oauth::BINDING_COOKIE;
+use byoc_api::usecases::oauth_state::{OAuthStateKey, SignedState};
 use byoc_credential_store::{
     CredentialId, OAuthStateId, Tenant, VerificationOutcome, VerificationStatus,
 };

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use byoc_api::config::Config;
+use byoc_api::startup::config::Config;
 use byoc_providers::RetryPolicy;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -399,7 +399,7 @@ async fn the_sms_rate_limit_answers_429_with_retry_after() {
     let metrics = app.metrics_text_with(METRICS_TOKEN).await;
     assert!(
         metrics.contains(&format!(
-            "byoc_provider_calls_today{{org_id=\"{}\",provider=\"twilio\"}} 2",
+            "byoc_provider_calls_total{{org_id=\"{}\",provider=\"twilio\"}} 2",
             org.id
         )),
         "{metrics}"
@@ -461,4 +461,51 @@ async fn the_daily_warning_is_logged_once_when_the_threshold_is_reached() {
         })
         .count();
     assert_eq!(warnings, 1);
+}
+
+/// `byoc_provider_calls_total` counts the calls each replica made, so the sum over replicas is the day's
+/// total the store keeps, with nothing counted twice.
+#[tokio::test]
+async fn provider_call_counters_add_up_across_replicas() {
+    let twilio = fake_twilio_accounts(&[SID_A]).await;
+    let first = app_with_twilio_on(
+        Store::Postgres,
+        &twilio,
+        &[("BYOC_METRICS_TOKEN", METRICS_TOKEN.to_owned())],
+    )
+    .await;
+    let second = first.spawn_replica().await;
+    let org = first.create_org("Clinic").await;
+    verified_twilio(&first, &org, SID_A).await;
+    for app in [&first, &first, &second] {
+        assert_eq!(send_test(app, &org, RECIPIENT).await.status(), 200);
+    }
+    let series = |count: u32| {
+        format!(
+            "byoc_provider_calls_total{{org_id=\"{}\",provider=\"twilio\"}} {count}",
+            org.id
+        )
+    };
+    let tenant = Tenant::user(org.id, org.owner);
+    let mut stored = 0;
+    for _ in 0..50 {
+        let today = chrono::Utc::now().date_naive();
+        stored = first
+            .repository
+            .usage_for_day(&tenant, today)
+            .await
+            .expect("usage")
+            .iter()
+            .map(|counter| counter.calls)
+            .sum::<u64>();
+        if stored == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 3, "the store's daily counter");
+    let first_metrics = first.metrics_text_with(METRICS_TOKEN).await;
+    assert!(first_metrics.contains(&series(2)), "{first_metrics}");
+    let second_metrics = second.metrics_text_with(METRICS_TOKEN).await;
+    assert!(second_metrics.contains(&series(1)), "{second_metrics}");
 }
