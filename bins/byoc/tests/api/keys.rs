@@ -1,5 +1,6 @@
 //! `import-env`, `keys rotate` and `keys check`: import legacy credentials under key version 1, rotate them to
-//! version 2 (again: nothing left to do), and check that they decrypt with version 2 alone and fail without it.
+//! version 2 (again: nothing left to do), and check that they decrypt with version 2 alone and fail without it;
+//! a second `import-env` of the same account reports the first and changes nothing.
 
 use byoc_crypto::MasterKey;
 use secrecy::ExposeSecret;
@@ -32,14 +33,6 @@ async fn import_rotate_and_check_on_sqlite_and_postgres() {
             assert!(!imported.contains("legacy-secret-token-4242"));
             orgs.push(org);
         }
-        let line = app
-            .run_with(&["import-env", "--org", &orgs[0]], &LEGACY)
-            .one_line_failure();
-        assert!(
-            line.contains("already exists"),
-            "a second import collides on the display name: {line}"
-        );
-
         assert!(app
             .run(&["keys", "check"])
             .ok()
@@ -87,6 +80,71 @@ async fn import_rotate_and_check_on_sqlite_and_postgres() {
             "{}",
             run.stderr
         );
+    }
+}
+
+/// The account `second run` imports: another Account SID than [`LEGACY`]'s.
+const OTHER_ACCOUNT_SID: (&str, &str) =
+    ("TWILIO_ACCOUNT_SID", "ACffffffffffffffffffffffffffffffff");
+
+#[tokio::test]
+async fn import_env_twice_reports_the_first_import_and_changes_nothing() {
+    for app in [spawn_app().await, spawn_app_postgres().await] {
+        app.run(&["migrate"]).ok();
+        let org = app.run(&["org", "create", "--name", "Twice"]).ok();
+        let first = app.run_with(&["import-env", "--org", &org], &LEGACY).ok();
+        assert!(
+            first.starts_with("imported the legacy Twilio credential"),
+            "{first}"
+        );
+        let id = first
+            .split(" as ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .expect("the output names the credential");
+
+        // Again, then under another name: the first import is reported, exit 0.
+        for args in [
+            &["import-env", "--org", &org][..],
+            &["import-env", "--org", &org, "--display-name", "Front desk"][..],
+        ] {
+            let again = app.run_with(args, &LEGACY).ok();
+            assert!(
+                again.contains(&format!(
+                    "already imported into {org} as {id} (Imported Twilio (env))"
+                )) && again.contains("nothing changed"),
+                "{again}"
+            );
+        }
+        assert!(app
+            .run(&["keys", "check"])
+            .ok()
+            .contains("all 1 credential(s) decrypt"));
+
+        // Another account: a second credential, which needs a name of its own.
+        let other = [OTHER_ACCOUNT_SID, LEGACY[1], LEGACY[2]];
+        let line = app
+            .run_with(&["import-env", "--org", &org], &other)
+            .one_line_failure();
+        assert!(line.contains("--display-name"), "{line}");
+        let second = app
+            .run_with(
+                &[
+                    "import-env",
+                    "--org",
+                    &org,
+                    "--display-name",
+                    "Second account",
+                ],
+                &other,
+            )
+            .ok();
+        assert!(second.starts_with("imported"), "{second}");
+        assert!(!second.contains(id), "{second}");
+        assert!(app
+            .run(&["keys", "check"])
+            .ok()
+            .contains("all 2 credential(s) decrypt"));
     }
 }
 

@@ -27,30 +27,34 @@ impl CredentialService {
         Ok(metadata)
     }
 
-    /// Operator: encrypts and stores `payload` in `org_id` with no user (`byoc import-env`), audited as
-    /// `created` by the service `actor` with `source: import-env` in the same transaction (on Postgres, the
-    /// store must be the operator's).
+    /// Operator (`byoc import-env`): encrypts and stores `payload` in `org_id` with no user, audited as
+    /// `created` by the service `actor` with `source: import-env` in the same transaction. When the
+    /// organization already has an active credential of the type for the same provider account (the same
+    /// Twilio Account SID), nothing is written and [`Imported::AlreadyPresent`] names it; the stored secret is
+    /// not compared. On Postgres the store must be the operator's.
     pub async fn import<P: CredentialPayload>(
         &self,
         org_id: OrgId,
         actor: ServiceName,
         payload: &P,
         display_name: DisplayName,
-    ) -> ServiceResult<CredentialMetadata> {
+    ) -> ServiceResult<Imported> {
         let credential = self.new_credential(org_id, payload, display_name)?;
         let detail = serde_json::json!({
             "display_name": credential.display_name.as_str(),
             "source": "import-env",
         });
-        let metadata = self
+        let imported = self
             .inner
             .repository
-            .operator_insert_credential(org_id, &credential, &actor, &detail)
+            .operator_import_credential(org_id, &credential, &actor, &detail)
             .await?;
-        self.inner
-            .invalidate(metadata.org_id, metadata.credential_type)
-            .await;
-        Ok(metadata)
+        if let Imported::Created(metadata) = &imported {
+            self.inner
+                .invalidate(metadata.org_id, metadata.credential_type)
+                .await;
+        }
+        Ok(imported)
     }
 
     /// Every credential of the organization (active or not), metadata only, newest first.

@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 use uuid::Uuid;
 
-use crate::fixtures::{credential, org, OrgFixture};
+use crate::fixtures::{credential, org, OrgFixture, TWILIO_ACCOUNT_SID};
 
 /// A pool of one connection on `url` whose connection runs `SET ROLE role`, as the store's do.
 async fn role_pool(url: &str, role: &'static str) -> PgPool {
@@ -322,9 +322,14 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
     let operator_calls = [
         "SELECT * FROM public.byoc_operator_create_organization('Shadowed', 80)".to_owned(),
         format!("SELECT * FROM public.byoc_operator_add_member('{a_id}', '{stranger}', 'member')"),
+        // An import of an account the organization has (it finds that credential) and of another (it inserts).
         format!(
-            "SELECT * FROM public.byoc_operator_insert_credential(gen_random_uuid(), '{a_id}', 'stripe', \
-             '\\x01', 1, 'Imported', NULL, NULL, 'service:byoc-cli', '{{}}')"
+            "SELECT * FROM public.byoc_operator_import_credential(gen_random_uuid(), '{a_id}', 'twilio', \
+             '\\x01', 1, 'Imported again', NULL, '{TWILIO_ACCOUNT_SID}', 'service:byoc-cli', '{{}}')"
+        ),
+        format!(
+            "SELECT * FROM public.byoc_operator_import_credential(gen_random_uuid(), '{a_id}', 'twilio', \
+             '\\x01', 1, 'Imported', NULL, 'ACffffffffffffffffffffffffffffffff', 'service:byoc-cli', '{{}}')"
         ),
         "SELECT * FROM public.byoc_operator_envelope_batch(NULL, NULL, NULL, 10)".to_owned(),
         format!(
@@ -397,7 +402,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
              ARRAY[1::bigint], ARRAY['\\x02'::bytea], ARRAY[2::bigint], 'user:{stranger}')"
         ),
         format!(
-            "SELECT * FROM byoc_operator_insert_credential(gen_random_uuid(), '{a_id}', 'twilio', '\\x01', 1, \
+            "SELECT * FROM byoc_operator_import_credential(gen_random_uuid(), '{a_id}', 'twilio', '\\x01', 1, \
              'planted', NULL, NULL, 'service:x', '{{}}')"
         ),
         "SELECT * FROM byoc_operator_create_organization('rogue', 80)".to_owned(),

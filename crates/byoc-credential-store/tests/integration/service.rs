@@ -10,7 +10,7 @@ use byoc_credential_store::service::{CredentialSelector, LegacyTwilioFallback};
 use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite};
 use byoc_credential_store::{
     AuditPage, CredentialRepository, CredentialService, CredentialServiceError, CredentialType,
-    DisplayName, Purpose, ServiceConfig, ServiceName, VerificationStatus,
+    DisplayName, Imported, Purpose, ServiceConfig, ServiceName, VerificationStatus,
 };
 use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential, TwilioCredential};
 use byoc_crypto::{KeyVersion, Keyring, MasterKey};
@@ -504,7 +504,7 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
         keyring(&[1]),
         config(Duration::from_secs(60)),
     );
-    let imported = importer
+    let Imported::Created(imported) = importer
         .import(
             clinic.id,
             ServiceName::parse("byoc-cli").unwrap(),
@@ -512,9 +512,23 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
             name("Imported from env"),
         )
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("the first import stores the credential");
+    };
     assert_eq!(imported.created_by, None);
     assert_eq!(imported.verification_status, VerificationStatus::Pending);
+    // Run again, under another name: the account is there already, nothing is written.
+    let again = importer
+        .import(
+            clinic.id,
+            ServiceName::parse("byoc-cli").unwrap(),
+            &twilio("env-token"),
+            name("Imported again"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Imported::AlreadyPresent(imported.clone()));
     let events = service
         .audit_events(
             &clinic.member,
