@@ -917,15 +917,16 @@ AS $$
 $$;
 
 -- `byoc import-env`: stores a credential in an organization with no user (`created_by` empty) and, in the same
--- transaction, its `created` audit event in p_actor's name with p_detail, unless the organization already has an
--- ACTIVE credential of the same type with the same provider_account_id (the same Twilio Account SID): then it
--- returns that one (the verified one first, then the newest) and writes nothing. A credential without a
--- provider_account_id is always stored. The caller tells the two apart by id: the row returned has p_id only when
--- it was inserted. The organization's row is locked first (FOR NO KEY UPDATE, which the foreign key checks of other
--- inserts into the organization do not wait for), so concurrent imports into one organization run one after the
--- other and the later one finds the earlier one's row (at READ COMMITTED, the store's isolation, each statement of
--- this function reads what was committed before it began). A missing organization locks nothing and the insert
--- fails on the foreign key.
+-- transaction, its `created` audit event in p_actor's name, unless the organization already has an ACTIVE
+-- credential of the same type with the same provider_account_id (the same Twilio Account SID): then it returns that
+-- one (the verified one first, then the newest) and writes nothing. A credential without a provider_account_id is
+-- always stored. The caller tells the two apart by id: the row returned has p_id only when it was inserted. The
+-- organization's row is locked first (FOR NO KEY UPDATE, which the foreign key checks of other inserts into the
+-- organization do not wait for), so concurrent imports into one organization run one after the other and the later
+-- one finds the earlier one's row (at READ COMMITTED, the store's isolation, each statement of this function reads
+-- what was committed before it began). A missing organization locks nothing and the insert fails on the foreign
+-- key. The event's detail is p_detail with `session_user` set to the database login that ran the import
+-- (SESSION_USER, which neither SET ROLE nor SECURITY DEFINER changes), whatever p_detail said.
 CREATE FUNCTION public.byoc_operator_import_credential(p_id uuid, p_org_id uuid, p_credential_type text,
                                                        p_encrypted_data bytea, p_key_version bigint,
                                                        p_display_name text, p_public_hint text,
@@ -960,7 +961,9 @@ BEGIN
             RETURNING *
         ), audited AS (
             INSERT INTO public.credential_audit_log (org_id, actor, action, credential_id, credential_type, detail)
-            SELECT i.org_id, p_actor, 'created', i.id, i.credential_type, p_detail FROM inserted i
+            SELECT i.org_id, p_actor, 'created', i.id, i.credential_type,
+                   p_detail || pg_catalog.jsonb_build_object('session_user', SESSION_USER::pg_catalog.text)
+            FROM inserted i
         )
         SELECT * FROM inserted;
 END

@@ -441,7 +441,9 @@ BEGIN
             RETURNING *
         ), audited AS (
             INSERT INTO public.credential_audit_log (org_id, actor, action, credential_id, credential_type, detail)
-            SELECT i.org_id, p_actor, 'created', i.id, i.credential_type, p_detail FROM inserted i
+            SELECT i.org_id, p_actor, 'created', i.id, i.credential_type,
+                   p_detail || pg_catalog.jsonb_build_object('session_user', SESSION_USER::pg_catalog.text)
+            FROM inserted i
         )
         SELECT * FROM inserted;
 END

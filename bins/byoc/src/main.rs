@@ -369,7 +369,7 @@ async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
     let services = Services::open_for_operator(&config).await?;
     let imported = services
         .credential_service
-        .import(org, actor, &legacy, display_name)
+        .import(org, actor, &os_user(), &legacy, display_name)
         .await;
     let imported = finish(&services, imported).await.map_err(|error| match error {
         CliError::Service(service_error)
@@ -398,6 +398,14 @@ async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
         ),
     }
     Ok(())
+}
+
+/// The operating-system user running the CLI (`$USER`), for the import's audit event; `unknown` when unset.
+fn os_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|user| !user.trim().is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Writes the credential service's queued audit events, then hands back the command's result.

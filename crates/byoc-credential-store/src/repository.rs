@@ -111,7 +111,8 @@ pub trait CredentialRepository: Send + Sync {
     /// credential's type with the same provider account id (the same Twilio Account SID), returns it as
     /// [`Imported::AlreadyPresent`] and writes nothing. Otherwise stores the credential with no user
     /// (`created_by` empty) and its `created` audit event in `actor`'s name and `detail`, in one transaction,
-    /// and returns [`Imported::Created`].
+    /// and returns [`Imported::Created`]; on Postgres the event's detail also gets `session_user`, the
+    /// database login that ran the import, set by the database (a `session_user` in `detail` is replaced).
     /// A credential without a provider account id is always stored. The check and the insert are atomic: of
     /// two concurrent imports of one account into one organization, one stores it and the other finds it.
     /// `Conflict(DisplayName)` when the name is taken by another credential of the type (deactivated ones

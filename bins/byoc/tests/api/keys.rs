@@ -2,6 +2,8 @@
 //! version 2 (again: nothing left to do), and check that they decrypt with version 2 alone and fail without it;
 //! a second `import-env` of the same account reports the first and changes nothing.
 
+use byoc_credential_store::test_support::OPERATOR_LOGIN;
+use byoc_credential_store::{AuditPage, Tenant};
 use byoc_crypto::MasterKey;
 use secrecy::ExposeSecret;
 
@@ -87,12 +89,45 @@ async fn import_rotate_and_check_on_sqlite_and_postgres() {
 const OTHER_ACCOUNT_SID: (&str, &str) =
     ("TWILIO_ACCOUNT_SID", "ACffffffffffffffffffffffffffffffff");
 
+/// The `created` audit events of `org`, oldest first, as a member of it reads them.
+async fn created_events(app: &CliApp, org: &str, member: &str) -> Vec<serde_json::Value> {
+    let tenant = Tenant::user(org.parse().unwrap(), member.parse().unwrap());
+    let page = AuditPage {
+        limit: 100,
+        before: None,
+    };
+    let mut events = app
+        .service_store()
+        .await
+        .list_audit_events(&tenant, page)
+        .await
+        .unwrap();
+    events.reverse();
+    events
+        .into_iter()
+        .filter(|event| event.action.as_str() == "created")
+        .map(|event| {
+            assert_eq!(event.actor.to_string(), "service:byoc-cli");
+            event.detail
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn import_env_twice_reports_the_first_import_and_changes_nothing() {
-    for app in [spawn_app().await, spawn_app_postgres().await] {
+    for (app, database_login) in [
+        (spawn_app().await, None),
+        (spawn_app_postgres().await, Some(OPERATOR_LOGIN)),
+    ] {
         app.run(&["migrate"]).ok();
         let org = app.run(&["org", "create", "--name", "Twice"]).ok();
-        let first = app.run_with(&["import-env", "--org", &org], &LEGACY).ok();
+        let member = uuid::Uuid::new_v4().to_string();
+        app.run(&[
+            "member", "add", "--org", &org, "--user", &member, "--role", "member",
+        ])
+        .ok();
+        let as_alice = [LEGACY[0], LEGACY[1], LEGACY[2], ("USER", "alice")];
+        let first = app.run_with(&["import-env", "--org", &org], &as_alice).ok();
         assert!(
             first.starts_with("imported the legacy Twilio credential"),
             "{first}"
@@ -103,12 +138,16 @@ async fn import_env_twice_reports_the_first_import_and_changes_nothing() {
             .and_then(|rest| rest.split(' ').next())
             .expect("the output names the credential");
 
-        // Again, then under another name: the first import is reported, exit 0.
-        for args in [
-            &["import-env", "--org", &org][..],
-            &["import-env", "--org", &org, "--display-name", "Front desk"][..],
+        // Again, by someone else, then under another name: the first import is reported, exit 0.
+        let as_bob = [LEGACY[0], LEGACY[1], LEGACY[2], ("USER", "bob")];
+        for (args, env) in [
+            (&["import-env", "--org", &org][..], &as_bob[..]),
+            (
+                &["import-env", "--org", &org, "--display-name", "Front desk"][..],
+                &LEGACY[..],
+            ),
         ] {
-            let again = app.run_with(args, &LEGACY).ok();
+            let again = app.run_with(args, env).ok();
             assert!(
                 again.contains(&format!(
                     "already imported into {org} as {id} (Imported Twilio (env))"
@@ -145,6 +184,26 @@ async fn import_env_twice_reports_the_first_import_and_changes_nothing() {
             .run(&["keys", "check"])
             .ok()
             .contains("all 2 credential(s) decrypt"));
+
+        // Only the two imports that stored a credential are audited, each with who ran it.
+        let mut expected = vec![
+            serde_json::json!({
+                "display_name": "Imported Twilio (env)",
+                "source": "import-env",
+                "os_user": "alice",
+            }),
+            serde_json::json!({
+                "display_name": "Second account",
+                "source": "import-env",
+                "os_user": "unknown",
+            }),
+        ];
+        if let Some(login) = database_login {
+            for detail in &mut expected {
+                detail["session_user"] = serde_json::json!(login);
+            }
+        }
+        assert_eq!(created_events(&app, &org, &member).await, expected);
     }
 }
 

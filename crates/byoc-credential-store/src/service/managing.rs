@@ -28,14 +28,17 @@ impl CredentialService {
     }
 
     /// Operator (`byoc import-env`): encrypts and stores `payload` in `org_id` with no user, audited as
-    /// `created` by the service `actor` with `source: import-env` in the same transaction. When the
-    /// organization already has an active credential of the type for the same provider account (the same
-    /// Twilio Account SID), nothing is written and [`Imported::AlreadyPresent`] names it; the stored secret is
-    /// not compared. On Postgres the store must be the operator's.
+    /// `created` by the service `actor` in the same transaction, with detail `display_name`,
+    /// `source: import-env`, `os_user` (who ran the command on the operator's machine, as the caller read it)
+    /// and, on Postgres, `session_user` (the database login, set by the database). When the organization
+    /// already has an active credential of the type for the same provider account (the same Twilio Account
+    /// SID), nothing is written and [`Imported::AlreadyPresent`] names it; the stored secret is not compared.
+    /// On Postgres the store must be the operator's.
     pub async fn import<P: CredentialPayload>(
         &self,
         org_id: OrgId,
         actor: ServiceName,
+        os_user: &str,
         payload: &P,
         display_name: DisplayName,
     ) -> ServiceResult<Imported> {
@@ -43,6 +46,7 @@ impl CredentialService {
         let detail = serde_json::json!({
             "display_name": credential.display_name.as_str(),
             "source": "import-env",
+            "os_user": os_user,
         });
         let imported = self
             .inner

@@ -350,12 +350,12 @@ async fn all_audit_events(repo: &impl CredentialRepository, tenant: &Tenant) -> 
 
 async fn an_import_stores_an_account_once_per_organization(
     repo: &impl CredentialRepository,
-    operator: &impl CredentialRepository,
+    operator: &(impl CredentialRepository + ImportLogin),
 ) {
     let a = org(operator, "Clinic A").await;
     let b = org(operator, "Clinic B").await;
     let c = org(operator, "Clinic C").await;
-    let detail = json!({"display_name": "Imported Twilio (env)", "source": "import-env"});
+    let detail = json!({"display_name": "Imported Twilio (env)", "source": "import-env", "os_user": "alice"});
 
     // The first import stores the credential, with no user, audited as `created` by the importer with who ran it.
     let new = credential(CredentialType::Twilio, "Imported Twilio (env)");
@@ -379,7 +379,11 @@ async fn an_import_stores_an_account_once_per_organization(
     assert_eq!(event.action.as_str(), "created", "the import is audited");
     assert_eq!(event.actor.to_string(), "service:byoc-cli");
     assert_eq!(event.credential_id, Some(first.id));
-    assert_eq!(event.detail, detail);
+    let mut expected_detail = detail.clone();
+    if let Some(login) = operator.import_login() {
+        expected_detail["session_user"] = json!(login);
+    }
+    assert_eq!(event.detail, expected_detail);
 
     // Importing the same account again, under the same name or another, finds it and writes nothing.
     for name in ["Imported Twilio (env)", "Another name"] {
@@ -540,7 +544,7 @@ async fn an_import_stores_an_account_once_per_organization(
 
 async fn concurrent_imports_of_one_account_store_it_once(
     repo: &impl CredentialRepository,
-    operator: &impl CredentialRepository,
+    operator: &(impl CredentialRepository + ImportLogin),
 ) {
     let a = org(operator, "Clinic A").await;
     // Different names, so that nothing but the account check can stop a second copy.
@@ -1672,6 +1676,25 @@ async fn closed_store_is_unavailable_not_not_found(
         repo.member_role(&a.owner).await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+/// The database login an operator import's audit event names as `session_user` (Postgres sets it from the
+/// connection's login, here the operator's); SQLite has no logins.
+pub trait ImportLogin {
+    /// The login, if the backend has one.
+    fn import_login(&self) -> Option<&'static str>;
+}
+
+impl ImportLogin for byoc_credential_store::PostgresStore {
+    fn import_login(&self) -> Option<&'static str> {
+        Some(byoc_credential_store::test_support::OPERATOR_LOGIN)
+    }
+}
+
+impl ImportLogin for byoc_credential_store::SqliteStore {
+    fn import_login(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Closing a store's pool, to simulate a database that went away.

@@ -6,7 +6,9 @@
 
 use std::str::FromStr;
 
-use byoc_credential_store::test_support::{fresh_postgres, TestPostgres, OWNER_LOGIN};
+use byoc_credential_store::test_support::{
+    fresh_postgres, TestPostgres, OPERATOR_LOGIN, OWNER_LOGIN,
+};
 use byoc_credential_store::{
     CredentialRepository, CredentialType, HotLeadThreshold, OrganizationName, PostgresStore,
     StoreError, Tenant,
@@ -351,6 +353,41 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
     }
     operator.close().await;
     superuser.close().await;
+}
+
+/// An import's audit event names the database login that ran it as the database knows it (`session_user`,
+/// which `SET ROLE` does not change): a `session_user` in the detail the caller passes is replaced.
+#[tokio::test]
+async fn an_import_is_audited_with_the_login_that_ran_it() {
+    let database = fresh_postgres().await;
+    let a = org(database.operator(), "Clinic A").await;
+    let operator = role_pool(&database.operator_url(), "byoc_operator").await;
+    let credential_id = Uuid::new_v4();
+    sqlx::query(
+        "SELECT id FROM public.byoc_operator_import_credential($1, $2, 'twilio', '\\x01', 1, 'Imported', NULL, \
+         $3, 'service:byoc-cli', $4::text::jsonb)",
+    )
+    .bind(credential_id)
+    .bind(a.id.as_uuid())
+    .bind(TWILIO_ACCOUNT_SID)
+    .bind(r#"{"source": "import-env", "session_user": "somebody-else"}"#)
+    .fetch_one(&operator)
+    .await
+    .unwrap();
+    operator.close().await;
+    let superuser = database.superuser_pool(1).await;
+    let detail: String = sqlx::query_scalar(
+        "SELECT detail::text FROM credential_audit_log WHERE credential_id = $1",
+    )
+    .bind(credential_id)
+    .fetch_one(&superuser)
+    .await
+    .unwrap();
+    superuser.close().await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&detail).unwrap(),
+        serde_json::json!({"source": "import-env", "session_user": OPERATOR_LOGIN})
+    );
 }
 
 /// The operator's functions and whether byoc_app may execute them.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_credential_store::service::{CredentialSelector, LegacyTwilioFallback};
-use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite};
+use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite, OPERATOR_LOGIN};
 use byoc_credential_store::{
     AuditPage, CredentialRepository, CredentialService, CredentialServiceError, CredentialType,
     DisplayName, Imported, Purpose, ServiceConfig, ServiceName, VerificationStatus,
@@ -508,6 +508,7 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
         .import(
             clinic.id,
             ServiceName::parse("byoc-cli").unwrap(),
+            "alice",
             &twilio("env-token"),
             name("Imported from env"),
         )
@@ -518,11 +519,12 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
     };
     assert_eq!(imported.created_by, None);
     assert_eq!(imported.verification_status, VerificationStatus::Pending);
-    // Run again, under another name: the account is there already, nothing is written.
+    // Run again (by someone else, under another name): the account is there already, nothing is written.
     let again = importer
         .import(
             clinic.id,
             ServiceName::parse("byoc-cli").unwrap(),
+            "bob",
             &twilio("env-token"),
             name("Imported again"),
         )
@@ -542,7 +544,15 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].action.as_str(), "created");
     assert_eq!(events[0].actor.to_string(), "service:byoc-cli");
-    assert_eq!(events[0].detail["source"], "import-env");
+    assert_eq!(
+        events[0].detail,
+        serde_json::json!({
+            "display_name": "Imported from env",
+            "source": "import-env",
+            "os_user": "alice",
+            "session_user": OPERATOR_LOGIN,
+        })
+    );
     importer.shutdown().await.unwrap();
     service.shutdown().await.unwrap();
 }
