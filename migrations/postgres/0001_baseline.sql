@@ -916,29 +916,57 @@ AS $$
     RETURNING *
 $$;
 
--- Stores a credential in an organization with no user (`created_by` empty) and, in the same statement, its
--- `created` audit event in p_actor's name with p_detail.
-CREATE FUNCTION public.byoc_operator_insert_credential(p_id uuid, p_org_id uuid, p_credential_type text,
+-- `byoc import-env`: stores a credential in an organization with no user (`created_by` empty) and, in the same
+-- transaction, its `created` audit event in p_actor's name, unless the organization already has an ACTIVE
+-- credential of the same type with the same provider_account_id (the same Twilio Account SID): then it returns that
+-- one (the verified one first, then the newest) and writes nothing. A credential without a provider_account_id is
+-- always stored. The caller tells the two apart by id: the row returned has p_id only when it was inserted. The
+-- organization's row is locked first (FOR NO KEY UPDATE, which the foreign key checks of other inserts into the
+-- organization do not wait for), so concurrent imports into one organization run one after the other and the later
+-- one finds the earlier one's row (at READ COMMITTED, the store's isolation, each statement of this function reads
+-- what was committed before it began). A missing organization locks nothing and the insert fails on the foreign
+-- key. The event's detail is p_detail with `session_user` set to the database login that ran the import
+-- (SESSION_USER, which neither SET ROLE nor SECURITY DEFINER changes), whatever p_detail said.
+CREATE FUNCTION public.byoc_operator_import_credential(p_id uuid, p_org_id uuid, p_credential_type text,
                                                        p_encrypted_data bytea, p_key_version bigint,
                                                        p_display_name text, p_public_hint text,
                                                        p_provider_account_id text, p_actor text, p_detail jsonb)
     RETURNS SETOF public.organization_api_credentials
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH inserted AS (
-        INSERT INTO public.organization_api_credentials
-            (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint,
-             provider_account_id)
-        VALUES (p_id, p_org_id, p_credential_type, p_encrypted_data, p_key_version, p_display_name,
-                p_public_hint, p_provider_account_id)
-        RETURNING *
-    ), audited AS (
-        INSERT INTO public.credential_audit_log (org_id, actor, action, credential_id, credential_type, detail)
-        SELECT i.org_id, p_actor, 'created', i.id, i.credential_type, p_detail FROM inserted i
-    )
-    SELECT * FROM inserted
+BEGIN
+    PERFORM 1 FROM public.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+    IF p_provider_account_id IS NOT NULL THEN
+        RETURN QUERY
+            SELECT c.* FROM public.organization_api_credentials c
+            WHERE c.org_id = p_org_id
+              AND c.credential_type = p_credential_type
+              AND c.provider_account_id = p_provider_account_id
+              AND c.is_active
+            ORDER BY (c.verification_status = 'verified') DESC, c.created_at DESC, c.id DESC
+            LIMIT 1;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY
+        WITH inserted AS (
+            INSERT INTO public.organization_api_credentials
+                (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint,
+                 provider_account_id)
+            VALUES (p_id, p_org_id, p_credential_type, p_encrypted_data, p_key_version, p_display_name,
+                    p_public_hint, p_provider_account_id)
+            RETURNING *
+        ), audited AS (
+            INSERT INTO public.credential_audit_log (org_id, actor, action, credential_id, credential_type, detail)
+            SELECT i.org_id, p_actor, 'created', i.id, i.credential_type,
+                   p_detail || pg_catalog.jsonb_build_object('session_user', SESSION_USER::pg_catalog.text)
+            FROM inserted i
+        )
+        SELECT * FROM inserted;
+END
 $$;
 
 -- One page of envelopes in (org_id, id) order after (p_after_org_id, p_after_id) (keyset pagination; both null
@@ -1063,7 +1091,7 @@ GRANT EXECUTE ON FUNCTION
     public.byoc_credentials_per_key_version(),
     public.byoc_operator_create_organization(text, integer),
     public.byoc_operator_add_member(uuid, uuid, text),
-    public.byoc_operator_insert_credential(uuid, uuid, text, bytea, bigint, text, text, text, text, jsonb),
+    public.byoc_operator_import_credential(uuid, uuid, text, bytea, bigint, text, text, text, text, jsonb),
     public.byoc_operator_envelope_batch(uuid, uuid, bigint, integer),
     public.byoc_operator_swap_envelopes(uuid[], bytea[], bigint[], bytea[], bigint[], text)
 TO byoc_operator;

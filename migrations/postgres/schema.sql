@@ -412,25 +412,44 @@ ALTER TABLE ONLY public.organization_api_credentials FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.organization_api_credentials OWNER TO byoc_owner;
 
-CREATE FUNCTION public.byoc_operator_insert_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) RETURNS SETOF public.organization_api_credentials
-    LANGUAGE sql SECURITY DEFINER
+CREATE FUNCTION public.byoc_operator_import_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) RETURNS SETOF public.organization_api_credentials
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-    WITH inserted AS (
-        INSERT INTO public.organization_api_credentials
-            (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint,
-             provider_account_id)
-        VALUES (p_id, p_org_id, p_credential_type, p_encrypted_data, p_key_version, p_display_name,
-                p_public_hint, p_provider_account_id)
-        RETURNING *
-    ), audited AS (
-        INSERT INTO public.credential_audit_log (org_id, actor, action, credential_id, credential_type, detail)
-        SELECT i.org_id, p_actor, 'created', i.id, i.credential_type, p_detail FROM inserted i
-    )
-    SELECT * FROM inserted
+BEGIN
+    PERFORM 1 FROM public.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+    IF p_provider_account_id IS NOT NULL THEN
+        RETURN QUERY
+            SELECT c.* FROM public.organization_api_credentials c
+            WHERE c.org_id = p_org_id
+              AND c.credential_type = p_credential_type
+              AND c.provider_account_id = p_provider_account_id
+              AND c.is_active
+            ORDER BY (c.verification_status = 'verified') DESC, c.created_at DESC, c.id DESC
+            LIMIT 1;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY
+        WITH inserted AS (
+            INSERT INTO public.organization_api_credentials
+                (id, org_id, credential_type, encrypted_data, encryption_key_version, display_name, public_hint,
+                 provider_account_id)
+            VALUES (p_id, p_org_id, p_credential_type, p_encrypted_data, p_key_version, p_display_name,
+                    p_public_hint, p_provider_account_id)
+            RETURNING *
+        ), audited AS (
+            INSERT INTO public.credential_audit_log (org_id, actor, action, credential_id, credential_type, detail)
+            SELECT i.org_id, p_actor, 'created', i.id, i.credential_type,
+                   p_detail || pg_catalog.jsonb_build_object('session_user', SESSION_USER::pg_catalog.text)
+            FROM inserted i
+        )
+        SELECT * FROM inserted;
+END
 $$;
 
-ALTER FUNCTION public.byoc_operator_insert_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) OWNER TO byoc_owner;
+ALTER FUNCTION public.byoc_operator_import_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) OWNER TO byoc_owner;
 
 CREATE FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expected bytea[], p_expected_key_versions bigint[], p_new bytea[], p_new_key_versions bigint[], p_actor text) RETURNS SETOF uuid
     LANGUAGE plpgsql SECURITY DEFINER
@@ -996,8 +1015,8 @@ GRANT UPDATE(is_active) ON TABLE public.organization_api_credentials TO byoc_app
 
 GRANT INSERT(created_by) ON TABLE public.organization_api_credentials TO byoc_app;
 
-REVOKE ALL ON FUNCTION public.byoc_operator_insert_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.byoc_operator_insert_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) TO byoc_operator;
+REVOKE ALL ON FUNCTION public.byoc_operator_import_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_operator_import_credential(p_id uuid, p_org_id uuid, p_credential_type text, p_encrypted_data bytea, p_key_version bigint, p_display_name text, p_public_hint text, p_provider_account_id text, p_actor text, p_detail jsonb) TO byoc_operator;
 
 REVOKE ALL ON FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expected bytea[], p_expected_key_versions bigint[], p_new bytea[], p_new_key_versions bigint[], p_actor text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expected bytea[], p_expected_key_versions bigint[], p_new bytea[], p_new_key_versions bigint[], p_actor text) TO byoc_operator;

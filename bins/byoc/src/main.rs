@@ -9,7 +9,8 @@ use std::time::Duration;
 use byoc_credential_store::service::{EnvelopeFailure, RotationOptions};
 use byoc_credential_store::CredentialServiceError;
 use byoc_credential_store::{
-    DisplayName, HotLeadThreshold, OrgId, OrganizationName, Role, ServiceName, StoreError, UserId,
+    ConflictKind, DisplayName, HotLeadThreshold, Imported, OrgId, OrganizationName, Role,
+    ServiceName, StoreError, UserId,
 };
 use byoc_crypto::MasterKey;
 use byoc_runtime::config::{self, ConfigError, DatabaseUrl, RuntimeConfig};
@@ -68,7 +69,8 @@ enum Command {
         command: KeysCommand,
     },
     /// Move the legacy TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN / TWILIO_PHONE_NUMBER into an organization as a
-    /// normal (encrypted, pending) Twilio credential.
+    /// normal (encrypted, pending) Twilio credential. Idempotent: when the organization already has an active
+    /// Twilio credential for that Account SID, it is reported and nothing changes.
     ImportEnv {
         /// The organization that receives the credential.
         #[arg(long, value_name = "ORG_ID")]
@@ -322,6 +324,8 @@ async fn check() -> Result<(), CliError> {
     }
 }
 
+/// Imports the legacy Twilio credential into `org`, or reports the one already there (same Account SID,
+/// active) and changes nothing.
 async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
     let config = RuntimeConfig::from_env()?;
     let legacy = config.legacy_twilio.clone().ok_or_else(|| {
@@ -332,19 +336,49 @@ async fn import_env(org: OrgId, display_name: &str) -> Result<(), CliError> {
     })?;
     let display_name = DisplayName::parse(display_name.trim())
         .map_err(|error| CliError::Invalid(format!("--display-name: {}", error.reason)))?;
+    let requested_name = display_name.as_str().to_owned();
     let actor =
         ServiceName::parse("byoc-cli").map_err(|error| CliError::Invalid(error.to_string()))?;
     let services = Services::open_for_operator(&config).await?;
     let imported = services
         .credential_service
-        .import(org, actor, &legacy, display_name)
+        .import(org, actor, &os_user(), &legacy, display_name)
         .await;
-    let metadata = finish(&services, imported).await?;
-    say!(
-        "imported the legacy Twilio credential into {org} as {} ({}); verify it, then remove the TWILIO_* variables",
-        metadata.id, metadata.display_name
-    );
+    let imported = finish(&services, imported).await.map_err(|error| match error {
+        CliError::Service(service_error)
+            if matches!(
+                service_error.store_error(),
+                Some(StoreError::Conflict {
+                    what: ConflictKind::DisplayName
+                })
+            ) =>
+        {
+            CliError::Invalid(format!(
+                "--display-name: {org} already has another Twilio credential named \"{requested_name}\" \
+                 (deactivated, or for another account); choose another --display-name"
+            ))
+        }
+        other => other,
+    })?;
+    match imported {
+        Imported::Created(metadata) => say!(
+            "imported the legacy Twilio credential into {org} as {} ({}); verify it, then remove the TWILIO_* variables",
+            metadata.id, metadata.display_name
+        ),
+        Imported::AlreadyPresent(metadata) => say!(
+            "the legacy Twilio account is already imported into {org} as {} ({}); nothing changed",
+            metadata.id, metadata.display_name
+        ),
+    }
     Ok(())
+}
+
+/// The operating-system user running the CLI (`$USER`), for the import's audit event; `unknown` when unset.
+fn os_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|user| !user.trim().is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Writes the credential service's queued audit events, then hands back the command's result.

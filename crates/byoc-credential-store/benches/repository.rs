@@ -169,7 +169,7 @@ fn rotation(criterion: &mut Criterion) {
                 encryption_key_version: std::num::NonZeroU32::MIN,
             };
             store
-                .operator_insert_credential(
+                .operator_import_credential(
                     organization.id,
                     &credential,
                     &ServiceName::parse("bench").expect("name"),

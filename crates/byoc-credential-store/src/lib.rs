@@ -111,7 +111,7 @@ pub use model::CredentialChange;
 pub use model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditEventId, AuditPage, CredentialMetadata,
     CredentialRecord, CredentialType, DashboardSession, DeliveryStatus, DisplayName,
-    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, InvalidValue,
+    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, InvalidValue,
     KeyVersionCount, MaskedPhone, Member, NewAuditEvent, NewCredential, NewDashboardSession,
     NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName,
     ProviderAccountId, ProviderErrorCode, ProviderMessageSid, PublicHint, Purpose, Role,

@@ -457,6 +457,17 @@ pub struct CredentialRecord {
     pub encrypted_data: EncryptedEnvelope,
 }
 
+/// What an operator import (`byoc import-env`) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// The credential was stored, with its `created` audit event.
+    Created(CredentialMetadata),
+    /// The organization already had an active credential of the type with the same provider account id (the
+    /// same Twilio Account SID); this is it (verified first, then the newest). Nothing was written: no
+    /// credential, no audit event.
+    AlreadyPresent(CredentialMetadata),
+}
+
 /// The outcome of verifying or using a credential; the store records it at its own time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerificationOutcome {

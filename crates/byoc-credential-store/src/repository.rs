@@ -9,10 +9,10 @@ use crate::error::StoreResult;
 use crate::model::{
     AuditChainStatus, AuditEvent, AuditPage, CredentialChange, CredentialMetadata,
     CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor,
-    EnvelopeSwap, HotLeadThreshold, KeyVersionCount, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue,
-    UsageCounter, VerificationOutcome,
+    EnvelopeSwap, HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
+    StoredKeyCheckValue, UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -107,15 +107,23 @@ pub trait CredentialRepository: Send + Sync {
         credential: &NewCredential,
     ) -> StoreResult<CredentialMetadata>;
 
-    /// Operator: stores a new credential in an organization with no user (`created_by` empty), for
-    /// `byoc import-env`, with its `created` audit event in `actor`'s name and `detail`, in one transaction.
-    async fn operator_insert_credential(
+    /// Operator, for `byoc import-env`: when the organization already has an active credential of the
+    /// credential's type with the same provider account id (the same Twilio Account SID), returns it as
+    /// [`Imported::AlreadyPresent`] and writes nothing. Otherwise stores the credential with no user
+    /// (`created_by` empty) and its `created` audit event in `actor`'s name and `detail`, in one transaction,
+    /// and returns [`Imported::Created`]; on Postgres the event's detail also gets `session_user`, the
+    /// database login that ran the import, set by the database (a `session_user` in `detail` is replaced).
+    /// A credential without a provider account id is always stored. The check and the insert are atomic: of
+    /// two concurrent imports of one account into one organization, one stores it and the other finds it.
+    /// `Conflict(DisplayName)` when the name is taken by another credential of the type (deactivated ones
+    /// count), `NotFound` when the organization does not exist.
+    async fn operator_import_credential(
         &self,
         org_id: OrgId,
         credential: &NewCredential,
         actor: &ServiceName,
         detail: &serde_json::Value,
-    ) -> StoreResult<CredentialMetadata>;
+    ) -> StoreResult<Imported>;
 
     /// Every credential of the organization (active or not), metadata only, newest first.
     async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>>;

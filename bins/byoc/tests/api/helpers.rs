@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
+use byoc_credential_store::CredentialRepository;
 use byoc_crypto::MasterKey;
 use secrecy::ExposeSecret;
 
@@ -16,7 +18,7 @@ pub struct CliApp {
     pub workdir: tempfile::TempDir,
     /// Postgres: the owner's URL, which `byoc migrate` runs with (every other command runs as the operator).
     owner_url: Option<String>,
-    _postgres: Option<TestPostgres>,
+    postgres: Option<TestPostgres>,
 }
 
 /// What one run printed and how it exited.
@@ -51,7 +53,7 @@ pub fn spawn_dev() -> CliApp {
         env: Vec::new(),
         workdir: tempfile::tempdir().expect("temp dir"),
         owner_url: None,
-        _postgres: None,
+        postgres: None,
     }
 }
 
@@ -76,7 +78,26 @@ impl CliApp {
             ],
             workdir,
             owner_url: postgres.as_ref().map(TestPostgres::owner_url),
-            _postgres: postgres,
+            postgres,
+        }
+    }
+
+    /// The store as the service opens it (on Postgres as `byoc_app`, not the operator), to read what a command
+    /// wrote.
+    pub async fn service_store(&self) -> Arc<dyn CredentialRepository> {
+        match &self.postgres {
+            Some(postgres) => Arc::new(postgres.store().clone()),
+            None => {
+                let url = self
+                    .env
+                    .iter()
+                    .find(|(key, _)| key == "DATABASE_URL")
+                    .map(|(_, url)| url.as_str())
+                    .expect("a configured environment has a DATABASE_URL");
+                byoc_credential_store::connect(url)
+                    .await
+                    .expect("the SQLite store opens")
+            }
         }
     }
 

@@ -21,10 +21,10 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{
     delivery_rank, delivery_rank_sql, AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata,
     CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor,
-    EnvelopeSwap, HotLeadThreshold, KeyVersionCount, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue,
-    UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    EnvelopeSwap, HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
+    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
@@ -738,17 +738,17 @@ impl CredentialRepository for PostgresStore {
         credential_metadata(&row)
     }
 
-    async fn operator_insert_credential(
+    async fn operator_import_credential(
         &self,
         org_id: OrgId,
         credential: &NewCredential,
         actor: &ServiceName,
         detail: &serde_json::Value,
-    ) -> StoreResult<CredentialMetadata> {
+    ) -> StoreResult<Imported> {
         self.require_operator()?;
         let row = sqlx::query(&format!(
             "SELECT {CREDENTIAL_COLUMNS} \
-             FROM byoc_operator_insert_credential($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb)"
+             FROM byoc_operator_import_credential($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb)"
         ))
         .bind(credential.id.as_uuid())
         .bind(org_id.as_uuid())
@@ -768,7 +768,13 @@ impl CredentialRepository for PostgresStore {
         .fetch_one(&self.pool)
         .await
         .map_err(missing_org)?;
-        credential_metadata(&row)
+        let metadata = credential_metadata(&row)?;
+        // The function returns the new row (with the id it was given) or the one already there.
+        Ok(if metadata.id == credential.id {
+            Imported::Created(metadata)
+        } else {
+            Imported::AlreadyPresent(metadata)
+        })
     }
 
     async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>> {

@@ -27,30 +27,38 @@ impl CredentialService {
         Ok(metadata)
     }
 
-    /// Operator: encrypts and stores `payload` in `org_id` with no user (`byoc import-env`), audited as
-    /// `created` by the service `actor` with `source: import-env` in the same transaction (on Postgres, the
-    /// store must be the operator's).
+    /// Operator (`byoc import-env`): encrypts and stores `payload` in `org_id` with no user, audited as
+    /// `created` by the service `actor` in the same transaction, with detail `display_name`,
+    /// `source: import-env`, `os_user` (who ran the command on the operator's machine, as the caller read it)
+    /// and, on Postgres, `session_user` (the database login, set by the database). When the organization
+    /// already has an active credential of the type for the same provider account (the same Twilio Account
+    /// SID), nothing is written and [`Imported::AlreadyPresent`] names it; the stored secret is not compared.
+    /// On Postgres the store must be the operator's.
     pub async fn import<P: CredentialPayload>(
         &self,
         org_id: OrgId,
         actor: ServiceName,
+        os_user: &str,
         payload: &P,
         display_name: DisplayName,
-    ) -> ServiceResult<CredentialMetadata> {
+    ) -> ServiceResult<Imported> {
         let credential = self.new_credential(org_id, payload, display_name)?;
         let detail = serde_json::json!({
             "display_name": credential.display_name.as_str(),
             "source": "import-env",
+            "os_user": os_user,
         });
-        let metadata = self
+        let imported = self
             .inner
             .repository
-            .operator_insert_credential(org_id, &credential, &actor, &detail)
+            .operator_import_credential(org_id, &credential, &actor, &detail)
             .await?;
-        self.inner
-            .invalidate(metadata.org_id, metadata.credential_type)
-            .await;
-        Ok(metadata)
+        if let Imported::Created(metadata) = &imported {
+            self.inner
+                .invalidate(metadata.org_id, metadata.credential_type)
+                .await;
+        }
+        Ok(imported)
     }
 
     /// Every credential of the organization (active or not), metadata only, newest first.

@@ -59,8 +59,8 @@ use tokio::task::JoinHandle;
 use crate::access::{check, Need};
 use crate::model::{
     AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    DisplayName, EncryptedEnvelope, NewAuditEvent, NewCredential, Organization, ProviderAccountId,
-    PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
+    DisplayName, EncryptedEnvelope, Imported, NewAuditEvent, NewCredential, Organization,
+    ProviderAccountId, PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OrgId, ServiceName, Tenant, UserId};

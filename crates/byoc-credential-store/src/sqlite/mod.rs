@@ -23,10 +23,11 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{
     delivery_rank, delivery_rank_sql, AuditAction, AuditChainStatus, AuditEvent, AuditPage,
     CredentialMetadata, CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope,
-    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, KeyVersionCount, Member, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, KeyVersionCount, Member,
+    NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState,
+    OperatorEnvelope, Organization, OrganizationName, Role, SessionIdHash, SmsMessage,
+    SmsStatusUpdate, StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED,
+    FINAL_DELIVERY_RANK,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
@@ -503,14 +504,32 @@ impl CredentialRepository for SqliteStore {
         credential_metadata(&row)
     }
 
-    async fn operator_insert_credential(
+    async fn operator_import_credential(
         &self,
         org_id: OrgId,
         credential: &NewCredential,
         actor: &ServiceName,
         detail: &serde_json::Value,
-    ) -> StoreResult<CredentialMetadata> {
+    ) -> StoreResult<Imported> {
+        // BEGIN IMMEDIATE takes the write lock first, so no other import can store the account between the
+        // check and the insert.
         let mut transaction = self.begin_write().await?;
+        if let Some(account) = &credential.provider_account_id {
+            let present = sqlx::query(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials \
+                 WHERE org_id = ? AND credential_type = ? AND provider_account_id = ? AND is_active = 1 \
+                 ORDER BY (verification_status = 'verified') DESC, created_at DESC, id DESC LIMIT 1"
+            ))
+            .bind(org_id.to_string())
+            .bind(credential.credential_type.as_str())
+            .bind(account.as_str())
+            .fetch_optional(&mut *transaction)
+            .await?;
+            if let Some(row) = present {
+                transaction.commit().await?;
+                return Ok(Imported::AlreadyPresent(credential_metadata(&row)?));
+            }
+        }
         let row = insert_credential_row(&mut transaction, org_id, credential, None).await?;
         let created = NewAuditEvent {
             action: AuditAction::parse("created")?,
@@ -526,7 +545,7 @@ impl CredentialRepository for SqliteStore {
         )
         .await?;
         transaction.commit().await?;
-        credential_metadata(&row)
+        Ok(Imported::Created(credential_metadata(&row)?))
     }
 
     async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>> {

@@ -2,12 +2,13 @@
 //! test is a generic function instantiated once per backend by `conformance_tests!`, on a fresh database.
 
 use byoc_credential_store::{
-    Actor, AuditAction, AuditChainStatus, AuditPage, ConflictKind, CredentialId,
-    CredentialRepository, CredentialType, DeliveryStatus, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, MaskedPhone, NewAuditEvent, NewDashboardSession, NewOAuthState,
-    NewSmsMessage, OAuthStateId, OperatorEnvelope, OrgId, ProviderErrorCode, ProviderMessageSid,
-    Purpose, Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
-    VerificationOutcome, VerificationStatus,
+    Actor, AuditAction, AuditChainStatus, AuditEvent, AuditPage, ConflictKind, CredentialId,
+    CredentialMetadata, CredentialRepository, CredentialType, DeliveryStatus, EnvelopeCursor,
+    EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, NewAuditEvent, NewCredential,
+    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId, OperatorEnvelope, OrgId,
+    ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName,
+    SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome,
+    VerificationStatus,
 };
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
@@ -44,6 +45,8 @@ conformance_tests!(
     organizations_are_created_and_read_with_their_threshold,
     members_are_added_by_role_and_listed,
     credentials_are_inserted_and_listed_as_metadata,
+    an_import_stores_an_account_once_per_organization,
+    concurrent_imports_of_one_account_store_it_once,
     get_credential_returns_the_envelope_and_hides_other_orgs,
     the_active_credential_choice_is_deterministic,
     verification_outcomes_are_recorded_by_managers_and_services,
@@ -301,47 +304,276 @@ async fn credentials_are_inserted_and_listed_as_metadata(
     assert_eq!(repo.list_credentials(&a.service).await.unwrap().len(), 2);
     assert!(is_forbidden(repo.list_credentials(&a.outsider).await));
     assert_eq!(repo.list_credentials(&b.member).await.unwrap().len(), 1);
+}
 
-    let importer = ServiceName::parse("byoc-cli").unwrap();
-    let imported = operator
-        .operator_insert_credential(
-            a.id,
-            &credential(CredentialType::Twilio, "Imported from env"),
-            &importer,
-            &json!({"source": "import-env"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(imported.created_by, None);
-    assert_eq!(imported.org_id, a.id);
+/// The importer `byoc import-env` writes in the name of.
+fn importer() -> ServiceName {
+    ServiceName::parse("byoc-cli").unwrap()
+}
+
+/// A Twilio credential for the Account SID `account`, named `name`, with a fresh id.
+fn twilio_for(account: &str, name: &str) -> NewCredential {
+    NewCredential {
+        provider_account_id: Some(ProviderAccountId::parse(account).unwrap()),
+        ..credential(CredentialType::Twilio, name)
+    }
+}
+
+/// The metadata of an import that stored its credential (panics otherwise).
+fn created(imported: Imported) -> CredentialMetadata {
+    match imported {
+        Imported::Created(metadata) => metadata,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+/// The metadata of an import that found its account already there (panics otherwise).
+fn already_present(imported: Imported) -> CredentialMetadata {
+    match imported {
+        Imported::AlreadyPresent(metadata) => metadata,
+        other => panic!("expected AlreadyPresent, got {other:?}"),
+    }
+}
+
+/// Every audit event of the tenant's organization, newest first.
+async fn all_audit_events(repo: &impl CredentialRepository, tenant: &Tenant) -> Vec<AuditEvent> {
+    repo.list_audit_events(
+        tenant,
+        AuditPage {
+            limit: 500,
+            before: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn an_import_stores_an_account_once_per_organization(
+    repo: &impl CredentialRepository,
+    operator: &(impl CredentialRepository + ImportLogin),
+) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    let c = org(operator, "Clinic C").await;
+    let detail = json!({"display_name": "Imported Twilio (env)", "source": "import-env", "os_user": "alice"});
+
+    // The first import stores the credential, with no user, audited as `created` by the importer with who ran it.
+    let new = credential(CredentialType::Twilio, "Imported Twilio (env)");
+    let first = created(
+        operator
+            .operator_import_credential(a.id, &new, &importer(), &detail)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first.id, new.id);
+    assert_eq!(first.org_id, a.id);
+    assert_eq!(first.created_by, None);
+    assert_eq!(first.verification_status, VerificationStatus::Pending);
     assert_eq!(
-        imported.provider_account_id.as_deref(),
+        first.provider_account_id.as_deref(),
         Some(TWILIO_ACCOUNT_SID)
     );
-    let created = &repo
-        .list_audit_events(
-            &a.member,
-            AuditPage {
-                limit: 1,
-                before: None,
-            },
-        )
+    let events = all_audit_events(repo, &a.member).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.action.as_str(), "created", "the import is audited");
+    assert_eq!(event.actor.to_string(), "service:byoc-cli");
+    assert_eq!(event.credential_id, Some(first.id));
+    let mut expected_detail = detail.clone();
+    if let Some(login) = operator.import_login() {
+        expected_detail["session_user"] = json!(login);
+    }
+    assert_eq!(event.detail, expected_detail);
+
+    // Importing the same account again, under the same name or another, finds it and writes nothing.
+    for name in ["Imported Twilio (env)", "Another name"] {
+        let again = already_present(
+            operator
+                .operator_import_credential(
+                    a.id,
+                    &credential(CredentialType::Twilio, name),
+                    &importer(),
+                    &detail,
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!(again, first, "the first import's credential, unchanged");
+    }
+    assert_eq!(
+        repo.list_credentials(&a.member).await.unwrap(),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        all_audit_events(repo, &a.member).await,
+        events,
+        "an import that finds its account writes no audit event"
+    );
+
+    // Another account is another credential; a name taken by another credential is a conflict.
+    let second_account = "ACffffffffffffffffffffffffffffffff";
+    let second = created(
+        operator
+            .operator_import_credential(
+                a.id,
+                &twilio_for(second_account, "Second account"),
+                &importer(),
+                &detail,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.provider_account_id.as_deref(), Some(second_account));
+    assert!(matches!(
+        operator
+            .operator_import_credential(
+                a.id,
+                &twilio_for(
+                    "ACeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+                    "Imported Twilio (env)"
+                ),
+                &importer(),
+                &detail,
+            )
+            .await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::DisplayName
+        })
+    ));
+    assert_eq!(repo.list_credentials(&a.member).await.unwrap().len(), 2);
+
+    // A deactivated credential is not the account's any more: importing it again stores a new one, under a
+    // name of its own (the deactivated one keeps its name).
+    repo.deactivate_credential(&a.admin, first.id)
         .await
-        .unwrap()[0];
-    assert_eq!(created.action.as_str(), "created", "the import is audited");
-    assert_eq!(created.actor.to_string(), "service:byoc-cli");
-    assert_eq!(created.credential_id, Some(imported.id));
-    assert_eq!(created.detail, json!({"source": "import-env"}));
+        .unwrap();
+    assert!(matches!(
+        operator
+            .operator_import_credential(
+                a.id,
+                &credential(CredentialType::Twilio, "Imported Twilio (env)"),
+                &importer(),
+                &detail
+            )
+            .await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::DisplayName
+        })
+    ));
+    let renewed = created(
+        operator
+            .operator_import_credential(
+                a.id,
+                &credential(CredentialType::Twilio, "Imported again"),
+                &importer(),
+                &detail,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_ne!(renewed.id, first.id);
+
+    // With two active credentials of the account, the import names the one a service would be given first:
+    // the verified one, though the other is newer.
+    let front = credential(CredentialType::Twilio, "Front desk");
+    repo.insert_credential(&b.owner, &front).await.unwrap();
+    let verified = VerificationOutcome {
+        status: VerificationStatus::Verified,
+        error: None,
+    };
+    repo.record_verification(&b.admin, front.id, &verified)
+        .await
+        .unwrap();
+    repo.insert_credential(&b.owner, &credential(CredentialType::Twilio, "Back office"))
+        .await
+        .unwrap();
+    let found = already_present(
+        operator
+            .operator_import_credential(
+                b.id,
+                &credential(CredentialType::Twilio, "Imported Twilio (env)"),
+                &importer(),
+                &detail,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(found.id, front.id);
+
+    // Credentials without a provider account id are always stored.
+    for name in ["Stripe one", "Stripe two"] {
+        created(
+            operator
+                .operator_import_credential(
+                    c.id,
+                    &credential(CredentialType::Stripe, name),
+                    &importer(),
+                    &json!({}),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    // The account in another organization is that organization's own.
+    let in_c = created(
+        operator
+            .operator_import_credential(
+                c.id,
+                &credential(CredentialType::Twilio, "Imported Twilio (env)"),
+                &importer(),
+                &detail,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(in_c.org_id, c.id);
+    assert_eq!(repo.list_credentials(&c.member).await.unwrap().len(), 3);
+
     assert!(is_not_found(
         operator
-            .operator_insert_credential(
+            .operator_import_credential(
                 OrgId::new_random(),
                 &credential(CredentialType::Twilio, "x"),
-                &importer,
+                &importer(),
                 &json!({}),
             )
             .await
     ));
+}
+
+async fn concurrent_imports_of_one_account_store_it_once(
+    repo: &impl CredentialRepository,
+    operator: &(impl CredentialRepository + ImportLogin),
+) {
+    let a = org(operator, "Clinic A").await;
+    // Different names, so that nothing but the account check can stop a second copy.
+    let imports: Vec<NewCredential> = (0..8)
+        .map(|index| credential(CredentialType::Twilio, &format!("Imported {index}")))
+        .collect();
+    let (importer, detail) = (importer(), json!({"source": "import-env"}));
+    let outcomes = futures::future::join_all(
+        imports
+            .iter()
+            .map(|new| operator.operator_import_credential(a.id, new, &importer, &detail)),
+    )
+    .await;
+    let outcomes: Vec<Imported> = outcomes.into_iter().map(Result::unwrap).collect();
+    let stored: Vec<&CredentialMetadata> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Imported::Created(metadata) => Some(metadata),
+            Imported::AlreadyPresent(_) => None,
+        })
+        .collect();
+    assert_eq!(stored.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let Imported::AlreadyPresent(metadata) = outcome {
+            assert_eq!(metadata.id, stored[0].id);
+        }
+    }
+    assert_eq!(repo.list_credentials(&a.member).await.unwrap().len(), 1);
+    assert_eq!(all_audit_events(repo, &a.member).await.len(), 1);
 }
 
 async fn get_credential_returns_the_envelope_and_hides_other_orgs(
@@ -1444,6 +1676,25 @@ async fn closed_store_is_unavailable_not_not_found(
         repo.member_role(&a.owner).await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+/// The database login an operator import's audit event names as `session_user` (Postgres sets it from the
+/// connection's login, here the operator's); SQLite has no logins.
+pub trait ImportLogin {
+    /// The login, if the backend has one.
+    fn import_login(&self) -> Option<&'static str>;
+}
+
+impl ImportLogin for byoc_credential_store::PostgresStore {
+    fn import_login(&self) -> Option<&'static str> {
+        Some(byoc_credential_store::test_support::OPERATOR_LOGIN)
+    }
+}
+
+impl ImportLogin for byoc_credential_store::SqliteStore {
+    fn import_login(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Closing a store's pool, to simulate a database that went away.

@@ -6,7 +6,9 @@
 
 use std::str::FromStr;
 
-use byoc_credential_store::test_support::{fresh_postgres, TestPostgres, OWNER_LOGIN};
+use byoc_credential_store::test_support::{
+    fresh_postgres, TestPostgres, OPERATOR_LOGIN, OWNER_LOGIN,
+};
 use byoc_credential_store::{
     CredentialRepository, CredentialType, HotLeadThreshold, OrganizationName, PostgresStore,
     StoreError, Tenant,
@@ -15,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 use uuid::Uuid;
 
-use crate::fixtures::{credential, org, OrgFixture};
+use crate::fixtures::{credential, org, OrgFixture, TWILIO_ACCOUNT_SID};
 
 /// A pool of one connection on `url` whose connection runs `SET ROLE role`, as the store's do.
 async fn role_pool(url: &str, role: &'static str) -> PgPool {
@@ -322,9 +324,14 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
     let operator_calls = [
         "SELECT * FROM public.byoc_operator_create_organization('Shadowed', 80)".to_owned(),
         format!("SELECT * FROM public.byoc_operator_add_member('{a_id}', '{stranger}', 'member')"),
+        // An import of an account the organization has (it finds that credential) and of another (it inserts).
         format!(
-            "SELECT * FROM public.byoc_operator_insert_credential(gen_random_uuid(), '{a_id}', 'stripe', \
-             '\\x01', 1, 'Imported', NULL, NULL, 'service:byoc-cli', '{{}}')"
+            "SELECT * FROM public.byoc_operator_import_credential(gen_random_uuid(), '{a_id}', 'twilio', \
+             '\\x01', 1, 'Imported again', NULL, '{TWILIO_ACCOUNT_SID}', 'service:byoc-cli', '{{}}')"
+        ),
+        format!(
+            "SELECT * FROM public.byoc_operator_import_credential(gen_random_uuid(), '{a_id}', 'twilio', \
+             '\\x01', 1, 'Imported', NULL, 'ACffffffffffffffffffffffffffffffff', 'service:byoc-cli', '{{}}')"
         ),
         "SELECT * FROM public.byoc_operator_envelope_batch(NULL, NULL, NULL, 10)".to_owned(),
         format!(
@@ -346,6 +353,41 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
     }
     operator.close().await;
     superuser.close().await;
+}
+
+/// An import's audit event names the database login that ran it as the database knows it (`session_user`,
+/// which `SET ROLE` does not change): a `session_user` in the detail the caller passes is replaced.
+#[tokio::test]
+async fn an_import_is_audited_with_the_login_that_ran_it() {
+    let database = fresh_postgres().await;
+    let a = org(database.operator(), "Clinic A").await;
+    let operator = role_pool(&database.operator_url(), "byoc_operator").await;
+    let credential_id = Uuid::new_v4();
+    sqlx::query(
+        "SELECT id FROM public.byoc_operator_import_credential($1, $2, 'twilio', '\\x01', 1, 'Imported', NULL, \
+         $3, 'service:byoc-cli', $4::text::jsonb)",
+    )
+    .bind(credential_id)
+    .bind(a.id.as_uuid())
+    .bind(TWILIO_ACCOUNT_SID)
+    .bind(r#"{"source": "import-env", "session_user": "somebody-else"}"#)
+    .fetch_one(&operator)
+    .await
+    .unwrap();
+    operator.close().await;
+    let superuser = database.superuser_pool(1).await;
+    let detail: String = sqlx::query_scalar(
+        "SELECT detail::text FROM credential_audit_log WHERE credential_id = $1",
+    )
+    .bind(credential_id)
+    .fetch_one(&superuser)
+    .await
+    .unwrap();
+    superuser.close().await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&detail).unwrap(),
+        serde_json::json!({"source": "import-env", "session_user": OPERATOR_LOGIN})
+    );
 }
 
 /// The operator's functions and whether byoc_app may execute them.
@@ -397,7 +439,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
              ARRAY[1::bigint], ARRAY['\\x02'::bytea], ARRAY[2::bigint], 'user:{stranger}')"
         ),
         format!(
-            "SELECT * FROM byoc_operator_insert_credential(gen_random_uuid(), '{a_id}', 'twilio', '\\x01', 1, \
+            "SELECT * FROM byoc_operator_import_credential(gen_random_uuid(), '{a_id}', 'twilio', '\\x01', 1, \
              'planted', NULL, NULL, 'service:x', '{{}}')"
         ),
         "SELECT * FROM byoc_operator_create_organization('rogue', 80)".to_owned(),

@@ -341,7 +341,7 @@ async fn settings_page_sessions_are_reached_only_through_their_definer_functions
         "SELECT p.proname::text, p.prosecdef, coalesce(p.proconfig, '{}') FROM pg_proc p \
          WHERE p.pronamespace = 'public'::regnamespace AND p.proname IN ('byoc_touch_dashboard_session', \
                'byoc_end_dashboard_session', 'byoc_delete_expired_dashboard_sessions', \
-               'byoc_operator_insert_credential') ORDER BY 1",
+               'byoc_operator_import_credential') ORDER BY 1",
     )
     .fetch_all(&owner)
     .await

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_credential_store::service::{CredentialSelector, LegacyTwilioFallback};
-use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite};
+use byoc_credential_store::test_support::{fresh_postgres, fresh_sqlite, OPERATOR_LOGIN};
 use byoc_credential_store::{
     AuditPage, CredentialRepository, CredentialService, CredentialServiceError, CredentialType,
-    DisplayName, Purpose, ServiceConfig, ServiceName, VerificationStatus,
+    DisplayName, Imported, Purpose, ServiceConfig, ServiceName, VerificationStatus,
 };
 use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential, TwilioCredential};
 use byoc_crypto::{KeyVersion, Keyring, MasterKey};
@@ -504,17 +504,33 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
         keyring(&[1]),
         config(Duration::from_secs(60)),
     );
-    let imported = importer
+    let Imported::Created(imported) = importer
         .import(
             clinic.id,
             ServiceName::parse("byoc-cli").unwrap(),
+            "alice",
             &twilio("env-token"),
             name("Imported from env"),
         )
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("the first import stores the credential");
+    };
     assert_eq!(imported.created_by, None);
     assert_eq!(imported.verification_status, VerificationStatus::Pending);
+    // Run again (by someone else, under another name): the account is there already, nothing is written.
+    let again = importer
+        .import(
+            clinic.id,
+            ServiceName::parse("byoc-cli").unwrap(),
+            "bob",
+            &twilio("env-token"),
+            name("Imported again"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Imported::AlreadyPresent(imported.clone()));
     let events = service
         .audit_events(
             &clinic.member,
@@ -528,7 +544,15 @@ async fn import_env_stores_a_normal_credential_on_postgres() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].action.as_str(), "created");
     assert_eq!(events[0].actor.to_string(), "service:byoc-cli");
-    assert_eq!(events[0].detail["source"], "import-env");
+    assert_eq!(
+        events[0].detail,
+        serde_json::json!({
+            "display_name": "Imported from env",
+            "source": "import-env",
+            "os_user": "alice",
+            "session_user": OPERATOR_LOGIN,
+        })
+    );
     importer.shutdown().await.unwrap();
     service.shutdown().await.unwrap();
 }

@@ -327,7 +327,7 @@ async fn insert_sealed(
             )
             .unwrap();
         repository
-            .operator_insert_credential(
+            .operator_import_credential(
                 org_id,
                 &byoc_credential_store::NewCredential {
                     id,

@@ -146,7 +146,7 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
             )
             .unwrap();
         repository
-            .operator_insert_credential(
+            .operator_import_credential(
                 clinic.id,
                 &byoc_credential_store::NewCredential {
                     id,
