@@ -44,3 +44,20 @@ fn an_unknown_argument_is_refused_before_anything_starts() {
         );
     }
 }
+
+#[test]
+fn help_into_a_closed_pipe_does_not_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_byoc-api"))
+        .arg("--help")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run byoc-api");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{output:?}");
+}

@@ -1,6 +1,7 @@
 //! How both binaries answer their command line: `--help` and `--version` print to stdout and exit 0; anything
 //! they do not know is refused with one line on stderr and exit code 2, before anything starts.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -10,11 +11,11 @@ use clap::error::ErrorKind;
 pub fn exit_for(program: &str, error: &clap::Error) -> ExitCode {
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{}", error.render());
+            print_to_stdout(error);
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            print!("{}", error.render());
+            print_to_stdout(error);
             ExitCode::from(2)
         }
         _ => {
@@ -22,6 +23,11 @@ pub fn exit_for(program: &str, error: &clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints clap's rendering to stdout; a closed stdout (`byoc --help | head`) is not an error.
+fn print_to_stdout(error: &clap::Error) {
+    let _ = write!(std::io::stdout(), "{}", error.render());
 }
 
 /// The first non-empty line of a rendered usage error, without clap's `error: ` prefix.
