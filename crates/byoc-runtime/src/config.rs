@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use byoc_credential_store::postgres::DEFAULT_MAX_CONNECTIONS;
 use byoc_credential_store::Backend;
 use byoc_credential_types::{E164Phone, TwilioAccountSid, TwilioCredential};
 use byoc_crypto::{Keyring, KeyringConfig, KeyringError};
@@ -24,6 +25,8 @@ pub const CONFIG_FILE_VAR: &str = "BYOC_CONFIG_FILE";
 pub const DEV_DIR: &str = ".byoc-dev";
 
 const DEFAULT_CACHE_TTL_SECS: u64 = 60;
+/// The largest `BYOC_DB_MAX_CONNECTIONS` accepted.
+const MAX_DB_CONNECTIONS: u32 = 1000;
 
 /// Why the configuration cannot be used. `Display` is one line naming the variable; it never holds a secret.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +182,10 @@ pub struct RuntimeConfig {
     pub auth: AuthConfig,
     /// `BYOC_CACHE_TTL_SECS`: decrypted-credential cache TTL; zero disables the cache.
     pub cache_ttl: Duration,
+    /// `BYOC_DB_MAX_CONNECTIONS`: connections per PostgreSQL pool (1 to 1000, default
+    /// [`DEFAULT_MAX_CONNECTIONS`]); a request that cannot get one within the pool's acquire timeout is answered
+    /// 503. Ignored by the SQLite store.
+    pub db_max_connections: u32,
     /// Legacy env Twilio credentials (`TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`, `TWILIO_PHONE_NUMBER`), when
     /// all three are set.
     pub legacy_twilio: Option<TwilioCredential>,
@@ -284,6 +291,20 @@ impl RuntimeConfig {
             })?),
             None => Duration::from_secs(DEFAULT_CACHE_TTL_SECS),
         };
+        let db_max_connections = match get("BYOC_DB_MAX_CONNECTIONS") {
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|count| (1..=MAX_DB_CONNECTIONS).contains(count))
+                .ok_or_else(|| {
+                    invalid(
+                        "BYOC_DB_MAX_CONNECTIONS",
+                        "must be a whole number of connections from 1 to 1000",
+                    )
+                })?,
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
         let legacy_twilio = match (
             get("TWILIO_ACCOUNT_SID"),
             get("TWILIO_AUTH_TOKEN"),
@@ -327,6 +348,7 @@ impl RuntimeConfig {
             deployment,
             auth,
             cache_ttl,
+            db_max_connections,
             legacy_twilio,
             legacy_fallback_orgs,
         })
@@ -478,5 +500,28 @@ mod tests {
             error.starts_with("BYOC_LEGACY_FALLBACK_ORGS:") && error.contains("TWILIO_AUTH_TOKEN"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_pool_size_is_read_and_bounded() {
+        let config = RuntimeConfig::from_lookup(|_| None).expect("defaults");
+        assert_eq!(config.db_max_connections, DEFAULT_MAX_CONNECTIONS);
+        let config = RuntimeConfig::from_lookup(|name| {
+            (name == "BYOC_DB_MAX_CONNECTIONS").then(|| "32".to_owned())
+        })
+        .expect("valid");
+        assert_eq!(config.db_max_connections, 32);
+        for bad in ["0", "1001", "-1", "ten"] {
+            let error = RuntimeConfig::from_lookup(|name| {
+                (name == "BYOC_DB_MAX_CONNECTIONS").then(|| bad.to_owned())
+            })
+            .err()
+            .expect("refused")
+            .to_string();
+            assert!(
+                error.starts_with("BYOC_DB_MAX_CONNECTIONS:"),
+                "{bad}: {error}"
+            );
+        }
     }
 }

@@ -135,7 +135,13 @@ impl Services {
                 None,
             ),
         };
-        let repository = open_store(&database, service_database.as_ref(), role).await?;
+        let repository = open_store(
+            &database,
+            service_database.as_ref(),
+            role,
+            config.db_max_connections,
+        )
+        .await?;
         let (credential_service, report) = CredentialService::start(
             Arc::clone(&repository),
             Arc::clone(&keyring),
@@ -177,15 +183,17 @@ impl Services {
 }
 
 /// Connects to the store `DATABASE_URL` names, as `role` (Postgres; the service also with the service-context
-/// login of `BYOC_SERVICE_DATABASE_URL` when set, and it says what its logins may do).
+/// login of `BYOC_SERVICE_DATABASE_URL` when set, and it says what its logins may do), with `max_connections` per pool.
 async fn open_store(
     database: &DatabaseUrl,
     service_database: Option<&DatabaseUrl>,
     role: DatabaseRole,
+    max_connections: u32,
 ) -> Result<Arc<dyn CredentialRepository>, StartupError> {
     match database.backend() {
         Backend::Postgres => {
             let mut options = PostgresConnectOptions::from_url(database.expose(), role)?;
+            options.max_connections = max_connections;
             if let Some(service_database) = service_database.filter(|_| role == DatabaseRole::App) {
                 options = options.with_service_url(service_database.expose())?;
             }

@@ -6,6 +6,7 @@ mod payload;
 
 use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,12 +68,14 @@ macro_rules! tenant_context {
 }
 
 /// `ctx_allowed` of a tenant read: whether the actor may read in the organization (a member or a calling
-/// service). True whenever a row came back (the policies let it through); otherwise asked explicitly, after
-/// the context is set (the projection of the join runs after its outer side). `c` is the read's subquery.
+/// service), and `ctx_matched`: whether a row matched. Allowed is true whenever a row came back (the policies
+/// let it through); otherwise asked explicitly, after the context is set (the projection of the join runs after
+/// its outer side). `c` is the read's subquery.
 macro_rules! ctx_allowed {
     () => {
         "CASE WHEN c.id IS NOT NULL THEN true \
-              ELSE public.byoc_ctx_is_service() OR public.byoc_ctx_member_role() IS NOT NULL END AS ctx_allowed"
+              ELSE public.byoc_ctx_is_service() OR public.byoc_ctx_member_role() IS NOT NULL END AS ctx_allowed, \
+         c.id IS NOT NULL AS ctx_matched"
     };
 }
 
@@ -126,6 +129,33 @@ const TENANT_MEMBER_ROLE: &str = concat!(
     tenant_context!(),
     "SELECT public.byoc_ctx_member_role() AS role FROM ctx"
 );
+
+/// Tenant read of every credential of the organization, newest first, metadata only. The LATERAL subquery is
+/// kept from being pulled up by `OFFSET 0` (as the one-row reads are by `LIMIT 1`), so the context is set first.
+/// Returns one row with `id` NULL when there is none.
+static TENANT_CREDENTIAL_LIST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{context}SELECT {allowed}, c.* FROM ctx LEFT JOIN LATERAL (\
+             SELECT {CREDENTIAL_COLUMNS} FROM public.organization_api_credentials \
+             WHERE org_id = ctx.org_id ORDER BY created_at DESC, id DESC OFFSET 0) c ON true \
+         ORDER BY c.created_at DESC, c.id DESC",
+        context = tenant_context!(),
+        allowed = ctx_allowed!(),
+    )
+});
+
+/// Tenant read of one page of the organization's audit events, newest first: before the event id `$4` (all
+/// when NULL), at most `$5`. Returns one row with `id` NULL when there is none.
+static TENANT_AUDIT_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{context}SELECT {allowed}, c.* FROM ctx LEFT JOIN LATERAL (\
+             SELECT {AUDIT_COLUMNS} FROM public.credential_audit_log \
+             WHERE org_id = ctx.org_id AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5) c ON true \
+         ORDER BY c.id DESC",
+        context = tenant_context!(),
+        allowed = ctx_allowed!(),
+    )
+});
 
 pub use notify::{CredentialChangeListener, CREDENTIAL_CHANGES_CHANNEL};
 
@@ -425,28 +455,57 @@ impl PostgresStore {
         sql: &'static str,
         key: Option<TenantReadKey>,
     ) -> StoreResult<Option<PgRow>> {
-        let (user, service) = context_args(&tenant.actor);
-        let query = sqlx::query(sql)
-            .bind(tenant.org_id.as_uuid())
-            .bind(user)
-            .bind(service);
+        let query = self.tenant_query(tenant, sql);
         let query = match key {
             Some(TenantReadKey::Id(id)) => query.bind(id.as_uuid()),
             Some(TenantReadKey::Type(credential_type)) => query.bind(credential_type.as_str()),
             None => query,
         };
         let row = query.fetch_one(self.pool_for(tenant)).await?;
-        if !row.try_get::<bool, _>("ctx_allowed")? {
-            return Err(match tenant.actor {
-                Actor::User(_) => StoreError::Forbidden {
-                    reason: "the user is not a member of this organization",
-                },
-                Actor::Service(_) => service_refused(),
-            });
-        }
-        let matched = row.try_get::<Option<Uuid>, _>("id")?.is_some();
-        Ok(matched.then_some(row))
+        matched_row(tenant, row)
     }
+
+    /// A tenant statement (one of the `TENANT_*`) with the context bound as `$1` to `$3`.
+    fn tenant_query<'q>(
+        &self,
+        tenant: &'q Tenant,
+        sql: &'q str,
+    ) -> Query<'q, Postgres, PgArguments> {
+        let (user, service) = context_args(&tenant.actor);
+        sqlx::query(sql)
+            .bind(tenant.org_id.as_uuid())
+            .bind(user)
+            .bind(service)
+    }
+
+    /// Runs a tenant statement that may match many rows, in one round trip on the pool (as
+    /// [`Self::tenant_read`]): the matched rows, none when the statement's one row has `id` NULL.
+    async fn tenant_rows(
+        &self,
+        tenant: &Tenant,
+        query: Query<'_, Postgres, PgArguments>,
+    ) -> StoreResult<Vec<PgRow>> {
+        let mut matched = Vec::new();
+        for row in query.fetch_all(self.pool_for(tenant)).await? {
+            matched.extend(matched_row(tenant, row)?);
+        }
+        Ok(matched)
+    }
+}
+
+/// A row of a tenant statement: refused when the actor may not read in the organization (`ctx_allowed` false),
+/// `None` when nothing matched (`id` NULL).
+fn matched_row(tenant: &Tenant, row: PgRow) -> StoreResult<Option<PgRow>> {
+    if !row.try_get::<bool, _>("ctx_allowed")? {
+        return Err(match tenant.actor {
+            Actor::User(_) => StoreError::Forbidden {
+                reason: "the user is not a member of this organization",
+            },
+            Actor::Service(_) => service_refused(),
+        });
+    }
+    let matched = row.try_get::<bool, _>("ctx_matched")?;
+    Ok(matched.then_some(row))
 }
 
 /// What the login of a pool may do (see [`LoginReport`]).
@@ -778,15 +837,8 @@ impl CredentialRepository for PostgresStore {
     }
 
     async fn list_credentials(&self, tenant: &Tenant) -> StoreResult<Vec<CredentialMetadata>> {
-        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM organization_api_credentials WHERE org_id = $1 \
-             ORDER BY created_at DESC, id DESC"
-        ))
-        .bind(tenant.org_id.as_uuid())
-        .fetch_all(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
+        let query = self.tenant_query(tenant, &TENANT_CREDENTIAL_LIST);
+        let rows = self.tenant_rows(tenant, query).await?;
         rows.iter().map(credential_metadata).collect()
     }
 
@@ -983,17 +1035,11 @@ impl CredentialRepository for PostgresStore {
         tenant: &Tenant,
         page: AuditPage,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM credential_audit_log \
-             WHERE org_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(tenant.org_id.as_uuid())
-        .bind(page.before.map(|id| id.0))
-        .bind(i64::from(page.limit.clamp(1, 1000)))
-        .fetch_all(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
+        let query = self
+            .tenant_query(tenant, &TENANT_AUDIT_PAGE)
+            .bind(page.before.map(|id| id.0))
+            .bind(i64::from(page.limit.clamp(1, 1000)));
+        let rows = self.tenant_rows(tenant, query).await?;
         rows.iter().map(audit_event).collect()
     }
 

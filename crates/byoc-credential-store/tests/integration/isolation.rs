@@ -5,9 +5,9 @@ use std::str::FromStr;
 
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{
-    AuditAction, CredentialRepository, CredentialType, DeliveryStatus, MaskedPhone, NewAuditEvent,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId, OrgId, PostgresStore,
-    ProviderMessageSid, Purpose, Role, SessionIdHash, StoreError, Tenant, UserId,
+    AuditAction, AuditPage, CredentialRepository, CredentialType, DeliveryStatus, MaskedPhone,
+    NewAuditEvent, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId, OrgId,
+    PostgresStore, ProviderMessageSid, Purpose, Role, SessionIdHash, StoreError, Tenant, UserId,
 };
 use chrono::{NaiveDate, Utc};
 use futures::future::join_all;
@@ -941,6 +941,14 @@ async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behi
     // Eight rounds: after five executions the server may plan a prepared statement generically.
     for round in 0..8 {
         for tenant in [&seeded.a.owner, &seeded.a.member, &seeded.a.service] {
+            assert_eq!(single.list_credentials(tenant).await.unwrap()[0].id, a_id);
+            let page = AuditPage {
+                before: None,
+                limit: 10,
+            };
+            let events = single.list_audit_events(tenant, page).await.unwrap();
+            assert!(events.iter().all(|event| event.org_id == seeded.a.id));
+            assert!(!events.is_empty());
             assert_eq!(
                 single
                     .get_credential(tenant, a_id)
@@ -994,6 +1002,16 @@ async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behi
         assert!(forbidden(
             single.get_organization(outsider).await.map(|_| ())
         ));
+        assert!(forbidden(
+            single.list_credentials(outsider).await.map(|_| ())
+        ));
+        let page = AuditPage {
+            before: None,
+            limit: 10,
+        };
+        assert!(forbidden(
+            single.list_audit_events(outsider, page).await.map(|_| ())
+        ));
         // A's owner is an outsider in B.
         let a_owner_in_b = Tenant::user(seeded.b.id, seeded.a.owner.actor.user_id().unwrap());
         assert!(forbidden(
@@ -1013,14 +1031,15 @@ async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behi
     .unwrap();
     assert_eq!(
         statements.len(),
-        4,
-        "by id, winning credential, organization, member role"
+        6,
+        "by id, winning credential, organization, member role, credentials list, audit page"
     );
     let owner = seeded.a.owner.actor.user_id().unwrap().as_uuid();
     for (name, statement, types) in &statements {
         let key = match types.get(3).map(String::as_str) {
             Some("uuid") => format!(", '{}'", a_id.as_uuid()),
             Some("text") => ", 'twilio'".to_owned(),
+            Some("bigint") => ", NULL, 10".to_owned(),
             _ => String::new(),
         };
         let explain = format!(
@@ -1033,13 +1052,29 @@ async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behi
             .unwrap();
         let text: String = row.try_get_unchecked(0).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let root = &json[0]["Plan"];
-        let children: Vec<&serde_json::Value> = root["Plans"].as_array().unwrap().iter().collect();
-        let context_cte = children
+        let top = &json[0]["Plan"];
+        let top_children: Vec<&serde_json::Value> =
+            top["Plans"].as_array().unwrap().iter().collect();
+        let context_cte = top_children
             .iter()
             .find(|child| child["Parent Relationship"] == "InitPlan")
             .unwrap_or_else(|| panic!("{statement}: no context CTE in {json}"));
         assert_eq!(context_cte["Subplan Name"], "CTE ctx", "{json}");
+        // The many-row reads sort the join's output; the join itself sits below the sort.
+        let root = if top["Node Type"] == "Sort" {
+            top_children
+                .iter()
+                .find(|child| child["Parent Relationship"] == "Outer")
+                .copied()
+                .unwrap_or_else(|| panic!("{statement}: a sort of nothing in {json}"))
+        } else {
+            top
+        };
+        let mut children: Vec<&serde_json::Value> =
+            root["Plans"].as_array().unwrap().iter().collect();
+        if root != top {
+            children.insert(0, context_cte);
+        }
         if statement.ends_with("AS role FROM ctx") {
             // The member role: the CTE scan itself, the lookup in its projection (after the row).
             assert_eq!(root["Node Type"], "CTE Scan", "{json}");
@@ -1062,7 +1097,9 @@ async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behi
             .filter_map(|node| node["Relation Name"].as_str())
             .collect();
         assert!(
-            relations == ["organization_api_credentials"] || relations == ["organizations"],
+            relations == ["organization_api_credentials"]
+                || relations == ["organizations"]
+                || relations == ["credential_audit_log"],
             "{json}"
         );
         assert!(

@@ -7,5 +7,6 @@ mod database_boundary;
 mod fixtures;
 mod isolation;
 mod notifications;
+mod pool;
 mod schema_dump;
 mod service;
