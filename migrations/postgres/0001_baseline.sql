@@ -348,7 +348,7 @@ $triggers$;
 
 -- Cache invalidation across replicas: every change to a credential that can change what a service is given
 -- (insert, deactivation, verification outcome, envelope edit, purge) notifies `byoc_credential_changes` with
--- {"org_id", "credential_type", "credential_id"}, whoever writes. A key rotation's re-wrap is not such a change:
+-- {"kind": "credential", "org_id", "credential_type", "credential_id"}, whoever writes. A key rotation's re-wrap is not such a change:
 -- it replaces the header and wrapped data key (the first 65 bytes of the envelope) and the key version, and
 -- leaves the payload nonce and ciphertext (and every other column) as they were; it does not notify, or a
 -- million-row rotation would flood the listeners. The test is on the row itself, so no setting can silence a
@@ -373,7 +373,8 @@ BEGIN
         changed := NEW;
     END IF;
     PERFORM pg_catalog.pg_notify('byoc_credential_changes',
-                                 pg_catalog.json_build_object('org_id', changed.org_id,
+                                 pg_catalog.json_build_object('kind', 'credential',
+                                                              'org_id', changed.org_id,
                                                               'credential_type', changed.credential_type,
                                                               'credential_id', changed.id)::pg_catalog.text);
     RETURN NULL;
@@ -383,6 +384,49 @@ $$;
 CREATE TRIGGER notify_credential_change
     AFTER INSERT OR UPDATE OR DELETE ON public.organization_api_credentials
     FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_credential_change();
+
+-- Member roles and organizations are cached by every replica too: a member added, given another role or removed
+-- notifies {"kind": "member", "org_id", "user_id"} (the old row's user as well, should an update change it), and
+-- an organization changed or removed notifies {"kind": "organization", "org_id"}, whoever writes (the SaaS may
+-- write organization_members directly).
+CREATE FUNCTION public.byoc_notify_member_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM pg_catalog.pg_notify('byoc_credential_changes',
+                                     pg_catalog.json_build_object('kind', 'member', 'org_id', OLD.org_id,
+                                                                  'user_id', OLD.user_id)::pg_catalog.text);
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id) THEN
+        PERFORM pg_catalog.pg_notify('byoc_credential_changes',
+                                     pg_catalog.json_build_object('kind', 'member', 'org_id', NEW.org_id,
+                                                                  'user_id', NEW.user_id)::pg_catalog.text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER notify_member_change
+    AFTER INSERT OR UPDATE OR DELETE ON public.organization_members
+    FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_member_change();
+
+CREATE FUNCTION public.byoc_notify_organization_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('byoc_credential_changes',
+                                 pg_catalog.json_build_object('kind', 'organization',
+                                                              'org_id', OLD.id)::pg_catalog.text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER notify_organization_change
+    AFTER UPDATE OR DELETE ON public.organizations
+    FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_organization_change();
 
 -- 5. Row-level security -----------------------------------------------------------------------------------------
 --

@@ -304,7 +304,8 @@ BEGIN
         changed := NEW;
     END IF;
     PERFORM pg_catalog.pg_notify('byoc_credential_changes',
-                                 pg_catalog.json_build_object('org_id', changed.org_id,
+                                 pg_catalog.json_build_object('kind', 'credential',
+                                                              'org_id', changed.org_id,
                                                               'credential_type', changed.credential_type,
                                                               'credential_id', changed.id)::pg_catalog.text);
     RETURN NULL;
@@ -312,6 +313,41 @@ END
 $$;
 
 ALTER FUNCTION public.byoc_notify_credential_change() OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_notify_member_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM pg_catalog.pg_notify('byoc_credential_changes',
+                                     pg_catalog.json_build_object('kind', 'member', 'org_id', OLD.org_id,
+                                                                  'user_id', OLD.user_id)::pg_catalog.text);
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id) THEN
+        PERFORM pg_catalog.pg_notify('byoc_credential_changes',
+                                     pg_catalog.json_build_object('kind', 'member', 'org_id', NEW.org_id,
+                                                                  'user_id', NEW.user_id)::pg_catalog.text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION public.byoc_notify_member_change() OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_notify_organization_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('byoc_credential_changes',
+                                 pg_catalog.json_build_object('kind', 'organization',
+                                                              'org_id', OLD.id)::pg_catalog.text);
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION public.byoc_notify_organization_change() OWNER TO byoc_owner;
 
 CREATE TABLE public.organization_members (
     org_id uuid NOT NULL,
@@ -805,6 +841,10 @@ CREATE TRIGGER audit_chain_link BEFORE INSERT ON public.credential_audit_log FOR
 
 CREATE TRIGGER notify_credential_change AFTER INSERT OR DELETE OR UPDATE ON public.organization_api_credentials FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_credential_change();
 
+CREATE TRIGGER notify_member_change AFTER INSERT OR DELETE OR UPDATE ON public.organization_members FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_member_change();
+
+CREATE TRIGGER notify_organization_change AFTER DELETE OR UPDATE ON public.organizations FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_organization_change();
+
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_chain_heads FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_log FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
@@ -973,6 +1013,10 @@ REVOKE ALL ON FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_serv
 GRANT ALL ON FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_service text) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_notify_credential_change() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION public.byoc_notify_member_change() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION public.byoc_notify_organization_change() FROM PUBLIC;
 
 GRANT SELECT,INSERT,DELETE ON TABLE public.organization_members TO byoc_app;
 

@@ -107,7 +107,6 @@ pub mod test_support;
 use std::sync::Arc;
 
 pub use error::{ConflictKind, StoreError, StoreResult};
-pub use model::CredentialChange;
 pub use model::{
     AuditAction, AuditChainStatus, AuditEvent, AuditEventId, AuditPage, CredentialMetadata,
     CredentialRecord, CredentialType, DashboardSession, DeliveryStatus, DisplayName,
@@ -118,6 +117,7 @@ pub use model::{
     SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue, UsageCounter,
     VerificationOutcome, VerificationStatus, DELIVERED,
 };
+pub use model::{CredentialChange, StoreChange};
 #[cfg(feature = "mock")]
 pub use repository::MockCredentialRepository;
 pub use repository::{ChangeListener, CredentialRepository};

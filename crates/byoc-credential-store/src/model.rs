@@ -781,6 +781,27 @@ pub struct CredentialChange {
     pub credential_id: CredentialId,
 }
 
+/// A change made through any store on the same database (or by anyone writing it), as notified: what each
+/// replica must drop from its caches.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StoreChange {
+    /// A credential was inserted, deactivated, verified or found failing, its envelope edited, or purged.
+    Credential(CredentialChange),
+    /// A member was added, given another role, or removed.
+    Member {
+        /// The organization.
+        org_id: OrgId,
+        /// The user.
+        user_id: UserId,
+    },
+    /// The organization's settings changed, or it was removed.
+    Organization {
+        /// The organization.
+        org_id: OrgId,
+    },
+}
+
 /// How many credentials one key version wraps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyVersionCount {

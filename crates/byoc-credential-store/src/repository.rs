@@ -7,21 +7,22 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::StoreResult;
 use crate::model::{
-    AuditChainStatus, AuditEvent, AuditPage, CredentialChange, CredentialMetadata,
-    CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor,
-    EnvelopeSwap, HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoredKeyCheckValue, UsageCounter, VerificationOutcome,
+    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
+    DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported,
+    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState,
+    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName, Role,
+    SessionIdHash, SmsMessage, SmsStatusUpdate, StoreChange, StoredKeyCheckValue, UsageCounter,
+    VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
-/// A subscription to credential changes made through any store on the same database.
+/// A subscription to the changes (credentials, members, organizations) made through any store on the same
+/// database.
 #[async_trait]
 pub trait ChangeListener: Send {
     /// Waits for the next change. `Ok(None)` means the subscription lost its connection and changes may
     /// have been missed: treat everything cached as stale and listen again.
-    async fn recv(&mut self) -> StoreResult<Option<CredentialChange>>;
+    async fn recv(&mut self) -> StoreResult<Option<StoreChange>>;
 }
 
 /// Storage for organizations, members, credentials (as envelopes), the audit log, key check values, OAuth

@@ -1,17 +1,17 @@
-//! Credential change notifications (Postgres `LISTEN`), so that every replica can drop cached secrets within
-//! moments of a change made by another one.
+//! Change notifications (Postgres `LISTEN`), so that every replica can drop cached secrets, member roles and
+//! organizations within moments of a change made by another one (or by anyone writing the database).
 
 use async_trait::async_trait;
 use sqlx::postgres::PgListener;
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::CredentialChange;
+use crate::model::StoreChange;
 use crate::repository::ChangeListener;
 
 use super::PostgresStore;
 
-/// The channel the database notifies on every credential change (migration 0007), whoever writes. Key
-/// rotation does not notify: it changes no secret.
+/// The channel the database notifies on every credential, member and organization change, whoever writes
+/// (the baseline's notify triggers). Key rotation does not notify: it changes no secret.
 pub const CREDENTIAL_CHANGES_CHANNEL: &str = "byoc_credential_changes";
 
 /// A dedicated connection listening on [`CREDENTIAL_CHANGES_CHANNEL`].
@@ -32,12 +32,12 @@ impl PostgresStore {
 
 #[async_trait]
 impl ChangeListener for CredentialChangeListener {
-    async fn recv(&mut self) -> StoreResult<Option<CredentialChange>> {
+    async fn recv(&mut self) -> StoreResult<Option<StoreChange>> {
         let Some(notification) = self.listener.try_recv().await? else {
             return Ok(None);
         };
         serde_json::from_str(notification.payload())
             .map(Some)
-            .map_err(|_| StoreError::internal("a credential change notification could not be read"))
+            .map_err(|_| StoreError::internal("a change notification could not be read"))
     }
 }

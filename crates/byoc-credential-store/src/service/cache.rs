@@ -66,22 +66,33 @@ impl CredentialService {
         !self.inner.cache_trusted.load(Ordering::Acquire)
     }
 
-    /// The caller's role in the organization (`None`: not a member; services have none), read from the
-    /// store on every call. When the store cannot answer (a database outage), the role last read for this
-    /// user is answered until the cache TTL, so members keep using cached credentials through the outage.
+    /// The caller's role in the organization (`None`: not a member; services have none). While changes are
+    /// followed ([`CredentialService::follow_changes`]) a role is served from the cache, which every member
+    /// change, on any replica or straight in the database, invalidates within moments; a miss costs one
+    /// read. Otherwise it is read from the store on every call. When the store cannot answer (a database
+    /// outage), the role last read for this user is answered until the cache TTL, so members keep using
+    /// cached credentials through the outage.
     pub async fn member_role(&self, tenant: &Tenant) -> ServiceResult<Option<Role>> {
-        let read = async { Ok(self.inner.repository.member_role(tenant).await?) };
-        let (Some(roles), Actor::User(user_id)) = (&self.inner.roles, &tenant.actor) else {
+        let inner = &self.inner;
+        let read = async { Ok(inner.repository.member_role(tenant).await?) };
+        let (Some(roles), Actor::User(user_id)) = (&inner.roles, &tenant.actor) else {
             return read.await;
         };
         let key = (tenant.org_id, *user_id);
-        match self
-            .inner
+        if inner.follows_changes() {
+            if let Some(role) = roles.get(&key).await {
+                return Ok(Some(role));
+            }
+        }
+        let generation = inner.generation.load(Ordering::Acquire);
+        match inner
             .fresh_or_last_known(read, roles.get(&key).await.map(Some))
             .await?
         {
             Answer::Fresh(Some(role)) => {
-                roles.insert(key, role).await;
+                if inner.generation.load(Ordering::Acquire) == generation {
+                    roles.insert(key, role).await;
+                }
                 Ok(Some(role))
             }
             Answer::Fresh(None) => {
@@ -92,26 +103,45 @@ impl CredentialService {
         }
     }
 
-    /// The caller's organization (name, hot-lead threshold), read from the store on every call; through a
-    /// database outage, the organization as last read until the cache TTL (as [`CredentialService::member_role`]).
+    /// The caller's organization (name, hot-lead threshold): from the cache while changes are followed, else
+    /// read from the store on every call; through a database outage, the organization as last read until
+    /// the cache TTL (as [`CredentialService::member_role`]).
     pub async fn organization(&self, tenant: &Tenant) -> ServiceResult<Organization> {
-        let read = async { Ok(self.inner.repository.get_organization(tenant).await?) };
-        let Some(organizations) = &self.inner.organizations else {
+        let inner = &self.inner;
+        let read = async { Ok(inner.repository.get_organization(tenant).await?) };
+        let Some(organizations) = &inner.organizations else {
             return read.await;
         };
-        match self
-            .inner
+        if inner.follows_changes() && tenant.actor.user_id().is_some() {
+            // Served only to a member the role cache vouches for, as the store would check.
+            if let (Some(organization), Some(Some(_))) = (
+                organizations.get(&tenant.org_id).await,
+                self.cached_role(tenant).await,
+            ) {
+                return Ok(organization);
+            }
+        }
+        let generation = inner.generation.load(Ordering::Acquire);
+        match inner
             .fresh_or_last_known(read, organizations.get(&tenant.org_id).await)
             .await?
         {
             Answer::Fresh(organization) => {
-                organizations
-                    .insert(tenant.org_id, organization.clone())
-                    .await;
+                if inner.generation.load(Ordering::Acquire) == generation {
+                    organizations
+                        .insert(tenant.org_id, organization.clone())
+                        .await;
+                }
                 Ok(organization)
             }
             Answer::LastKnown(organization) => Ok(organization),
         }
+    }
+
+    /// The caller's cached role (`None`: nothing cached).
+    async fn cached_role(&self, tenant: &Tenant) -> Option<Option<Role>> {
+        let (roles, user_id) = (self.inner.roles.as_ref()?, tenant.actor.user_id()?);
+        roles.get(&(tenant.org_id, user_id)).await.map(Some)
     }
 
     /// Drops every cached credential.
@@ -258,6 +288,38 @@ impl Inner {
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }
+    }
+
+    /// Drops a member's cached role (added, given another role or removed).
+    pub(super) async fn invalidate_member(&self, org_id: OrgId, user_id: UserId) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(roles) = &self.roles {
+            roles.invalidate(&(org_id, user_id)).await;
+        }
+    }
+
+    /// Drops a cached organization (changed or removed).
+    pub(super) async fn invalidate_organization(&self, org_id: OrgId) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(organizations) = &self.organizations {
+            organizations.invalidate(&org_id).await;
+        }
+    }
+
+    /// Drops every cached role and organization (notifications may have been missed).
+    pub(super) fn forget_members_and_organizations(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(roles) = &self.roles {
+            roles.invalidate_all();
+        }
+        if let Some(organizations) = &self.organizations {
+            organizations.invalidate_all();
+        }
+    }
+
+    /// Whether member roles and organizations may be served from their caches: a change listener is live.
+    pub(super) fn follows_changes(&self) -> bool {
+        self.following.load(Ordering::Acquire) && self.cache_trusted.load(Ordering::Acquire)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Following credential changes made by other replicas (the store's [`ChangeListener`]).
+//! Following the changes made by other replicas (the store's [`ChangeListener`]): credentials, member roles
+//! and organizations.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -6,8 +7,9 @@ use std::sync::Arc;
 use super::*;
 
 impl CredentialService {
-    /// Follows credential changes made by any replica (Postgres `LISTEN`): each notification drops that
-    /// (organization, type) from the cache; after a lost connection the cache is not trusted (see the module
+    /// Follows the changes made by any replica or straight in the database (Postgres `LISTEN`): each
+    /// notification drops that (organization, type), member role or organization from the caches, and while
+    /// the listener is live roles and organizations are served from them; after a lost connection the cache is not trusted (see the module
     /// docs: database outage) until the listener is back, and then dropped. Returns once listening, `false`
     /// when the store reports no changes (SQLite: one process). Stopped by [`CredentialService::shutdown`],
     /// which must run before the store is closed.
@@ -15,6 +17,8 @@ impl CredentialService {
         let Some(listener) = self.inner.repository.listen_for_changes().await? else {
             return Ok(false);
         };
+        self.inner.forget_members_and_organizations();
+        self.inner.following.store(true, Ordering::Release);
         let task = tokio::spawn(follow(Arc::downgrade(&self.inner), listener));
         self.inner
             .followers
@@ -39,16 +43,25 @@ pub(super) async fn follow(service: Weak<Inner>, mut listener: Box<dyn ChangeLis
             return;
         };
         match received {
-            Ok(Some(change)) => {
+            Ok(Some(StoreChange::Credential(change))) => {
                 inner
                     .invalidate(change.org_id, change.credential_type)
                     .await;
+                continue;
+            }
+            Ok(Some(StoreChange::Member { org_id, user_id })) => {
+                inner.invalidate_member(org_id, user_id).await;
+                continue;
+            }
+            Ok(Some(StoreChange::Organization { org_id })) => {
+                inner.invalidate_organization(org_id).await;
                 continue;
             }
             Ok(None) => tracing::warn!("credential change listener lost its connection"),
             Err(error) => tracing::warn!(%error, "credential change listener failed"),
         }
         inner.cache_trusted.store(false, Ordering::Release);
+        inner.following.store(false, Ordering::Release);
         inner.generation.fetch_add(1, Ordering::AcqRel);
         let repository = Arc::clone(&inner.repository);
         drop(inner);
@@ -68,6 +81,8 @@ pub(super) async fn follow(service: Weak<Inner>, mut listener: Box<dyn ChangeLis
             return;
         };
         inner.invalidate_all();
+        inner.forget_members_and_organizations();
         inner.cache_trusted.store(true, Ordering::Release);
+        inner.following.store(true, Ordering::Release);
     }
 }

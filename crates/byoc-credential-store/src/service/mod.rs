@@ -60,7 +60,8 @@ use crate::access::{check, Need};
 use crate::model::{
     AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
     DisplayName, EncryptedEnvelope, Imported, NewAuditEvent, NewCredential, Organization,
-    ProviderAccountId, PublicHint, Purpose, Role, VerificationOutcome, VerificationStatus,
+    ProviderAccountId, PublicHint, Purpose, Role, StoreChange, VerificationOutcome,
+    VerificationStatus,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OrgId, ServiceName, Tenant, UserId};
@@ -129,9 +130,12 @@ struct Inner {
     /// False while the change listener is reconnecting: lookups read the database then, and use the cache
     /// only when the database cannot answer.
     cache_trusted: AtomicBool,
-    /// Member roles last read, for a database outage (never served while the database answers).
+    /// True while a change listener is live ([`CredentialService::follow_changes`]): member roles and
+    /// organizations are then served from their caches, which its notifications keep current.
+    following: AtomicBool,
+    /// Member roles last read: served while changes are followed, and through a database outage.
     roles: Option<Cache<(OrgId, UserId), Role>>,
-    /// Organizations last read, for a database outage (never served while the database answers).
+    /// Organizations last read: served while changes are followed, and through a database outage.
     organizations: Option<Cache<OrgId, Organization>>,
     /// Credential lookups answered from the cache.
     cache_hits: AtomicU64,
@@ -196,6 +200,7 @@ impl CredentialService {
                 cache,
                 generation: AtomicU64::new(0),
                 cache_trusted: AtomicBool::new(true),
+                following: AtomicBool::new(false),
                 roles,
                 organizations,
                 cache_hits: AtomicU64::new(0),

@@ -742,3 +742,105 @@ async fn an_unavailable_database_gets_the_last_read_role_and_organization_within
         .is_database_unavailable());
     service.shutdown().await.unwrap();
 }
+
+/// A change listener fed by the test.
+struct ChannelListener(tokio::sync::mpsc::UnboundedReceiver<StoreChange>);
+
+#[async_trait::async_trait]
+impl ChangeListener for ChannelListener {
+    async fn recv(&mut self) -> crate::StoreResult<Option<StoreChange>> {
+        match self.0.recv().await {
+            Some(change) => Ok(Some(change)),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn while_changes_are_followed_a_role_is_read_once_until_its_member_changes() {
+    let org_id = OrgId::new_random();
+    let member = Tenant::user(org_id, UserId::new_random());
+    let user_id = member.actor.user_id().unwrap();
+    let organization = Organization {
+        id: org_id,
+        name: "Clinic".to_owned(),
+        hot_lead_threshold: crate::model::HotLeadThreshold::DEFAULT,
+        created_at: fixed_time(),
+        updated_at: fixed_time(),
+    };
+    let (changes, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let mut repository = MockCredentialRepository::new();
+    repository.expect_listen_for_changes().return_once(move || {
+        Ok(Some(
+            Box::new(ChannelListener(receiver)) as Box<dyn ChangeListener>
+        ))
+    });
+    let role_reads = Arc::new(AtomicUsize::new(0));
+    let reads = Arc::clone(&role_reads);
+    repository.expect_member_role().returning(move |_| {
+        // Admin at first; demoted once the change is in.
+        Ok(Some(if reads.fetch_add(1, Ordering::Relaxed) == 0 {
+            Role::Admin
+        } else {
+            Role::Member
+        }))
+    });
+    let organization_reads = Arc::new(AtomicUsize::new(0));
+    let reads = Arc::clone(&organization_reads);
+    let answer = organization.clone();
+    repository.expect_get_organization().returning(move |_| {
+        reads.fetch_add(1, Ordering::Relaxed);
+        Ok(answer.clone())
+    });
+    let service = CredentialService::new(
+        Arc::new(repository),
+        test_keyring(),
+        config(Duration::from_secs(600)),
+    );
+    assert!(service.follow_changes().await.unwrap());
+
+    for _ in 0..5 {
+        assert_eq!(
+            service.member_role(&member).await.unwrap(),
+            Some(Role::Admin)
+        );
+        assert_eq!(service.organization(&member).await.unwrap(), organization);
+    }
+    assert_eq!(
+        role_reads.load(Ordering::Relaxed),
+        1,
+        "one read, then the cache"
+    );
+    assert_eq!(organization_reads.load(Ordering::Relaxed), 1);
+
+    changes
+        .send(StoreChange::Member { org_id, user_id })
+        .unwrap();
+    for _ in 0..100 {
+        if service.member_role(&member).await.unwrap() == Some(Role::Member) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        service.member_role(&member).await.unwrap(),
+        Some(Role::Member)
+    );
+    assert_eq!(
+        role_reads.load(Ordering::Relaxed),
+        2,
+        "read again once, after the change"
+    );
+
+    // The organization is dropped; a later call reads it again.
+    changes.send(StoreChange::Organization { org_id }).unwrap();
+    for _ in 0..100 {
+        service.organization(&member).await.unwrap();
+        if organization_reads.load(Ordering::Relaxed) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(organization_reads.load(Ordering::Relaxed), 2);
+    service.shutdown().await.unwrap();
+}

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use byoc_credential_store::service::RotationOptions;
 use byoc_credential_store::test_support::fresh_postgres;
 use byoc_credential_store::{
-    CredentialRepository, CredentialService, CredentialServiceError, CredentialType, ServiceName,
-    VerificationStatus,
+    CredentialRepository, CredentialService, CredentialServiceError, CredentialType, Role,
+    ServiceName, Tenant, VerificationStatus,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -239,4 +239,94 @@ async fn a_rotation_killed_at_random_points_resumes_and_every_credential_decrypt
     assert_eq!(report.rewrapped, 0);
     checker.shutdown().await.unwrap();
     new_only.shutdown().await.unwrap();
+}
+
+/// Polls `service` until `tenant`'s role is `expected`; returns how long that took.
+async fn role_became(
+    service: &CredentialService,
+    tenant: &Tenant,
+    expected: Option<Role>,
+) -> Duration {
+    let started = Instant::now();
+    while service.member_role(tenant).await.unwrap() != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still not {expected:?} after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_member_demoted_or_removed_loses_the_access_on_every_replica_within_a_second() {
+    let database = fresh_postgres().await;
+    let clinic = org(database.operator(), "Clinic").await;
+    // Long TTLs: only the notification can make a replica let go of a cached role.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let store = database.connect_again().await;
+        let service = CredentialService::new(
+            Arc::new(store),
+            keyring(&[1]),
+            config(Duration::from_secs(600)),
+        );
+        assert!(service.follow_changes().await.unwrap());
+        assert_eq!(
+            service.member_role(&clinic.admin).await.unwrap(),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            service.organization(&clinic.admin).await.unwrap().name,
+            "Clinic"
+        );
+        replicas.push(service);
+    }
+    let admin = clinic.admin.actor.user_id().unwrap();
+    // The SaaS writes organization_members itself; the database notifies whoever wrote.
+    let writer = database.superuser_pool(1).await;
+    sqlx::query(
+        "UPDATE organization_members SET role = 'member' WHERE org_id = $1 AND user_id = $2",
+    )
+    .bind(clinic.id.as_uuid())
+    .bind(admin.as_uuid())
+    .execute(&writer)
+    .await
+    .unwrap();
+    for replica in &replicas {
+        let took = role_became(replica, &clinic.admin, Some(Role::Member)).await;
+        assert!(took < Duration::from_secs(1), "demoted after {took:?}");
+    }
+    sqlx::query("DELETE FROM organization_members WHERE org_id = $1 AND user_id = $2")
+        .bind(clinic.id.as_uuid())
+        .bind(admin.as_uuid())
+        .execute(&writer)
+        .await
+        .unwrap();
+    for replica in &replicas {
+        let took = role_became(replica, &clinic.admin, None).await;
+        assert!(took < Duration::from_secs(1), "removed after {took:?}");
+        assert!(
+            replica.organization(&clinic.admin).await.is_err(),
+            "a removed member no longer reads the organization"
+        );
+    }
+    sqlx::query("UPDATE organizations SET name = 'Renamed' WHERE id = $1")
+        .bind(clinic.id.as_uuid())
+        .execute(&writer)
+        .await
+        .unwrap();
+    for replica in &replicas {
+        let started = Instant::now();
+        while replica.organization(&clinic.member).await.unwrap().name != "Renamed" {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "still the old name"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for replica in replicas {
+        replica.shutdown().await.unwrap();
+    }
 }
