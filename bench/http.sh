@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTP throughput and latency of byoc-api on Postgres: `GET /api/organization/credentials` (JWT check, role
-# from organization_members, one RLS-scoped read) against `GET /healthz` (the framework floor) in one run,
-# with the same wrk threads, connections and duration, and the ratios credentials ÷ healthz; plus byoc-api's
-# peak RSS under that load (target <= 64 MiB).
+# from the replica's role cache, one RLS-scoped read) against `GET /healthz` (the framework floor) and against
+# pgbench running the same SQL statement the endpoint sends (prepared, as byoc_app, 8 clients), in one run:
+# the ratios credentials ÷ healthz and credentials ÷ pgbench (target >= 0.5), p99 ÷ p50 (target <= 5); plus
+# byoc-api's peak RSS under that load (target <= 64 MiB).
 #
 # Usage:
 #   bash bench/http.sh [--duration SECS] [--connections N] [--threads N] [--credentials N]
@@ -70,9 +71,23 @@ run_wrk credentials /api/organization/credentials "$duration" auth
 run_wrk healthz /healthz "$duration"
 stop_rss_sampler
 
-node - "$workdir/credentials.json" "$workdir/healthz.json" "$rss_max_kib" "$rss_hwm_kib" "$duration" <<'EOF'
+# The database's own rate for the endpoint's work: the one statement the Postgres store sends for a
+# credentials list (TENANT_CREDENTIAL_LIST in crates/byoc-credential-store/src/postgres/mod.rs: context,
+# membership check and rows), prepared, as byoc_app, with the benchmark's organization and owner. byoc-api is
+# idle meanwhile.
+cat >"$workdir/list.sql" <<SQL
+WITH ctx AS MATERIALIZED (SELECT pg_catalog.set_config('byoc.org_id', '$org_id'::uuid::text, true)::uuid AS org_id, pg_catalog.set_config('byoc.user_id', coalesce('$user_id'::uuid::text, ''), true) AS user_id, pg_catalog.set_config('byoc.service', coalesce(NULL::text, ''), true) AS service) SELECT CASE WHEN c.id IS NOT NULL THEN true ELSE public.byoc_ctx_is_service() OR public.byoc_ctx_member_role() IS NOT NULL END AS ctx_allowed, c.id IS NOT NULL AS ctx_matched, c.* FROM ctx LEFT JOIN LATERAL (SELECT id, org_id, credential_type, display_name, public_hint, provider_account_id, is_active, verification_status, last_verified_at, verification_error, created_at, updated_at, created_by, encryption_key_version FROM public.organization_api_credentials WHERE org_id = ctx.org_id ORDER BY created_at DESC, id DESC OFFSET 0) c ON true ORDER BY c.created_at DESC, c.id DESC;
+SQL
+PGOPTIONS="-c role=byoc_app" pgbench --no-vacuum --protocol=prepared --client=8 --jobs=2 \
+    --time="$duration" --file="$workdir/list.sql" "$DATABASE_URL" >"$workdir/pgbench.txt" 2>&1 \
+    || { cat "$workdir/pgbench.txt" >&2; die "pgbench failed"; }
+pgbench_tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$workdir/pgbench.txt" | head -n 1)"
+[ -n "$pgbench_tps" ] || { cat "$workdir/pgbench.txt" >&2; die "pgbench printed no tps"; }
+
+node - "$workdir/credentials.json" "$workdir/healthz.json" "$rss_max_kib" "$rss_hwm_kib" "$duration" \
+    "$pgbench_tps" <<'EOF'
 const fs = require('fs');
-const [credFile, healthFile, rssMax, rssHwm, seconds] = process.argv.slice(2);
+const [credFile, healthFile, rssMax, rssHwm, seconds, pgbenchTps] = process.argv.slice(2);
 const c = JSON.parse(fs.readFileSync(credFile, 'utf8'));
 const h = JSON.parse(fs.readFileSync(healthFile, 'utf8'));
 const ms = (us) => (us / 1000).toFixed(2);
@@ -84,8 +99,13 @@ for (const [name, r] of [['GET /api/organization/credentials', c], ['GET /health
 }
 console.log(`| credentials ÷ healthz | ${(c.rps / h.rps).toFixed(3)} | ${(c.p50_us / h.p50_us).toFixed(2)} | ` +
   `${(c.p99_us / h.p99_us).toFixed(2)} | |`);
+console.log(`| pgbench, the same statement (prepared, byoc_app, 8 clients) | ${Number(pgbenchTps).toFixed(0)} tps | | | |`);
 console.log('');
 console.log(`throughput ratio credentials / healthz = ${(c.rps / h.rps).toFixed(3)}`);
+const dbRatio = c.rps / Number(pgbenchTps);
+console.log(`throughput ratio credentials / pgbench = ${dbRatio.toFixed(3)} (target >= 0.5: ${dbRatio >= 0.5 ? 'met' : 'NOT met'})`);
+const tail = c.p99_us / c.p50_us;
+console.log(`credentials p99 / p50 = ${tail.toFixed(2)} (target <= 5: ${tail <= 5 ? 'met' : 'NOT met'})`);
 console.log(`byoc-api RSS under load: max sampled ${(rssMax / 1024).toFixed(1)} MiB, VmHWM ${(rssHwm / 1024).toFixed(1)} MiB ` +
   `(target <= 64 MiB: ${Math.max(rssMax, rssHwm) <= 65536 ? 'met' : 'NOT met'})`);
 if (c.status_errors + c.socket_errors + h.status_errors + h.socket_errors > 0) {
