@@ -56,23 +56,27 @@ def rule_expressions(path):
 
 
 def dashboard_expressions(path):
-    """Every `expr` (panel targets) and template-variable `query` string of a Grafana dashboard."""
+    """Every `expr` of a Grafana dashboard's panels (rows' nested panels included) and the `query` of its
+    template variables of type `query`."""
+    dashboard = json.load(open(path, encoding="utf-8"))
     found = []
 
-    def walk(node, parent_key=None):
+    def walk(node):
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "expr" and isinstance(value, str):
                     found.append(value)
-                elif key == "query" and isinstance(value, str) and parent_key == "templating":
-                    found.append(value)
                 else:
-                    walk(value, key if key == "templating" else parent_key)
+                    walk(value)
         elif isinstance(node, list):
             for item in node:
-                walk(item, parent_key)
+                walk(item)
 
-    walk(json.load(open(path, encoding="utf-8")))
+    walk(dashboard.get("panels", []))
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        if variable.get("type") == "query" and isinstance(query, str):
+            found.append(query)
     return found
 
 
