@@ -14,7 +14,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web;
-use byoc_credential_store::CredentialService;
+use byoc_credential_store::{CredentialService, CredentialType};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -28,6 +28,8 @@ use tracing::Instrument;
 const UNMATCHED_ROUTE: &str = "unmatched";
 /// The `method` label of a request whose method is not one of the standard ones.
 const OTHER_METHOD: &str = "other";
+/// The `outcome` labels of the `verified` credential operation.
+const VERIFICATION_OUTCOMES: [&str; 2] = ["ok", "refused"];
 
 /// The `method` label of a request: the standard methods by name, anything else [`OTHER_METHOD`] (a client
 /// may invent any number of methods; each would otherwise add series).
@@ -172,6 +174,17 @@ impl Metrics {
             ),
             &["operation", "credential_type", "outcome"],
         )?;
+        // The verification outcomes exist from start at 0, so the first refusal of a replica shows in
+        // `increase()` (an alert on refusals would miss a series that appears already at 1).
+        for credential_type in CredentialType::ALL {
+            for outcome in VERIFICATION_OUTCOMES {
+                credential_operations.with_label_values(&[
+                    "verified",
+                    credential_type.as_str(),
+                    outcome,
+                ]);
+            }
+        }
         let audit_queue = IntGauge::new(
             "audit_queue_pending",
             "Audit events queued by the credential service and not yet written",
@@ -425,6 +438,10 @@ mod tests {
         assert!(
             text.contains(r#"byoc_credential_operations_total{credential_type="twilio",operation="created",outcome="ok"} 1"#),
             "{text}"
+        );
+        assert!(
+            text.contains(r#"byoc_credential_operations_total{credential_type="google_calendar",operation="verified",outcome="refused"} 0"#),
+            "the verification outcomes are there before the first verification: {text}"
         );
     }
 }
