@@ -602,6 +602,33 @@ mod tests {
     }
 
     #[test]
+    fn service_errors_have_one_answer_each() {
+        let answer = |error: CredentialServiceError| {
+            let api_error = ApiError::from(error);
+            (api_error.status(), api_error.code())
+        };
+        let store = |error: StoreError| CredentialServiceError::Store(Arc::new(error));
+        assert_eq!(
+            answer(store(StoreError::Forbidden { reason: "admin" })),
+            (StatusCode::FORBIDDEN, "insufficient_role")
+        );
+        assert_eq!(
+            answer(store(StoreError::Conflict {
+                what: ConflictKind::Member
+            })),
+            (StatusCode::CONFLICT, "conflict")
+        );
+        // A stored credential that no longer parses is the service's fault, not the caller's.
+        assert_eq!(
+            answer(CredentialServiceError::InvalidPayload {
+                provider: byoc_credential_store::CredentialType::Twilio,
+                source: byoc_credential_types::InvalidField::new("accountSid", "not hex"),
+            }),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+        );
+    }
+
+    #[test]
     fn cause_chain_lists_every_source() {
         #[derive(Debug, thiserror::Error)]
         #[error("outer")]
