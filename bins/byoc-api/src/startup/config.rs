@@ -6,6 +6,7 @@
 //! [`ConfigError`] whose one-line message names the variable and never repeats a secret.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
 
 use byoc_providers::ProviderConfig;
 use byoc_runtime::config::{environment, invalid, parse_url};
@@ -19,6 +20,8 @@ pub use byoc_runtime::config::{
 };
 
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// The most HTTP worker threads `BYOC_HTTP_WORKERS` accepts.
+const MAX_HTTP_WORKERS: usize = 256;
 /// The shortest `BYOC_METRICS_TOKEN` accepted.
 const MIN_METRICS_TOKEN_LEN: usize = 32;
 
@@ -30,6 +33,8 @@ pub struct Config {
     pub bind: SocketAddr,
     /// `BYOC_PUBLIC_URL`: the external base URL (defaults to `http://` + the bind address).
     pub public_url: Url,
+    /// `BYOC_HTTP_WORKERS`: HTTP worker threads (default: the CPUs the process may use).
+    pub http_workers: NonZeroUsize,
     /// Provider base URLs and client tuning (`TWILIO_API_BASE`, `GOOGLE_*`, `BYOC_PUBLIC_URL`).
     pub providers: ProviderConfig,
     /// The platform's Google OAuth app, when configured.
@@ -84,6 +89,10 @@ impl Config {
                 ))
             }
         };
+        let http_workers = match get("BYOC_HTTP_WORKERS") {
+            Some(text) => parse_http_workers(&text)?,
+            None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+        };
         let usage = crate::usecases::usage::UsageConfig::from_lookup(get)?;
         let oauth_state_secret = get("BYOC_OAUTH_STATE_SECRET").map(SecretString::from);
         let metrics_token = get("BYOC_METRICS_TOKEN").map(|text| SecretString::from(text.trim()));
@@ -100,6 +109,7 @@ impl Config {
             runtime,
             bind,
             public_url,
+            http_workers,
             providers,
             google_oauth_client,
             usage,
@@ -112,6 +122,19 @@ impl Config {
     pub fn is_dev(&self) -> bool {
         self.runtime.is_dev()
     }
+}
+
+fn parse_http_workers(text: &str) -> Result<NonZeroUsize, ConfigError> {
+    text.trim()
+        .parse::<NonZeroUsize>()
+        .ok()
+        .filter(|workers| workers.get() <= MAX_HTTP_WORKERS)
+        .ok_or_else(|| {
+            invalid(
+                "BYOC_HTTP_WORKERS",
+                format!("must be a whole number of threads from 1 to {MAX_HTTP_WORKERS}"),
+            )
+        })
 }
 
 fn parse_bind(text: &str) -> Result<SocketAddr, ConfigError> {
@@ -175,6 +198,25 @@ mod tests {
         assert!(config.runtime.legacy_fallback_orgs.is_empty());
         assert_eq!(config.runtime.auth.claims.audience, "authenticated");
         assert_eq!(config.runtime.auth.claims.issuer, None);
+    }
+
+    #[test]
+    fn http_workers_default_to_the_cpus_and_are_bounded() {
+        let default = parse(&[]).expect("valid").http_workers;
+        assert_eq!(
+            Some(default),
+            std::thread::available_parallelism().ok(),
+            "the default is the CPUs the process may use"
+        );
+        let one = parse(&[("BYOC_HTTP_WORKERS", " 1 ")]).expect("valid");
+        assert_eq!(one.http_workers.get(), 1);
+        for bad in ["0", "257", "-1", "two", "1.5"] {
+            assert_eq!(
+                error_line(&[("BYOC_HTTP_WORKERS", bad)]),
+                "BYOC_HTTP_WORKERS: must be a whole number of threads from 1 to 256",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

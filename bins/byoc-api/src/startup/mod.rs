@@ -146,6 +146,7 @@ impl Application {
                 .default_service(web::to(unrouted))
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .workers(config.http_workers.get())
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             address: config.bind,
