@@ -435,9 +435,13 @@ mod tests {
     fn shared(rates: LimitRates) -> SharedLimits {
         let url = std::env::var("BYOC_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        shared_on(&url, rates)
+    }
+
+    fn shared_on(url: &str, rates: LimitRates) -> SharedLimits {
         let prefix = format!("byoc-test:{}:", uuid::Uuid::new_v4().simple());
         let config = config(&[
-            ("BYOC_REDIS_URL", url.as_str()),
+            ("BYOC_REDIS_URL", url),
             ("BYOC_REDIS_KEY_PREFIX", prefix.as_str()),
         ])
         .expect("valid")
@@ -513,6 +517,106 @@ mod tests {
         assert!(
             (20_000..=24_000).contains(&ttl),
             "the SMS refused by the provider-call limit kept its SMS unit (2 × 12 s): {ttl} ms"
+        );
+    }
+
+    /// A `redis-server` of the test's own (no persistence), killed when dropped.
+    struct PrivateRedis {
+        process: std::process::Child,
+        url: String,
+    }
+
+    impl PrivateRedis {
+        async fn start() -> PrivateRedis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let process = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server starts");
+            let url = format!("redis://127.0.0.1:{port}");
+            let client = redis::Client::open(url.as_str()).expect("URL");
+            for _ in 0..100 {
+                if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+                    let pong: Result<String, _> =
+                        redis::cmd("PING").query_async(&mut connection).await;
+                    if pong.is_ok() {
+                        return PrivateRedis { process, url };
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the private redis-server does not answer on port {port}");
+        }
+
+        fn signal(&self, signal: &str) {
+            let status = std::process::Command::new("kill")
+                .args([signal, &self.process.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {signal}");
+        }
+    }
+
+    impl Drop for PrivateRedis {
+        fn drop(&mut self) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+
+    /// A Redis that stops answering (SIGSTOP: connections stay open, nothing answers) makes admissions wait
+    /// out the timeout and use this process's buckets; once it answers again the shared buckets are back.
+    #[tokio::test]
+    async fn a_redis_that_stops_answering_leaves_admissions_to_the_process_until_it_answers() {
+        let redis = PrivateRedis::start().await;
+        let limits = shared_on(&redis.url, rates(1, 100));
+        let org = OrgId::new_random();
+        assert_eq!(limits.admit(org, Guarded::Sms).await, Ok(()));
+        assert_eq!(
+            limits.admit(org, Guarded::Sms).await.map_err(|r| r.limit),
+            Err(Limit::Sms),
+            "one a minute, in Redis"
+        );
+
+        redis.signal("-STOP");
+        assert_eq!(
+            limits.admit(org, Guarded::Sms).await,
+            Ok(()),
+            "this process's own bucket is still full"
+        );
+        assert!(limits.is_degraded());
+        assert_eq!(limits.health.metrics.degraded.get(), 1);
+        assert_eq!(limits.health.metrics.errors.get(), 1);
+        assert_eq!(
+            limits.admit(org, Guarded::Sms).await.map_err(|r| r.limit),
+            Err(Limit::Sms),
+            "this process's bucket applies while Redis is left alone"
+        );
+        assert_eq!(
+            limits.health.metrics.errors.get(),
+            1,
+            "within the retry interval Redis is not asked"
+        );
+
+        redis.signal("-CONT");
+        for _ in 0..50 {
+            if !limits.is_degraded() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = limits.admit(org, Guarded::Sms).await;
+        }
+        assert!(!limits.is_degraded(), "Redis answers again");
+        assert_eq!(limits.health.metrics.degraded.get(), 0);
+        assert_eq!(
+            limits.admit(org, Guarded::Sms).await.map_err(|r| r.limit),
+            Err(Limit::Sms),
+            "the shared bucket, spent before Redis stopped, answers again"
         );
     }
 }
