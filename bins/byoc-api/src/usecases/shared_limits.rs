@@ -538,14 +538,17 @@ mod tests {
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("redis-server starts");
-            let url = format!("redis://127.0.0.1:{port}");
-            let client = redis::Client::open(url.as_str()).expect("URL");
+            let redis = PrivateRedis {
+                process,
+                url: format!("redis://127.0.0.1:{port}"),
+            };
+            let client = redis::Client::open(redis.url.as_str()).expect("URL");
             for _ in 0..100 {
                 if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
                     let pong: Result<String, _> =
                         redis::cmd("PING").query_async(&mut connection).await;
                     if pong.is_ok() {
-                        return PrivateRedis { process, url };
+                        return redis;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
