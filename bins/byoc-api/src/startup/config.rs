@@ -38,8 +38,8 @@ pub struct Config {
     /// Per-organization rate limits and the daily provider-call warning (`BYOC_SMS_PER_MINUTE`,
     /// `BYOC_PROVIDER_CALLS_PER_MINUTE`, `BYOC_PROVIDER_DAILY_WARNING`).
     pub usage: crate::usecases::usage::UsageConfig,
-    /// `BYOC_REDIS_URL` and `BYOC_REDIS_KEY_PREFIX`: the Redis where every replica shares the per-organization
-    /// rate limits (without it, each process keeps its own).
+    /// `BYOC_REDIS_URL`, `BYOC_REDIS_KEY_PREFIX` and `BYOC_REDIS_TIMEOUT_MS`: the Redis where every replica
+    /// shares the per-organization rate limits (without it, each process keeps its own).
     pub shared_limits: Option<SharedLimitsConfig>,
     /// `BYOC_OAUTH_STATE_SECRET`: signs Google connect states (default: derived from `BYOC_JWT_SECRET`).
     pub oauth_state_secret: Option<SecretString>,

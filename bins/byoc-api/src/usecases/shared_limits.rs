@@ -5,7 +5,8 @@
 //!   in-process limiter. One key per organization and limit, `{BYOC_REDIS_KEY_PREFIX}limit:{<org id>}:<limit>`
 //!   (the braces keep an organization's keys in one Redis Cluster slot), each expiring when its bucket is full
 //!   again.
-//! - Redis unreachable or slow: an admission waits at most [`ADMISSION_TIMEOUT`], then this replica's own
+//! - Redis unreachable or slow: an admission waits at most `BYOC_REDIS_TIMEOUT_MS` (default
+//!   [`DEFAULT_ADMISSION_TIMEOUT`]), then this replica's own
 //!   buckets answer. One warning per episode, `byoc_redis_limits_degraded` is 1 and
 //!   `byoc_redis_limit_errors_total` counts the failed round trips. While degraded, Redis is asked again at
 //!   most once per [`RETRY_INTERVAL`] (the other admissions do not wait for it); its first answer ends the
@@ -22,8 +23,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::plumbing::metrics::Metrics;
 use crate::usecases::rate_limits::{Guarded, InProcessLimits, Limit, LimitRates, Refusal};
 
-/// How long an admission waits for Redis before this replica's own buckets answer.
-pub const ADMISSION_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long an admission waits for Redis before this replica's own buckets answer, when
+/// `BYOC_REDIS_TIMEOUT_MS` is unset.
+pub const DEFAULT_ADMISSION_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest `BYOC_REDIS_TIMEOUT_MS` accepted.
+const MAX_ADMISSION_TIMEOUT_MS: u64 = 5_000;
 /// While Redis does not answer, how often one admission asks it again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// The key prefix when `BYOC_REDIS_KEY_PREFIX` is unset.
@@ -54,11 +58,12 @@ end
 return {0, 0}
 ";
 
-/// Where the shared limits live: `BYOC_REDIS_URL` (parsed; may hold a password, so never printed) and
-/// `BYOC_REDIS_KEY_PREFIX`.
+/// Where the shared limits live: `BYOC_REDIS_URL` (parsed; may hold a password, so never printed),
+/// `BYOC_REDIS_KEY_PREFIX`, and how long an admission waits for Redis (`BYOC_REDIS_TIMEOUT_MS`).
 pub struct SharedLimitsConfig {
     client: RedisClient,
     key_prefix: String,
+    admission_timeout: Duration,
 }
 
 /// A parsed Redis URL; `Debug` prints only the type name (the URL may hold a password).
@@ -76,19 +81,35 @@ impl std::fmt::Debug for SharedLimitsConfig {
             .debug_struct("SharedLimitsConfig")
             .field("client", &self.client)
             .field("key_prefix", &self.key_prefix)
+            .field("admission_timeout", &self.admission_timeout)
             .finish()
     }
 }
 
 impl SharedLimitsConfig {
-    /// Reads `BYOC_REDIS_URL` and `BYOC_REDIS_KEY_PREFIX` with `get` (a variable's value, `None` when unset);
-    /// `None` without a URL. A bad value names its variable and never repeats the URL.
+    /// Reads `BYOC_REDIS_URL`, `BYOC_REDIS_KEY_PREFIX` and `BYOC_REDIS_TIMEOUT_MS` with `get` (a variable's
+    /// value, `None` when unset); `None` without a URL. A bad value names its variable and never repeats the URL.
     pub fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<SharedLimitsConfig>, ConfigError> {
         let key_prefix = match get("BYOC_REDIS_KEY_PREFIX") {
             None => DEFAULT_KEY_PREFIX.to_owned(),
             Some(text) => parse_key_prefix(text.trim())?,
+        };
+        let admission_timeout = match get("BYOC_REDIS_TIMEOUT_MS") {
+            None => DEFAULT_ADMISSION_TIMEOUT,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|millis| (1..=MAX_ADMISSION_TIMEOUT_MS).contains(millis))
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    invalid(
+                        "BYOC_REDIS_TIMEOUT_MS",
+                        format!("must be a whole number of milliseconds from 1 to {MAX_ADMISSION_TIMEOUT_MS}"),
+                    )
+                })?,
         };
         let Some(url) = get("BYOC_REDIS_URL") else {
             return Ok(None);
@@ -105,6 +126,7 @@ impl SharedLimitsConfig {
         Ok(Some(SharedLimitsConfig {
             client: RedisClient(client),
             key_prefix,
+            admission_timeout,
         }))
     }
 
@@ -173,6 +195,7 @@ pub enum SharedLimitsError {
 /// Buckets in Redis shared by every replica, and this replica's own for when Redis does not answer.
 pub struct SharedLimits {
     connection: ConnectionManager,
+    admission_timeout: Duration,
     script: redis::Script,
     key_prefix: String,
     rates: LimitRates,
@@ -189,35 +212,37 @@ impl SharedLimits {
         metrics: SharedLimitsMetrics,
     ) -> Result<SharedLimits, SharedLimitsError> {
         tokio::runtime::Handle::try_current().map_err(|_| SharedLimitsError::NoRuntime)?;
+        let admission_timeout = config.admission_timeout;
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
-            .set_connection_timeout(Some(RETRY_INTERVAL))
-            .set_response_timeout(Some(RETRY_INTERVAL));
+            .set_connection_timeout(Some(admission_timeout.max(RETRY_INTERVAL)))
+            .set_response_timeout(Some(admission_timeout.max(RETRY_INTERVAL)));
         let connection =
             ConnectionManager::new_lazy_with_config(config.client.0.clone(), manager_config)
                 .map_err(SharedLimitsError::Client)?;
         tracing::info!(
             key_prefix = %config.key_prefix,
-            timeout_ms = ADMISSION_TIMEOUT.as_millis() as u64,
+            timeout_ms = millis(admission_timeout),
             "per-organization rate limits are shared through Redis"
         );
         Ok(SharedLimits {
             connection,
+            admission_timeout,
             script: redis::Script::new(GCRA_SCRIPT),
             key_prefix: config.key_prefix.clone(),
             rates,
             fallback: InProcessLimits::new(rates),
-            health: Health::new(metrics, config.key_prefix.clone()),
+            health: Health::new(metrics, config.key_prefix.clone(), admission_timeout),
         })
     }
 
     /// Takes one unit of each of `what`'s limits for `org` in Redis (one round trip), or, when Redis does not
-    /// answer within [`ADMISSION_TIMEOUT`] (or is being left alone after failing), in this replica's buckets.
+    /// answer within the admission timeout (or is being left alone after failing), in this replica's buckets.
     pub async fn admit(&self, org: OrgId, what: Guarded) -> Result<(), Refusal> {
         if !self.health.may_ask_redis() {
             return self.fallback.admit(org, what);
         }
-        match tokio::time::timeout(ADMISSION_TIMEOUT, self.ask_redis(org, what)).await {
+        match tokio::time::timeout(self.admission_timeout, self.ask_redis(org, what)).await {
             Ok(Ok(decision)) => {
                 self.health.answered();
                 decision
@@ -229,7 +254,7 @@ impl SharedLimits {
             Err(_) => {
                 self.health.failed(&format!(
                     "no answer within {} ms",
-                    ADMISSION_TIMEOUT.as_millis()
+                    self.admission_timeout.as_millis()
                 ));
                 self.fallback.admit(org, what)
             }
@@ -300,10 +325,15 @@ struct Health {
     started: Instant,
     metrics: SharedLimitsMetrics,
     key_prefix: String,
+    admission_timeout: Duration,
 }
 
 impl Health {
-    fn new(metrics: SharedLimitsMetrics, key_prefix: String) -> Health {
+    fn new(
+        metrics: SharedLimitsMetrics,
+        key_prefix: String,
+        admission_timeout: Duration,
+    ) -> Health {
         metrics.degraded.set(0);
         Health {
             degraded: AtomicBool::new(false),
@@ -311,6 +341,7 @@ impl Health {
             started: Instant::now(),
             metrics,
             key_prefix,
+            admission_timeout,
         }
     }
 
@@ -356,7 +387,7 @@ impl Health {
             tracing::warn!(
                 key_prefix = %self.key_prefix,
                 error = cause,
-                timeout_ms = millis(ADMISSION_TIMEOUT),
+                timeout_ms = millis(self.admission_timeout),
                 retry_interval_ms = millis(RETRY_INTERVAL),
                 "Redis does not answer: per-organization rate limits are applied by this replica alone until it does"
             );
@@ -398,6 +429,14 @@ mod tests {
         .expect("valid")
         .expect("configured");
         assert_eq!(parsed.key_prefix(), "tenant-a:");
+        assert_eq!(parsed.admission_timeout, DEFAULT_ADMISSION_TIMEOUT);
+        let parsed = config(&[
+            ("BYOC_REDIS_URL", "redis://127.0.0.1"),
+            ("BYOC_REDIS_TIMEOUT_MS", "250"),
+        ])
+        .expect("valid")
+        .expect("configured");
+        assert_eq!(parsed.admission_timeout, Duration::from_millis(250));
         for (pairs, variable) in [
             (
                 &[("BYOC_REDIS_URL", "http://:hunter2@127.0.0.1")][..],
@@ -418,6 +457,14 @@ mod tests {
                 &[("BYOC_REDIS_KEY_PREFIX", "")][..],
                 "BYOC_REDIS_KEY_PREFIX",
             ),
+            (
+                &[("BYOC_REDIS_TIMEOUT_MS", "0")][..],
+                "BYOC_REDIS_TIMEOUT_MS",
+            ),
+            (
+                &[("BYOC_REDIS_TIMEOUT_MS", "5001")][..],
+                "BYOC_REDIS_TIMEOUT_MS",
+            ),
         ] {
             let line = config(pairs).expect_err("refused").to_string();
             assert!(line.starts_with(variable), "{line}");
@@ -435,14 +482,17 @@ mod tests {
     fn shared(rates: LimitRates) -> SharedLimits {
         let url = std::env::var("BYOC_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        shared_on(&url, rates)
+        shared_on(&url, rates, "2000")
     }
 
-    fn shared_on(url: &str, rates: LimitRates) -> SharedLimits {
+    /// Shared limits on the Redis at `url`, waiting at most `timeout_ms` for it: long enough in the tests that
+    /// check sharing that a stall of the loaded test machine is not taken for an outage.
+    fn shared_on(url: &str, rates: LimitRates, timeout_ms: &str) -> SharedLimits {
         let prefix = format!("byoc-test:{}:", uuid::Uuid::new_v4().simple());
         let config = config(&[
             ("BYOC_REDIS_URL", url),
             ("BYOC_REDIS_KEY_PREFIX", prefix.as_str()),
+            ("BYOC_REDIS_TIMEOUT_MS", timeout_ms),
         ])
         .expect("valid")
         .expect("configured");
@@ -577,7 +627,7 @@ mod tests {
     #[tokio::test]
     async fn a_redis_that_stops_answering_leaves_admissions_to_the_process_until_it_answers() {
         let redis = PrivateRedis::start().await;
-        let limits = shared_on(&redis.url, rates(1, 100));
+        let limits = shared_on(&redis.url, rates(1, 100), "500");
         let org = OrgId::new_random();
         assert_eq!(limits.admit(org, Guarded::Sms).await, Ok(()));
         assert_eq!(
