@@ -1,16 +1,15 @@
 //! Per-organization rate limits shared by every replica through Redis (`BYOC_REDIS_URL`).
 //!
-//! - One round trip per admission (a second only to replace a connection Redis dropped): [`GCRA_SCRIPT`] (EVALSHA, loaded again when Redis answers NOSCRIPT) checks
-//!   and takes the guarded action's limits atomically, on Redis's clock, with the same GCRA and bursts as the
-//!   in-process limiter. One key per organization and limit, `{BYOC_REDIS_KEY_PREFIX}limit:{<org id>}:<limit>`
-//!   (the braces keep an organization's keys in one Redis Cluster slot), each expiring when its bucket is full
-//!   again.
+//! - One round trip per admission (a second only to replace a connection Redis dropped): [`GCRA_SCRIPT`]
+//!   (EVALSHA, loaded again when Redis answers NOSCRIPT) checks and takes the guarded action's limits
+//!   atomically, on Redis's clock, with the same GCRA and bursts as the in-process limiter. One key per
+//!   organization and limit, `{BYOC_REDIS_KEY_PREFIX}limit:{<org id>}:<limit>` (the braces keep an
+//!   organization's keys in one Redis Cluster slot), each expiring when its bucket is full again.
 //! - Redis unreachable or slow: an admission waits at most `BYOC_REDIS_TIMEOUT_MS` (default
-//!   [`DEFAULT_ADMISSION_TIMEOUT`]), then this replica's own
-//!   buckets answer. One warning per episode, `byoc_redis_limits_degraded` is 1 and
-//!   `byoc_redis_limit_errors_total` counts the failed round trips. While degraded, Redis is asked again at
-//!   most once per [`RETRY_INTERVAL`] (the other admissions do not wait for it); its first answer ends the
-//!   episode (one info line, gauge 0). Redis never makes a request fail.
+//!   [`DEFAULT_ADMISSION_TIMEOUT`]), then this replica's own buckets answer. One warning per episode,
+//!   `byoc_redis_limits_degraded` is 1 and `byoc_redis_limit_errors_total` counts the failed round trips. While
+//!   degraded, Redis is asked again at most once per [`RETRY_INTERVAL`] (the other admissions do not wait for
+//!   it); its first answer ends the episode (one info line, gauge 0). Redis never makes a request fail.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
