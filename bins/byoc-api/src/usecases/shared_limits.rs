@@ -569,6 +569,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_redis_that_is_not_there_at_start_up_leaves_admissions_to_the_process() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let limits = shared_on(&format!("redis://127.0.0.1:{port}"), rates(2, 100), "2000");
+        let org = OrgId::new_random();
+        assert_eq!(limits.admit(org, Guarded::Sms).await, Ok(()));
+        assert!(limits.is_degraded());
+        assert_eq!(limits.admit(org, Guarded::Sms).await, Ok(()));
+        assert_eq!(
+            limits.admit(org, Guarded::Sms).await.map_err(|r| r.limit),
+            Err(Limit::Sms),
+            "this process's bucket of 2 a minute"
+        );
+        assert_eq!(
+            limits.health.metrics.errors.get(),
+            1,
+            "asked once, refused at once"
+        );
+    }
+
     /// A `redis-server` of the test's own (no persistence), killed when dropped.
     struct PrivateRedis {
         process: std::process::Child,
