@@ -72,7 +72,10 @@ pub async fn availability(
     let tenant = &caller.tenant;
     let outbound = &state.outbound;
     let use_purpose = purpose("calendar:availability")?;
-    outbound.usage.admit(tenant.org_id, Guarded::ProviderCall)?;
+    outbound
+        .usage
+        .admit(tenant.org_id, Guarded::ProviderCall)
+        .await?;
     let credential = state
         .credential_service
         .get_payload::<GoogleCalendarCredential>(tenant, &use_purpose)

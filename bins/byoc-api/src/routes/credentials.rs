@@ -155,7 +155,8 @@ pub async fn verify_credential(
     state
         .outbound
         .usage
-        .admit(caller.tenant.org_id, Guarded::Verification)?;
+        .admit(caller.tenant.org_id, Guarded::Verification)
+        .await?;
     let verification = verification::verify_credential(
         &state.credential_service,
         &state.verifiers,

@@ -384,6 +384,7 @@ async fn complete(
         .outbound
         .usage
         .admit(tenant.org_id, crate::usecases::usage::Guarded::ProviderCall)
+        .await
         .map_err(|_| "rate_limited".to_owned())?;
     let exchanged = state
         .outbound

@@ -95,7 +95,12 @@ pub async fn twilio_status(
         .get(SIGNATURE_HEADER)
         .and_then(|value| value.to_str().ok())
         .ok_or_else(|| refuse(WebhookRefusal::MissingSignature))?;
-    if let Err(limited) = state.outbound.usage.admit(org_id, Guarded::TwilioWebhook) {
+    if let Err(limited) = state
+        .outbound
+        .usage
+        .admit(org_id, Guarded::TwilioWebhook)
+        .await
+    {
         metrics.twilio_webhook_refused(WebhookRefusal::RateLimited);
         return Err(limited);
     }

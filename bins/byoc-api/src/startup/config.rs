@@ -1,6 +1,6 @@
 //! The service's configuration: what both binaries read ([`RuntimeConfig`], from `byoc-runtime`) and what only
 //! the HTTP service reads (listen address, public URL, provider URLs and client tuning, the platform's Google
-//! OAuth app, per-organization limits, the OAuth state and metrics secrets).
+//! OAuth app, per-organization limits and the Redis that shares them, the OAuth state and metrics secrets).
 //!
 //! Parsing happens once, at start-up: a [`Config`] holds only valid values. A bad value stops start-up with a
 //! [`ConfigError`] whose one-line message names the variable and never repeats a secret.
@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::usecases::outbound::GoogleOAuthClient;
+use crate::usecases::shared_limits::SharedLimitsConfig;
 
 pub use byoc_runtime::config::{
     AuthConfig, ConfigError, DatabaseUrl, Deployment, RuntimeConfig, TokenClaimRules,
@@ -42,6 +43,9 @@ pub struct Config {
     /// Per-organization rate limits and the daily provider-call warning (`BYOC_SMS_PER_MINUTE`,
     /// `BYOC_PROVIDER_CALLS_PER_MINUTE`, `BYOC_PROVIDER_DAILY_WARNING`).
     pub usage: crate::usecases::usage::UsageConfig,
+    /// `BYOC_REDIS_URL`, `BYOC_REDIS_KEY_PREFIX` and `BYOC_REDIS_TIMEOUT_MS`: the Redis where every replica
+    /// shares the per-organization rate limits (without it, each process keeps its own).
+    pub shared_limits: Option<SharedLimitsConfig>,
     /// `BYOC_OAUTH_STATE_SECRET`: signs Google connect states (default: derived from `BYOC_JWT_SECRET`).
     pub oauth_state_secret: Option<SecretString>,
     /// `BYOC_METRICS_TOKEN`: the bearer token that unlocks the per-organization series of `/metrics`; without
@@ -94,6 +98,7 @@ impl Config {
             None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
         };
         let usage = crate::usecases::usage::UsageConfig::from_lookup(get)?;
+        let shared_limits = SharedLimitsConfig::from_lookup(get)?;
         let oauth_state_secret = get("BYOC_OAUTH_STATE_SECRET").map(SecretString::from);
         let metrics_token = get("BYOC_METRICS_TOKEN").map(|text| SecretString::from(text.trim()));
         if metrics_token
@@ -113,6 +118,7 @@ impl Config {
             providers,
             google_oauth_client,
             usage,
+            shared_limits,
             oauth_state_secret,
             metrics_token,
         })

@@ -29,6 +29,8 @@ use crate::startup::config::Config;
 use crate::startup::state::AppState;
 use crate::usecases::oauth_state::OAuthStateKey;
 use crate::usecases::outbound::Outbound;
+use crate::usecases::rate_limits::{InProcessLimits, RateLimits};
+use crate::usecases::shared_limits::{SharedLimits, SharedLimitsMetrics};
 use crate::usecases::usage::{DailyCounters, Usage};
 use crate::usecases::write_behind::WriteBehind;
 
@@ -84,7 +86,16 @@ impl Application {
             )
             .map_err(|error| StartupError::Setup(format!("write-behind metrics: {error}")))?,
         );
-        let usage = Usage::new(config.usage, Arc::clone(&writes), &metrics)
+        let shared_limits_metrics = SharedLimitsMetrics::register(&metrics)
+            .map_err(|error| StartupError::Setup(format!("shared limits metrics: {error}")))?;
+        let limits = match &config.shared_limits {
+            Some(shared) => RateLimits::Shared(
+                SharedLimits::start(shared, config.usage.rates(), shared_limits_metrics)
+                    .map_err(|error| StartupError::Setup(format!("shared limits: {error}")))?,
+            ),
+            None => RateLimits::InProcess(InProcessLimits::new(config.usage.rates())),
+        };
+        let usage = Usage::new(limits, Arc::clone(&writes), &metrics)
             .map_err(|error| StartupError::Setup(format!("usage metrics: {error}")))?;
         let outbound = Outbound {
             usage,

@@ -58,7 +58,7 @@ pub async fn send_hot_lead_alert(
     lead_name: &str,
     purpose_text: &'static str,
 ) -> Result<SmsResult, ApiError> {
-    outbound.usage.admit(tenant.org_id, Guarded::Sms)?;
+    outbound.usage.admit(tenant.org_id, Guarded::Sms).await?;
     let purpose = purpose(purpose_text)?;
     let credential = credential_service
         .get_payload::<TwilioCredential>(tenant, &purpose)

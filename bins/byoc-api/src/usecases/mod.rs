@@ -9,11 +9,15 @@
 //! - [`outbound`]: the provider clients and settings the using endpoints share.
 //! - [`usage`]: per-organization rate limits and provider-call counters; [`write_behind`]: the records of
 //!   provider calls, queued while the database is unavailable.
+//! - [`rate_limits`]: who keeps the rate limits' buckets, this process or ([`shared_limits`]) Redis for every
+//!   replica.
 
 pub mod alerts;
 pub mod oauth_state;
 pub mod outbound;
+pub mod rate_limits;
 pub mod refused_use;
+pub mod shared_limits;
 pub mod usage;
 pub mod verification;
 pub mod write_behind;

@@ -1,6 +1,7 @@
 //! Per-organization limits and quota monitoring for the endpoints that use credentials.
 //!
-//! - Rate limits (governor keyed limiters, one bucket per organization): outbound SMS
+//! - Rate limits (one bucket per organization and limit, kept by this process or, with `BYOC_REDIS_URL`, in
+//!   Redis for every replica: [`crate::usecases::rate_limits`]): outbound SMS
 //!   (`BYOC_SMS_PER_MINUTE`, default 10), credential verifications (`BYOC_VERIFY_PER_MINUTE`, default 10) and
 //!   every provider call (`BYOC_PROVIDER_CALLS_PER_MINUTE`, default 120; SMS and verifications count here
 //!   too). An exhausted bucket answers 429 with `Retry-After` before any provider is called. Twilio's status
@@ -26,12 +27,12 @@ use std::time::Duration;
 use byoc_credential_store::{CredentialRepository, CredentialType, OrgId, StoreResult, Tenant};
 use byoc_runtime::config::ConfigError;
 use chrono::{NaiveDate, Utc};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus::{IntCounterVec, Opts};
 
 use crate::plumbing::error::ApiError;
 use crate::plumbing::metrics::Metrics;
+pub use crate::usecases::rate_limits::Guarded;
+use crate::usecases::rate_limits::{LimitRates, RateLimits, Refusal};
 use crate::usecases::write_behind::{DeferredWrite, WriteBehind};
 
 const DEFAULT_SMS_PER_MINUTE: u32 = 10;
@@ -72,6 +73,16 @@ impl Default for UsageConfig {
 }
 
 impl UsageConfig {
+    /// The rate limits' rates.
+    pub fn rates(&self) -> LimitRates {
+        LimitRates::new(
+            self.sms_per_minute,
+            self.verifications_per_minute,
+            self.twilio_webhooks_per_minute,
+            self.provider_calls_per_minute,
+        )
+    }
+
     /// Reads the limits with `get` (a variable's value, `None` when unset); a bad value names its variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<UsageConfig, ConfigError> {
         let defaults = UsageConfig::default();
@@ -116,26 +127,9 @@ impl UsageConfig {
     }
 }
 
-/// What a rate limit guards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Guarded {
-    /// An outbound SMS (counts against both the SMS and the provider-call limit).
-    Sms,
-    /// A credential verification (counts against both the verification and the provider-call limit).
-    Verification,
-    /// A Twilio status callback (its own limit only: it calls no provider).
-    TwilioWebhook,
-    /// Any other provider call.
-    ProviderCall,
-}
-
 /// Per-organization rate limits, and the door to the daily provider counters.
 pub struct Usage {
-    sms: DefaultKeyedRateLimiter<OrgId>,
-    verifications: DefaultKeyedRateLimiter<OrgId>,
-    twilio_webhooks: DefaultKeyedRateLimiter<OrgId>,
-    provider_calls: DefaultKeyedRateLimiter<OrgId>,
-    clock: DefaultClock,
+    limits: RateLimits,
     writes: Arc<WriteBehind>,
     limiter_day: Mutex<NaiveDate>,
     calls: IntCounterVec,
@@ -143,10 +137,10 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Builds the limiters and registers this process's provider-call counters in `metrics`; the daily
+    /// Admits through `limits` and registers this process's provider-call counters in `metrics`; the daily
     /// counters are written through `writes` (see [`DailyCounters`]).
     pub fn new(
-        config: UsageConfig,
+        limits: RateLimits,
         writes: Arc<WriteBehind>,
         metrics: &Metrics,
     ) -> Result<Usage, prometheus::Error> {
@@ -167,13 +161,7 @@ impl Usage {
         metrics.register_per_organization(Box::new(calls.clone()))?;
         metrics.register_per_organization(Box::new(failures.clone()))?;
         Ok(Usage {
-            sms: RateLimiter::keyed(Quota::per_minute(config.sms_per_minute)),
-            verifications: RateLimiter::keyed(Quota::per_minute(config.verifications_per_minute)),
-            twilio_webhooks: RateLimiter::keyed(Quota::per_minute(
-                config.twilio_webhooks_per_minute,
-            )),
-            provider_calls: RateLimiter::keyed(Quota::per_minute(config.provider_calls_per_minute)),
-            clock: DefaultClock::default(),
+            limits,
             writes,
             limiter_day: Mutex::new(Utc::now().date_naive()),
             calls,
@@ -182,33 +170,12 @@ impl Usage {
     }
 
     /// Takes one unit of the organization's budget for `what`, or answers 429 with the wait in `Retry-After`.
-    pub fn admit(&self, org: OrgId, what: Guarded) -> Result<(), ApiError> {
-        let (own_limit, calls_a_provider) = match what {
-            Guarded::Sms => (Some((&self.sms, "sms")), true),
-            Guarded::Verification => (Some((&self.verifications, "verifications")), true),
-            Guarded::TwilioWebhook => (Some((&self.twilio_webhooks, "twilio_webhook")), false),
-            Guarded::ProviderCall => (None, true),
-        };
-        if let Some((limiter, limit)) = own_limit {
-            limiter.check_key(&org).map_err(|not_until| {
-                self.limited(org, limit, not_until.wait_time_from(self.clock.now()))
-            })?;
-        }
-        if !calls_a_provider {
-            return Ok(());
-        }
-        self.provider_calls.check_key(&org).map_err(|not_until| {
-            self.limited(
-                org,
-                "provider_calls",
-                not_until.wait_time_from(self.clock.now()),
-            )
-        })
-    }
-
-    fn limited(&self, org: OrgId, limit: &str, wait: Duration) -> ApiError {
-        tracing::info!(org_id = %org, limit, wait_ms = wait.as_millis() as u64, "rate limited");
-        ApiError::rate_limited(wait.max(Duration::from_secs(1)))
+    /// Never fails otherwise: when Redis does not answer, this replica's own limits do.
+    pub async fn admit(&self, org: OrgId, what: Guarded) -> Result<(), ApiError> {
+        self.limits
+            .admit(org, what)
+            .await
+            .map_err(|refusal| limited(org, refusal))
     }
 
     /// Counts one provider call (and a failure when `succeeded` is false): in this process's counters now, and
@@ -233,18 +200,25 @@ impl Usage {
             .await;
     }
 
-    /// Once a day, drops the rate-limit buckets of organizations that have been idle.
+    /// Once a day, drops this process's rate-limit buckets of organizations that have been idle.
     fn forget_old_buckets(&self, today: NaiveDate) {
         if let Ok(mut day) = self.limiter_day.lock() {
             if *day != today {
-                self.sms.retain_recent();
-                self.verifications.retain_recent();
-                self.twilio_webhooks.retain_recent();
-                self.provider_calls.retain_recent();
+                self.limits.forget_idle();
                 *day = today;
             }
         }
     }
+}
+
+fn limited(org: OrgId, refusal: Refusal) -> ApiError {
+    tracing::info!(
+        org_id = %org,
+        limit = refusal.limit.as_str(),
+        wait_ms = refusal.wait.as_millis() as u64,
+        "rate limited"
+    );
+    ApiError::rate_limited(refusal.wait.max(Duration::from_secs(1)))
 }
 
 /// The daily provider-call counters, kept in the store (they add up across replicas and survive restarts),

@@ -15,5 +15,6 @@ mod prism;
 mod provider_faults;
 mod secrets;
 mod settings;
+mod shared_limits;
 mod sms;
 mod webhook;
