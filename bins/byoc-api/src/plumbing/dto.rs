@@ -7,7 +7,8 @@ use byoc_credential_store::{
     AuditEvent, CredentialMetadata, DisplayName, InvalidValue, VerificationStatus,
 };
 use byoc_credential_types::{
-    E164Phone, GoogleCalendarCredential, InvalidField, TwilioAccountSid, TwilioCredential,
+    E164Phone, GoogleCalendarCredential, HubSpotCredential, InvalidField, StripeCredential,
+    TwilioAccountSid, TwilioCredential,
 };
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -178,6 +179,83 @@ impl AddGoogleCalendarRequest {
             redirect_url,
             calendar_id,
         )?;
+        Ok((credential, display_name(&self.display_name)?))
+    }
+}
+
+/// `POST /api/organization/credentials/stripe`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddStripeRequest {
+    /// A secret key (`sk_live_…`, `sk_test_…`) or a restricted key (`rk_live_…`, `rk_test_…`); stored encrypted,
+    /// never returned.
+    #[schema(
+        value_type = String,
+        format = Password,
+        example = "sk_test_51Habcdefghijkl1234",
+        pattern = "^[sr]k_(test|live)_[^\\s]{9,}$"
+    )]
+    pub secret_key: SecretString,
+    /// A name for people, unique per credential type in the organization.
+    #[schema(
+        example = "Clinic payments",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8][^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*$"
+    )]
+    pub display_name: String,
+}
+
+impl AddStripeRequest {
+    /// Validates the request into the Stripe payload and its display name.
+    pub fn into_parts(self) -> Result<(StripeCredential, DisplayName), ApiError> {
+        let secret_key = require_secret("secretKey", self.secret_key)?;
+        let credential = StripeCredential::new(secret_key)?;
+        Ok((credential, display_name(&self.display_name)?))
+    }
+}
+
+/// The prefix of a HubSpot private-app access token.
+const HUBSPOT_PRIVATE_APP_PREFIX: &str = "pat-";
+
+/// `POST /api/organization/credentials/hubspot`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddHubSpotRequest {
+    /// A private-app access token (`pat-…`); stored encrypted, never returned.
+    #[schema(
+        value_type = String,
+        format = Password,
+        example = "pat-na1-11111111-2222-3333-4444-555555555555",
+        pattern = "^pat-[^\\s]{4,}$"
+    )]
+    pub access_token: SecretString,
+    /// A name for people, unique per credential type in the organization.
+    #[schema(
+        example = "Clinic CRM",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8][^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*$"
+    )]
+    pub display_name: String,
+}
+
+impl AddHubSpotRequest {
+    /// Validates the request into the HubSpot payload and its display name. A token that is not a private-app
+    /// token (`pat-…`) is refused: HubSpot's legacy API keys no longer work.
+    pub fn into_parts(self) -> Result<(HubSpotCredential, DisplayName), ApiError> {
+        let access_token = require_secret("accessToken", self.access_token)?;
+        let private_app = access_token
+            .expose_secret()
+            .strip_prefix(HUBSPOT_PRIVATE_APP_PREFIX)
+            .is_some_and(|rest| rest.chars().count() >= 4);
+        if !private_app {
+            return Err(ApiError::invalid_field(
+                "accessToken",
+                "must be a HubSpot private-app access token (pat-…)",
+            ));
+        }
+        let credential = HubSpotCredential::new(access_token)?;
         Ok((credential, display_name(&self.display_name)?))
     }
 }

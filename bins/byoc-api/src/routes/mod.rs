@@ -19,6 +19,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(credentials::list_credentials)
         .service(credentials::add_twilio)
         .service(credentials::add_google_calendar)
+        .service(credentials::add_stripe)
+        .service(credentials::add_hubspot)
         .service(credentials::verify_credential)
         .service(credentials::delete_credential)
         .service(audit::list_audit)

@@ -376,6 +376,8 @@ async fn a_known_path_asked_with_another_method_is_405_with_allow() {
         "/api/organization/credentials".to_owned(),
         "/api/organization/credentials/twilio".to_owned(),
         "/api/organization/credentials/google_calendar".to_owned(),
+        "/api/organization/credentials/stripe".to_owned(),
+        "/api/organization/credentials/hubspot".to_owned(),
         format!("/api/organization/credentials/{id}"),
         format!("/api/organization/credentials/{id}/verify"),
         "/api/organization/audit".to_owned(),

@@ -143,6 +143,8 @@ async fn openapi_document_lists_the_endpoints() {
         ("get", "/api/organization/credentials"),
         ("post", "/api/organization/credentials/twilio"),
         ("post", "/api/organization/credentials/google_calendar"),
+        ("post", "/api/organization/credentials/stripe"),
+        ("post", "/api/organization/credentials/hubspot"),
         ("post", "/api/organization/credentials/{id}/verify"),
         ("delete", "/api/organization/credentials/{id}"),
         ("get", "/api/organization/audit"),

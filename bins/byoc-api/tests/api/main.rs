@@ -16,4 +16,5 @@ mod provider_faults;
 mod secrets;
 mod settings;
 mod sms;
+mod stripe_hubspot;
 mod webhook;
