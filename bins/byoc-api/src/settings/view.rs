@@ -11,6 +11,10 @@ use crate::plumbing::dto::{AuditEntryDto, CredentialRow, VerificationStatusDto};
 
 /// The Account SID rule of the server, as an HTML `pattern` (anchored by the browser).
 pub const ACCOUNT_SID_PATTERN: &str = "AC[0-9a-fA-F]{32}";
+/// The Stripe key rule of the server (secret or restricted, test or live), as an HTML `pattern`.
+pub const STRIPE_KEY_PATTERN: &str = r"[sr]k_(test|live)_\S{9,}";
+/// The HubSpot private-app token rule of the server, as an HTML `pattern`.
+pub const HUBSPOT_TOKEN_PATTERN: &str = r"pat-\S{4,}";
 /// The E.164 rule of the server, as an HTML `pattern` (the server also checks the number is a real one).
 pub const E164_PATTERN: &str = r"\+[1-9][0-9]{7,14}";
 
@@ -161,6 +165,8 @@ impl SettingsView<'_> {
                         div class="grid" {
                             (add_twilio_form())
                             (connect_google())
+                            (add_stripe_form())
+                            (add_hubspot_form())
                         }
                     }
                     (test_sms_form())
@@ -295,7 +301,8 @@ fn add_twilio_form() -> Markup {
     html! {
         section aria-labelledby="add-twilio-heading" class="card" {
             h2 id="add-twilio-heading" { "Add Twilio account" }
-            form id="add-twilio" novalidate {
+            form id="add-twilio" novalidate data-endpoint="/api/organization/credentials/twilio"
+                data-added="Twilio account" {
                 (field("accountSid", "Account SID", html! {
                     input id="accountSid" name="accountSid" type="text" required autocomplete="off"
                         spellcheck="false" pattern=(ACCOUNT_SID_PATTERN) placeholder="AC…"
@@ -320,6 +327,54 @@ fn add_twilio_form() -> Markup {
                 }, "A name for people, e.g. Reception."))
                 p id="add-twilio-error" class="field-error" role="alert" {}
                 button type="submit" class="primary" { "Add Twilio account" }
+            }
+        }
+    }
+}
+
+fn add_stripe_form() -> Markup {
+    html! {
+        section aria-labelledby="add-stripe-heading" class="card" {
+            h2 id="add-stripe-heading" { "Add Stripe key" }
+            form id="add-stripe" novalidate data-endpoint="/api/organization/credentials/stripe"
+                data-added="Stripe key" {
+                (field("stripe-secretKey", "Secret key", html! {
+                    input id="stripe-secretKey" name="secretKey" type="password" required
+                        autocomplete="new-password" spellcheck="false" pattern=(STRIPE_KEY_PATTERN)
+                        aria-describedby="stripe-secretKey-help stripe-secretKey-error"
+                        data-error="Enter a secret key (sk_live_… or sk_test_…) or a restricted key (rk_live_… or rk_test_…).";
+                }, "From the Stripe dashboard (Developers → API keys). Stored encrypted; only its last four characters are shown again."))
+                (field("stripe-displayName", "Display name", html! {
+                    input id="stripe-displayName" name="displayName" type="text" required maxlength="255"
+                        autocomplete="off" aria-describedby="stripe-displayName-help stripe-displayName-error"
+                        data-error="Enter a name (up to 255 characters).";
+                }, "A name for people, e.g. Payments."))
+                p id="add-stripe-error" class="field-error" role="alert" {}
+                button type="submit" class="primary" { "Add Stripe key" }
+            }
+        }
+    }
+}
+
+fn add_hubspot_form() -> Markup {
+    html! {
+        section aria-labelledby="add-hubspot-heading" class="card" {
+            h2 id="add-hubspot-heading" { "Add HubSpot token" }
+            form id="add-hubspot" novalidate data-endpoint="/api/organization/credentials/hubspot"
+                data-added="HubSpot token" {
+                (field("hubspot-accessToken", "Access token", html! {
+                    input id="hubspot-accessToken" name="accessToken" type="password" required
+                        autocomplete="new-password" spellcheck="false" pattern=(HUBSPOT_TOKEN_PATTERN)
+                        aria-describedby="hubspot-accessToken-help hubspot-accessToken-error"
+                        data-error="Enter the private app's access token (pat-…).";
+                }, "A HubSpot private app's access token (Settings → Integrations → Private apps). Stored encrypted."))
+                (field("hubspot-displayName", "Display name", html! {
+                    input id="hubspot-displayName" name="displayName" type="text" required maxlength="255"
+                        autocomplete="off" aria-describedby="hubspot-displayName-help hubspot-displayName-error"
+                        data-error="Enter a name (up to 255 characters).";
+                }, "A name for people, e.g. CRM."))
+                p id="add-hubspot-error" class="field-error" role="alert" {}
+                button type="submit" class="primary" { "Add HubSpot token" }
             }
         }
     }
@@ -402,6 +457,10 @@ fn failure_advice(credential_type: &str) -> &'static str {
         "twilio" => "Check the Account SID, Auth Token and that the number belongs to the account and can send \
                      SMS; then revoke this one and add it again.",
         "google_calendar" => "Connect Google Calendar again and allow calendar access.",
+        "stripe" => "Check the key in the Stripe dashboard (it may have been rolled or deleted); then revoke this \
+                     one and add the current key.",
+        "hubspot" => "Check that the private app still exists and its token was not rotated; then revoke this \
+                      one and add the current token.",
         _ => "Check the credential with the provider, then revoke it and add it again.",
     }
 }
@@ -480,10 +539,12 @@ mod tests {
         let member = page(Role::Member, &rows);
         assert!(!member.contains("data-action"), "{member}");
         assert!(!member.contains("add-twilio"));
+        assert!(!member.contains("add-stripe") && !member.contains("add-hubspot"));
         assert!(member.contains("test-sms"));
         let admin = page(Role::Admin, &rows);
         assert!(admin.contains(r#"data-action="revoke""#));
         assert!(admin.contains("add-twilio"));
+        assert!(admin.contains("add-stripe") && admin.contains("add-hubspot"));
         assert!(!admin.contains(r#"data-action="purge""#));
         let owner = page(Role::Owner, &rows);
         assert!(owner.contains(r#"data-action="purge""#));
