@@ -16,7 +16,7 @@ pub use credential_type::{CredentialType, UnknownCredentialType};
 pub use invalid_field::InvalidField;
 pub use payload::{
     invalid_phone, secret_hint, CredentialJson, CredentialPayload, E164Phone,
-    GoogleCalendarCredential, HubSpotCredential, GOOGLE_EVENT_WRITE_SCOPES, GOOGLE_READ_ONLY_HINT_SUFFIX, ProviderCredential, StripeCredential, StripeMode,
-    TwilioAccountSid, TwilioCredential, HINT_TAIL_CHARS, HINT_TAIL_MIN_SECRET_CHARS,
-    PRIMARY_CALENDAR,
+    GoogleCalendarCredential, HubSpotCredential, ProviderCredential, StripeCredential, StripeMode,
+    TwilioAccountSid, TwilioCredential, GOOGLE_EVENT_WRITE_SCOPES, GOOGLE_READ_ONLY_HINT_SUFFIX,
+    HINT_TAIL_CHARS, HINT_TAIL_MIN_SECRET_CHARS, PRIMARY_CALENDAR,
 };

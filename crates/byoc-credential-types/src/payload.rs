@@ -475,7 +475,9 @@ impl GoogleCalendarCredential {
             })
             .transpose()?;
         let calendar_id = fields.optional("calendarId")?.map(|id| id.to_string());
-        let granted_scope = fields.optional("grantedScope")?.map(|scope| scope.to_string());
+        let granted_scope = fields
+            .optional("grantedScope")?
+            .map(|scope| scope.to_string());
         Ok(Self::new(
             &client_id,
             client_secret,
@@ -961,9 +963,9 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(base.can_write_events(), None, "unknown scopes");
-        let read_only = base
-            .clone()
-            .with_granted_scope(Some("https://www.googleapis.com/auth/calendar.readonly".into()));
+        let read_only = base.clone().with_granted_scope(Some(
+            "https://www.googleapis.com/auth/calendar.readonly".into(),
+        ));
         assert_eq!(read_only.can_write_events(), Some(false));
         assert_eq!(
             read_only.public_hint(),
@@ -975,8 +977,9 @@ mod tests {
         ));
         assert_eq!(booking.can_write_events(), Some(true));
         assert_eq!(booking.public_hint(), "client …abcdef / calendar primary");
-        let stored = GoogleCalendarCredential::from_json_bytes(read_only.to_json_bytes().as_bytes())
-            .expect("round trip");
+        let stored =
+            GoogleCalendarCredential::from_json_bytes(read_only.to_json_bytes().as_bytes())
+                .expect("round trip");
         assert_eq!(stored.can_write_events(), Some(false));
     }
 

@@ -240,7 +240,9 @@ fn base32hex(bytes: &[u8]) -> String {
         }
     }
     if bits > 0 {
-        text.push(char::from(BASE32HEX[((buffer << (5 - bits)) & 31) as usize]));
+        text.push(char::from(
+            BASE32HEX[((buffer << (5 - bits)) & 31) as usize],
+        ));
     }
     text
 }
@@ -334,10 +336,22 @@ mod tests {
             ),
             (|parts| parts.duration_minutes = 481, "durationMinutes"),
             (|parts| parts.summary = "  ".into(), "summary"),
-            (|parts| parts.attendee_name = "a\u{7}b".into(), "attendeeName"),
-            (|parts| parts.attendee_email = Some("not-an-address".into()), "attendeeEmail"),
-            (|parts| parts.attendee_email = Some("a@b".into()), "attendeeEmail"),
-            (|parts| parts.time_zone = Some("Mars/Olympus".into()), "timeZone"),
+            (
+                |parts| parts.attendee_name = "a\u{7}b".into(),
+                "attendeeName",
+            ),
+            (
+                |parts| parts.attendee_email = Some("not-an-address".into()),
+                "attendeeEmail",
+            ),
+            (
+                |parts| parts.attendee_email = Some("a@b".into()),
+                "attendeeEmail",
+            ),
+            (
+                |parts| parts.time_zone = Some("Mars/Olympus".into()),
+                "timeZone",
+            ),
         ] {
             let mut bad = parts();
             change(&mut bad);

@@ -10,7 +10,8 @@ use byoc_credential_types::{
     E164Phone, GoogleCalendarCredential, HubSpotCredential, InvalidField, StripeCredential,
     TwilioAccountSid, TwilioCredential,
 };
-use chrono::{DateTime, Utc};
+use byoc_providers::{BookedEvent, BookingParts, BookingRequest};
+use chrono::{DateTime, FixedOffset, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -529,6 +530,103 @@ pub struct TimeSlot {
 pub struct AvailabilityResponse {
     /// Free slots, in order.
     pub slots: Vec<TimeSlot>,
+}
+
+/// `POST /api/calendar/bookings`: the appointment to book.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BookingBody {
+    /// When it starts: RFC 3339 with an offset (`Z` or `±hh:mm`).
+    #[schema(value_type = String, format = DateTime, example = "2026-12-01T10:00:00-05:00")]
+    pub start: String,
+    /// Its length in minutes, 5 to 480 (elapsed time, also across a daylight-saving change).
+    #[schema(minimum = 5, maximum = 480, example = 30)]
+    pub duration_minutes: u32,
+    /// The event's title: no control character, at least one that is not a space.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "Check-up"
+    )]
+    pub summary: String,
+    /// Who the appointment is for (in the event's description).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "Ada Lovelace"
+    )]
+    pub attendee_name: String,
+    /// Their phone in E.164 form (in the event's description).
+    #[serde(default)]
+    #[schema(
+        nullable = false,
+        example = "+14155550199",
+        pattern = "^\\+[1-9][0-9]{6,14}$"
+    )]
+    pub attendee_phone: Option<String>,
+    /// Their e-mail (added to the event as an attendee; Google sends no invitation).
+    #[serde(default)]
+    #[schema(nullable = false, format = Email, max_length = 254, example = "ada@example.com")]
+    pub attendee_email: Option<String>,
+    /// An IANA time zone the event is shown in (default: the calendar's).
+    #[serde(default)]
+    #[schema(nullable = false, example = "America/New_York")]
+    pub time_zone: Option<String>,
+}
+
+impl BookingBody {
+    /// Validates the body into a booking request; the error names the field.
+    pub fn into_request(self) -> Result<BookingRequest, ApiError> {
+        let start = DateTime::parse_from_rfc3339(self.start.trim()).map_err(|_| {
+            ApiError::invalid_field(
+                "start",
+                "must be an RFC 3339 date and time with an offset, e.g. 2026-12-01T10:00:00-05:00",
+            )
+        })?;
+        let attendee_phone = self
+            .attendee_phone
+            .map(|phone| E164Phone::parse_dialable("attendeePhone", phone.trim()))
+            .transpose()?;
+        Ok(BookingRequest::new(BookingParts {
+            start,
+            duration_minutes: self.duration_minutes,
+            summary: self.summary,
+            attendee_name: self.attendee_name,
+            attendee_phone,
+            attendee_email: self.attendee_email,
+            time_zone: self.time_zone,
+        })?)
+    }
+}
+
+/// The answer of `POST /api/calendar/bookings` (the same for every retry with one `Idempotency-Key`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingResponse {
+    /// The event's id on the organization's calendar (cancel with it).
+    #[schema(example = "k2l8c0v3b1m4n5o6p7q8r9s0t1u2v3a4b5c6d7e8f9g0h1i2j3k4")]
+    pub event_id: String,
+    /// The event in Google Calendar, when Google gave a link.
+    pub html_link: Option<String>,
+    /// Start, RFC 3339 with the offset in force in the booking's time zone.
+    #[schema(value_type = String, format = DateTime)]
+    pub start: DateTime<FixedOffset>,
+    /// End, RFC 3339 with the offset in force in the booking's time zone.
+    #[schema(value_type = String, format = DateTime)]
+    pub end: DateTime<FixedOffset>,
+}
+
+impl From<BookedEvent> for BookingResponse {
+    fn from(event: BookedEvent) -> BookingResponse {
+        BookingResponse {
+            event_id: event.event_id,
+            html_link: event.html_link,
+            start: event.start,
+            end: event.end,
+        }
+    }
 }
 
 /// The query Google sends to `GET /api/auth/google/callback`.

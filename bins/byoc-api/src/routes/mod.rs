@@ -3,6 +3,7 @@
 //! ([`crate::usecases`]); they use the HTTP plumbing ([`crate::plumbing`]) and nothing here is used by it.
 
 pub mod audit;
+pub mod bookings;
 pub mod calendar;
 pub mod credentials;
 pub mod google_oauth;
@@ -27,6 +28,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(sms::send_test_sms)
         .service(leads::create_lead)
         .service(calendar::availability)
+        .service(bookings::book)
+        .service(bookings::cancel)
         .service(google_oauth::google_start)
         .service(google_oauth::google_callback)
         .service(twilio_webhook::twilio_status)

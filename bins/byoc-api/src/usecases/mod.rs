@@ -5,12 +5,16 @@
 //! - [`alerts`]: sending the hot-lead SMS (test SMS and leads) and its status-callback URL.
 //! - [`verification`]: verifying a stored credential with its provider.
 //! - [`refused_use`]: a provider refused a stored credential in use: mark it failed.
+//! - [`calendar_use`]: reading the Google Calendar credential and what follows a call with it;
+//!   [`booking`]: booking and cancelling appointments on it.
 //! - [`oauth_state`]: signing and checking Google connect states.
 //! - [`outbound`]: the provider clients and settings the using endpoints share.
 //! - [`usage`]: per-organization rate limits and provider-call counters; [`write_behind`]: the records of
 //!   provider calls, queued while the database is unavailable.
 
 pub mod alerts;
+pub mod booking;
+pub mod calendar_use;
 pub mod oauth_state;
 pub mod outbound;
 pub mod refused_use;

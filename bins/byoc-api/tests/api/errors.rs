@@ -384,6 +384,8 @@ async fn a_known_path_asked_with_another_method_is_405_with_allow() {
         "/api/sms/test".to_owned(),
         "/api/leads".to_owned(),
         "/api/calendar/availability".to_owned(),
+        "/api/calendar/bookings".to_owned(),
+        "/api/calendar/bookings/0123456789abcdefghijklmnopqrstuv".to_owned(),
         "/api/auth/google/start".to_owned(),
         "/api/auth/google/callback".to_owned(),
         "/api/webhooks/twilio/status".to_owned(),

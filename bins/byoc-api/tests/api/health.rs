@@ -153,6 +153,8 @@ async fn openapi_document_lists_the_endpoints() {
         ("post", "/api/sms/test"),
         ("post", "/api/leads"),
         ("get", "/api/calendar/availability"),
+        ("post", "/api/calendar/bookings"),
+        ("delete", "/api/calendar/bookings/{eventId}"),
         ("post", "/api/webhooks/twilio/status"),
         ("get", "/healthz"),
         ("get", "/readyz"),

@@ -59,6 +59,28 @@ fn lacks_event_scope(answer: &CalendarAnswer) -> bool {
 }
 
 impl GoogleCalendarClient {
+    /// The event resource `events.insert` is sent for `request`: the chosen id, summary, description, the
+    /// interval in `time_zone` and the attendee's e-mail when given.
+    pub fn event_resource(
+        request: &BookingRequest,
+        event_id: &EventId,
+        time_zone: Tz,
+    ) -> serde_json::Value {
+        let zone = time_zone.name();
+        let mut event = serde_json::json!({
+            "id": event_id.as_str(),
+            "summary": request.summary(),
+            "description": request.description(),
+            "start": {"dateTime": request.start().with_timezone(&time_zone).to_rfc3339(), "timeZone": zone},
+            "end": {"dateTime": request.end().with_timezone(&time_zone).to_rfc3339(), "timeZone": zone},
+        });
+        if let Some(email) = request.attendee_email() {
+            event["attendees"] =
+                serde_json::json!([{"email": email, "displayName": request.attendee_name()}]);
+        }
+        event
+    }
+
     /// The event `event_id` of the credential's calendar, when it has one (cancelled ones included).
     async fn existing_event(
         &self,
@@ -67,7 +89,12 @@ impl GoogleCalendarClient {
     ) -> Result<Option<EventResource>, BookingError> {
         let url = http::endpoint(
             &self.api_base,
-            &["calendars", credential.calendar_id(), "events", event_id.as_str()],
+            &[
+                "calendars",
+                credential.calendar_id(),
+                "events",
+                event_id.as_str(),
+            ],
         );
         let (answer, _) = self
             .calendar_send(credential, || self.http.get(url.clone()))
@@ -141,18 +168,7 @@ impl CalendarBooking for GoogleCalendarClient {
                 None => Err(BookingError::SlotTaken),
             };
         }
-        let zone = time_zone.name();
-        let mut event = serde_json::json!({
-            "id": event_id.as_str(),
-            "summary": request.summary(),
-            "description": request.description(),
-            "start": {"dateTime": request.start().with_timezone(&time_zone).to_rfc3339(), "timeZone": zone},
-            "end": {"dateTime": request.end().with_timezone(&time_zone).to_rfc3339(), "timeZone": zone},
-        });
-        if let Some(email) = request.attendee_email() {
-            event["attendees"] =
-                serde_json::json!([{"email": email, "displayName": request.attendee_name()}]);
-        }
+        let event = Self::event_resource(request, event_id, time_zone);
         let url = http::endpoint(
             &self.api_base,
             &["calendars", credential.calendar_id(), "events"],
@@ -200,7 +216,12 @@ impl CalendarBooking for GoogleCalendarClient {
         }
         let url = http::endpoint(
             &self.api_base,
-            &["calendars", credential.calendar_id(), "events", event_id.as_str()],
+            &[
+                "calendars",
+                credential.calendar_id(),
+                "events",
+                event_id.as_str(),
+            ],
         );
         let (answer, _) = self
             .calendar_send(credential, || {
