@@ -3,6 +3,7 @@
 //! Everything a role may not do is left out of the markup, not merely hidden: members get the list, the audit
 //! events and "Send test SMS"; admins also the add/verify/revoke controls; owners also "Purge".
 
+use byoc_credential_types::GOOGLE_READ_ONLY_HINT_SUFFIX;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
@@ -205,6 +206,13 @@ impl SettingsView<'_> {
                                         @if let Some(hint) = &row.public_hint {
                                             br; small class="hint" { (hint) }
                                         }
+                                        @if is_read_only_calendar(row) {
+                                            br; small class="todo" data-testid="read-only-calendar" {
+                                                "Connected read-only: free slots work, booking appointments does \
+                                                 not. To book, click Connect Google Calendar again and allow it \
+                                                 to manage events."
+                                            }
+                                        }
                                     } }
                                     td data-label="Status" { div class="cell" { (status_cell(row)) } }
                                     td data-label="Last verified" { div class="cell" { (optional_time(row.last_verified_at)) } }
@@ -395,8 +403,8 @@ fn connect_google() -> Markup {
     html! {
         section aria-labelledby="google-heading" class="card" {
             h2 id="google-heading" { "Google Calendar" }
-            p { "Connect the clinic's Google Calendar so availability comes from its free/busy times. You will be \
-                 sent to Google to allow access, then back here." }
+            p { "Connect the clinic's Google Calendar so availability comes from its free/busy times and \
+                 appointments can be booked on it. You will be sent to Google to allow access, then back here." }
             a id="connect-google" class="button primary" href="/api/auth/google/start" {
                 "Connect Google Calendar"
             }
@@ -422,6 +430,16 @@ fn test_sms_form() -> Markup {
             p id="test-sms-result" role="status" aria-live="polite" {}
         }
     }
+}
+
+/// Whether `row` is an active Google Calendar connection whose granted scopes allow no event writes.
+fn is_read_only_calendar(row: &CredentialRow) -> bool {
+    row.is_active
+        && row.credential_type == "google_calendar"
+        && row
+            .public_hint
+            .as_deref()
+            .is_some_and(|hint| hint.ends_with(GOOGLE_READ_ONLY_HINT_SUFFIX))
 }
 
 fn status_key(row: &CredentialRow) -> &'static str {
@@ -572,6 +590,25 @@ mod tests {
         }
         assert!(html.contains("&lt;Front desk&gt;"));
         assert!(!html.contains("<Front desk>"));
+    }
+
+    #[test]
+    fn a_read_only_google_connection_says_to_reconnect_for_booking() {
+        let google = |hint: &str| CredentialRow {
+            credential_type: "google_calendar".into(),
+            public_hint: Some(hint.into()),
+            ..row(VerificationStatusDto::Verified, true)
+        };
+        let read_only = page(
+            Role::Member,
+            &[google("client …abcdef / calendar primary / read-only")],
+        );
+        assert!(
+            read_only.contains("To book, click Connect Google Calendar again"),
+            "{read_only}"
+        );
+        let writable = page(Role::Member, &[google("client …abcdef / calendar primary")]);
+        assert!(!writable.contains("read-only-calendar"));
     }
 
     #[test]
