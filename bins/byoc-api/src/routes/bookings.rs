@@ -92,7 +92,7 @@ pub async fn book(
     delete,
     path = "/api/calendar/bookings/{eventId}",
     tag = "usage",
-    params(("eventId" = String, Path, description = "The booking's event id (base32hex: 0-9 and a-v, 5 to 1024 characters)")),
+    params(("eventId" = String, Path, description = "The booking's event id (base32hex: 0-9 and a-v, 5 to 1024 characters)", pattern = "^[0-9a-v]{5,1024}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Cancelled", body = DeleteResponse),
