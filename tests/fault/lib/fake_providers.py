@@ -12,6 +12,9 @@ and a Google Calendar credential (GOOGLE_OAUTH_TOKEN_URL=BASE/token, GOOGLE_CALE
   POST /calendar/v3/calendars/{id}/events  -> the event, as inserted (409 duplicate for an id it has)
   GET  /calendar/v3/calendars/{id}/events/{eventId}    -> that event, or 404
   DELETE /calendar/v3/calendars/{id}/events/{eventId}  -> 204 (410 when cancelled already), or 404
+a Stripe key (STRIPE_API_BASE=BASE) and a HubSpot token (HUBSPOT_API_BASE=BASE):
+  GET  /v1/balance                         -> a test-mode balance
+  GET  /account-info/v3/details            -> an account
 and, for the scripts:
   GET  /_stats -> {"messages": N}, the number of messages accepted so far.
 
@@ -73,6 +76,10 @@ class Handler(BaseHTTPRequestHandler):
             if event is None:
                 return self.answer(404, {"error": {"code": 404, "message": "Not Found", "errors": [{"reason": "notFound"}]}})
             return self.answer(200, event)
+        if path == "/v1/balance":
+            return self.answer(200, {"object": "balance", "livemode": False, "available": [], "pending": []})
+        if path == "/account-info/v3/details":
+            return self.answer(200, {"portalId": 62515, "accountType": "STANDARD"})
         if path == "/_stats":
             with lock:
                 return self.answer(200, {"messages": messages})

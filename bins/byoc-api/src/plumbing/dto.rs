@@ -194,7 +194,7 @@ pub struct AddStripeRequest {
         value_type = String,
         format = Password,
         example = "sk_test_51Habcdefghijkl1234",
-        pattern = "^[sr]k_(test|live)_[^\\s]{9,}$"
+        pattern = "^[sr]k_(test|live)_[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{9,}$"
     )]
     pub secret_key: SecretString,
     /// A name for people, unique per credential type in the organization.
@@ -228,7 +228,7 @@ pub struct AddHubSpotRequest {
         value_type = String,
         format = Password,
         example = "pat-na1-11111111-2222-3333-4444-555555555555",
-        pattern = "^pat-[^\\s]{4,}$"
+        pattern = "^pat-[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{4,}$"
     )]
     pub access_token: SecretString,
     /// A name for people, unique per credential type in the organization.
@@ -539,9 +539,9 @@ pub struct BookingBody {
     /// When it starts: RFC 3339 with an offset (`Z` or `±hh:mm`).
     #[schema(value_type = String, format = DateTime, example = "2026-12-01T10:00:00-05:00")]
     pub start: String,
-    /// Its length in minutes, 5 to 480 (elapsed time, also across a daylight-saving change).
-    #[schema(minimum = 5, maximum = 480, example = 30)]
-    pub duration_minutes: u32,
+    /// Its length in whole minutes, 5 to 480 (elapsed time, also across a daylight-saving change).
+    #[schema(value_type = u32, minimum = 5, maximum = 480, example = 30)]
+    pub duration_minutes: serde_json::Number,
     /// The event's title: no control character, at least one that is not a space.
     #[schema(
         min_length = 1,
@@ -589,9 +589,14 @@ impl BookingBody {
             .attendee_phone
             .map(|phone| E164Phone::parse_dialable("attendeePhone", phone.trim()))
             .transpose()?;
+        let duration_minutes = whole_number(&self.duration_minutes)
+            .and_then(|minutes| u32::try_from(minutes).ok())
+            .ok_or_else(|| {
+                ApiError::invalid_field("durationMinutes", "must be a whole number of minutes")
+            })?;
         Ok(BookingRequest::new(BookingParts {
             start,
-            duration_minutes: self.duration_minutes,
+            duration_minutes,
             summary: self.summary,
             attendee_name: self.attendee_name,
             attendee_phone,
@@ -599,6 +604,16 @@ impl BookingBody {
             time_zone: self.time_zone,
         })?)
     }
+}
+
+/// A JSON number that is a whole number (`30` or `30.0`, as JSON Schema's `integer` allows), when it is one.
+fn whole_number(number: &serde_json::Number) -> Option<u64> {
+    number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|value| value.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(value))
+            .map(|value| value as u64)
+    })
 }
 
 /// The answer of `POST /api/calendar/bookings` (the same for every retry with one `Idempotency-Key`).
