@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::helpers::{error_code, spawn_app_with, Store, TestApp, TestOrg};
+use crate::helpers::{error_code, spawn_app_with, Store, TestApp, TestOrg, STORES};
 
 const BOOKINGS: &str = "/api/calendar/bookings";
 /// An appointment already on the calendar (busy in free/busy).
@@ -177,8 +177,12 @@ async fn fake_google_answering_free_busy_after(
 }
 
 async fn app_with(google: &MockServer) -> TestApp {
+    app_on(Store::Sqlite, google).await
+}
+
+async fn app_on(store: Store, google: &MockServer) -> TestApp {
     spawn_app_with(
-        Store::Sqlite,
+        store,
         &[
             ("GOOGLE_OAUTH_AUTH_URL", format!("{}/auth", google.uri())),
             ("GOOGLE_OAUTH_TOKEN_URL", format!("{}/token", google.uri())),
@@ -264,8 +268,14 @@ async fn bodies(google: &MockServer, verb: &str, route: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_booking_checks_free_busy_inserts_once_and_a_retry_answers_the_same_body() {
+    for store in STORES {
+        book_and_retry_on(store).await;
+    }
+}
+
+async fn book_and_retry_on(store: Store) {
     let (google, events) = fake_google(false).await;
-    let app = app_with(&google).await;
+    let app = app_on(store, &google).await;
     let org = app.create_org("Clinic").await;
     let member = app.token(org.id, org.member);
 
