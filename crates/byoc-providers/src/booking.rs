@@ -296,7 +296,8 @@ pub trait CalendarBooking: Send + Sync {
         event_id: &EventId,
     ) -> Result<BookedEvent, BookingError>;
 
-    /// Deletes the event `event_id` (an event already cancelled counts as done).
+    /// Deletes the booking `event_id` (one already cancelled counts as done; an event byoc did not book is
+    /// [`BookingError::NotFound`]).
     async fn cancel(
         &self,
         credential: &GoogleCalendarCredential,

@@ -527,6 +527,29 @@ async fn a_booking_is_cancelled_once_and_unknown_ids_are_404() {
     let fresh = book(&app, &member, Some("after-cancel"), &body).await;
     assert_eq!(fresh.status(), 201, "the cancelled event frees its slot");
 
+    // An event someone added in Google Calendar itself is no booking: it is not deleted.
+    events.0.lock().expect("lock").insert(
+        "dentistlunch2026".to_owned(),
+        json!({"id": "dentistlunch2026", "status": "confirmed",
+               "start": {"dateTime": "2026-12-01T12:00:00-05:00"}, "end": {"dateTime": "2026-12-01T13:00:00-05:00"}}),
+    );
+    let theirs = app
+        .delete(&format!("{BOOKINGS}/dentistlunch2026"), &member)
+        .await;
+    assert_eq!(error_code(theirs).await, "not_found");
+    assert_eq!(
+        events.0.lock().expect("lock")["dentistlunch2026"]["status"],
+        "confirmed"
+    );
+    assert!(
+        events
+            .all()
+            .iter()
+            .filter(|event| event["id"] != "dentistlunch2026")
+            .all(|event| event["extendedProperties"]["private"]["byocBooking"] == "1"),
+        "bookings carry byoc's mark"
+    );
+
     for unknown in [
         "0123456789abcdefghijklmnopqrstuv",
         "ABCDEFGH",

@@ -1,5 +1,6 @@
 //! Booking on Google Calendar: free/busy for exactly the interval, then `events.insert` under the id byoc
-//! chose ([`EventId`]); `events.delete` to cancel.
+//! chose ([`EventId`]), marked as a booking (a private extended property); `events.delete` to cancel, of
+//! marked events only, so a cancel never deletes an event someone added in Google Calendar.
 //!
 //! **Retries.** The event id is derived from the organization and the request's idempotency key, so a
 //! retried booking (the caller's, or this client's own retry after a 429/503 or a lost answer) names the same
@@ -26,6 +27,9 @@ use crate::error::ProviderError;
 use crate::http;
 use byoc_credential_types::GoogleCalendarCredential;
 
+/// The private extended property that marks an event as a booking byoc made; only those are cancelled.
+const BOOKING_MARK: &str = "byocBooking";
+
 /// The Calendar API's reasons for a token whose scopes do not allow the call.
 const INSUFFICIENT_SCOPE_REASONS: [&str; 2] =
     ["insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"];
@@ -41,6 +45,23 @@ struct EventResource {
     html_link: Option<String>,
     start: EventTime,
     end: EventTime,
+    #[serde(default)]
+    extended_properties: Option<ExtendedProperties>,
+}
+
+#[derive(Deserialize, Default)]
+struct ExtendedProperties {
+    #[serde(default)]
+    private: std::collections::HashMap<String, String>,
+}
+
+impl EventResource {
+    /// Whether byoc booked this event (it carries the private booking mark).
+    fn is_booking(&self) -> bool {
+        self.extended_properties
+            .as_ref()
+            .is_some_and(|properties| properties.private.contains_key(BOOKING_MARK))
+    }
 }
 
 #[derive(Deserialize)]
@@ -60,7 +81,7 @@ fn lacks_event_scope(answer: &CalendarAnswer) -> bool {
 
 impl GoogleCalendarClient {
     /// The event resource `events.insert` is sent for `request`: the chosen id, summary, description, the
-    /// interval in `time_zone` and the attendee's e-mail when given.
+    /// interval in `time_zone`, the attendee's e-mail when given, and a private mark that says byoc booked it.
     pub fn event_resource(
         request: &BookingRequest,
         event_id: &EventId,
@@ -73,6 +94,7 @@ impl GoogleCalendarClient {
             "description": request.description(),
             "start": {"dateTime": request.start().with_timezone(&time_zone).to_rfc3339(), "timeZone": zone},
             "end": {"dateTime": request.end().with_timezone(&time_zone).to_rfc3339(), "timeZone": zone},
+            "extendedProperties": {"private": {BOOKING_MARK: "1"}},
         });
         if let Some(email) = request.attendee_email() {
             event["attendees"] =
@@ -213,6 +235,11 @@ impl CalendarBooking for GoogleCalendarClient {
     ) -> Result<(), BookingError> {
         if credential.can_write_events() == Some(false) {
             return Err(BookingError::NeedsEventWrite);
+        }
+        match self.existing_event(credential, event_id).await? {
+            Some(event) if event.status.as_deref() == Some("cancelled") => return Ok(()),
+            Some(event) if event.is_booking() => {}
+            _ => return Err(BookingError::NotFound),
         }
         let url = http::endpoint(
             &self.api_base,
