@@ -7,7 +7,7 @@ use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential};
 use byoc_providers::{
     build_http_client, AvailabilityRequest, BookingParts, BookingRequest, CalendarAvailability,
     ConnectedTokens, EventId, GoogleCalendarClient, Pkce, ProviderConfig, ProviderError,
-    RefusalReason, VerificationDetails, Verifier,
+    RefusalReason, VerificationDetails, Verifier, CONNECT_SCOPES,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -477,4 +477,52 @@ async fn booking_requests_conform_to_googles_discovery_spec() {
         .await
         .expect("prism answers");
     assert_eq!(malformed.status().as_u16(), 422, "{}", prism.log());
+}
+
+/// Every Calendar API method the client calls accepts one of the scopes "Connect Google Calendar" asks for, as
+/// Google's discovery document states them, and every scope asked is one the document declares.
+#[test]
+fn the_connect_scopes_allow_every_call_the_client_makes() {
+    let text = std::fs::read_to_string(testdata("google/google_calendar_v3_swagger2_json.json"))
+        .expect("the Calendar API description");
+    let spec: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let declared = &spec["securityDefinitions"]["Oauth2c"]["scopes"];
+    for scope in CONNECT_SCOPES {
+        assert!(
+            declared.get(scope).is_some(),
+            "{scope} is not a Calendar API scope"
+        );
+    }
+    let called = [
+        "calendar.calendarList.list",
+        "calendar.calendars.get",
+        "calendar.freebusy.query",
+        "calendar.events.insert",
+        "calendar.events.get",
+        "calendar.events.delete",
+    ];
+    let operations: Vec<&serde_json::Value> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .filter_map(|item| item.as_object())
+        .flat_map(|item| item.values())
+        .collect();
+    for operation_id in called {
+        let operation = operations
+            .iter()
+            .find(|operation| operation["operationId"] == operation_id)
+            .unwrap_or_else(|| panic!("{operation_id} is in the document"));
+        let accepted: Vec<&str> = operation["security"]
+            .as_array()
+            .expect("security")
+            .iter()
+            .flat_map(|requirement| requirement["Oauth2c"].as_array().into_iter().flatten())
+            .filter_map(|scope| scope.as_str())
+            .collect();
+        assert!(
+            CONNECT_SCOPES.iter().any(|scope| accepted.contains(scope)),
+            "{operation_id} accepts none of the connect scopes: {accepted:?}"
+        );
+    }
 }
