@@ -25,6 +25,9 @@ const GOOD_SID = "AC" + "0123456789abcdef".repeat(2);
 const GOOD_TOKEN = "fake-twilio-auth-token-0123456789";
 const BAD_TOKEN = "wrong-twilio-auth-token-000000000";
 const TWILIO_NUMBER = "+14155550123";
+const STRIPE_KEY = "sk_test_51HfakeStripeKeyValue4242";
+const STRIPE_ROLLED_KEY = "sk_live_51HrolledStripeKey00009999";
+const HUBSPOT_TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555";
 
 let work;
 let fakeTwilio;
@@ -35,7 +38,7 @@ let browser;
 const sentMessages = [];
 const people = {};
 
-// ---- fake Twilio (IncomingPhoneNumbers, Messages) --------------------------------------------------------
+// ---- fake Twilio (IncomingPhoneNumbers, Messages), Stripe (balance) and HubSpot (account details) ----------
 
 function startFakeTwilio() {
   const server = http.createServer((request, response) => {
@@ -50,6 +53,18 @@ function startFakeTwilio() {
     if (url.pathname === "/back-from-google") {
       response.writeHead(302, { location: `${baseUrl}/dashboard/settings?google=connected` });
       response.end();
+      return undefined;
+    }
+    const bearer = (request.headers.authorization || "").replace(/^Bearer /, "");
+    if (url.pathname === "/v1/balance" || url.pathname === "/account-info/v3/details") {
+      response.writeHead(bearer === STRIPE_KEY || bearer === HUBSPOT_TOKEN ? 200 : 401, { "content-type": "application/json" });
+      if (bearer === STRIPE_KEY) {
+        response.end(JSON.stringify({ object: "balance", livemode: false, available: [], pending: [] }));
+      } else if (bearer === HUBSPOT_TOKEN) {
+        response.end(JSON.stringify({ portalId: 62515, accountType: "STANDARD" }));
+      } else {
+        response.end(JSON.stringify({ error: { type: "invalid_request_error", code: "api_key_expired", message: "Expired API Key provided: " + bearer } }));
+      }
       return undefined;
     }
     const auth = Buffer.from((request.headers.authorization || "").replace(/^Basic /, ""), "base64").toString();
@@ -141,6 +156,8 @@ before(async () => {
     BYOC_JWT_SECRET: randomBytes(32).toString("hex"),
     BYOC_BIND: `127.0.0.1:${port}`,
     TWILIO_API_BASE: `http://127.0.0.1:${fakeTwilio.address().port}`,
+    STRIPE_API_BASE: `http://127.0.0.1:${fakeTwilio.address().port}`,
+    HUBSPOT_API_BASE: `http://127.0.0.1:${fakeTwilio.address().port}`,
   });
   cli(env, "migrate");
   const orgA = cli(env, "org", "create", "--name", "Clinic A");
@@ -199,11 +216,26 @@ function credentialRow(page, name) {
 }
 
 async function fillTwilio(page, { sid, token, phone, name }) {
-  await page.getByLabel("Account SID").fill(sid);
-  await page.getByLabel("Auth Token").fill(token);
-  await page.getByLabel("Phone number").fill(phone);
-  await page.getByLabel("Display name").fill(name);
-  await page.getByRole("button", { name: "Add Twilio account" }).click();
+  const form = page.locator("#add-twilio");
+  await form.getByLabel("Account SID").fill(sid);
+  await form.getByLabel("Auth Token").fill(token);
+  await form.getByLabel("Phone number").fill(phone);
+  await form.getByLabel("Display name").fill(name);
+  await form.getByRole("button", { name: "Add Twilio account" }).click();
+}
+
+async function fillStripe(page, { key, name }) {
+  const form = page.locator("#add-stripe");
+  await form.getByLabel("Secret key").fill(key);
+  await form.getByLabel("Display name").fill(name);
+  await form.getByRole("button", { name: "Add Stripe key" }).click();
+}
+
+async function fillHubSpot(page, { token, name }) {
+  const form = page.locator("#add-hubspot");
+  await form.getByLabel("Access token").fill(token);
+  await form.getByLabel("Display name").fill(name);
+  await form.getByRole("button", { name: "Add HubSpot token" }).click();
 }
 
 // ---- tests (in order: they share one service) ------------------------------------------------------------
@@ -290,6 +322,51 @@ test("a credential the provider refuses shows ❌ with the provider's error and 
   await page.context().close();
 });
 
+test("Stripe and HubSpot: field errors, then added, verified or refused, with hints of four characters", async () => {
+  const page = await signedInPage("ownerA");
+  await fillStripe(page, { key: "pk_test_51Hpublishable0000", name: "Payments" });
+  assert.match(await page.locator("#stripe-secretKey-error").textContent(), /secret key \(sk_live_/);
+  assert.equal(await page.locator("#add-stripe").getByLabel("Secret key").getAttribute("aria-invalid"), "true");
+  await fillHubSpot(page, { token: "legacy-key-0000", name: "" });
+  assert.match(await page.locator("#hubspot-accessToken-error").textContent(), /pat-/);
+  assert.match(await page.locator("#hubspot-displayName-error").textContent(), /Enter a name/);
+  assert.equal(await page.locator("#displayName-error").textContent(), "", "the Twilio form shows no error");
+
+  await fillStripe(page, { key: STRIPE_KEY, name: "Payments" });
+  await page.getByRole("status").filter({ hasText: "Stripe key “Payments” added" }).waitFor();
+  assert.match(await credentialRow(page, "Payments").textContent(), /sk_test_…4242/);
+  await credentialRow(page, "Payments").getByRole("button", { name: "Verify Payments" }).click();
+  await page.getByRole("status").filter({ hasText: "verified" }).waitFor();
+  assert.match(await credentialRow(page, "Payments").textContent(), /✅ Verified/);
+
+  await fillStripe(page, { key: STRIPE_KEY, name: "Payments" });
+  await page.locator("#stripe-displayName-error", { hasText: /\S/ }).waitFor();
+  assert.equal(await page.locator("#add-stripe").getByLabel("Secret key").inputValue(), "", "a sent key is cleared");
+
+  await fillStripe(page, { key: STRIPE_ROLLED_KEY, name: "Rolled key" });
+  await page.getByRole("status").filter({ hasText: "added" }).waitFor();
+  await credentialRow(page, "Rolled key").getByRole("button", { name: "Verify Rolled key" }).click();
+  await page.getByRole("status").filter({ hasText: "failed verification" }).waitFor();
+  const refused = await credentialRow(page, "Rolled key").textContent();
+  assert.match(refused, /❌ Verification failed/);
+  assert.match(refused, /Expired API Key/);
+  assert.match(refused, /Check the key in the Stripe dashboard/);
+  assert.match(refused, /sk_live_…9999/);
+
+  await fillHubSpot(page, { token: HUBSPOT_TOKEN, name: "CRM" });
+  await page.getByRole("status").filter({ hasText: "HubSpot token “CRM” added" }).waitFor();
+  assert.match(await credentialRow(page, "CRM").textContent(), /pat-…5555/);
+  await credentialRow(page, "CRM").getByRole("button", { name: "Verify CRM" }).click();
+  await page.getByRole("status").filter({ hasText: "verified" }).waitFor();
+  assert.match(await credentialRow(page, "CRM").textContent(), /✅ Verified/);
+
+  const html = await page.content();
+  for (const secret of [STRIPE_KEY, STRIPE_ROLLED_KEY, HUBSPOT_TOKEN]) {
+    assert.ok(!html.includes(secret), "no secret in the page");
+  }
+  await page.context().close();
+});
+
 test("Send test SMS goes out through the org's verified Twilio account", async (t) => {
   const probe = await fetch(`${baseUrl}/api/sms/test`, {
     method: "POST",
@@ -332,6 +409,8 @@ test("a member sees the list read-only: no add, verify, revoke or purge controls
   assert.equal(await page.getByTestId("role").textContent(), "member");
   assert.match(await credentialRow(page, "Front desk").textContent(), /✅ Verified/);
   assert.equal(await page.locator("#add-twilio").count(), 0);
+  assert.equal(await page.locator("#add-stripe").count(), 0);
+  assert.equal(await page.locator("#add-hubspot").count(), 0);
   assert.equal(await page.locator("#connect-google").count(), 0);
   assert.equal(await page.locator("button[data-action]").count(), 0);
   assert.equal(await page.getByRole("button", { name: /Revoke|Verify|Purge/ }).count(), 0);

@@ -311,8 +311,15 @@ def all_cases(token, credential):
         b"/api/organization/credentials/google_calendar":
             b'{"clientId": "c.apps.googleusercontent.com", "clientSecret": "s", "refreshToken": "1//r", '
             b'"displayName": "Front desk"}',
+        b"/api/organization/credentials/stripe":
+            b'{"secretKey": "sk_test_51Hbadinputkey0000", "displayName": "Payments"}',
+        b"/api/organization/credentials/hubspot":
+            b'{"accessToken": "pat-na1-bad-input-token", "displayName": "CRM"}',
         b"/api/sms/test": b'{"to": "+14155550199"}',
         b"/api/leads": b'{"name": "Dana", "score": 95, "notifyPhone": "+14155550199"}',
+        b"/api/calendar/bookings":
+            b'{"start": "2026-12-01T10:00:00-05:00", "durationMinutes": 30, "summary": "Check-up", '
+            b'"attendeeName": "Dana"}',
     }
     cases = []
     for path, sample in samples.items():
@@ -321,8 +328,16 @@ def all_cases(token, credential):
     for method, path in [(b"POST", b"/api/organization/credentials/" + cid + b"/verify"),
                          (b"GET", b"/api/organization/credentials"), (b"GET", b"/api/organization/audit"),
                          (b"GET", b"/api/calendar/availability"), (b"DELETE", b"/api/organization/credentials/" + cid),
-                         (b"GET", b"/api/auth/google/start"), (b"GET", b"/api/auth/google/callback")]:
+                         (b"GET", b"/api/auth/google/start"), (b"GET", b"/api/auth/google/callback"),
+                         (b"DELETE", b"/api/calendar/bookings/0123456789abcdefghijklmnopqrstuv")]:
         cases += header_cases(method, path, token)
+    booking = samples[b"/api/calendar/bookings"]
+    auth = (b"Authorization", b"Bearer " + token)
+    json_type = (b"Content-Type", b"application/json")
+    for name, key in [("invalid UTF-8", b"\xff\xfe"), ("empty", b""), ("256 characters", b"k" * 256)]:
+        cases.append(Case("POST bookings Idempotency-Key %s" % name,
+                          request(b"POST", b"/api/calendar/bookings", [auth, json_type, (b"Idempotency-Key", key)],
+                                  booking), {400, 409, 422}))
     cases += availability_cases(token) + audit_cases(token) + webhook_cases()
     return cases
 

@@ -59,7 +59,7 @@
 
   function setFieldError(form, name, text) {
     const input = form.elements.namedItem(name);
-    const slot = document.getElementById(name + "-error");
+    const slot = document.getElementById((input ? input.id : name) + "-error");
     if (input) {
       input.setAttribute("aria-invalid", text ? "true" : "false");
     }
@@ -119,29 +119,30 @@
     }
   }
 
-  const addTwilio = document.getElementById("add-twilio");
-  if (addTwilio) {
-    const formError = document.getElementById("add-twilio-error");
-    addTwilio.addEventListener("submit", async (event) => {
+  // The add-credential forms (Twilio, Stripe, HubSpot): each names its endpoint; text fields are sent trimmed,
+  // secrets as typed, and secrets are cleared from the form whatever the answer.
+  for (const form of document.querySelectorAll("form[data-endpoint]")) {
+    const formError = document.getElementById(form.id + "-error");
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      clearErrors(addTwilio, formError);
-      if (!validate(addTwilio)) {
+      clearErrors(form, formError);
+      if (!validate(form)) {
         return;
       }
-      const body = {
-        accountSid: addTwilio.elements.namedItem("accountSid").value.trim(),
-        authToken: addTwilio.elements.namedItem("authToken").value,
-        phoneNumber: addTwilio.elements.namedItem("phoneNumber").value.trim(),
-        displayName: addTwilio.elements.namedItem("displayName").value.trim(),
-      };
-      busy(addTwilio, true);
-      const result = await api("POST", "/api/organization/credentials/twilio", body);
-      addTwilio.elements.namedItem("authToken").value = "";
-      busy(addTwilio, false);
+      const body = {};
+      for (const input of form.querySelectorAll("input[name]")) {
+        body[input.name] = input.type === "password" ? input.value : input.value.trim();
+      }
+      busy(form, true);
+      const result = await api("POST", form.dataset.endpoint, body);
+      for (const input of form.querySelectorAll('input[type="password"]')) {
+        input.value = "";
+      }
+      busy(form, false);
       if (result.ok) {
-        reloadWith("ok", "✅ Twilio account “" + body.displayName + "” added. Verify it next.");
+        reloadWith("ok", "✅ " + form.dataset.added + " “" + body.displayName + "” added. Verify it next.");
       } else {
-        showServerError(addTwilio, formError, result);
+        showServerError(form, formError, result);
       }
     });
   }

@@ -6,7 +6,7 @@
 #
 # Usage (from anywhere): bash bins/byoc-api/tests/schemathesis.sh
 # It installs schemathesis into target/schemathesis-venv (PyPI), builds byoc-api, starts it in dev mode in a
-# temporary folder with its providers pointed at fake Twilio and Google APIs (tests/fault/lib/fake_providers.py,
+# temporary folder with its providers pointed at fake Twilio, Google, Stripe and HubSpot APIs (tests/fault/lib/fake_providers.py,
 # so nothing leaves the machine and a schema-valid verify, send or availability check succeeds), authenticates
 # with the printed dev token, and stops what it started when it exits.
 set -euo pipefail
@@ -54,6 +54,7 @@ env -u DATABASE_URL -u BYOC_MASTER_KEYS -u CREDENTIAL_ENCRYPTION_KEY -u BYOC_CON
     BYOC_BIND="127.0.0.1:$port" RUST_LOG=warn \
     TWILIO_API_BASE="$providers" GOOGLE_OAUTH_TOKEN_URL="$providers/token" \
     GOOGLE_CALENDAR_API_BASE="$providers/calendar/v3/" \
+    STRIPE_API_BASE="$providers" HUBSPOT_API_BASE="$providers" \
     "$binary" >"$workdir/stdout.log" 2>"$workdir/stderr.log" &
 server_pid=$!
 cd "$root"

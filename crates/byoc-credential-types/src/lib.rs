@@ -17,6 +17,6 @@ pub use invalid_field::InvalidField;
 pub use payload::{
     invalid_phone, secret_hint, CredentialJson, CredentialPayload, E164Phone,
     GoogleCalendarCredential, HubSpotCredential, ProviderCredential, StripeCredential, StripeMode,
-    TwilioAccountSid, TwilioCredential, HINT_TAIL_CHARS, HINT_TAIL_MIN_SECRET_CHARS,
-    PRIMARY_CALENDAR,
+    TwilioAccountSid, TwilioCredential, GOOGLE_EVENT_WRITE_SCOPES, GOOGLE_READ_ONLY_HINT_SUFFIX,
+    HINT_TAIL_CHARS, HINT_TAIL_MIN_SECRET_CHARS, PRIMARY_CALENDAR,
 };

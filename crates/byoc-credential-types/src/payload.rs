@@ -359,10 +359,26 @@ pub struct GoogleCalendarCredential {
     pub redirect_url: Option<Url>,
     /// The calendar to read; `primary` when absent.
     pub calendar_id: Option<String>,
+    /// The OAuth scopes Google granted (space-separated, as Google reports them) when the credential was
+    /// connected through "Connect Google Calendar"; `None` when unknown (added with a refresh token, or
+    /// connected before scopes were recorded).
+    pub granted_scope: Option<String>,
 }
 
 /// The calendar read when a credential names none.
 pub const PRIMARY_CALENDAR: &str = "primary";
+
+/// Scopes any one of which lets a Google access token create and delete events (Google's Calendar API
+/// discovery document, `events.insert` and `events.delete`).
+pub const GOOGLE_EVENT_WRITE_SCOPES: [&str; 3] = [
+    "https://www.googleapis.com/auth/calendar",
+    "https://www.googleapis.com/auth/calendar.events",
+    "https://www.googleapis.com/auth/calendar.events.owned",
+];
+
+/// What a Google Calendar credential's hint ends with when its granted scopes are known and allow no event
+/// writes: availability works, booking needs a reconnect.
+pub const GOOGLE_READ_ONLY_HINT_SUFFIX: &str = " / read-only";
 
 impl GoogleCalendarCredential {
     /// Builds a credential from parts (e.g. after an OAuth code exchange), validating them.
@@ -409,12 +425,33 @@ impl GoogleCalendarCredential {
             refresh_token,
             redirect_url,
             calendar_id,
+            granted_scope: None,
         })
     }
 
     /// The calendar to read (`primary` when none is configured).
     pub fn calendar_id(&self) -> &str {
         self.calendar_id.as_deref().unwrap_or(PRIMARY_CALENDAR)
+    }
+
+    /// The same credential, recording the scopes Google granted (blank counts as unknown).
+    pub fn with_granted_scope(self, granted_scope: Option<String>) -> Self {
+        GoogleCalendarCredential {
+            granted_scope: granted_scope
+                .map(|scope| scope.trim().to_owned())
+                .filter(|scope| !scope.is_empty()),
+            ..self
+        }
+    }
+
+    /// Whether the granted scopes allow creating and deleting events: `Some(false)` for a credential known to
+    /// be read-only (connected with `calendar.readonly`), `None` when the scopes are unknown.
+    pub fn can_write_events(&self) -> Option<bool> {
+        self.granted_scope.as_deref().map(|scope| {
+            scope
+                .split_whitespace()
+                .any(|granted| GOOGLE_EVENT_WRITE_SCOPES.contains(&granted))
+        })
     }
 
     /// The same credential with the refresh token Google rotated to.
@@ -438,13 +475,17 @@ impl GoogleCalendarCredential {
             })
             .transpose()?;
         let calendar_id = fields.optional("calendarId")?.map(|id| id.to_string());
-        Self::new(
+        let granted_scope = fields
+            .optional("grantedScope")?
+            .map(|scope| scope.to_string());
+        Ok(Self::new(
             &client_id,
             client_secret,
             refresh_token,
             redirect_url,
             calendar_id,
-        )
+        )?
+        .with_granted_scope(granted_scope))
     }
 }
 
@@ -456,6 +497,7 @@ impl Clone for GoogleCalendarCredential {
             refresh_token: copy_secret(&self.refresh_token),
             redirect_url: self.redirect_url.clone(),
             calendar_id: self.calendar_id.clone(),
+            granted_scope: self.granted_scope.clone(),
         }
     }
 }
@@ -470,6 +512,8 @@ struct GoogleWire<'a> {
     redirect_url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     calendar_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    granted_scope: Option<&'a str>,
 }
 
 impl CredentialPayload for GoogleCalendarCredential {
@@ -489,6 +533,7 @@ impl CredentialPayload for GoogleCalendarCredential {
                 refresh_token,
                 redirect_url: self.redirect_url.as_ref().map(Url::as_str),
                 calendar_id: self.calendar_id.as_deref(),
+                granted_scope: self.granted_scope.as_deref(),
             },
             self.client_id.len() + client_secret.len() + refresh_token.len(),
         )
@@ -500,7 +545,15 @@ impl CredentialPayload for GoogleCalendarCredential {
             .split('.')
             .next()
             .map_or("", |project| last_chars(project, 6));
-        format!("client …{client} / calendar {}", self.calendar_id())
+        let read_only = if self.can_write_events() == Some(false) {
+            GOOGLE_READ_ONLY_HINT_SUFFIX
+        } else {
+            ""
+        };
+        format!(
+            "client …{client} / calendar {}{read_only}",
+            self.calendar_id()
+        )
     }
 }
 
@@ -897,6 +950,37 @@ mod tests {
         let error = GoogleCalendarCredential::from_json_bytes(bad_url.to_string().as_bytes())
             .expect_err("ftp");
         assert_eq!(error.field, "redirectUrl");
+    }
+
+    #[test]
+    fn granted_scopes_say_whether_events_may_be_written_and_round_trip() {
+        let base = GoogleCalendarCredential::new(
+            "1234-abcdef.apps.googleusercontent.com",
+            SecretString::from("GOCSPX-secret"),
+            SecretString::from("1//refresh"),
+            None,
+            None,
+        )
+        .expect("valid");
+        assert_eq!(base.can_write_events(), None, "unknown scopes");
+        let read_only = base.clone().with_granted_scope(Some(
+            "https://www.googleapis.com/auth/calendar.readonly".into(),
+        ));
+        assert_eq!(read_only.can_write_events(), Some(false));
+        assert_eq!(
+            read_only.public_hint(),
+            "client …abcdef / calendar primary / read-only"
+        );
+        let booking = base.with_granted_scope(Some(
+            "https://www.googleapis.com/auth/calendar.freebusy https://www.googleapis.com/auth/calendar.events"
+                .into(),
+        ));
+        assert_eq!(booking.can_write_events(), Some(true));
+        assert_eq!(booking.public_hint(), "client …abcdef / calendar primary");
+        let stored =
+            GoogleCalendarCredential::from_json_bytes(read_only.to_json_bytes().as_bytes())
+                .expect("round trip");
+        assert_eq!(stored.can_write_events(), Some(false));
     }
 
     #[test]

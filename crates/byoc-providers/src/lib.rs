@@ -1,13 +1,14 @@
 //! Provider clients for byoc: verification of the credentials organizations bring (Twilio, Google Calendar,
 //! Stripe, HubSpot; the payload types are `byoc-credential-types`'s) against their providers, sending SMS with
-//! an organization's Twilio account, and Google Calendar free/busy over OAuth.
+//! an organization's Twilio account, and Google Calendar free/busy and booking over OAuth.
 //!
 //! This crate knows neither the store nor the API: it defines the provider-facing types and traits
-//! ([`Verifier`], [`SmsSender`], [`CalendarAvailability`]) that upper layers call with decrypted credentials. Every client
+//! ([`Verifier`], [`SmsSender`], [`CalendarAvailability`], [`CalendarBooking`]) that upper layers call with decrypted credentials. Every client
 //! takes its base URL from [`ProviderConfig`] and its secrets as [`secrecy::SecretString`]s; no error,
 //! log line or `Debug` output contains a secret. Enable the `mock` feature for mockall mocks of the
-//! traits (`MockVerifier`, `MockSmsSender`, `MockCalendarAvailability`).
+//! traits (`MockVerifier`, `MockSmsSender`, `MockCalendarAvailability`, `MockCalendarBooking`).
 
+pub mod booking;
 pub mod calendar;
 pub mod clients;
 pub mod config;
@@ -21,12 +22,17 @@ pub mod twilio;
 pub mod verifier;
 
 #[cfg(feature = "mock")]
+pub use booking::MockCalendarBooking;
+pub use booking::{
+    BookedEvent, BookingError, BookingParts, BookingRequest, CalendarBooking, EventId,
+};
+#[cfg(feature = "mock")]
 pub use calendar::MockCalendarAvailability;
 pub use calendar::{Availability, AvailabilityRequest, CalendarAvailability, TimeSlot};
 pub use clients::ProviderClients;
 pub use config::{BusinessHours, ConfigError, HttpTimeouts, ProviderConfig, RetryPolicy};
 pub use error::{ProviderError, ProviderRefusal, RefusalReason};
-pub use google::oauth::{Pkce, TokenGrant, CALENDAR_READONLY_SCOPE};
+pub use google::oauth::{Pkce, TokenGrant, CONNECT_SCOPES};
 pub use google::{ConnectedTokens, GoogleCalendarClient};
 pub use http::{build_http_client, HttpClientError};
 pub use hubspot::HubSpotClient;

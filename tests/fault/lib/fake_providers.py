@@ -9,6 +9,12 @@ and a Google Calendar credential (GOOGLE_OAUTH_TOKEN_URL=BASE/token, GOOGLE_CALE
   GET  /calendar/v3/users/me/calendarList  -> one calendar, the primary
   GET  /calendar/v3/calendars/{id}         -> that calendar
   POST /calendar/v3/freeBusy               -> no busy time in the asked calendar
+  POST /calendar/v3/calendars/{id}/events  -> the event, as inserted (409 duplicate for an id it has)
+  GET  /calendar/v3/calendars/{id}/events/{eventId}    -> that event, or 404
+  DELETE /calendar/v3/calendars/{id}/events/{eventId}  -> 204 (410 when cancelled already), or 404
+a Stripe key (STRIPE_API_BASE=BASE) and a HubSpot token (HUBSPOT_API_BASE=BASE):
+  GET  /v1/balance                         -> a test-mode balance
+  GET  /account-info/v3/details            -> an account
 and, for the scripts:
   GET  /_stats -> {"messages": N}, the number of messages accepted so far.
 
@@ -25,9 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PHONE = os.environ.get("FAKE_TWILIO_PHONE", "+14155550123")
 ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})(/[A-Za-z]+\.json)$")
+EVENTS = re.compile(r"^/calendar/v3/calendars/[^/]+/events$")
+EVENT = re.compile(r"^/calendar/v3/calendars/[^/]+/events/([^/]+)$")
 
 lock = threading.Lock()
 messages = 0
+events = {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -44,8 +53,33 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_DELETE(self):
+        match = EVENT.match(self.path.split("?", 1)[0])
+        with lock:
+            event = events.get(match.group(1)) if match else None
+            if event is None:
+                return self.answer(404, {"error": {"code": 404, "message": "Not Found", "errors": [{"reason": "notFound"}]}})
+            if event["status"] == "cancelled":
+                return self.answer(410, {"error": {"code": 410, "message": "Resource has been deleted", "errors": [{"reason": "deleted"}]}})
+            event["status"] = "cancelled"
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return None
+
     def do_GET(self):
         path = self.path.split("?", 1)[0]
+        match = EVENT.match(path)
+        if match:
+            with lock:
+                event = events.get(match.group(1))
+            if event is None:
+                return self.answer(404, {"error": {"code": 404, "message": "Not Found", "errors": [{"reason": "notFound"}]}})
+            return self.answer(200, event)
+        if path == "/v1/balance":
+            return self.answer(200, {"object": "balance", "livemode": False, "available": [], "pending": []})
+        if path == "/account-info/v3/details":
+            return self.answer(200, {"portalId": 62515, "accountType": "STANDARD"})
         if path == "/_stats":
             with lock:
                 return self.answer(200, {"messages": messages})
@@ -73,6 +107,19 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, AttributeError, KeyError, TypeError):
                 asked = []
             return self.answer(200, {"calendars": {calendar: {"busy": []} for calendar in asked}})
+        if EVENTS.match(path):
+            try:
+                event = json.loads(body or b"{}")
+                event_id = event["id"]
+            except (ValueError, KeyError, TypeError):
+                return self.answer(400, {"error": {"code": 400, "message": "Bad Request", "errors": [{"reason": "badRequest"}]}})
+            with lock:
+                if event_id in events:
+                    return self.answer(409, {"error": {"code": 409, "message": "The requested identifier already exists.", "errors": [{"reason": "duplicate"}]}})
+                event["status"] = "confirmed"
+                event["htmlLink"] = "https://calendar.google.com/event?eid=" + event_id
+                events[event_id] = event
+            return self.answer(200, event)
         match = ACCOUNT.match(path)
         if not match or match.group(2) != "/Messages.json":
             return self.answer(404, {"code": 20404, "message": "not found", "status": 404})

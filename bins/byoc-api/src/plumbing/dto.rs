@@ -7,9 +7,11 @@ use byoc_credential_store::{
     AuditEvent, CredentialMetadata, DisplayName, InvalidValue, VerificationStatus,
 };
 use byoc_credential_types::{
-    E164Phone, GoogleCalendarCredential, InvalidField, TwilioAccountSid, TwilioCredential,
+    E164Phone, GoogleCalendarCredential, HubSpotCredential, InvalidField, StripeCredential,
+    TwilioAccountSid, TwilioCredential,
 };
-use chrono::{DateTime, Utc};
+use byoc_providers::{BookedEvent, BookingParts, BookingRequest};
+use chrono::{DateTime, FixedOffset, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -178,6 +180,83 @@ impl AddGoogleCalendarRequest {
             redirect_url,
             calendar_id,
         )?;
+        Ok((credential, display_name(&self.display_name)?))
+    }
+}
+
+/// `POST /api/organization/credentials/stripe`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddStripeRequest {
+    /// A secret key (`sk_live_…`, `sk_test_…`) or a restricted key (`rk_live_…`, `rk_test_…`); stored encrypted,
+    /// never returned.
+    #[schema(
+        value_type = String,
+        format = Password,
+        example = "sk_test_51Habcdefghijkl1234",
+        pattern = "^[sr]k_(test|live)_[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{9,}$"
+    )]
+    pub secret_key: SecretString,
+    /// A name for people, unique per credential type in the organization.
+    #[schema(
+        example = "Clinic payments",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8][^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*$"
+    )]
+    pub display_name: String,
+}
+
+impl AddStripeRequest {
+    /// Validates the request into the Stripe payload and its display name.
+    pub fn into_parts(self) -> Result<(StripeCredential, DisplayName), ApiError> {
+        let secret_key = require_secret("secretKey", self.secret_key)?;
+        let credential = StripeCredential::new(secret_key)?;
+        Ok((credential, display_name(&self.display_name)?))
+    }
+}
+
+/// The prefix of a HubSpot private-app access token.
+const HUBSPOT_PRIVATE_APP_PREFIX: &str = "pat-";
+
+/// `POST /api/organization/credentials/hubspot`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddHubSpotRequest {
+    /// A private-app access token (`pat-…`); stored encrypted, never returned.
+    #[schema(
+        value_type = String,
+        format = Password,
+        example = "pat-na1-11111111-2222-3333-4444-555555555555",
+        pattern = "^pat-[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{4,}$"
+    )]
+    pub access_token: SecretString,
+    /// A name for people, unique per credential type in the organization.
+    #[schema(
+        example = "Clinic CRM",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8][^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*$"
+    )]
+    pub display_name: String,
+}
+
+impl AddHubSpotRequest {
+    /// Validates the request into the HubSpot payload and its display name. A token that is not a private-app
+    /// token (`pat-…`) is refused: HubSpot's legacy API keys no longer work.
+    pub fn into_parts(self) -> Result<(HubSpotCredential, DisplayName), ApiError> {
+        let access_token = require_secret("accessToken", self.access_token)?;
+        let private_app = access_token
+            .expose_secret()
+            .strip_prefix(HUBSPOT_PRIVATE_APP_PREFIX)
+            .is_some_and(|rest| rest.chars().count() >= 4);
+        if !private_app {
+            return Err(ApiError::invalid_field(
+                "accessToken",
+                "must be a HubSpot private-app access token (pat-…)",
+            ));
+        }
+        let credential = HubSpotCredential::new(access_token)?;
         Ok((credential, display_name(&self.display_name)?))
     }
 }
@@ -451,6 +530,118 @@ pub struct TimeSlot {
 pub struct AvailabilityResponse {
     /// Free slots, in order.
     pub slots: Vec<TimeSlot>,
+}
+
+/// `POST /api/calendar/bookings`: the appointment to book.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BookingBody {
+    /// When it starts: RFC 3339 with an offset (`Z` or `±hh:mm`).
+    #[schema(value_type = String, format = DateTime, example = "2026-12-01T10:00:00-05:00")]
+    pub start: String,
+    /// Its length in whole minutes, 5 to 480 (elapsed time, also across a daylight-saving change).
+    #[schema(value_type = u32, minimum = 5, maximum = 480, example = 30)]
+    pub duration_minutes: serde_json::Number,
+    /// The event's title: no control character, at least one that is not a space.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "Check-up"
+    )]
+    pub summary: String,
+    /// Who the appointment is for (in the event's description).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "Ada Lovelace"
+    )]
+    pub attendee_name: String,
+    /// Their phone in E.164 form (in the event's description).
+    #[serde(default)]
+    #[schema(
+        nullable = false,
+        example = "+14155550199",
+        pattern = "^\\+[1-9][0-9]{6,14}$"
+    )]
+    pub attendee_phone: Option<String>,
+    /// Their e-mail (added to the event as an attendee; Google sends no invitation).
+    #[serde(default)]
+    #[schema(nullable = false, format = Email, max_length = 254, example = "ada@example.com")]
+    pub attendee_email: Option<String>,
+    /// An IANA time zone the event is shown in (default: the calendar's).
+    #[serde(default)]
+    #[schema(nullable = false, example = "America/New_York")]
+    pub time_zone: Option<String>,
+}
+
+impl BookingBody {
+    /// Validates the body into a booking request; the error names the field.
+    pub fn into_request(self) -> Result<BookingRequest, ApiError> {
+        let start = DateTime::parse_from_rfc3339(self.start.trim()).map_err(|_| {
+            ApiError::invalid_field(
+                "start",
+                "must be an RFC 3339 date and time with an offset, e.g. 2026-12-01T10:00:00-05:00",
+            )
+        })?;
+        let attendee_phone = self
+            .attendee_phone
+            .map(|phone| E164Phone::parse_dialable("attendeePhone", phone.trim()))
+            .transpose()?;
+        let duration_minutes = whole_number(&self.duration_minutes)
+            .and_then(|minutes| u32::try_from(minutes).ok())
+            .ok_or_else(|| {
+                ApiError::invalid_field("durationMinutes", "must be a whole number of minutes")
+            })?;
+        Ok(BookingRequest::new(BookingParts {
+            start,
+            duration_minutes,
+            summary: self.summary,
+            attendee_name: self.attendee_name,
+            attendee_phone,
+            attendee_email: self.attendee_email,
+            time_zone: self.time_zone,
+        })?)
+    }
+}
+
+/// A JSON number that is a whole number (`30` or `30.0`, as JSON Schema's `integer` allows), when it is one.
+fn whole_number(number: &serde_json::Number) -> Option<u64> {
+    number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|value| value.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(value))
+            .map(|value| value as u64)
+    })
+}
+
+/// The answer of `POST /api/calendar/bookings` (the same for every retry with one `Idempotency-Key`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingResponse {
+    /// The event's id on the organization's calendar (cancel with it).
+    #[schema(example = "k2l8c0v3b1m4n5o6p7q8r9s0t1u2v3a4b5c6d7e8f9g0h1i2j3k4")]
+    pub event_id: String,
+    /// The event in Google Calendar, when Google gave a link.
+    pub html_link: Option<String>,
+    /// Start, RFC 3339 with the offset in force in the booking's time zone.
+    #[schema(value_type = String, format = DateTime)]
+    pub start: DateTime<FixedOffset>,
+    /// End, RFC 3339 with the offset in force in the booking's time zone.
+    #[schema(value_type = String, format = DateTime)]
+    pub end: DateTime<FixedOffset>,
+}
+
+impl From<BookedEvent> for BookingResponse {
+    fn from(event: BookedEvent) -> BookingResponse {
+        BookingResponse {
+            event_id: event.event_id,
+            html_link: event.html_link,
+            start: event.start,
+            end: event.end,
+        }
+    }
 }
 
 /// The query Google sends to `GET /api/auth/google/callback`.

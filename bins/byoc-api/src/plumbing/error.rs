@@ -16,7 +16,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use byoc_credential_store::{ConflictKind, CredentialServiceError, StoreError};
-use byoc_providers::ProviderError;
+use byoc_providers::{BookingError, ProviderError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -198,6 +198,15 @@ impl ApiError {
             StatusCode::FAILED_DEPENDENCY,
             "provider_unavailable",
             format!("no usable answer from the provider: {reason}"),
+        )
+    }
+
+    /// 400: a request that must carry an `Idempotency-Key` header has none.
+    pub fn idempotency_key_required() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "Idempotency-Key: the header is required (1 to 255 printable ASCII characters, the same on every retry of one booking)",
         )
     }
 
@@ -435,6 +444,25 @@ impl From<ProviderError> for ApiError {
                 ApiError::rate_limited(retry_after.unwrap_or(Duration::from_secs(1)))
             }
             other => ApiError::provider_unavailable(&other.to_string()),
+        }
+    }
+}
+
+impl From<BookingError> for ApiError {
+    fn from(error: BookingError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            BookingError::SlotTaken => ApiError::new(StatusCode::CONFLICT, "slot_taken", message),
+            BookingError::KeyReused(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                message,
+            ),
+            BookingError::NeedsEventWrite => {
+                ApiError::new(StatusCode::CONFLICT, "calendar_reconnect_required", message)
+            }
+            BookingError::NotFound => ApiError::not_found("booking"),
+            BookingError::Provider(provider) => provider.into(),
         }
     }
 }

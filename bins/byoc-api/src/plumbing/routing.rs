@@ -3,18 +3,21 @@
 //!
 //! A template's `{parameter}` is an id: it matches what the routes' `{id:[0-9a-fA-F-]+}` matches (hex digits
 //! and dashes), so `/api/organization/credentials/twilio` is the Twilio route's path only, and a path whose id
-//! segment is not even id-shaped is one no route serves (404).
+//! segment is not even id-shaped is one no route serves (404). `{eventId}` matches what the booking route's
+//! `{event_id:[0-9a-v]+}` matches (base32hex).
 
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::plumbing::error::ApiError;
 
-/// One segment of a path template: literal text, or a `{name}` that matches one id-shaped segment.
+/// One segment of a path template: literal text, or a `{name}` that matches one id-shaped segment (a calendar
+/// event id for `{eventId}`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     Literal(String),
     Parameter,
+    EventId,
 }
 
 /// The served paths (as templates such as `/api/organization/credentials/{id}`) and their methods.
@@ -28,7 +31,9 @@ impl RouteTable {
     pub fn add(&mut self, template: &str, method: Method) {
         let segments = segments(template)
             .map(|segment| {
-                if segment.starts_with('{') && segment.ends_with('}') {
+                if segment == "{eventId}" {
+                    Segment::EventId
+                } else if segment.starts_with('{') && segment.ends_with('}') {
                     Segment::Parameter
                 } else {
                     Segment::Literal(segment.to_owned())
@@ -69,7 +74,16 @@ fn matches(template: &[Segment], asked: &[&str]) -> bool {
             .all(|(segment, asked)| match segment {
                 Segment::Literal(text) => text == asked,
                 Segment::Parameter => is_id_shaped(asked),
+                Segment::EventId => is_event_id_shaped(asked),
             })
+}
+
+/// What the booking route's `{event_id:[0-9a-v]+}` matches.
+fn is_event_id_shaped(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'v').contains(&byte))
 }
 
 /// What the routes' `{id:[0-9a-fA-F-]+}` matches.

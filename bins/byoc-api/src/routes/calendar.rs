@@ -18,18 +18,16 @@
 
 use actix_web::{get, web};
 use byoc_credential_store::CredentialType;
-use byoc_credential_types::GoogleCalendarCredential;
 use byoc_providers::{AvailabilityRequest, CalendarAvailability};
 use chrono::Utc;
 use serde::Deserialize;
 
 use crate::plumbing::caller::{Caller, Permission};
 use crate::plumbing::dto::{AvailabilityQuery, AvailabilityResponse, TimeSlot};
-use crate::plumbing::error::{ApiError, CauseChain, ErrorBody};
+use crate::plumbing::error::{ApiError, ErrorBody};
 use crate::startup::state::AppState;
+use crate::usecases::calendar_use::{after_refusal, google_credential, store_rotated};
 use crate::usecases::outbound::purpose;
-use crate::usecases::refused_use::mark_refused;
-use crate::usecases::usage::Guarded;
 
 /// The query as sent (parsed by [`AvailabilityRequest::parse`], so a bad value answers 422 naming it).
 #[derive(Debug, Deserialize)]
@@ -71,18 +69,14 @@ pub async fn availability(
         AvailabilityRequest::parse(&query.date, &query.duration, query.time_zone.as_deref())?;
     let tenant = &caller.tenant;
     let outbound = &state.outbound;
+    let service = &state.credential_service;
     let use_purpose = purpose("calendar:availability")?;
-    outbound
-        .usage
-        .admit(tenant.org_id, Guarded::ProviderCall)
-        .await?;
-    let credential = state
-        .credential_service
-        .get_payload::<GoogleCalendarCredential>(tenant, &use_purpose)
-        .await
-        .map_err(ApiError::from)?;
-    let google = &outbound.providers.google;
-    let result = google.free_slots(&credential.payload, &request).await;
+    let credential = google_credential(service, outbound, tenant, &use_purpose).await?;
+    let result = outbound
+        .providers
+        .google
+        .free_slots(&credential.payload, &request)
+        .await;
     outbound
         .usage
         .record(tenant, CredentialType::GoogleCalendar, result.is_ok())
@@ -90,40 +84,18 @@ pub async fn availability(
     let availability = match result {
         Ok(availability) => availability,
         Err(error) => {
-            if error.is_credential_failure() {
-                google.forget_token(&credential.payload).await;
-            }
-            mark_refused(
-                &state.credential_service,
-                tenant,
-                credential.credential_id,
-                &error,
-            )
-            .await;
+            after_refusal(service, outbound, tenant, &credential, &error).await;
             return Err(ApiError::from(error));
         }
     };
-    if let (Some(rotated), Some(id)) = (&availability.updated_credential, credential.credential_id)
-    {
-        match state
-            .credential_service
-            .store_rotated_refresh_token(tenant, id, rotated, &use_purpose)
-            .await
-        {
-            Ok(Some(_)) => tracing::info!(
-                org_id = %tenant.org_id,
-                credential_id = %id,
-                "Google rotated the refresh token during an availability check; the new one is stored"
-            ),
-            Ok(None) => {}
-            Err(error) => tracing::warn!(
-                org_id = %tenant.org_id,
-                credential_id = %id,
-                error = %CauseChain(&error),
-                "Google rotated the refresh token during an availability check and it could not be stored; reconnect Google Calendar if Google later refuses the stored token"
-            ),
-        }
-    }
+    store_rotated(
+        service,
+        tenant,
+        credential.credential_id,
+        availability.updated_credential.as_ref(),
+        &use_purpose,
+    )
+    .await;
     Ok(web::Json(AvailabilityResponse {
         slots: availability
             .slots

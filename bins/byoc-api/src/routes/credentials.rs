@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::plumbing::caller::{Caller, Permission};
 use crate::plumbing::dto::{
-    AddGoogleCalendarRequest, AddTwilioRequest, CredentialRow, DeleteQuery, DeleteResponse,
-    VerifyResponse,
+    AddGoogleCalendarRequest, AddHubSpotRequest, AddStripeRequest, AddTwilioRequest, CredentialRow,
+    DeleteQuery, DeleteResponse, VerifyResponse,
 };
 use crate::plumbing::error::{ApiError, ErrorBody};
 use crate::plumbing::extract::ApiJson;
@@ -119,6 +119,84 @@ pub async fn add_google_calendar(
         &state,
         &metrics,
         CredentialType::GoogleCalendar,
+        &credential,
+        display_name,
+    )
+    .await
+}
+
+/// Stores a Stripe secret or restricted key, encrypted, as `pending`. Admins and owners.
+#[utoipa::path(
+    post,
+    path = "/api/organization/credentials/stripe",
+    tag = "credentials",
+    request_body = AddStripeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored; verify it next", body = CredentialRow),
+        (status = 400, description = "Malformed JSON, wrong type, unknown or missing field", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Not a member, or a member without the admin role", body = ErrorBody),
+        (status = 409, description = "A Stripe credential with this display name exists", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in the message)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[post("/api/organization/credentials/stripe")]
+pub async fn add_stripe(
+    caller: Caller,
+    body: ApiJson<AddStripeRequest>,
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::Manage)?;
+    let (credential, display_name) = body.0.into_parts()?;
+    store_new(
+        &caller,
+        &state,
+        &metrics,
+        CredentialType::Stripe,
+        &credential,
+        display_name,
+    )
+    .await
+}
+
+/// Stores a HubSpot private-app access token, encrypted, as `pending`. Admins and owners.
+#[utoipa::path(
+    post,
+    path = "/api/organization/credentials/hubspot",
+    tag = "credentials",
+    request_body = AddHubSpotRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored; verify it next", body = CredentialRow),
+        (status = 400, description = "Malformed JSON, wrong type, unknown or missing field", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, badly signed or expired token", body = ErrorBody),
+        (status = 403, description = "Not a member, or a member without the admin role", body = ErrorBody),
+        (status = 409, description = "A HubSpot credential with this display name exists", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid field (named in the message)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+#[post("/api/organization/credentials/hubspot")]
+pub async fn add_hubspot(
+    caller: Caller,
+    body: ApiJson<AddHubSpotRequest>,
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::Manage)?;
+    let (credential, display_name) = body.0.into_parts()?;
+    store_new(
+        &caller,
+        &state,
+        &metrics,
+        CredentialType::HubSpot,
         &credential,
         display_name,
     )

@@ -9,8 +9,8 @@
 //! The callback refuses with 400 `invalid_oauth_state`, storing nothing, a state that is forged (bad tag),
 //! expired, replayed (its row was consumed already), from another browser, or from another user (a caller
 //! authenticated as someone else). Otherwise it consumes the row, exchanges the code with the PKCE verifier,
-//! stores the refresh token as a `google_calendar` credential through the credential service, verifies it with
-//! a calendar list, and redirects to `/dashboard/settings?google=connected` (or `?google=error&reason=CODE`).
+//! stores the refresh token as a `google_calendar` credential through the credential service (with the scopes
+//! Google granted, so a read-only connection is known as one), verifies it with a calendar list, and redirects to `/dashboard/settings?google=connected` (or `?google=error&reason=CODE`).
 //!
 //! **Which OAuth client.** The organization's own client when it has one: the client id, secret and
 //! redirect URL of its newest *active* Google Calendar credential **whatever its verification status**, read
@@ -411,7 +411,8 @@ async fn complete(
         Some(client.redirect),
         client.calendar_id,
     )
-    .map_err(|error| reason_code(error.field))?;
+    .map_err(|error| reason_code(error.field))?
+    .with_granted_scope(tokens.scope);
     let display_name = DisplayName::parse(&format!(
         "Google Calendar (connected {}, {})",
         Utc::now().format("%Y-%m-%d %H:%M UTC"),

@@ -3,6 +3,7 @@
 //! ([`crate::usecases`]); they use the HTTP plumbing ([`crate::plumbing`]) and nothing here is used by it.
 
 pub mod audit;
+pub mod bookings;
 pub mod calendar;
 pub mod credentials;
 pub mod google_oauth;
@@ -19,12 +20,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(credentials::list_credentials)
         .service(credentials::add_twilio)
         .service(credentials::add_google_calendar)
+        .service(credentials::add_stripe)
+        .service(credentials::add_hubspot)
         .service(credentials::verify_credential)
         .service(credentials::delete_credential)
         .service(audit::list_audit)
         .service(sms::send_test_sms)
         .service(leads::create_lead)
         .service(calendar::availability)
+        .service(bookings::book)
+        .service(bookings::cancel)
         .service(google_oauth::google_start)
         .service(google_oauth::google_callback)
         .service(twilio_webhook::twilio_status)

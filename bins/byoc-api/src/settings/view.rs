@@ -3,6 +3,7 @@
 //! Everything a role may not do is left out of the markup, not merely hidden: members get the list, the audit
 //! events and "Send test SMS"; admins also the add/verify/revoke controls; owners also "Purge".
 
+use byoc_credential_types::GOOGLE_READ_ONLY_HINT_SUFFIX;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
@@ -11,6 +12,10 @@ use crate::plumbing::dto::{AuditEntryDto, CredentialRow, VerificationStatusDto};
 
 /// The Account SID rule of the server, as an HTML `pattern` (anchored by the browser).
 pub const ACCOUNT_SID_PATTERN: &str = "AC[0-9a-fA-F]{32}";
+/// The Stripe key rule of the server (secret or restricted, test or live), as an HTML `pattern`.
+pub const STRIPE_KEY_PATTERN: &str = r"[sr]k_(test|live)_\S{9,}";
+/// The HubSpot private-app token rule of the server, as an HTML `pattern`.
+pub const HUBSPOT_TOKEN_PATTERN: &str = r"pat-\S{4,}";
 /// The E.164 rule of the server, as an HTML `pattern` (the server also checks the number is a real one).
 pub const E164_PATTERN: &str = r"\+[1-9][0-9]{7,14}";
 
@@ -161,6 +166,8 @@ impl SettingsView<'_> {
                         div class="grid" {
                             (add_twilio_form())
                             (connect_google())
+                            (add_stripe_form())
+                            (add_hubspot_form())
                         }
                     }
                     (test_sms_form())
@@ -198,6 +205,13 @@ impl SettingsView<'_> {
                                         (row.display_name)
                                         @if let Some(hint) = &row.public_hint {
                                             br; small class="hint" { (hint) }
+                                        }
+                                        @if is_read_only_calendar(row) {
+                                            br; small class="todo" data-testid="read-only-calendar" {
+                                                "Connected read-only: free slots work, booking appointments does \
+                                                 not. To book, click Connect Google Calendar again and allow it \
+                                                 to manage events."
+                                            }
                                         }
                                     } }
                                     td data-label="Status" { div class="cell" { (status_cell(row)) } }
@@ -295,7 +309,8 @@ fn add_twilio_form() -> Markup {
     html! {
         section aria-labelledby="add-twilio-heading" class="card" {
             h2 id="add-twilio-heading" { "Add Twilio account" }
-            form id="add-twilio" novalidate {
+            form id="add-twilio" novalidate data-endpoint="/api/organization/credentials/twilio"
+                data-added="Twilio account" {
                 (field("accountSid", "Account SID", html! {
                     input id="accountSid" name="accountSid" type="text" required autocomplete="off"
                         spellcheck="false" pattern=(ACCOUNT_SID_PATTERN) placeholder="AC…"
@@ -325,6 +340,54 @@ fn add_twilio_form() -> Markup {
     }
 }
 
+fn add_stripe_form() -> Markup {
+    html! {
+        section aria-labelledby="add-stripe-heading" class="card" {
+            h2 id="add-stripe-heading" { "Add Stripe key" }
+            form id="add-stripe" novalidate data-endpoint="/api/organization/credentials/stripe"
+                data-added="Stripe key" {
+                (field("stripe-secretKey", "Secret key", html! {
+                    input id="stripe-secretKey" name="secretKey" type="password" required
+                        autocomplete="new-password" spellcheck="false" pattern=(STRIPE_KEY_PATTERN)
+                        aria-describedby="stripe-secretKey-help stripe-secretKey-error"
+                        data-error="Enter a secret key (sk_live_… or sk_test_…) or a restricted key (rk_live_… or rk_test_…).";
+                }, "From the Stripe dashboard (Developers → API keys). Stored encrypted; only its last four characters are shown again."))
+                (field("stripe-displayName", "Display name", html! {
+                    input id="stripe-displayName" name="displayName" type="text" required maxlength="255"
+                        autocomplete="off" aria-describedby="stripe-displayName-help stripe-displayName-error"
+                        data-error="Enter a name (up to 255 characters).";
+                }, "A name for people, e.g. Payments."))
+                p id="add-stripe-error" class="field-error" role="alert" {}
+                button type="submit" class="primary" { "Add Stripe key" }
+            }
+        }
+    }
+}
+
+fn add_hubspot_form() -> Markup {
+    html! {
+        section aria-labelledby="add-hubspot-heading" class="card" {
+            h2 id="add-hubspot-heading" { "Add HubSpot token" }
+            form id="add-hubspot" novalidate data-endpoint="/api/organization/credentials/hubspot"
+                data-added="HubSpot token" {
+                (field("hubspot-accessToken", "Access token", html! {
+                    input id="hubspot-accessToken" name="accessToken" type="password" required
+                        autocomplete="new-password" spellcheck="false" pattern=(HUBSPOT_TOKEN_PATTERN)
+                        aria-describedby="hubspot-accessToken-help hubspot-accessToken-error"
+                        data-error="Enter the private app's access token (pat-…).";
+                }, "A HubSpot private app's access token (Settings → Integrations → Private apps). Stored encrypted."))
+                (field("hubspot-displayName", "Display name", html! {
+                    input id="hubspot-displayName" name="displayName" type="text" required maxlength="255"
+                        autocomplete="off" aria-describedby="hubspot-displayName-help hubspot-displayName-error"
+                        data-error="Enter a name (up to 255 characters).";
+                }, "A name for people, e.g. CRM."))
+                p id="add-hubspot-error" class="field-error" role="alert" {}
+                button type="submit" class="primary" { "Add HubSpot token" }
+            }
+        }
+    }
+}
+
 fn field(id: &str, label: &str, input: Markup, help: &str) -> Markup {
     html! {
         div class="field" {
@@ -340,8 +403,8 @@ fn connect_google() -> Markup {
     html! {
         section aria-labelledby="google-heading" class="card" {
             h2 id="google-heading" { "Google Calendar" }
-            p { "Connect the clinic's Google Calendar so availability comes from its free/busy times. You will be \
-                 sent to Google to allow access, then back here." }
+            p { "Connect the clinic's Google Calendar so availability comes from its free/busy times and \
+                 appointments can be booked on it. You will be sent to Google to allow access, then back here." }
             a id="connect-google" class="button primary" href="/api/auth/google/start" {
                 "Connect Google Calendar"
             }
@@ -367,6 +430,16 @@ fn test_sms_form() -> Markup {
             p id="test-sms-result" role="status" aria-live="polite" {}
         }
     }
+}
+
+/// Whether `row` is an active Google Calendar connection whose granted scopes allow no event writes.
+fn is_read_only_calendar(row: &CredentialRow) -> bool {
+    row.is_active
+        && row.credential_type == "google_calendar"
+        && row
+            .public_hint
+            .as_deref()
+            .is_some_and(|hint| hint.ends_with(GOOGLE_READ_ONLY_HINT_SUFFIX))
 }
 
 fn status_key(row: &CredentialRow) -> &'static str {
@@ -402,6 +475,10 @@ fn failure_advice(credential_type: &str) -> &'static str {
         "twilio" => "Check the Account SID, Auth Token and that the number belongs to the account and can send \
                      SMS; then revoke this one and add it again.",
         "google_calendar" => "Connect Google Calendar again and allow calendar access.",
+        "stripe" => "Check the key in the Stripe dashboard (it may have been rolled or deleted); then revoke this \
+                     one and add the current key.",
+        "hubspot" => "Check that the private app still exists and its token was not rotated; then revoke this \
+                      one and add the current token.",
         _ => "Check the credential with the provider, then revoke it and add it again.",
     }
 }
@@ -480,10 +557,12 @@ mod tests {
         let member = page(Role::Member, &rows);
         assert!(!member.contains("data-action"), "{member}");
         assert!(!member.contains("add-twilio"));
+        assert!(!member.contains("add-stripe") && !member.contains("add-hubspot"));
         assert!(member.contains("test-sms"));
         let admin = page(Role::Admin, &rows);
         assert!(admin.contains(r#"data-action="revoke""#));
         assert!(admin.contains("add-twilio"));
+        assert!(admin.contains("add-stripe") && admin.contains("add-hubspot"));
         assert!(!admin.contains(r#"data-action="purge""#));
         let owner = page(Role::Owner, &rows);
         assert!(owner.contains(r#"data-action="purge""#));
@@ -511,6 +590,25 @@ mod tests {
         }
         assert!(html.contains("&lt;Front desk&gt;"));
         assert!(!html.contains("<Front desk>"));
+    }
+
+    #[test]
+    fn a_read_only_google_connection_says_to_reconnect_for_booking() {
+        let google = |hint: &str| CredentialRow {
+            credential_type: "google_calendar".into(),
+            public_hint: Some(hint.into()),
+            ..row(VerificationStatusDto::Verified, true)
+        };
+        let read_only = page(
+            Role::Member,
+            &[google("client …abcdef / calendar primary / read-only")],
+        );
+        assert!(
+            read_only.contains("To book, click Connect Google Calendar again"),
+            "{read_only}"
+        );
+        let writable = page(Role::Member, &[google("client …abcdef / calendar primary")]);
+        assert!(!writable.contains("read-only-calendar"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::plumbing::metrics::{track_requests, Metrics, PerOrganizationAccess};
 use crate::plumbing::routing::{unrouted, RouteTable};
 use crate::startup::config::Config;
 use crate::startup::state::AppState;
+use crate::usecases::booking::BookingLocks;
 use crate::usecases::oauth_state::OAuthStateKey;
 use crate::usecases::outbound::Outbound;
 use crate::usecases::rate_limits::{InProcessLimits, RateLimits};
@@ -108,6 +109,7 @@ impl Application {
             )
             .map_err(|_| StartupError::Setup("OAuth state key: no randomness".to_owned()))?,
             providers: providers.clone(),
+            booking_locks: BookingLocks::default(),
         };
         let authenticator = web::Data::new(Authenticator {
             tokens: TokenVerifier::new(&services.auth, http),

@@ -5,6 +5,8 @@
 //! - [`alerts`]: sending the hot-lead SMS (test SMS and leads) and its status-callback URL.
 //! - [`verification`]: verifying a stored credential with its provider.
 //! - [`refused_use`]: a provider refused a stored credential in use: mark it failed.
+//! - [`calendar_use`]: reading the Google Calendar credential and what follows a call with it;
+//!   [`booking`]: booking and cancelling appointments on it.
 //! - [`oauth_state`]: signing and checking Google connect states.
 //! - [`outbound`]: the provider clients and settings the using endpoints share.
 //! - [`usage`]: per-organization rate limits and provider-call counters; [`write_behind`]: the records of
@@ -13,6 +15,8 @@
 //!   replica.
 
 pub mod alerts;
+pub mod booking;
+pub mod calendar_use;
 pub mod oauth_state;
 pub mod outbound;
 pub mod rate_limits;

@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::plumbing::error::ApiError;
+use crate::usecases::booking::BookingLocks;
 use crate::usecases::oauth_state::OAuthStateKey;
 use crate::usecases::usage::Usage;
 use crate::usecases::write_behind::WriteBehind;
@@ -31,6 +32,8 @@ pub struct Outbound {
     pub google_oauth_client: Option<GoogleOAuthClient>,
     /// Signs and checks OAuth states.
     pub oauth_state_key: OAuthStateKey,
+    /// One booking at a time per organization on this replica.
+    pub booking_locks: BookingLocks,
 }
 
 /// The platform's Google OAuth app (`GOOGLE_OAUTH_CLIENT_ID`, `GOOGLE_OAUTH_CLIENT_SECRET`).

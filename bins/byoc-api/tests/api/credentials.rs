@@ -298,6 +298,8 @@ async fn role_table_for_every_endpoint() {
             for (kind, label, body) in [
                 ("twilio", "twilio", twilio_body(&name)),
                 ("google_calendar", "google", google_body(&name)),
+                ("stripe", "stripe", stripe_body(&name)),
+                ("hubspot", "hubspot", hubspot_body(&name)),
             ] {
                 let added = app
                     .post_json(&format!("{LIST}/{kind}"), &token, &body)
@@ -347,6 +349,17 @@ fn google_body(display_name: &str) -> serde_json::Value {
         "clientId": "client.apps.googleusercontent.com",
         "clientSecret": "google-secret",
         "refreshToken": "1//refresh",
+        "displayName": display_name,
+    })
+}
+
+fn stripe_body(display_name: &str) -> serde_json::Value {
+    serde_json::json!({"secretKey": "sk_test_51Habcdefghijkl1234", "displayName": display_name})
+}
+
+fn hubspot_body(display_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "accessToken": "pat-na1-11111111-2222-3333-4444-555555555555",
         "displayName": display_name,
     })
 }

@@ -1,6 +1,7 @@
 //! Integration tests of byoc-api: the real application on port 0 against SQLite and Postgres.
 
 mod auth;
+mod bookings;
 mod calendar;
 mod credentials;
 mod dev_mode;
@@ -17,4 +18,5 @@ mod secrets;
 mod settings;
 mod shared_limits;
 mod sms;
+mod stripe_hubspot;
 mod webhook;

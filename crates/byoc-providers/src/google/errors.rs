@@ -51,6 +51,20 @@ pub(super) struct GoogleErrorItem {
     pub(super) message: Option<String>,
 }
 
+/// The reasons a Calendar API error answer gives (each `errors[].reason`, then its `status`).
+pub(super) fn reasons(body: &str) -> Vec<String> {
+    let answer: GoogleErrorAnswer = serde_json::from_str(body).unwrap_or_default();
+    match answer.error {
+        Some(ErrorField::Api(api)) => api
+            .errors
+            .into_iter()
+            .filter_map(|item| item.reason)
+            .chain(api.status)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Maps a non-2xx answer of Google's token endpoint or Calendar API; `secrets` are scrubbed from Google's words.
 pub(super) fn map_error(
     status: StatusCode,

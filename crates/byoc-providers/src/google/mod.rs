@@ -2,6 +2,7 @@
 //! verification (refresh, then `calendarList.list`) and availability (`freebusy.query` turned into free
 //! slots). Plain reqwest against the REST endpoints; `docs/providers.md` says why not google-calendar3.
 
+mod booking;
 mod errors;
 pub mod oauth;
 
@@ -150,6 +151,20 @@ struct CalendarListEntry {
 struct CalendarResource {
     #[serde(default)]
     time_zone: Option<String>,
+}
+
+/// An answer of the Calendar API, read.
+struct CalendarAnswer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: String,
+}
+
+impl CalendarAnswer {
+    /// Google's error, mapped (for a non-2xx answer).
+    fn into_error(self) -> ProviderError {
+        errors::map_error(self.status, self.retry_after, &self.body, &[])
+    }
 }
 
 #[derive(Deserialize)]
@@ -335,12 +350,12 @@ impl GoogleCalendarClient {
     }
 
     /// Calls the Calendar API with the credential's access token; a 401 drops the cached token and the
-    /// call is made once more with a freshly refreshed one.
-    async fn calendar_call<T: serde::de::DeserializeOwned>(
+    /// call is made once more with a freshly refreshed one. Answers whatever Google answered then, read.
+    async fn calendar_send(
         &self,
         credential: &GoogleCalendarCredential,
         build: impl Fn() -> RequestBuilder,
-    ) -> Result<(T, AccessToken), ProviderError> {
+    ) -> Result<(CalendarAnswer, AccessToken), ProviderError> {
         let mut token = self.access_token(credential).await?;
         let mut refreshed_after_401 = false;
         loop {
@@ -358,11 +373,28 @@ impl GoogleCalendarClient {
             }
             let retry_after = http::retry_after(&response);
             let body = http::read_body(PROVIDER, Idempotency::Safe, response).await?;
-            if !status.is_success() {
-                return Err(errors::map_error(status, retry_after, &body, &[]));
-            }
-            return Ok((http::parse_json(PROVIDER, &body)?, token));
+            return Ok((
+                CalendarAnswer {
+                    status,
+                    retry_after,
+                    body,
+                },
+                token,
+            ));
         }
+    }
+
+    /// [`Self::calendar_send`] for a call that must succeed: its JSON answer, or Google's error mapped.
+    async fn calendar_call<T: serde::de::DeserializeOwned>(
+        &self,
+        credential: &GoogleCalendarCredential,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<(T, AccessToken), ProviderError> {
+        let (answer, token) = self.calendar_send(credential, build).await?;
+        if !answer.status.is_success() {
+            return Err(answer.into_error());
+        }
+        Ok((http::parse_json(PROVIDER, &answer.body)?, token))
     }
 
     /// Verifies a Google credential: refreshes its access token (a revoked token fails with
@@ -422,23 +454,19 @@ impl GoogleCalendarClient {
             })
     }
 
-    /// Free slots of the requested duration in business hours on the requested date (see
-    /// [`CalendarAvailability::free_slots`]).
-    pub async fn availability(
+    /// The busy blocks of the credential's calendar between `time_min` and `time_max` (free/busy), and the
+    /// access token used.
+    async fn busy_blocks(
         &self,
         credential: &GoogleCalendarCredential,
-        request: &AvailabilityRequest,
-    ) -> Result<Availability, ProviderError> {
-        let time_zone = match request.time_zone() {
-            Some(zone) => zone,
-            None => self.calendar_time_zone(credential).await?,
-        };
-        let (open, close) =
-            calendar::business_window(request.date(), time_zone, self.business_hours);
+        time_min: DateTime<Utc>,
+        time_max: DateTime<Utc>,
+        time_zone: Tz,
+    ) -> Result<(Vec<BusyInterval>, AccessToken), ProviderError> {
         let calendar_id = credential.calendar_id();
         let query = serde_json::json!({
-            "timeMin": open.to_rfc3339(),
-            "timeMax": close.to_rfc3339(),
+            "timeMin": time_min.to_rfc3339(),
+            "timeMax": time_max.to_rfc3339(),
             "timeZone": time_zone.name(),
             "items": [{"id": calendar_id}],
         });
@@ -479,7 +507,7 @@ impl GoogleCalendarClient {
                 more_info: None,
             }));
         }
-        let busy: Vec<BusyInterval> = calendar
+        let busy = calendar
             .busy
             .iter()
             .map(|block| BusyInterval {
@@ -487,6 +515,23 @@ impl GoogleCalendarClient {
                 end: block.end.with_timezone(&Utc),
             })
             .collect();
+        Ok((busy, token))
+    }
+
+    /// Free slots of the requested duration in business hours on the requested date (see
+    /// [`CalendarAvailability::free_slots`]).
+    pub async fn availability(
+        &self,
+        credential: &GoogleCalendarCredential,
+        request: &AvailabilityRequest,
+    ) -> Result<Availability, ProviderError> {
+        let time_zone = match request.time_zone() {
+            Some(zone) => zone,
+            None => self.calendar_time_zone(credential).await?,
+        };
+        let (open, close) =
+            calendar::business_window(request.date(), time_zone, self.business_hours);
+        let (busy, token) = self.busy_blocks(credential, open, close, time_zone).await?;
         let duration = TimeDelta::minutes(i64::from(request.duration_minutes()));
         Ok(Availability {
             slots: calendar::free_slots(

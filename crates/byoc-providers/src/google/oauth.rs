@@ -18,8 +18,18 @@ use byoc_credential_types::CredentialType;
 
 const PROVIDER: CredentialType = CredentialType::GoogleCalendar;
 
-/// The read-only calendar scope byoc asks for.
-pub const CALENDAR_READONLY_SCOPE: &str = "https://www.googleapis.com/auth/calendar.readonly";
+/// The scopes "Connect Google Calendar" asks for, the narrowest that serve every call byoc makes (Google's
+/// Calendar API discovery document names, per method, the scopes that allow it): `calendar.events` (insert and
+/// delete bookings, read one back after a retry), `calendar.freebusy` (free/busy), and for verification and the
+/// calendar's default time zone `calendar.calendarlist.readonly` (`calendarList.list`) and
+/// `calendar.calendars.readonly` (`calendars.get`). None of them reads every calendar's events in full as
+/// `calendar.readonly` did.
+pub const CONNECT_SCOPES: [&str; 4] = [
+    "https://www.googleapis.com/auth/calendar.events",
+    "https://www.googleapis.com/auth/calendar.freebusy",
+    "https://www.googleapis.com/auth/calendar.calendarlist.readonly",
+    "https://www.googleapis.com/auth/calendar.calendars.readonly",
+];
 
 /// A PKCE (RFC 7636, S256) pair: keep the verifier server-side with the `state`, send the challenge in the
 /// consent URL, and give the verifier back at code exchange.
@@ -80,8 +90,8 @@ impl fmt::Debug for Pkce {
     }
 }
 
-/// Google's consent URL: offline access, forced consent (so a refresh token is issued), the read-only
-/// calendar scope, the caller's `state`, and the PKCE S256 challenge.
+/// Google's consent URL: offline access, forced consent (so a refresh token is issued), the
+/// [`CONNECT_SCOPES`], the caller's `state`, and the PKCE S256 challenge.
 pub fn consent_url(
     auth_url: &Url,
     client_id: &str,
@@ -94,7 +104,7 @@ pub fn consent_url(
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", redirect_url.as_str())
         .append_pair("response_type", "code")
-        .append_pair("scope", CALENDAR_READONLY_SCOPE)
+        .append_pair("scope", &CONNECT_SCOPES.join(" "))
         .append_pair("access_type", "offline")
         .append_pair("prompt", "consent")
         .append_pair("include_granted_scopes", "true")
@@ -204,7 +214,7 @@ mod tests {
         let pairs: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
         assert_eq!(pairs["access_type"], "offline");
         assert_eq!(pairs["prompt"], "consent");
-        assert_eq!(pairs["scope"], CALENDAR_READONLY_SCOPE);
+        assert_eq!(pairs["scope"], CONNECT_SCOPES.join(" "));
         assert_eq!(pairs["state"], "st4te");
         assert_eq!(pairs["code_challenge"], "ch4llenge");
         assert_eq!(pairs["code_challenge_method"], "S256");

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use byoc_credential_types::{CredentialPayload, GoogleCalendarCredential};
 use byoc_providers::{
-    build_http_client, AvailabilityRequest, CalendarAvailability, ConnectedTokens,
-    GoogleCalendarClient, Pkce, ProviderConfig, ProviderError, RefusalReason, VerificationDetails,
-    Verifier,
+    build_http_client, AvailabilityRequest, BookingParts, BookingRequest, CalendarAvailability,
+    ConnectedTokens, EventId, GoogleCalendarClient, Pkce, ProviderConfig, ProviderError,
+    RefusalReason, VerificationDetails, Verifier, CONNECT_SCOPES,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -412,4 +412,117 @@ async fn calendar_requests_conform_to_googles_discovery_spec() {
         .await
         .expect("prism answers");
     assert_eq!(malformed.status().as_u16(), 422);
+}
+
+#[tokio::test]
+async fn booking_requests_conform_to_googles_discovery_spec() {
+    let prism = PrismServer::start(testdata("google/google_calendar_v3_swagger2_json.json")).await;
+    let http = reqwest::Client::new();
+    let request = BookingRequest::new(BookingParts {
+        start: chrono::DateTime::parse_from_rfc3339("2026-11-01T01:30:00-04:00").expect("valid"),
+        duration_minutes: 60,
+        summary: "Check-up".into(),
+        attendee_name: "Ada Lovelace".into(),
+        attendee_phone: None,
+        attendee_email: Some("ada@example.com".into()),
+        time_zone: Some("America/New_York".into()),
+    })
+    .expect("valid");
+    let event_id = EventId::for_booking(b"org", "key-1");
+    let event =
+        GoogleCalendarClient::event_resource(&request, &event_id, chrono_tz::America::New_York);
+    assert_eq!(event["end"]["dateTime"], "2026-11-01T01:30:00-05:00");
+    // events.insert with the chosen id, as the client sends it: Prism validates the body and the query.
+    let inserted = http
+        .post(format!("{}/calendars/primary/events", prism.base_url))
+        .query(&[("sendUpdates", "none")])
+        .bearer_auth("token")
+        .json(&event)
+        .send()
+        .await
+        .expect("prism answers");
+    assert!(
+        inserted.status().is_success(),
+        "events.insert rejected ({}): {}",
+        inserted.status(),
+        prism.log()
+    );
+    // events.get and events.delete of that id, as the client asks them.
+    let path = format!("{}/calendars/primary/events/{event_id}", prism.base_url);
+    let read = http
+        .get(&path)
+        .bearer_auth("token")
+        .send()
+        .await
+        .expect("prism answers");
+    assert!(read.status().is_success(), "events.get: {}", prism.log());
+    let deleted = http
+        .delete(&path)
+        .query(&[("sendUpdates", "none")])
+        .bearer_auth("token")
+        .send()
+        .await
+        .expect("prism answers");
+    assert!(
+        deleted.status().is_success(),
+        "events.delete: {}",
+        prism.log()
+    );
+    // A body the spec refuses is refused, so the checks above mean something.
+    let malformed = http
+        .post(format!("{}/calendars/primary/events", prism.base_url))
+        .bearer_auth("token")
+        .json(&serde_json::json!({"start": "tomorrow"}))
+        .send()
+        .await
+        .expect("prism answers");
+    assert_eq!(malformed.status().as_u16(), 422, "{}", prism.log());
+}
+
+/// Every Calendar API method the client calls accepts one of the scopes "Connect Google Calendar" asks for, as
+/// Google's discovery document states them, and every scope asked is one the document declares.
+#[test]
+fn the_connect_scopes_allow_every_call_the_client_makes() {
+    let text = std::fs::read_to_string(testdata("google/google_calendar_v3_swagger2_json.json"))
+        .expect("the Calendar API description");
+    let spec: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let declared = &spec["securityDefinitions"]["Oauth2c"]["scopes"];
+    for scope in CONNECT_SCOPES {
+        assert!(
+            declared.get(scope).is_some(),
+            "{scope} is not a Calendar API scope"
+        );
+    }
+    let called = [
+        "calendar.calendarList.list",
+        "calendar.calendars.get",
+        "calendar.freebusy.query",
+        "calendar.events.insert",
+        "calendar.events.get",
+        "calendar.events.delete",
+    ];
+    let operations: Vec<&serde_json::Value> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .filter_map(|item| item.as_object())
+        .flat_map(|item| item.values())
+        .collect();
+    for operation_id in called {
+        let operation = operations
+            .iter()
+            .find(|operation| operation["operationId"] == operation_id)
+            .unwrap_or_else(|| panic!("{operation_id} is in the document"));
+        let accepted: Vec<&str> = operation["security"]
+            .as_array()
+            .expect("security")
+            .iter()
+            .flat_map(|requirement| requirement["Oauth2c"].as_array().into_iter().flatten())
+            .filter_map(|scope| scope.as_str())
+            .collect();
+        assert!(
+            CONNECT_SCOPES.iter().any(|scope| accepted.contains(scope)),
+            "{operation_id} accepts none of the connect scopes: {accepted:?}"
+        );
+    }
 }
