@@ -3,7 +3,10 @@
 # from the replica's role cache, one RLS-scoped read) against `GET /healthz` (the framework floor) and against
 # pgbench running the same SQL statement the endpoint sends (prepared, as byoc_app, 8 clients), in one run:
 # the ratios credentials ÷ healthz and credentials ÷ pgbench (target >= 0.5), p99 ÷ p50 (target <= 5); plus
-# byoc-api's peak RSS under that load (target <= 64 MiB).
+# `GET /api/organization/audit?limit=50` (a full page) against pgbench running its statement the same way;
+# byoc-api's CPU time per credentials request (user + system, from /proc: steadier than req/s on a busy machine)
+# and its peak RSS under that load (target <= 64 MiB). BYOC_HTTP_WORKERS in the environment sets the service's
+# worker threads.
 #
 # Usage:
 #   bash bench/http.sh [--duration SECS] [--connections N] [--threads N] [--credentials N]
@@ -67,7 +70,9 @@ EOF
 fi
 
 start_rss_sampler
+cpu_before="$(process_cpu_ticks "$server_pid")"
 run_wrk credentials /api/organization/credentials "$duration" auth
+cpu_after="$(process_cpu_ticks "$server_pid")"
 run_wrk healthz /healthz "$duration"
 stop_rss_sampler
 
@@ -84,31 +89,59 @@ PGOPTIONS="-c role=byoc_app" pgbench --no-vacuum --protocol=prepared --client=8 
 pgbench_tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$workdir/pgbench.txt" | head -n 1)"
 [ -n "$pgbench_tps" ] || { cat "$workdir/pgbench.txt" >&2; die "pgbench printed no tps"; }
 
+# The audit page: a full page of 50 events (each credential added wrote one "created" event).
+audit_page=50
+if [ "$credentials" -lt "$audit_page" ]; then
+    add_twilio_credentials $((audit_page - credentials)) $((credentials + 1))
+fi
+run_wrk audit_warmup "/api/organization/audit?limit=$audit_page" 2 auth
+run_wrk audit "/api/organization/audit?limit=$audit_page" "$duration" auth
+
+# The audit page's statement (TENANT_AUDIT_PAGE in the same file): context, membership check, the newest 50.
+cat >"$workdir/audit.sql" <<SQL
+WITH ctx AS MATERIALIZED (SELECT pg_catalog.set_config('byoc.org_id', '$org_id'::uuid::text, true)::uuid AS org_id, pg_catalog.set_config('byoc.user_id', coalesce('$user_id'::uuid::text, ''), true) AS user_id, pg_catalog.set_config('byoc.service', coalesce(NULL::text, ''), true) AS service) SELECT CASE WHEN c.id IS NOT NULL THEN true ELSE public.byoc_ctx_is_service() OR public.byoc_ctx_member_role() IS NOT NULL END AS ctx_allowed, c.id IS NOT NULL AS ctx_matched, c.* FROM ctx LEFT JOIN LATERAL (SELECT id, org_id, seq, at, actor, action, credential_id, credential_type, detail::text AS detail FROM public.credential_audit_log WHERE org_id = ctx.org_id AND (NULL::bigint IS NULL OR id < NULL) ORDER BY id DESC LIMIT $audit_page) c ON true ORDER BY c.id DESC;
+SQL
+PGOPTIONS="-c role=byoc_app" pgbench --no-vacuum --protocol=prepared --client=8 --jobs=2 \
+    --time="$duration" --file="$workdir/audit.sql" "$DATABASE_URL" >"$workdir/pgbench_audit.txt" 2>&1 \
+    || { cat "$workdir/pgbench_audit.txt" >&2; die "pgbench (audit) failed"; }
+pgbench_audit_tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$workdir/pgbench_audit.txt" | head -n 1)"
+[ -n "$pgbench_audit_tps" ] || { cat "$workdir/pgbench_audit.txt" >&2; die "pgbench (audit) printed no tps"; }
+
 node - "$workdir/credentials.json" "$workdir/healthz.json" "$rss_max_kib" "$rss_hwm_kib" "$duration" \
-    "$pgbench_tps" <<'EOF'
+    "$pgbench_tps" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" "$workdir/audit.json" \
+    "$pgbench_audit_tps" "$audit_page" <<'EOF'
 const fs = require('fs');
-const [credFile, healthFile, rssMax, rssHwm, seconds, pgbenchTps] = process.argv.slice(2);
+const [credFile, healthFile, rssMax, rssHwm, seconds, pgbenchTps, cpuTicks, ticksPerSecond, auditFile,
+  pgbenchAuditTps, auditPage] = process.argv.slice(2);
 const c = JSON.parse(fs.readFileSync(credFile, 'utf8'));
 const h = JSON.parse(fs.readFileSync(healthFile, 'utf8'));
+const a = JSON.parse(fs.readFileSync(auditFile, 'utf8'));
 const ms = (us) => (us / 1000).toFixed(2);
 console.log('');
 console.log(`| endpoint (${seconds} s each) | req/s | p50 ms | p99 ms | errors |`);
 console.log('| --- | --- | --- | --- | --- |');
-for (const [name, r] of [['GET /api/organization/credentials', c], ['GET /healthz', h]]) {
+for (const [name, r] of [['GET /api/organization/credentials', c], ['GET /healthz', h],
+  [`GET /api/organization/audit?limit=${auditPage}`, a]]) {
   console.log(`| ${name} | ${r.rps.toFixed(0)} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${r.status_errors + r.socket_errors} |`);
 }
 console.log(`| credentials ÷ healthz | ${(c.rps / h.rps).toFixed(3)} | ${(c.p50_us / h.p50_us).toFixed(2)} | ` +
   `${(c.p99_us / h.p99_us).toFixed(2)} | |`);
-console.log(`| pgbench, the same statement (prepared, byoc_app, 8 clients) | ${Number(pgbenchTps).toFixed(0)} tps | | | |`);
+console.log(`| pgbench, the credentials statement (prepared, byoc_app, 8 clients) | ${Number(pgbenchTps).toFixed(0)} tps | | | |`);
+console.log(`| pgbench, the audit page statement (prepared, byoc_app, 8 clients) | ${Number(pgbenchAuditTps).toFixed(0)} tps | | | |`);
 console.log('');
 console.log(`throughput ratio credentials / healthz = ${(c.rps / h.rps).toFixed(3)}`);
 const dbRatio = c.rps / Number(pgbenchTps);
 console.log(`throughput ratio credentials / pgbench = ${dbRatio.toFixed(3)} (target >= 0.5: ${dbRatio >= 0.5 ? 'met' : 'NOT met'})`);
+const cpuUs = (Number(cpuTicks) / Number(ticksPerSecond)) * 1e6 / c.requests;
+console.log(`byoc-api CPU per credentials request (user + system) = ${cpuUs.toFixed(1)} µs`);
+const auditRatio = a.rps / Number(pgbenchAuditTps);
+console.log(`throughput ratio audit / pgbench = ${auditRatio.toFixed(3)} (target >= 0.5: ${auditRatio >= 0.5 ? 'met' : 'NOT met'})`);
+console.log(`audit p99 / p50 = ${(a.p99_us / a.p50_us).toFixed(2)} (target <= 5: ${a.p99_us / a.p50_us <= 5 ? 'met' : 'NOT met'})`);
 const tail = c.p99_us / c.p50_us;
 console.log(`credentials p99 / p50 = ${tail.toFixed(2)} (target <= 5: ${tail <= 5 ? 'met' : 'NOT met'})`);
 console.log(`byoc-api RSS under load: max sampled ${(rssMax / 1024).toFixed(1)} MiB, VmHWM ${(rssHwm / 1024).toFixed(1)} MiB ` +
   `(target <= 64 MiB: ${Math.max(rssMax, rssHwm) <= 65536 ? 'met' : 'NOT met'})`);
-if (c.status_errors + c.socket_errors + h.status_errors + h.socket_errors > 0) {
+if (c.status_errors + c.socket_errors + h.status_errors + h.socket_errors + a.status_errors + a.socket_errors > 0) {
   console.log('ERRORS during the run (see above)');
   process.exitCode = 1;
 }

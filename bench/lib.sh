@@ -97,10 +97,11 @@ seed_owner() {
     token="$("$byoc_bin" token --org "$org_id" --user "$user_id" --ttl 7200)"
 }
 
-# N Twilio credentials through the API (encrypted by the service, pending), then checks the listing.
+# add_twilio_credentials COUNT [FIRST]: COUNT Twilio credentials through the API (encrypted by the service,
+# pending), named "Twilio FIRST" onwards (FIRST defaults to 1), then checks the listing holds FIRST - 1 + COUNT.
 add_twilio_credentials() {
-    local count="$1" index
-    for index in $(seq 1 "$count"); do
+    local count="$1" first="${2:-1}" index
+    for index in $(seq "$first" $((first + count - 1))); do
         curl --silent --fail --output /dev/null -X POST "$base/api/organization/credentials/twilio" \
             -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
             -d "{\"accountSid\":\"AC$(random_hex 16)\",\"authToken\":\"$(random_hex 16)\",\"phoneNumber\":\"+14155550123\",\"displayName\":\"Twilio $index\"}" \
@@ -109,7 +110,13 @@ add_twilio_credentials() {
     local listed
     listed="$(curl --silent --fail -H "Authorization: Bearer $token" "$base/api/organization/credentials" \
         | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).length))')"
-    [ "$listed" = "$count" ] || die "the listing shows $listed credentials, expected $count"
+    [ "$listed" = "$((first - 1 + count))" ] || die "the listing shows $listed credentials, expected $((first - 1 + count))"
+}
+
+# CPU time (user + system, in clock ticks) the process PID has used so far.
+process_cpu_ticks() {
+    # The command name in field 2 may hold spaces: count fields from its closing parenthesis.
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
 # Samples VmRSS of the server every 100 ms into $workdir/rss.max (KiB) until stopped.

@@ -13,6 +13,10 @@
 //! - rotation: `BYOC_BENCH_ROTATION_ROWS` rows (default 100,000) bulk-inserted under key version 1, then
 //!   one timed `rotate` to version 2 and one back to version 1; rows/s printed. `BYOC_BENCH_ROTATION_BATCH`
 //!   and `BYOC_BENCH_ROTATION_IN_FLIGHT` override the default batch size and swaps in flight.
+//! - growth (only when named: `cargo bench -p byoc-credential-store --bench credential_service -- growth`):
+//!   uncached `get_credential` p50 with 1,000 credentials stored against `BYOC_BENCH_GROWTH_ROWS` (default
+//!   1,000,000) in 1,000-credential organizations, one caller, `BYOC_BENCH_GROWTH_ROUNDS` (10) interleaved
+//!   rounds of `BYOC_BENCH_GROWTH_CALLS` (2,000) calls each; prints the ratio (target ≤ 1.2).
 
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -194,6 +198,60 @@ where
     start.elapsed()
 }
 
+/// Creates the benchmarked organization with an owner and one verified Twilio credential sealed under `keys`,
+/// and answers the service tenant that reads it with the credential's id.
+async fn bench_organization(
+    store: &PostgresStore,
+    operator: &PostgresStore,
+    keys: &Keyring,
+) -> (Tenant, CredentialId) {
+    let organization = operator
+        .operator_create_organization(
+            &OrganizationName::parse("Bench").expect("name"),
+            HotLeadThreshold::DEFAULT,
+        )
+        .await
+        .expect("organization");
+    let owner = UserId::new_random();
+    operator
+        .operator_add_member(organization.id, owner, Role::Owner)
+        .await
+        .expect("member");
+    let id = CredentialId::new_random();
+    let admin = Tenant::user(organization.id, owner);
+    store
+        .insert_credential(
+            &admin,
+            &NewCredential {
+                id,
+                credential_type: CredentialType::Twilio,
+                display_name: DisplayName::parse("Twilio").expect("name"),
+                public_hint: None,
+                provider_account_id: None,
+                encrypted_data: sealed(keys, organization.id, id),
+                encryption_key_version: NonZeroU32::MIN,
+            },
+        )
+        .await
+        .expect("credential");
+    store
+        .record_verification(
+            &admin,
+            id,
+            &byoc_credential_store::VerificationOutcome {
+                status: VerificationStatus::Verified,
+                error: None,
+            },
+        )
+        .await
+        .expect("verified");
+    let tenant = Tenant::service(
+        organization.id,
+        ServiceName::parse("lead-scorer").expect("name"),
+    );
+    (tenant, id)
+}
+
 fn uncached(criterion: &mut Criterion) {
     let runtime = Runtime::new().expect("tokio runtime");
     let database = runtime.block_on(fresh_postgres());
@@ -214,59 +272,13 @@ fn uncached(criterion: &mut Criterion) {
         )
         .expect("raw pool");
     let keys = keyring(&[1], 1);
-    let (tenant, credential_id, service) = runtime.block_on(async {
-        let organization = operator
-            .operator_create_organization(
-                &OrganizationName::parse("Bench").expect("name"),
-                HotLeadThreshold::DEFAULT,
-            )
-            .await
-            .expect("organization");
-        let owner = UserId::new_random();
-        operator
-            .operator_add_member(organization.id, owner, Role::Owner)
-            .await
-            .expect("member");
-        let id = CredentialId::new_random();
-        let admin = Tenant::user(organization.id, owner);
-        store
-            .insert_credential(
-                &admin,
-                &NewCredential {
-                    id,
-                    credential_type: CredentialType::Twilio,
-                    display_name: DisplayName::parse("Twilio").expect("name"),
-                    public_hint: None,
-                    provider_account_id: None,
-                    encrypted_data: sealed(&keys, organization.id, id),
-                    encryption_key_version: NonZeroU32::MIN,
-                },
-            )
-            .await
-            .expect("credential");
-        store
-            .record_verification(
-                &admin,
-                id,
-                &byoc_credential_store::VerificationOutcome {
-                    status: VerificationStatus::Verified,
-                    error: None,
-                },
-            )
-            .await
-            .expect("verified");
-        let service = CredentialService::new(
+    let (tenant, credential_id) = runtime.block_on(bench_organization(&store, operator, &keys));
+    // The service spawns its audit writer, so it is built inside the runtime.
+    let service = runtime.block_on(async {
+        CredentialService::new(
             Arc::new(store.clone()),
             Arc::clone(&keys),
             config(Duration::ZERO),
-        );
-        (
-            Tenant::service(
-                organization.id,
-                ServiceName::parse("lead-scorer").expect("name"),
-            ),
-            id,
-            service,
         )
     });
     let purpose = purpose();
@@ -490,6 +502,154 @@ fn rotation() {
     drop(database);
 }
 
+/// One database of the growth bench: the benchmarked organization's credential among `stored` credentials in
+/// all, the others spread over organizations of 1,000 credentials each.
+struct GrowthDatabase {
+    stored: u64,
+    service: CredentialService,
+    tenant: Tenant,
+    store: PostgresStore,
+    _database: byoc_credential_store::test_support::TestPostgres,
+}
+
+async fn growth_database(stored: u64, keys: &Arc<Keyring>) -> GrowthDatabase {
+    const PER_ORGANIZATION: u64 = 1_000;
+    let database = fresh_postgres().await;
+    let options = PgConnectOptions::from_str(&database.service_url()).expect("service URL");
+    let store = PostgresStore::connect_with(options, 4)
+        .await
+        .expect("store");
+    let (tenant, credential_id) = bench_organization(&store, database.operator(), keys).await;
+    let owner = database.superuser_pool(2).await;
+    // The other organizations' rows are never opened: they carry a copy of a real envelope's bytes, so rows
+    // and indexes have their real size. Seeding is nobody's change: triggers are off for this session.
+    let filler = sealed(keys, tenant.org_id, credential_id).into_bytes();
+    let seeding = Instant::now();
+    let mut connection = owner.acquire().await.expect("connection");
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *connection)
+        .await
+        .expect("triggers off");
+    let others = stored - 1;
+    let organizations = others.div_ceil(PER_ORGANIZATION);
+    sqlx::query(
+        "INSERT INTO organizations (name) SELECT 'Growth ' || g FROM generate_series(1, $1::bigint) g",
+    )
+    .bind(i64::try_from(organizations).expect("small"))
+    .execute(&mut *connection)
+    .await
+    .expect("organizations");
+    sqlx::query(
+        "INSERT INTO organization_api_credentials \
+         (org_id, credential_type, encrypted_data, encryption_key_version, display_name, verification_status) \
+         SELECT o.id, 'twilio', $1, 1, 'Twilio ' || g, 'verified' \
+         FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM organizations WHERE name LIKE 'Growth %') o \
+         CROSS JOIN LATERAL generate_series(1, LEAST($2::bigint, $3::bigint - (o.n - 1) * $2::bigint)) g",
+    )
+    .bind(filler)
+    .bind(i64::try_from(PER_ORGANIZATION).expect("small"))
+    .bind(i64::try_from(others).expect("small"))
+    .execute(&mut *connection)
+    .await
+    .expect("credentials");
+    sqlx::query("VACUUM ANALYZE")
+        .execute(&mut *connection)
+        .await
+        .expect("vacuum");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM organization_api_credentials")
+        .fetch_one(&mut *connection)
+        .await
+        .expect("count");
+    assert_eq!(u64::try_from(count).expect("a count"), stored);
+    drop(connection);
+    owner.close().await;
+    println!(
+        "growth: {stored} credentials stored in {organizations} + 1 organizations, seeded in {:.1?}",
+        seeding.elapsed()
+    );
+    let service = CredentialService::new(
+        Arc::new(store.clone()),
+        Arc::clone(keys),
+        config(Duration::ZERO),
+    );
+    GrowthDatabase {
+        stored,
+        service,
+        tenant,
+        store,
+        _database: database,
+    }
+}
+
+/// Times `calls` uncached reads one after another, each on its own.
+async fn timed_reads(database: &GrowthDatabase, calls: usize, samples: &mut Vec<Duration>) {
+    let purpose = purpose();
+    for _ in 0..calls {
+        let started = Instant::now();
+        black_box(
+            database
+                .service
+                .get_credential(&database.tenant, CredentialType::Twilio, &purpose)
+                .await
+                .expect("read"),
+        );
+        samples.push(started.elapsed());
+    }
+}
+
+fn quantile(samples: &mut [Duration], quantile: f64) -> Duration {
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 - 1.0) * quantile).round() as usize;
+    samples[index]
+}
+
+/// Uncached `get_credential` latency with 1,000 credentials stored and with `BYOC_BENCH_GROWTH_ROWS`
+/// (default 1,000,000), one caller, in interleaved rounds (target: p50 at the large size ≤ 1.2 × at 1,000).
+fn growth() {
+    let large: u64 = env_number("BYOC_BENCH_GROWTH_ROWS").unwrap_or(1_000_000);
+    let rounds: usize = env_number("BYOC_BENCH_GROWTH_ROUNDS").unwrap_or(10);
+    let calls_per_round: usize = env_number("BYOC_BENCH_GROWTH_CALLS").unwrap_or(2_000);
+    let runtime = Runtime::new().expect("tokio runtime");
+    let keys = keyring(&[1], 1);
+    runtime.block_on(async {
+        let databases = [
+            growth_database(1_000, &keys).await,
+            growth_database(large, &keys).await,
+        ];
+        // Warm-up: connections, prepared statements, the shared buffers for both.
+        for database in &databases {
+            timed_reads(database, calls_per_round, &mut Vec::new()).await;
+        }
+        let mut samples = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (database, samples) in databases.iter().zip(samples.iter_mut()) {
+                timed_reads(database, calls_per_round, samples).await;
+            }
+        }
+        let mut p50 = Vec::new();
+        for (database, samples) in databases.iter().zip(samples.iter_mut()) {
+            let median = quantile(samples, 0.5);
+            println!(
+                "growth: uncached get_credential with {} credentials stored, {} calls: p50 {median:.1?}, p90 {:.1?}, p99 {:.1?}",
+                database.stored,
+                samples.len(),
+                quantile(samples, 0.9),
+                quantile(samples, 0.99)
+            );
+            p50.push(median);
+        }
+        let ratio = p50[1].as_secs_f64() / p50[0].as_secs_f64();
+        println!(
+            "growth: p50 with {large} ÷ p50 with 1000 = {ratio:.3} (target <= 1.2: {})",
+            if ratio <= 1.2 { "met" } else { "NOT met" }
+        );
+        for database in databases {
+            database.service.shutdown().await.expect("audit flushed");
+            database.store.close().await;
+        }
+    });
+}
+
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let filter: Vec<String> = std::env::args()
@@ -510,6 +670,10 @@ fn main() {
     }
     if wants("rotation") {
         rotation();
+    }
+    // A million rows take minutes to seed: the growth bench runs only when named.
+    if filter.iter().any(|f| f == "growth") {
+        growth();
     }
     criterion.final_summary();
 }
