@@ -20,6 +20,9 @@ use byoc_providers::{BookingError, ProviderError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// How long a client is asked to wait before repeating a booking when the provider said nothing.
+pub const PROVIDER_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// The media type of the JSON request bodies.
 pub const JSON_MEDIA_TYPE: &str = "application/json";
 /// The media type of form bodies (the settings page's sign-in and sign-out, Twilio's status callback).
@@ -232,6 +235,18 @@ impl ApiError {
             "too many requests; retry later",
         );
         error.retry_after = Some(retry_after);
+        error
+    }
+
+    /// 503 with `Retry-After`: the provider is busy or down for a request that is safe to repeat with the same
+    /// idempotency key (a booking); `retry_after` is the provider's, else [`PROVIDER_RETRY_AFTER`].
+    pub fn provider_busy(reason: &str, retry_after: Option<Duration>) -> ApiError {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_unavailable",
+            format!("the provider is busy or down, retry with the same Idempotency-Key: {reason}"),
+        );
+        error.retry_after = Some(retry_after.unwrap_or(PROVIDER_RETRY_AFTER));
         error
     }
 
@@ -462,6 +477,14 @@ impl From<BookingError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "calendar_reconnect_required", message)
             }
             BookingError::NotFound => ApiError::not_found("booking"),
+            // Every attempt names the same event id, so repeating a booking never double-books: Google's
+            // 429 and 5xx ask the client to come back later.
+            BookingError::Provider(ProviderError::RateLimited { retry_after, .. }) => {
+                ApiError::provider_busy(&message, retry_after)
+            }
+            BookingError::Provider(ProviderError::Unavailable { .. }) => {
+                ApiError::provider_busy(&message, None)
+            }
             BookingError::Provider(provider) => provider.into(),
         }
     }

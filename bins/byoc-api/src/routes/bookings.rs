@@ -60,9 +60,9 @@ fn idempotency_key(request: &HttpRequest) -> Result<String, ApiError> {
         (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid field or Idempotency-Key (named in the message), or idempotency_key_reused (the key booked another interval, or its booking was cancelled)", body = ErrorBody),
-        (status = 424, description = "Google refused (e.g. invalid_grant: reconnect Google Calendar) or could not be asked", body = ErrorBody),
-        (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 424, description = "Google refused (e.g. invalid_grant: reconnect Google Calendar)", body = ErrorBody),
+        (status = 429, description = "Rate limited by byoc (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, or Google rate limited or failed (provider_unavailable, Retry-After: repeat with the same Idempotency-Key)", body = ErrorBody),
     )
 )]
 #[post("/api/calendar/bookings")]
@@ -100,9 +100,9 @@ pub async fn book(
         (status = 403, description = "Not a member of the token's organization", body = ErrorBody),
         (status = 404, description = "The organization's calendar has no such event", body = ErrorBody),
         (status = 409, description = "credential_not_configured or calendar_reconnect_required", body = ErrorBody),
-        (status = 424, description = "Google refused or could not be asked", body = ErrorBody),
-        (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 424, description = "Google refused", body = ErrorBody),
+        (status = 429, description = "Rate limited by byoc (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, or Google rate limited or failed (provider_unavailable, Retry-After)", body = ErrorBody),
     )
 )]
 #[delete("/api/calendar/bookings/{event_id:[0-9a-v]+}")]

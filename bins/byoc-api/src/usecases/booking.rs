@@ -84,7 +84,7 @@ pub async fn book(
         }
         Err(BookingError::Provider(error)) => {
             after_refusal(service, outbound, tenant, &credential, &error).await;
-            Err(error.into())
+            Err(BookingError::Provider(error).into())
         }
         Err(other) => Err(other.into()),
     }
@@ -109,7 +109,7 @@ pub async fn cancel(
         Ok(()) => Ok(()),
         Err(BookingError::Provider(error)) => {
             after_refusal(service, outbound, tenant, &credential, &error).await;
-            Err(error.into())
+            Err(BookingError::Provider(error).into())
         }
         Err(other) => Err(other.into()),
     }

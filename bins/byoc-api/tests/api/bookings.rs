@@ -762,7 +762,7 @@ async fn googles_refusals_map_as_availabilitys_do() {
     let id = verified_google(&app, &org).await;
     let member = app.token(org.id, org.member);
 
-    // Google rate limits the insert: 429 with Google's Retry-After, nothing booked.
+    // Google rate limits the insert: 503 with Google's Retry-After, nothing booked.
     google.reset().await;
     mount_basics(&google).await;
     Mock::given(method("POST"))
@@ -779,10 +779,11 @@ async fn googles_refusals_map_as_availabilitys_do() {
         &appointment("2026-12-01T10:00:00-05:00", 30),
     )
     .await;
-    assert_eq!(response.status(), 429);
+    assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "30");
+    assert_eq!(error_code(response).await, "provider_unavailable");
 
-    // Google is down: 424 provider_unavailable; the credential stays verified.
+    // Google is down: 503 provider_unavailable with a Retry-After; the credential stays verified.
     google.reset().await;
     mount_basics(&google).await;
     Mock::given(method("POST"))
@@ -797,7 +798,8 @@ async fn googles_refusals_map_as_availabilitys_do() {
         &appointment("2026-12-01T10:00:00-05:00", 30),
     )
     .await;
-    assert_eq!(response.status(), 424);
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "10");
     assert_eq!(error_code(response).await, "provider_unavailable");
 
     // Access revoked: 424, the credential is marked failed ("reconnect Google Calendar").
