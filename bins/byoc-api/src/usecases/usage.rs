@@ -9,6 +9,8 @@
 //!   callback's credential is read.
 //! - Daily counters of provider calls and failures per organization and provider, kept in the store
 //!   (`provider_usage_daily`, so they survive restarts and add up across replicas).
+//! - The counter `byoc_rate_limit_refusals_total` (labels `org_id`, `limit`): the 429s this process answered
+//!   because an organization's limit was spent, served like the provider counters below.
 //! - The counters `byoc_provider_calls_total` and `byoc_provider_failures_total` (labels `org_id`, `provider`):
 //!   the calls **this process** made, counted when made, so summing them over replicas
 //!   (`sum by (org_id, provider) (increase(…[1d]))`) gives every replica's calls without counting any twice,
@@ -134,6 +136,7 @@ pub struct Usage {
     limiter_day: Mutex<NaiveDate>,
     calls: IntCounterVec,
     failures: IntCounterVec,
+    refusals: IntCounterVec,
 }
 
 impl Usage {
@@ -158,24 +161,35 @@ impl Usage {
             ),
             &["org_id", "provider"],
         )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "rate_limit_refusals_total",
+                "Requests this process refused with 429 because an organization's limit was spent, by organization and limit (sms, verifications, twilio_webhook, provider_calls)",
+            ),
+            &["org_id", "limit"],
+        )?;
         metrics.register_per_organization(Box::new(calls.clone()))?;
         metrics.register_per_organization(Box::new(failures.clone()))?;
+        metrics.register_per_organization(Box::new(refusals.clone()))?;
         Ok(Usage {
             limits,
             writes,
             limiter_day: Mutex::new(Utc::now().date_naive()),
             calls,
             failures,
+            refusals,
         })
     }
 
     /// Takes one unit of the organization's budget for `what`, or answers 429 with the wait in `Retry-After`.
     /// Never fails otherwise: when Redis does not answer, this replica's own limits do.
     pub async fn admit(&self, org: OrgId, what: Guarded) -> Result<(), ApiError> {
-        self.limits
-            .admit(org, what)
-            .await
-            .map_err(|refusal| limited(org, refusal))
+        self.limits.admit(org, what).await.map_err(|refusal| {
+            self.refusals
+                .with_label_values(&[org.to_string().as_str(), refusal.limit.as_str()])
+                .inc();
+            limited(org, refusal)
+        })
     }
 
     /// Counts one provider call (and a failure when `succeeded` is false): in this process's counters now, and

@@ -404,6 +404,25 @@ async fn the_sms_rate_limit_answers_429_with_retry_after() {
         )),
         "{metrics}"
     );
+    // The refusal is counted for the organization and the limit, and only a scrape with the token sees it.
+    assert!(
+        metrics.contains(&format!(
+            "byoc_rate_limit_refusals_total{{limit=\"sms\",org_id=\"{}\"}} 1",
+            org.id
+        )),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&format!(
+            "byoc_rate_limit_refusals_total{{limit=\"sms\",org_id=\"{}\"}}",
+            other.id
+        )),
+        "{metrics}"
+    );
+    assert!(!app
+        .metrics_text()
+        .await
+        .contains("byoc_rate_limit_refusals_total{"));
 }
 
 #[tokio::test]
