@@ -20,6 +20,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 use reqwest::StatusCode;
 use serde::Deserialize;
+use url::Url;
 
 use super::{errors, CalendarAnswer, GoogleCalendarClient, PROVIDER};
 use crate::booking::{BookedEvent, BookingError, BookingRequest, CalendarBooking, EventId};
@@ -103,13 +104,9 @@ impl GoogleCalendarClient {
         event
     }
 
-    /// The event `event_id` of the credential's calendar, when it has one (cancelled ones included).
-    async fn existing_event(
-        &self,
-        credential: &GoogleCalendarCredential,
-        event_id: &EventId,
-    ) -> Result<Option<EventResource>, BookingError> {
-        let url = http::endpoint(
+    /// The address of the event `event_id` on the credential's calendar.
+    fn event_url(&self, credential: &GoogleCalendarCredential, event_id: &EventId) -> Url {
+        http::endpoint(
             &self.api_base,
             &[
                 "calendars",
@@ -117,7 +114,16 @@ impl GoogleCalendarClient {
                 "events",
                 event_id.as_str(),
             ],
-        );
+        )
+    }
+
+    /// The event `event_id` of the credential's calendar, when it has one (cancelled ones included).
+    async fn existing_event(
+        &self,
+        credential: &GoogleCalendarCredential,
+        event_id: &EventId,
+    ) -> Result<Option<EventResource>, BookingError> {
+        let url = self.event_url(credential, event_id);
         let (answer, _) = self
             .calendar_send(credential, || self.http.get(url.clone()))
             .await?;
@@ -241,15 +247,7 @@ impl CalendarBooking for GoogleCalendarClient {
             Some(event) if event.is_booking() => {}
             _ => return Err(BookingError::NotFound),
         }
-        let url = http::endpoint(
-            &self.api_base,
-            &[
-                "calendars",
-                credential.calendar_id(),
-                "events",
-                event_id.as_str(),
-            ],
-        );
+        let url = self.event_url(credential, event_id);
         let (answer, _) = self
             .calendar_send(credential, || {
                 self.http
