@@ -77,7 +77,7 @@ $$;
 
 ALTER FUNCTION public.byoc_append_audit_events(p_org_id uuid, p_action text[], p_credential_id uuid[], p_credential_type text[], p_detail text[]) OWNER TO byoc_owner;
 
-CREATE FUNCTION public.byoc_audit_chain_check(p_org uuid) RETURNS TABLE(intact boolean, events bigint, first_broken_seq bigint, problem text)
+CREATE FUNCTION public.byoc_audit_chain_check(p_org uuid) RETURNS TABLE(intact boolean, events bigint, first_broken_seq bigint, problem text, head_seq bigint, head_hash bytea)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -86,9 +86,13 @@ DECLARE
     expected_seq  pg_catalog.int8 := 1;
     expected_prev pg_catalog.bytea := public.byoc_audit_genesis_hash();
     checked       pg_catalog.int8 := 0;
-    head_seq      pg_catalog.int8;
-    head_hash     pg_catalog.bytea;
+    stored_seq    pg_catalog.int8;
+    stored_hash   pg_catalog.bytea;
 BEGIN
+    SELECT h.last_seq, h.last_hash INTO stored_seq, stored_hash
+    FROM public.credential_audit_chain_heads h
+    WHERE h.org_id = p_org;
+
     FOR r IN
         SELECT l.seq, l.org_id, l.at, l.actor, l.action, l.credential_id, l.credential_type, l.detail,
                l.prev_hash, l.hash
@@ -97,17 +101,19 @@ BEGIN
         ORDER BY l.seq
     LOOP
         IF r.seq <> expected_seq THEN
-            RETURN QUERY SELECT false, checked, expected_seq, 'an event is missing (gap in the sequence)';
+            RETURN QUERY SELECT false, checked, expected_seq, 'an event is missing (gap in the sequence)',
+                                stored_seq, stored_hash;
             RETURN;
         END IF;
         IF r.prev_hash <> expected_prev THEN
-            RETURN QUERY SELECT false, checked, r.seq, 'the previous-hash link does not match';
+            RETURN QUERY SELECT false, checked, r.seq, 'the previous-hash link does not match',
+                                stored_seq, stored_hash;
             RETURN;
         END IF;
         IF r.hash <> public.byoc_audit_hash(r.prev_hash, r.seq, r.org_id, r.at, r.actor,
-                                                                 r.action, r.credential_id, r.credential_type,
-                                                                 r.detail) THEN
-            RETURN QUERY SELECT false, checked, r.seq, 'the event was changed after it was written';
+                                            r.action, r.credential_id, r.credential_type, r.detail) THEN
+            RETURN QUERY SELECT false, checked, r.seq, 'the event was changed after it was written',
+                                stored_seq, stored_hash;
             RETURN;
         END IF;
         checked := checked + 1;
@@ -115,24 +121,22 @@ BEGIN
         expected_seq := expected_seq + 1;
     END LOOP;
 
-    SELECT h.last_seq, h.last_hash INTO head_seq, head_hash
-    FROM public.credential_audit_chain_heads h
-    WHERE h.org_id = p_org;
-
-    IF NOT FOUND THEN
+    IF stored_seq IS NULL THEN
         IF checked > 0 THEN
-            RETURN QUERY SELECT false, checked, 1::pg_catalog.int8, 'the chain head is missing';
+            RETURN QUERY SELECT false, checked, 1::pg_catalog.int8, 'the chain head is missing',
+                                stored_seq, stored_hash;
             RETURN;
         END IF;
-    ELSIF head_seq > checked THEN
-        RETURN QUERY SELECT false, checked, expected_seq, 'the newest events were deleted';
+    ELSIF stored_seq > checked THEN
+        RETURN QUERY SELECT false, checked, expected_seq, 'the newest events were deleted', stored_seq, stored_hash;
         RETURN;
-    ELSIF head_seq <> checked OR head_hash <> expected_prev THEN
-        RETURN QUERY SELECT false, checked, head_seq, 'the chain head does not match the newest event';
+    ELSIF stored_seq <> checked OR stored_hash <> expected_prev THEN
+        RETURN QUERY SELECT false, checked, stored_seq, 'the chain head does not match the newest event',
+                            stored_seq, stored_hash;
         RETURN;
     END IF;
 
-    RETURN QUERY SELECT true, checked, NULL::pg_catalog.int8, NULL::pg_catalog.text;
+    RETURN QUERY SELECT true, checked, NULL::pg_catalog.int8, NULL::pg_catalog.text, stored_seq, stored_hash;
 END
 $$;
 
@@ -524,6 +528,19 @@ $$;
 
 ALTER FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expected bytea[], p_expected_key_versions bigint[], p_new bytea[], p_new_key_versions bigint[], p_actor text) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) RETURNS TABLE(org_id uuid, intact boolean, events bigint, first_broken_seq bigint, problem text, head_seq bigint, head_hash bytea)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT o.id, c.intact, c.events, c.first_broken_seq, c.problem, c.head_seq, c.head_hash
+    FROM public.organizations o
+    CROSS JOIN LATERAL public.byoc_audit_chain_check(o.id) c
+    WHERE p_org_id IS NULL OR o.id = p_org_id
+    ORDER BY o.id
+$$;
+
+ALTER FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -622,7 +639,7 @@ $$;
 
 ALTER FUNCTION public.byoc_touch_updated_at() OWNER TO byoc_owner;
 
-CREATE FUNCTION public.byoc_verify_audit_chain() RETURNS TABLE(intact boolean, events bigint, first_broken_seq bigint, problem text)
+CREATE FUNCTION public.byoc_verify_audit_chain() RETURNS TABLE(intact boolean, events bigint, first_broken_seq bigint, problem text, head_seq bigint, head_hash bytea)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1064,6 +1081,9 @@ GRANT ALL ON FUNCTION public.byoc_operator_import_credential(p_id uuid, p_org_id
 
 REVOKE ALL ON FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expected bytea[], p_expected_key_versions bigint[], p_new bytea[], p_new_key_versions bigint[], p_actor text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expected bytea[], p_expected_key_versions bigint[], p_new bytea[], p_new_key_versions bigint[], p_actor text) TO byoc_operator;
+
+REVOKE ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) TO byoc_operator;
 
 REVOKE ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) TO byoc_app;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use byoc_credential_store::service::{EnvelopeFailure, RotationOptions};
 use byoc_credential_store::CredentialServiceError;
 use byoc_credential_store::{
-    ConflictKind, DisplayName, HotLeadThreshold, Imported, OrgId, OrganizationName, Role,
-    ServiceName, StoreError, UserId,
+    AuditChainStatus, ConflictKind, DisplayName, HotLeadThreshold, Imported, OrgId,
+    OrganizationAuditChain, OrganizationName, Role, ServiceName, StoreError, UserId,
 };
 use byoc_crypto::MasterKey;
 use byoc_runtime::config::{self, ConfigError, DatabaseUrl, RuntimeConfig};
@@ -28,8 +28,8 @@ macro_rules! say {
     }};
 }
 
-/// Operator CLI for byoc: database migrations, organizations and members, tokens, master keys and the
-/// legacy-credential import.
+/// Operator CLI for byoc: database migrations, organizations and members, tokens, master keys, the
+/// legacy-credential import and the audit chain check.
 #[derive(Debug, Parser)]
 #[command(name = "byoc", version, about, long_about = None)]
 struct Cli {
@@ -67,6 +67,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The audit log's hash chains.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Move the legacy TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN / TWILIO_PHONE_NUMBER into an organization as a
     /// normal (encrypted, pending) Twilio credential. Idempotent: when the organization already has an active
@@ -116,6 +121,17 @@ enum KeysCommand {
     Rotate,
     /// Decrypt every credential; list those that fail and exit non-zero if any does.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit hash chain of every organization (or one): one line per organization; exits non-zero
+    /// naming the first broken link (organization and sequence number).
+    Verify {
+        /// Check only this organization.
+        #[arg(long, value_name = "ORG_ID")]
+        org: Option<OrgId>,
+    },
 }
 
 /// Why a command failed; one line, never a secret.
@@ -233,7 +249,69 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Keys {
             command: KeysCommand::Check,
         } => check().await,
+        Command::Audit {
+            command: AuditCommand::Verify { org },
+        } => verify_audit(org).await,
         Command::ImportEnv { org, display_name } => import_env(org, &display_name).await,
+    }
+}
+
+/// `byoc audit verify`: checks the chains, prints one line per organization, and fails naming the first
+/// organization (in id order) whose chain is broken and where.
+async fn verify_audit(org: Option<OrgId>) -> Result<(), CliError> {
+    let services = open_services().await?;
+    let checked = services
+        .repository
+        .operator_verify_audit_chains(org)
+        .await?;
+    if let (Some(org), true) = (org, checked.is_empty()) {
+        return Err(CliError::Invalid(format!("--org: no organization {org}")));
+    }
+    for chain in &checked {
+        say!("{}", audit_chain_line(chain));
+    }
+    let first_broken = checked.iter().find_map(|chain| match &chain.report.status {
+        AuditChainStatus::Broken {
+            first_broken_seq,
+            problem,
+            ..
+        } => Some((chain.org_id, *first_broken_seq, problem)),
+        AuditChainStatus::Intact { .. } => None,
+    });
+    let broken = checked
+        .iter()
+        .filter(|chain| matches!(chain.report.status, AuditChainStatus::Broken { .. }))
+        .count();
+    match first_broken {
+        None => {
+            say!("{} audit chain(s) intact", checked.len());
+            Ok(())
+        }
+        Some((org_id, seq, problem)) => Err(CliError::Invalid(format!(
+            "{broken} of {} audit chain(s) broken; the first: organization {org_id} at seq {seq}: {problem}",
+            checked.len()
+        ))),
+    }
+}
+
+/// One organization's line: `<org> intact: <n> events, head <seq> <hash>` or `<org> BROKEN at seq <seq>: …`.
+fn audit_chain_line(chain: &OrganizationAuditChain) -> String {
+    let head = match chain.report.head {
+        Some(head) => format!("head {} {}", head.seq, head.hash_hex()),
+        None => "no head".to_owned(),
+    };
+    match &chain.report.status {
+        AuditChainStatus::Intact { events } => {
+            format!("{} intact: {events} event(s), {head}", chain.org_id)
+        }
+        AuditChainStatus::Broken {
+            events_checked,
+            first_broken_seq,
+            problem,
+        } => format!(
+            "{} BROKEN at seq {first_broken_seq}: {problem} ({events_checked} event(s) check out before it; stored {head})",
+            chain.org_id
+        ),
     }
 }
 

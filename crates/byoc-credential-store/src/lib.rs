@@ -108,14 +108,14 @@ use std::sync::Arc;
 
 pub use error::{ConflictKind, StoreError, StoreResult};
 pub use model::{
-    AuditAction, AuditChainStatus, AuditEvent, AuditEventId, AuditPage, CredentialMetadata,
-    CredentialRecord, CredentialType, DashboardSession, DeliveryStatus, DisplayName,
-    EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, InvalidValue,
-    KeyVersionCount, MaskedPhone, Member, NewAuditEvent, NewCredential, NewDashboardSession,
-    NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName,
-    ProviderAccountId, ProviderErrorCode, ProviderMessageSid, PublicHint, Purpose, Role,
-    SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue, UsageCounter,
-    VerificationOutcome, VerificationStatus, DELIVERED,
+    AuditAction, AuditChainHead, AuditChainReport, AuditChainStatus, AuditEvent, AuditEventId,
+    AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType, DashboardSession,
+    DeliveryStatus, DisplayName, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold,
+    Imported, InvalidValue, KeyVersionCount, MaskedPhone, Member, NewAuditEvent, NewCredential,
+    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
+    OrganizationAuditChain, OrganizationName, ProviderAccountId, ProviderErrorCode,
+    ProviderMessageSid, PublicHint, Purpose, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
+    StoredKeyCheckValue, UsageCounter, VerificationOutcome, VerificationStatus, DELIVERED,
 };
 pub use model::{CredentialChange, StoreChange};
 #[cfg(feature = "mock")]

@@ -537,6 +537,21 @@ pub struct AuditPage {
     pub before: Option<AuditEventId>,
 }
 
+/// Which audit events to read: every condition given must hold (none given: every event).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this action.
+    pub action: Option<AuditAction>,
+    /// Only events about this credential.
+    pub credential_id: Option<CredentialId>,
+    /// Only events by this actor.
+    pub actor: Option<Actor>,
+    /// Only events at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
 /// What checking an organization's audit chain found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -555,6 +570,52 @@ pub enum AuditChainStatus {
         /// What is wrong there.
         problem: String,
     },
+}
+
+/// The last link of an organization's audit chain as the database stores it: the newest event's sequence number
+/// and hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditChainHead {
+    /// The newest event's sequence number (from 1).
+    pub seq: i64,
+    /// The newest event's SHA-256 chain hash.
+    pub hash: [u8; 32],
+}
+
+impl AuditChainHead {
+    /// The head from a stored sequence number and hash; `None` for an empty chain (sequence 0, or no head).
+    pub(crate) fn from_stored(seq: Option<i64>, hash: Option<Vec<u8>>) -> Option<AuditChainHead> {
+        match (seq, hash) {
+            (Some(seq), Some(hash)) if seq > 0 => Some(AuditChainHead {
+                seq,
+                hash: hash.try_into().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The hash as lowercase hex.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+}
+
+/// A check of an organization's audit chain: what it found and the chain head it found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditChainReport {
+    /// Intact, or where it breaks.
+    pub status: AuditChainStatus,
+    /// The stored chain head; `None` for an empty chain.
+    pub head: Option<AuditChainHead>,
+}
+
+/// An organization's audit chain check, for the operator's `byoc audit verify`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrganizationAuditChain {
+    /// The organization.
+    pub org_id: OrgId,
+    /// What checking its chain found.
+    pub report: AuditChainReport,
 }
 
 /// A master key version's key check value (a value derived from the key that proves which key it is).

@@ -7,12 +7,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::StoreResult;
 use crate::model::{
-    AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported,
-    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState,
-    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationName, Role,
-    SessionIdHash, SmsMessage, SmsStatusUpdate, StoreChange, StoredKeyCheckValue, UsageCounter,
-    VerificationOutcome,
+    AuditChainReport, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
+    CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
+    HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent, NewCredential,
+    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
+    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
+    StoreChange, StoredKeyCheckValue, UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -42,7 +42,7 @@ pub trait ChangeListener: Send {
 /// A user who is not a member of the tenant's organization gets [`crate::StoreError::Forbidden`] from every
 /// method. On Postgres a service context also needs a login that is a member of `byoc_service`
 /// ([`crate::StoreError::Denied`] otherwise). Methods named `operator_*` are the only ones that cross
-/// organizations or need no membership; they serve the CLI (`byoc org create`, `member add`, `import-env`),
+/// organizations or need no membership; they serve the CLI (`byoc org create`, `member add`, `import-env`, `audit verify`),
 /// the dev-mode seed, key rotation and `byoc keys check`, and on Postgres they need a store connected for the
 /// operator ([`crate::PostgresStore::connect_operator`]). The settings-page session lookups by hash
 /// (`touch_dashboard_session`, `end_dashboard_session`) need no tenant either: a request carries only its
@@ -219,10 +219,29 @@ pub trait CredentialRepository: Send + Sync {
         &self,
         tenant: &Tenant,
         page: AuditPage,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        self.list_matching_audit_events(tenant, &AuditFilter::default(), page)
+            .await
+    }
+
+    /// The audit events that match `filter`, newest first, one page (the page's `before` cursor applies on top
+    /// of the filter, so paging a filtered list neither repeats nor skips an event while events are appended).
+    async fn list_matching_audit_events(
+        &self,
+        tenant: &Tenant,
+        filter: &AuditFilter,
+        page: AuditPage,
     ) -> StoreResult<Vec<AuditEvent>>;
 
-    /// Checks the organization's audit hash chain.
-    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainStatus>;
+    /// Checks the organization's audit hash chain (any member or service) and reports the stored chain head.
+    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainReport>;
+
+    /// Operator, for `byoc audit verify`: checks the audit chain of every organization (`None`) or of one, in
+    /// organization id order. An organization that does not exist gives no entry.
+    async fn operator_verify_audit_chains(
+        &self,
+        org_id: Option<OrgId>,
+    ) -> StoreResult<Vec<OrganizationAuditChain>>;
 
     // Key check values (global, not tenant data).
 

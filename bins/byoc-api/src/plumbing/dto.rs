@@ -3,8 +3,11 @@
 //! providers' validated payload types; a bad value answers 422 naming the field. No response type has a field
 //! that could hold a secret.
 
+use std::str::FromStr;
+
 use byoc_credential_store::{
-    AuditEvent, CredentialMetadata, DisplayName, InvalidValue, VerificationStatus,
+    Actor, AuditAction, AuditChainReport, AuditChainStatus, AuditEvent, AuditFilter, CredentialId,
+    CredentialMetadata, DisplayName, InvalidValue, VerificationStatus,
 };
 use byoc_credential_types::{
     E164Phone, GoogleCalendarCredential, HubSpotCredential, InvalidField, StripeCredential,
@@ -377,8 +380,8 @@ pub const AUDIT_PAGE_MAX: u32 = 200;
 pub const AUDIT_PAGE_DEFAULT: u32 = 50;
 
 /// The query of `GET /api/organization/audit`.
-#[derive(Clone, Copy, Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Page size, 1 to 200 (default 50).
@@ -387,6 +390,23 @@ pub struct AuditQuery {
     /// Only entries with an id below this one (the last `id` of the previous page).
     #[param(minimum = 1)]
     pub before: Option<i64>,
+    /// Only entries with this action (`created`, `read`, `verified`, …).
+    #[param(pattern = "^[a-z][a-z0-9_.:]{0,63}$")]
+    pub action: Option<String>,
+    /// Only entries about this credential.
+    #[param(format = Uuid)]
+    pub credential_id: Option<String>,
+    /// Only entries by this actor: `user:<uuid>` or `service:<name>`.
+    #[param(
+        pattern = "^(user:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|service:[a-z][a-z0-9_.-]{0,63})$"
+    )]
+    pub actor: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// Only entries before this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub to: Option<String>,
 }
 
 impl AuditQuery {
@@ -411,6 +431,44 @@ impl AuditQuery {
             )),
             before => Ok(before),
         }
+    }
+
+    /// The validated filters.
+    pub fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let time = |field: &'static str, text: &Option<String>| {
+            text.as_deref()
+                .map(|text| {
+                    DateTime::parse_from_rfc3339(text)
+                        .map(|time| time.with_timezone(&Utc))
+                        .map_err(|_| {
+                            ApiError::invalid_field(field, "must be an RFC 3339 date and time")
+                        })
+                })
+                .transpose()
+        };
+        Ok(AuditFilter {
+            action: self.action.as_deref().map(AuditAction::parse).transpose()?,
+            credential_id: self
+                .credential_id
+                .as_deref()
+                .map(|text| {
+                    Uuid::parse_str(text)
+                        .map(CredentialId::from_uuid)
+                        .map_err(|_| ApiError::invalid_field("credentialId", "must be a UUID"))
+                })
+                .transpose()?,
+            actor: self
+                .actor
+                .as_deref()
+                .map(|text| {
+                    Actor::from_str(text).map_err(|_| {
+                        ApiError::invalid_field("actor", "must be user:<uuid> or service:<name>")
+                    })
+                })
+                .transpose()?,
+            from: time("from", &self.from)?,
+            to: time("to", &self.to)?,
+        })
     }
 }
 
@@ -444,6 +502,53 @@ impl From<AuditEvent> for AuditEntryDto {
             credential_id: event.credential_id.map(|id| id.as_uuid()),
             credential_type: event.credential_type.map(|kind| kind.as_str().to_owned()),
             detail: event.detail,
+        }
+    }
+}
+
+/// The answer of `GET /api/organization/audit/verify`: whether the organization's audit hash chain holds, and
+/// its head.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerifyResponse {
+    /// Whether every link and the chain head check out.
+    pub intact: bool,
+    /// How many events checked out (all of them when intact; those before the break otherwise).
+    #[schema(minimum = 0)]
+    pub events: u64,
+    /// The first sequence number at which the chain does not hold; absent when intact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub first_broken_seq: Option<i64>,
+    /// What is wrong there (a sentence); absent when intact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// The sequence number of the newest event as the chain head stores it; null for an empty chain.
+    #[schema(required = true, minimum = 1)]
+    pub head_seq: Option<i64>,
+    /// The newest event's chain hash (SHA-256) as the chain head stores it, 64 lowercase hex digits; null for an
+    /// empty chain.
+    #[schema(required = true, pattern = "^[0-9a-f]{64}$")]
+    pub head_hash: Option<String>,
+}
+
+impl From<AuditChainReport> for AuditVerifyResponse {
+    fn from(report: AuditChainReport) -> AuditVerifyResponse {
+        let (intact, events, first_broken_seq, problem) = match report.status {
+            AuditChainStatus::Intact { events } => (true, events, None, None),
+            AuditChainStatus::Broken {
+                events_checked,
+                first_broken_seq,
+                problem,
+            } => (false, events_checked, Some(first_broken_seq), Some(problem)),
+        };
+        AuditVerifyResponse {
+            intact,
+            events,
+            first_broken_seq,
+            problem,
+            head_seq: report.head.map(|head| head.seq),
+            head_hash: report.head.map(|head| head.hash_hex()),
         }
     }
 }
@@ -746,26 +851,26 @@ mod tests {
         );
         assert!(AuditQuery {
             limit: Some(0),
-            before: None
+            ..AuditQuery::default()
         }
         .page_size()
         .is_err());
         assert!(AuditQuery {
             limit: Some(201),
-            before: None
+            ..AuditQuery::default()
         }
         .page_size()
         .is_err());
         assert!(AuditQuery {
-            limit: None,
-            before: Some(0)
+            before: Some(0),
+            ..AuditQuery::default()
         }
         .cursor()
         .is_err());
         assert_eq!(
             AuditQuery {
-                limit: None,
-                before: Some(9)
+                before: Some(9),
+                ..AuditQuery::default()
             }
             .cursor()
             .ok(),

@@ -25,6 +25,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(credentials::verify_credential)
         .service(credentials::delete_credential)
         .service(audit::list_audit)
+        .service(audit::verify_audit)
         .service(sms::send_test_sms)
         .service(leads::create_lead)
         .service(calendar::availability)

@@ -1,7 +1,7 @@
 //! The credential endpoints: success paths on both stores, the role table, other organizations' ids, and
 //! the verification outcomes recorded from a fake Twilio.
 
-use byoc_credential_store::Role;
+use byoc_credential_store::{Role, UserId};
 
 use crate::helpers::{
     error_code, fake_twilio, spawn_app_with, Store, TestApp, TestOrg, STORES, TWILIO_BAD_SID,
@@ -10,6 +10,7 @@ use crate::helpers::{
 
 const LIST: &str = "/api/organization/credentials";
 const AUDIT: &str = "/api/organization/audit";
+const AUDIT_VERIFY: &str = "/api/organization/audit/verify";
 
 async fn app_with_fake_twilio(store: Store) -> (TestApp, wiremock::MockServer) {
     let twilio = fake_twilio().await;
@@ -196,6 +197,157 @@ async fn add_list_verify_deactivate_purge_and_audit_on_both_stores() {
     }
 }
 
+#[tokio::test]
+async fn audit_list_filters_by_action_credential_actor_and_time() {
+    for store in STORES {
+        let (app, _twilio) = app_with_fake_twilio(store).await;
+        let org = app.create_org("Filtered").await;
+        let owner = app.token(org.id, org.owner);
+        let admin = app.token(org.id, org.admin);
+        let first = add_twilio_id(&app, &owner, TWILIO_SID, "First").await;
+        let second = add_twilio_id(&app, &admin, TWILIO_SID, "Second").await;
+        assert_eq!(post_verify(&app, &owner, &first).await.status(), 200);
+
+        let ids = |list: &serde_json::Value| -> Vec<i64> {
+            list.as_array()
+                .expect("array")
+                .iter()
+                .map(|entry| entry["id"].as_i64().expect("id"))
+                .collect()
+        };
+        let every = get_json(&app, AUDIT, &owner).await;
+        let created = get_json(&app, &format!("{AUDIT}?action=created"), &owner).await;
+        assert_eq!(
+            created.as_array().map(Vec::len),
+            Some(2),
+            "{store:?} {created}"
+        );
+        let about_first = get_json(&app, &format!("{AUDIT}?credentialId={first}"), &owner).await;
+        assert!(
+            about_first
+                .as_array()
+                .expect("array")
+                .iter()
+                .all(|entry| entry["credential_id"] == first.as_str()),
+            "{store:?} {about_first}"
+        );
+        assert!(
+            ids(&about_first).len() >= 2,
+            "created and verified: {about_first}"
+        );
+        let actor = format!("user:{}", org.admin.as_uuid());
+        let by_admin = get_json(&app, &format!("{AUDIT}?actor={actor}"), &owner).await;
+        assert_eq!(
+            by_admin.as_array().map(Vec::len),
+            Some(1),
+            "{store:?} {by_admin}"
+        );
+        assert_eq!(by_admin[0]["credential_id"], second.as_str());
+
+        // A window from the oldest entry's time (inclusive) to the newest's (exclusive), in RFC 3339.
+        let entries = every.as_array().expect("array");
+        let newest = entries[0]["at"].as_str().expect("at");
+        let oldest = entries[entries.len() - 1]["at"].as_str().expect("at");
+        let window = get_json(
+            &app,
+            &format!(
+                "{AUDIT}?from={}&to={}",
+                urlencode(oldest),
+                urlencode(newest)
+            ),
+            &owner,
+        )
+        .await;
+        let expected: Vec<i64> = entries
+            .iter()
+            .filter(|entry| entry["at"].as_str() != Some(newest))
+            .map(|entry| entry["id"].as_i64().expect("id"))
+            .collect();
+        assert_eq!(ids(&window), expected, "{store:?}");
+
+        for (query, field) in [
+            ("from=yesterday", "from"),
+            ("to=2026-13-01T00:00:00Z", "to"),
+            ("credentialId=nope", "credentialId"),
+            ("actor=root", "actor"),
+            ("action=Not%20An%20Action", "action"),
+        ] {
+            let response = app.get(&format!("{AUDIT}?{query}"), &owner).await;
+            assert_eq!(response.status(), 422, "{store:?} {query}");
+            let body: serde_json::Value = response.json().await.expect("json");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains(field)),
+                "{store:?} {query}: {body}"
+            );
+        }
+    }
+}
+
+/// Percent-encodes the characters of an RFC 3339 time that a query string would change (`+`, `:`).
+fn urlencode(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('+', "%2B")
+        .replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn audit_verify_reports_the_chain_and_its_head() {
+    for store in STORES {
+        let (app, _twilio) = app_with_fake_twilio(store).await;
+        let org = app.create_org("Verified").await;
+        let member = app.token(org.id, org.member);
+        let empty = get_json(&app, AUDIT_VERIFY, &member).await;
+        assert_eq!(
+            empty,
+            serde_json::json!({"intact": true, "events": 0, "headSeq": null, "headHash": null}),
+            "{store:?}"
+        );
+
+        let owner = app.token(org.id, org.owner);
+        add_twilio_id(&app, &owner, TWILIO_SID, "One").await;
+        add_twilio_id(&app, &owner, TWILIO_SID, "Two").await;
+        let audit = get_json(&app, AUDIT, &member).await;
+        let newest = audit.as_array().expect("array").len() as u64;
+        let verified = get_json(&app, AUDIT_VERIFY, &member).await;
+        assert_eq!(verified["intact"], true, "{store:?} {verified}");
+        assert_eq!(verified["events"], newest, "{store:?} {verified}");
+        assert_eq!(verified["headSeq"], newest, "{store:?} {verified}");
+        let head_hash = verified["headHash"].as_str().expect("headHash");
+        assert!(
+            head_hash.len() == 64
+                && head_hash
+                    .chars()
+                    .all(|digit| matches!(digit, '0'..='9' | 'a'..='f')),
+            "{store:?} {head_hash}"
+        );
+        assert!(verified.get("firstBrokenSeq").is_none(), "{verified}");
+        assert_eq!(
+            app.get(AUDIT_VERIFY, &app.token(org.id, UserId::new_random()))
+                .await
+                .status(),
+            403,
+            "{store:?} a non-member"
+        );
+
+        if store == Store::Postgres {
+            // The database's owner (here a superuser) changes the first event behind the chain's back.
+            app.superuser_execute(
+                "UPDATE credential_audit_log SET actor = 'service:nobody' WHERE org_id = $1 AND seq = 1",
+                org.id,
+            )
+            .await;
+            let broken = get_json(&app, AUDIT_VERIFY, &member).await;
+            assert_eq!(broken["intact"], false, "{broken}");
+            assert_eq!(broken["events"], 0, "{broken}");
+            assert_eq!(broken["firstBrokenSeq"], 1, "{broken}");
+            assert_eq!(broken["headSeq"], newest, "the head as stored: {broken}");
+            assert_eq!(broken["headHash"], head_hash, "{broken}");
+        }
+    }
+}
+
 fn find(list: &serde_json::Value, id: &str) -> serde_json::Value {
     list.as_array()
         .expect("array")
@@ -293,6 +445,11 @@ async fn role_table_for_every_endpoint() {
                 app.get(AUDIT, &token).await.status(),
                 200,
                 "{store:?} {role} audit"
+            );
+            assert_eq!(
+                app.get(AUDIT_VERIFY, &token).await.status(),
+                200,
+                "{store:?} {role} audit verify"
             );
             let name = format!("added by {role}");
             for (kind, label, body) in [

@@ -551,6 +551,23 @@ impl TestApp {
         }
     }
 
+    /// Runs `statement` as a Postgres superuser with `org` bound as `$1` (tampering behind the service's back).
+    /// Panics on SQLite.
+    pub async fn superuser_execute(&self, statement: &str, org: OrgId) {
+        let postgres = self
+            .database
+            .as_ref()
+            .and_then(|guard| guard._postgres.as_ref())
+            .expect("a Postgres app");
+        let pool = postgres.superuser_pool(1).await;
+        sqlx::query(statement)
+            .bind(org.as_uuid())
+            .execute(&pool)
+            .await
+            .expect("superuser statement");
+        pool.close().await;
+    }
+
     /// Drops the test database now (Postgres: `DROP DATABASE … WITH (FORCE)`), leaving the app running.
     pub fn drop_database(&mut self) {
         self.database = None;

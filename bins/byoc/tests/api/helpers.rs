@@ -101,6 +101,16 @@ impl CliApp {
         }
     }
 
+    /// Postgres: a pool logged in as the database's owner (the role that runs `byoc migrate`), to tamper with
+    /// tables as that role could. Panics on SQLite.
+    pub async fn owner_pool(&self) -> sqlx::PgPool {
+        self.postgres
+            .as_ref()
+            .expect("a Postgres environment")
+            .owner_pool(1)
+            .await
+    }
+
     /// The working directory.
     pub fn dir(&self) -> PathBuf {
         self.workdir.path().to_path_buf()

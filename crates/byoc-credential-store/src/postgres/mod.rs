@@ -20,12 +20,13 @@ use uuid::Uuid;
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    delivery_rank, delivery_rank_sql, AuditChainStatus, AuditEvent, AuditPage, CredentialMetadata,
-    CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor,
-    EnvelopeSwap, HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    delivery_rank, delivery_rank_sql, AuditChainHead, AuditChainReport, AuditChainStatus,
+    AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
+    DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported,
+    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState,
+    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationAuditChain,
+    OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue,
+    UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
@@ -145,12 +146,17 @@ static TENANT_CREDENTIAL_LIST: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Tenant read of one page of the organization's audit events, newest first: before the event id `$4` (all
-/// when NULL), at most `$5`. Returns one row with `id` NULL when there is none.
+/// when NULL), at most `$5`, and of those only the ones with action `$6`, credential `$7`, actor `$8`, at or
+/// after `$9` and before `$10` (each condition off when NULL). Returns one row with `id` NULL when there is none.
 static TENANT_AUDIT_PAGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{context}SELECT {allowed}, c.* FROM ctx LEFT JOIN LATERAL (\
              SELECT {AUDIT_COLUMNS} FROM public.credential_audit_log \
-             WHERE org_id = ctx.org_id AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5) c ON true \
+             WHERE org_id = ctx.org_id AND ($4::bigint IS NULL OR id < $4) \
+               AND ($6::text IS NULL OR action = $6) AND ($7::uuid IS NULL OR credential_id = $7) \
+               AND ($8::text IS NULL OR actor = $8) AND ($9::timestamptz IS NULL OR at >= $9) \
+               AND ($10::timestamptz IS NULL OR at < $10) \
+             ORDER BY id DESC LIMIT $5) c ON true \
          ORDER BY c.id DESC",
         context = tenant_context!(),
         allowed = ctx_allowed!(),
@@ -615,18 +621,23 @@ fn bind_audit_events<'q>(
         .bind(details)
 }
 
-/// A chain check row: `intact, events, first_broken_seq, problem` (Postgres checks chains in SQL).
-fn chain_status(row: &PgRow) -> StoreResult<AuditChainStatus> {
+/// The columns of a chain check row (`byoc_audit_chain_check`, migration 0002): Postgres checks chains in SQL.
+const CHAIN_CHECK_COLUMNS: &str = "intact, events, first_broken_seq, problem, head_seq, head_hash";
+
+/// A chain check row: its [`CHAIN_CHECK_COLUMNS`].
+fn chain_report(row: &PgRow) -> StoreResult<AuditChainReport> {
     let events = rows::count(row.int("events")?)?;
-    if row.flag("intact")? {
-        Ok(AuditChainStatus::Intact { events })
+    let status = if row.flag("intact")? {
+        AuditChainStatus::Intact { events }
     } else {
-        Ok(AuditChainStatus::Broken {
+        AuditChainStatus::Broken {
             events_checked: events,
             first_broken_seq: row.int("first_broken_seq")?,
             problem: row.opt_text("problem")?.unwrap_or_default(),
-        })
-    }
+        }
+    };
+    let head = AuditChainHead::from_stored(row.try_get("head_seq")?, row.try_get("head_hash")?);
+    Ok(AuditChainReport { status, head })
 }
 
 fn key_version_to_db(version: NonZeroU32) -> i64 {
@@ -1030,28 +1041,60 @@ impl CredentialRepository for PostgresStore {
         Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
     }
 
-    async fn list_audit_events(
+    async fn list_matching_audit_events(
         &self,
         tenant: &Tenant,
+        filter: &AuditFilter,
         page: AuditPage,
     ) -> StoreResult<Vec<AuditEvent>> {
         let query = self
             .tenant_query(tenant, &TENANT_AUDIT_PAGE)
             .bind(page.before.map(|id| id.0))
-            .bind(i64::from(page.limit.clamp(1, 1000)));
+            .bind(i64::from(page.limit.clamp(1, 1000)))
+            .bind(
+                filter
+                    .action
+                    .as_ref()
+                    .map(|action| action.as_str().to_owned()),
+            )
+            .bind(filter.credential_id.map(|id| id.as_uuid()))
+            .bind(filter.actor.as_ref().map(ToString::to_string))
+            .bind(filter.from)
+            .bind(filter.to);
         let rows = self.tenant_rows(tenant, query).await?;
         rows.iter().map(audit_event).collect()
     }
 
-    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainStatus> {
+    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainReport> {
         let (mut transaction, _) = self.begin_checked(tenant, Need::MemberOrService).await?;
-        let row = sqlx::query(
-            "SELECT intact, events, first_broken_seq, problem FROM byoc_verify_audit_chain()",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CHAIN_CHECK_COLUMNS} FROM byoc_verify_audit_chain()"
+        ))
         .fetch_one(&mut *transaction)
         .await?;
         transaction.commit().await?;
-        chain_status(&row)
+        chain_report(&row)
+    }
+
+    async fn operator_verify_audit_chains(
+        &self,
+        org_id: Option<OrgId>,
+    ) -> StoreResult<Vec<OrganizationAuditChain>> {
+        self.require_operator()?;
+        let rows = sqlx::query(&format!(
+            "SELECT org_id, {CHAIN_CHECK_COLUMNS} FROM byoc_operator_verify_audit_chains($1)"
+        ))
+        .bind(org_id.map(|id| id.as_uuid()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| -> StoreResult<OrganizationAuditChain> {
+                Ok(OrganizationAuditChain {
+                    org_id: OrgId::from_uuid(row.uuid("org_id")?),
+                    report: chain_report(row)?,
+                })
+            })
+            .collect()
     }
 
     async fn key_check_values(&self) -> StoreResult<Vec<StoredKeyCheckValue>> {

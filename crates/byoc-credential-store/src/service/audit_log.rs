@@ -11,6 +11,18 @@ impl CredentialService {
         tenant: &Tenant,
         page: AuditPage,
     ) -> ServiceResult<Vec<AuditEvent>> {
+        self.matching_audit_events(tenant, &AuditFilter::default(), page)
+            .await
+    }
+
+    /// The organization's audit events that match `filter`, newest first, one page, after writing the events
+    /// still queued (as [`CredentialService::audit_events`]).
+    pub async fn matching_audit_events(
+        &self,
+        tenant: &Tenant,
+        filter: &AuditFilter,
+        page: AuditPage,
+    ) -> ServiceResult<Vec<AuditEvent>> {
         if self.database_in_doubt() {
             tracing::debug!(
                 "database in doubt: listing the audit log without writing the queued events first"
@@ -21,8 +33,19 @@ impl CredentialService {
         Ok(self
             .inner
             .repository
-            .list_audit_events(tenant, page)
+            .list_matching_audit_events(tenant, filter, page)
             .await?)
+    }
+
+    /// Checks the organization's audit hash chain (any member or service), after writing the events still
+    /// queued (best effort, as [`CredentialService::audit_events`]).
+    pub async fn verify_audit_chain(&self, tenant: &Tenant) -> ServiceResult<AuditChainReport> {
+        if !self.database_in_doubt() {
+            if let Err(error) = self.inner.audit.flush().await {
+                tracing::warn!(%error, "verifying the audit chain before queued events were written");
+            }
+        }
+        Ok(self.inner.repository.verify_audit_chain(tenant).await?)
     }
 
     /// Waits until every audit event queued before this call is written.

@@ -58,10 +58,10 @@ use tokio::task::JoinHandle;
 
 use crate::access::{check, Need};
 use crate::model::{
-    AuditAction, AuditEvent, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
-    DisplayName, EncryptedEnvelope, Imported, NewAuditEvent, NewCredential, Organization,
-    ProviderAccountId, PublicHint, Purpose, Role, StoreChange, VerificationOutcome,
-    VerificationStatus,
+    AuditAction, AuditChainReport, AuditEvent, AuditFilter, AuditPage, CredentialMetadata,
+    CredentialRecord, CredentialType, DisplayName, EncryptedEnvelope, Imported, NewAuditEvent,
+    NewCredential, Organization, ProviderAccountId, PublicHint, Purpose, Role, StoreChange,
+    VerificationOutcome, VerificationStatus,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OrgId, ServiceName, Tenant, UserId};

@@ -21,13 +21,13 @@ use uuid::Uuid;
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    delivery_rank, delivery_rank_sql, AuditAction, AuditChainStatus, AuditEvent, AuditPage,
-    CredentialMetadata, CredentialRecord, CredentialType, DashboardSession, EncryptedEnvelope,
-    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, KeyVersionCount, Member,
-    NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState,
-    OperatorEnvelope, Organization, OrganizationName, Role, SessionIdHash, SmsMessage,
-    SmsStatusUpdate, StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED,
-    FINAL_DELIVERY_RANK,
+    delivery_rank, delivery_rank_sql, AuditAction, AuditChainHead, AuditChainReport,
+    AuditChainStatus, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
+    CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
+    HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent, NewCredential,
+    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
+    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
+    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
@@ -751,9 +751,10 @@ impl CredentialRepository for SqliteStore {
         u64::try_from(ids.len()).map_err(|_| StoreError::internal("audit batch too large"))
     }
 
-    async fn list_audit_events(
+    async fn list_matching_audit_events(
         &self,
         tenant: &Tenant,
+        filter: &AuditFilter,
         page: AuditPage,
     ) -> StoreResult<Vec<AuditEvent>> {
         let mut transaction = self
@@ -761,38 +762,55 @@ impl CredentialRepository for SqliteStore {
             .await?;
         let rows = sqlx::query(&format!(
             "SELECT {AUDIT_COLUMNS} FROM credential_audit_log \
-             WHERE org_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"
+             WHERE org_id = ?1 AND (?2 IS NULL OR id < ?2) \
+               AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR credential_id = ?5) \
+               AND (?6 IS NULL OR actor = ?6) AND (?7 IS NULL OR at >= ?7) AND (?8 IS NULL OR at < ?8) \
+             ORDER BY id DESC LIMIT ?3"
         ))
         .bind(tenant.org_id.to_string())
         .bind(page.before.map(|id| id.0))
-        .bind(page.before.map(|id| id.0))
         .bind(i64::from(page.limit.clamp(1, 1000)))
+        .bind(filter.action.as_ref().map(|action| action.as_str().to_owned()))
+        .bind(filter.credential_id.map(|id| id.to_string()))
+        .bind(filter.actor.as_ref().map(ToString::to_string))
+        .bind(filter.from.map(encode_time))
+        .bind(filter.to.map(encode_time))
         .fetch_all(&mut *transaction)
         .await?;
         transaction.commit().await?;
         rows.iter().map(audit_event).collect()
     }
 
-    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainStatus> {
+    async fn verify_audit_chain(&self, tenant: &Tenant) -> StoreResult<AuditChainReport> {
         let mut transaction = self
             .begin_read_checked(tenant, Need::MemberOrService)
             .await?;
-        let org = tenant.org_id.to_string();
-        let rows = sqlx::query(
-            "SELECT seq, at, actor, action, credential_id, credential_type, detail, prev_hash, hash \
-             FROM credential_audit_log WHERE org_id = ? ORDER BY seq",
+        let report = chain_report(&mut transaction, tenant.org_id).await?;
+        transaction.commit().await?;
+        Ok(report)
+    }
+
+    async fn operator_verify_audit_chains(
+        &self,
+        org_id: Option<OrgId>,
+    ) -> StoreResult<Vec<OrganizationAuditChain>> {
+        let mut transaction = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM organizations WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
         )
-        .bind(&org)
+        .bind(org_id.map(|id| id.to_string()))
         .fetch_all(&mut *transaction)
         .await?;
-        let head = sqlx::query(
-            "SELECT last_seq, last_hash FROM credential_audit_chain_heads WHERE org_id = ?",
-        )
-        .bind(&org)
-        .fetch_optional(&mut *transaction)
-        .await?;
+        let mut checked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let org_id = OrgId::from_uuid(parse_uuid(&id, "id")?);
+            checked.push(OrganizationAuditChain {
+                org_id,
+                report: chain_report(&mut transaction, org_id).await?,
+            });
+        }
         transaction.commit().await?;
-        check_chain(&org, &rows, head.as_ref())
+        Ok(checked)
     }
 
     async fn key_check_values(&self) -> StoreResult<Vec<StoredKeyCheckValue>> {
@@ -1268,6 +1286,35 @@ async fn select_credential_metadata(
     .fetch_optional(&mut *transaction)
     .await?
     .ok_or_else(|| not_found("credential"))
+}
+
+/// Reads and checks an organization's chain and its head, as the Postgres function `byoc_audit_chain_check`.
+async fn chain_report(
+    connection: &mut SqliteConnection,
+    org_id: OrgId,
+) -> StoreResult<AuditChainReport> {
+    let org = org_id.to_string();
+    let rows = sqlx::query(
+        "SELECT seq, at, actor, action, credential_id, credential_type, detail, prev_hash, hash \
+         FROM credential_audit_log WHERE org_id = ? ORDER BY seq",
+    )
+    .bind(&org)
+    .fetch_all(&mut *connection)
+    .await?;
+    let head_row = sqlx::query(
+        "SELECT last_seq, last_hash FROM credential_audit_chain_heads WHERE org_id = ?",
+    )
+    .bind(&org)
+    .fetch_optional(&mut *connection)
+    .await?;
+    let status = check_chain(&org, &rows, head_row.as_ref())?;
+    let head = match &head_row {
+        Some(row) => {
+            AuditChainHead::from_stored(row.try_get("last_seq")?, row.try_get("last_hash")?)
+        }
+        None => None,
+    };
+    Ok(AuditChainReport { status, head })
 }
 
 /// Walks an org's chain rows (ordered by seq) and its head, as the Postgres function `byoc_audit_chain_check`.

@@ -25,7 +25,7 @@ async fn five_events(
     let events: Vec<_> = (1..=5).map(event).collect();
     repo.append_audit_events(&a.service, &events).await.unwrap();
     assert_eq!(
-        repo.verify_audit_chain(&a.owner).await.unwrap(),
+        repo.verify_audit_chain(&a.owner).await.unwrap().status,
         AuditChainStatus::Intact { events: 5 }
     );
     a
@@ -71,11 +71,11 @@ async fn postgres_chain_stays_intact_under_concurrent_writers() {
     });
     join_all(writers).await;
     assert_eq!(
-        store.verify_audit_chain(&a.owner).await.unwrap(),
+        store.verify_audit_chain(&a.owner).await.unwrap().status,
         AuditChainStatus::Intact { events: 88 }
     );
     assert_eq!(
-        store.verify_audit_chain(&b.owner).await.unwrap(),
+        store.verify_audit_chain(&b.owner).await.unwrap().status,
         AuditChainStatus::Intact { events: 88 }
     );
 }
@@ -105,7 +105,7 @@ async fn postgres_batches_and_the_row_trigger_extend_one_chain() {
         .await
         .unwrap();
     assert_eq!(
-        store.verify_audit_chain(&a.owner).await.unwrap(),
+        store.verify_audit_chain(&a.owner).await.unwrap().status,
         AuditChainStatus::Intact { events: 9 }
     );
     let (intact, events): (bool, i64) =
@@ -175,7 +175,8 @@ async fn postgres_tampered(
             .store()
             .verify_audit_chain(&a.member)
             .await
-            .unwrap(),
+            .unwrap()
+            .status,
     );
     assert_eq!(first_broken, seq);
     assert!(problem.contains(symptom), "{problem}");
@@ -184,12 +185,28 @@ async fn postgres_tampered(
 
 #[tokio::test]
 async fn postgres_edit_behind_the_chain_is_detected() {
-    let (_database, a, owner) = postgres_tampered(
+    let (database, a, owner) = postgres_tampered(
         "UPDATE credential_audit_log SET detail = '{\"purpose\": \"nothing to see\"}' WHERE org_id = $1 AND seq = 3",
         3,
         "changed",
     )
     .await;
+    // The operator's check of every organization finds it too, and reports the head as stored; the runtime
+    // role's store may not run it.
+    let checked = database
+        .operator()
+        .operator_verify_audit_chains(None)
+        .await
+        .unwrap();
+    assert_eq!(checked.len(), 1);
+    assert_eq!(checked[0].org_id, a.id);
+    assert_eq!(broken_at(checked[0].report.status.clone()).0, 3);
+    assert_eq!(checked[0].report.head.map(|head| head.seq), Some(5));
+    assert!(database
+        .store()
+        .operator_verify_audit_chains(None)
+        .await
+        .is_err());
     // The operator's any-org check agrees.
     let intact: bool = sqlx::query_scalar("SELECT intact FROM byoc_audit_chain_check($1)")
         .bind(a.id.as_uuid())
@@ -251,7 +268,7 @@ async fn sqlite_refuses_audit_changes_and_detects_them_behind_its_back() {
     .execute(pool)
     .await
     .unwrap();
-    let (seq, problem) = broken_at(store.verify_audit_chain(&a.member).await.unwrap());
+    let (seq, problem) = broken_at(store.verify_audit_chain(&a.member).await.unwrap().status);
     assert_eq!(seq, 3);
     assert!(problem.contains("changed"), "{problem}");
 
@@ -263,7 +280,7 @@ async fn sqlite_refuses_audit_changes_and_detects_them_behind_its_back() {
         .await
         .unwrap();
     assert_eq!(
-        broken_at(store.verify_audit_chain(&b.owner).await.unwrap()).0,
+        broken_at(store.verify_audit_chain(&b.owner).await.unwrap().status).0,
         2
     );
     let c = five_events(store, database.operator()).await;
@@ -272,7 +289,7 @@ async fn sqlite_refuses_audit_changes_and_detects_them_behind_its_back() {
         .execute(pool)
         .await
         .unwrap();
-    let (seq, problem) = broken_at(store.verify_audit_chain(&c.owner).await.unwrap());
+    let (seq, problem) = broken_at(store.verify_audit_chain(&c.owner).await.unwrap().status);
     assert_eq!(seq, 5);
     assert!(problem.contains("newest"), "{problem}");
 }

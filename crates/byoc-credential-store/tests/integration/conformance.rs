@@ -2,13 +2,13 @@
 //! test is a generic function instantiated once per backend by `conformance_tests!`, on a fresh database.
 
 use byoc_credential_store::{
-    Actor, AuditAction, AuditChainStatus, AuditEvent, AuditPage, ConflictKind, CredentialId,
-    CredentialMetadata, CredentialRepository, CredentialType, DeliveryStatus, EnvelopeCursor,
-    EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId, OperatorEnvelope, OrgId,
-    ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName,
-    SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome,
-    VerificationStatus,
+    Actor, AuditAction, AuditChainStatus, AuditEvent, AuditFilter, AuditPage, ConflictKind,
+    CredentialId, CredentialMetadata, CredentialRepository, CredentialType, DeliveryStatus,
+    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId,
+    OperatorEnvelope, OrgId, ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose,
+    Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
+    VerificationOutcome, VerificationStatus,
 };
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
@@ -54,7 +54,9 @@ conformance_tests!(
     purge_needs_owner_and_keeps_audit_events,
     envelopes_are_updated_by_admins,
     audit_events_append_list_and_page,
+    audit_filters_page_without_duplicates_or_gaps_while_events_are_written,
     audit_chain_of_an_empty_org_is_intact,
+    audit_chain_checks_report_the_head_for_tenants_and_the_operator,
     key_check_values_are_insert_if_absent,
     oauth_states_are_single_use_and_bound_to_their_user,
     sms_messages_record_delivery_status,
@@ -1060,14 +1062,180 @@ async fn audit_events_append_list_and_page(
     );
 
     assert_eq!(
-        repo.verify_audit_chain(&a.member).await.unwrap(),
+        repo.verify_audit_chain(&a.member).await.unwrap().status,
         AuditChainStatus::Intact { events: 4 }
     );
     assert_eq!(
-        repo.verify_audit_chain(&b.service).await.unwrap(),
+        repo.verify_audit_chain(&b.service).await.unwrap().status,
         AuditChainStatus::Intact { events: 1 }
     );
     assert!(is_forbidden(repo.verify_audit_chain(&a.outsider).await));
+}
+
+/// Every event of `tenant`'s organization that `filter` selects, newest first, in one page.
+async fn all_matching(
+    repo: &impl CredentialRepository,
+    tenant: &Tenant,
+    filter: &AuditFilter,
+) -> Vec<AuditEvent> {
+    repo.list_matching_audit_events(
+        tenant,
+        filter,
+        AuditPage {
+            limit: 1000,
+            before: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn audit_filters_page_without_duplicates_or_gaps_while_events_are_written(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    let credential = CredentialId::new_random();
+    for _ in 0..8 {
+        repo.append_audit_events(
+            &a.member,
+            &[audit("read", Some(credential)), audit("read", None)],
+        )
+        .await
+        .unwrap();
+        repo.append_audit_event(&a.admin, &audit("verified", None))
+            .await
+            .unwrap();
+        repo.append_audit_event(&b.member, &audit("read", Some(credential)))
+            .await
+            .unwrap();
+    }
+    let reads = AuditFilter {
+        action: Some(AuditAction::parse("read").unwrap()),
+        ..AuditFilter::default()
+    };
+    let expected: Vec<_> = all_matching(repo, &a.member, &reads)
+        .await
+        .iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(
+        expected.len(),
+        16,
+        "the other organization's reads are not listed"
+    );
+
+    // Page through the reads three at a time while a service and an admin write more events between pages.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = repo
+            .list_matching_audit_events(&a.member, &reads, AuditPage { limit: 3, before })
+            .await
+            .unwrap();
+        repo.append_audit_events(&a.service, &[audit("read", Some(credential))])
+            .await
+            .unwrap();
+        repo.append_audit_event(&a.admin, &audit("verified", None))
+            .await
+            .unwrap();
+        let Some(last) = page.last() else {
+            break;
+        };
+        assert!(page.len() <= 3);
+        assert!(page.iter().all(|event| event.action.as_str() == "read"));
+        assert!(
+            page.windows(2).all(|pair| pair[0].id > pair[1].id),
+            "newest first"
+        );
+        before = Some(last.id);
+        seen.extend(page.iter().map(|event| event.id));
+    }
+    assert_eq!(
+        seen, expected,
+        "every read once, newest first, none written meanwhile"
+    );
+
+    let about_credential = all_matching(
+        repo,
+        &a.owner,
+        &AuditFilter {
+            credential_id: Some(credential),
+            ..AuditFilter::default()
+        },
+    )
+    .await;
+    assert!(about_credential.len() >= 8);
+    assert!(about_credential
+        .iter()
+        .all(|event| event.credential_id == Some(credential) && event.org_id == a.id));
+
+    let every = all_matching(repo, &a.owner, &AuditFilter::default()).await;
+    let by_admin = all_matching(
+        repo,
+        &a.owner,
+        &AuditFilter {
+            actor: Some(a.admin.actor.clone()),
+            ..AuditFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        by_admin,
+        every
+            .iter()
+            .filter(|event| event.actor == a.admin.actor)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert!(!by_admin.is_empty());
+
+    // A time window, `from` inclusive and `to` exclusive, alone and with the other conditions.
+    let from = every[every.len() - 5].at;
+    let to = every[4].at;
+    let window = AuditFilter {
+        from: Some(from),
+        to: Some(to),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        all_matching(repo, &a.member, &window).await,
+        every
+            .iter()
+            .filter(|event| event.at >= from && event.at < to)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    let member_reads_in_window = AuditFilter {
+        action: Some(AuditAction::parse("read").unwrap()),
+        credential_id: Some(credential),
+        actor: Some(a.member.actor.clone()),
+        ..window
+    };
+    assert_eq!(
+        all_matching(repo, &a.member, &member_reads_in_window).await,
+        every
+            .iter()
+            .filter(|event| event.at >= from
+                && event.at < to
+                && event.action.as_str() == "read"
+                && event.credential_id == Some(credential)
+                && event.actor == a.member.actor)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert!(is_forbidden(
+        repo.list_matching_audit_events(
+            &a.outsider,
+            &reads,
+            AuditPage {
+                limit: 3,
+                before: None
+            }
+        )
+        .await
+    ));
 }
 
 async fn audit_chain_of_an_empty_org_is_intact(
@@ -1076,9 +1244,66 @@ async fn audit_chain_of_an_empty_org_is_intact(
 ) {
     let a = org(operator, "Clinic A").await;
     assert_eq!(
-        repo.verify_audit_chain(&a.owner).await.unwrap(),
+        repo.verify_audit_chain(&a.owner).await.unwrap().status,
         AuditChainStatus::Intact { events: 0 }
     );
+}
+
+async fn audit_chain_checks_report_the_head_for_tenants_and_the_operator(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    let empty = repo.verify_audit_chain(&b.member).await.unwrap();
+    assert_eq!(empty.head, None, "an empty chain has no head");
+
+    repo.append_audit_events(&a.member, &[audit("read", None), audit("read", None)])
+        .await
+        .unwrap();
+    let two = repo.verify_audit_chain(&a.service).await.unwrap();
+    assert_eq!(two.status, AuditChainStatus::Intact { events: 2 });
+    let two_head = two.head.expect("a head after two events");
+    assert_eq!(two_head.seq, 2);
+    assert_ne!(two_head.hash, [0; 32]);
+    assert_eq!(two_head.hash_hex().len(), 64);
+    assert_eq!(two_head.hash_hex(), two_head.hash_hex().to_lowercase());
+
+    repo.append_audit_event(&a.member, &audit("read", None))
+        .await
+        .unwrap();
+    let three = repo.verify_audit_chain(&a.member).await.unwrap();
+    let three_head = three.head.expect("a head after three events");
+    assert_eq!(three_head.seq, 3);
+    assert_ne!(
+        three_head.hash, two_head.hash,
+        "the head moves with the chain"
+    );
+
+    let every = operator.operator_verify_audit_chains(None).await.unwrap();
+    let mut expected_order = vec![a.id, b.id];
+    expected_order.sort_by_key(|id| id.to_string());
+    assert_eq!(
+        every
+            .iter()
+            .map(|checked| checked.org_id)
+            .collect::<Vec<_>>(),
+        expected_order,
+        "every organization, in id order"
+    );
+    let of_a = every.iter().find(|checked| checked.org_id == a.id).unwrap();
+    assert_eq!(of_a.report, three);
+    let of_b = operator
+        .operator_verify_audit_chains(Some(b.id))
+        .await
+        .unwrap();
+    assert_eq!(of_b.len(), 1);
+    assert_eq!(of_b[0].report, empty);
+    assert!(operator
+        .operator_verify_audit_chains(Some(OrgId::new_random()))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn key_check_values_are_insert_if_absent(
@@ -1619,7 +1844,7 @@ async fn operator_paths_page_swap_and_count_envelopes(
             assert!(rotated.is_empty());
         }
         assert!(matches!(
-            repo.verify_audit_chain(&clinic.owner).await.unwrap(),
+            repo.verify_audit_chain(&clinic.owner).await.unwrap().status,
             AuditChainStatus::Intact { .. }
         ));
     }

@@ -340,6 +340,7 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
              ARRAY['\\x02'::pg_catalog.bytea], ARRAY[2::pg_catalog.int8], 'service:key-rotation')"
         ),
         "SELECT * FROM public.byoc_credentials_per_key_version()".to_owned(),
+        "SELECT * FROM public.byoc_operator_verify_audit_chains(NULL)".to_owned(),
     ];
     let escalated = escalations(&operator, "SELECT 1", &operator_calls).await;
     assert!(escalated.is_empty(), "{escalated:#?}");
@@ -407,7 +408,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
     .fetch_all(&superuser)
     .await
     .unwrap();
-    assert_eq!(privileges.len(), 5, "{privileges:?}");
+    assert_eq!(privileges.len(), 6, "{privileges:?}");
     for (function, app, service, operator) in &privileges {
         assert!(!app, "byoc_app may not execute {function}");
         assert!(!service, "byoc_service may not execute {function}");
@@ -443,6 +444,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
              'planted', NULL, NULL, 'service:x', '{{}}')"
         ),
         "SELECT * FROM byoc_operator_create_organization('rogue', 80)".to_owned(),
+        "SELECT * FROM byoc_operator_verify_audit_chains(NULL)".to_owned(),
     ];
     let owner = a.owner.actor.user_id().unwrap().as_uuid();
     for context in ["SELECT 1".to_owned(), context_sql(a_id, Some(owner), None)] {

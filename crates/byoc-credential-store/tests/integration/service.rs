@@ -624,7 +624,11 @@ async fn audit_is_lossless_on_shutdown<R: CredentialRepository + Clone + 'static
         }
         assert_eq!(reads, READS);
         assert!(matches!(
-            repository.verify_audit_chain(&clinic.member).await.unwrap(),
+            repository
+                .verify_audit_chain(&clinic.member)
+                .await
+                .unwrap()
+                .status,
             byoc_credential_store::AuditChainStatus::Intact { .. }
         ));
     }

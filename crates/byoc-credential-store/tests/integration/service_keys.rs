@@ -467,7 +467,11 @@ async fn a_killed_rotation_leaves_exactly_the_audit_of_the_rows_it_rewrapped() {
             PER_ORG as u64
         );
         assert!(matches!(
-            repository.verify_audit_chain(&clinic.owner).await.unwrap(),
+            repository
+                .verify_audit_chain(&clinic.owner)
+                .await
+                .unwrap()
+                .status,
             byoc_credential_store::AuditChainStatus::Intact { .. }
         ));
     }
