@@ -97,9 +97,10 @@ fi
 run_wrk audit_warmup "/api/organization/audit?limit=$audit_page" 2 auth
 run_wrk audit "/api/organization/audit?limit=$audit_page" "$duration" auth
 
-# The audit page's statement (TENANT_AUDIT_PAGE in the same file): context, membership check, the newest 50.
+# The audit page's statement (TENANT_AUDIT_PAGE in the same file, no filter given): context, membership check,
+# the newest 50.
 cat >"$workdir/audit.sql" <<SQL
-WITH ctx AS MATERIALIZED (SELECT pg_catalog.set_config('byoc.org_id', '$org_id'::uuid::text, true)::uuid AS org_id, pg_catalog.set_config('byoc.user_id', coalesce('$user_id'::uuid::text, ''), true) AS user_id, pg_catalog.set_config('byoc.service', coalesce(NULL::text, ''), true) AS service) SELECT CASE WHEN c.id IS NOT NULL THEN true ELSE public.byoc_ctx_is_service() OR public.byoc_ctx_member_role() IS NOT NULL END AS ctx_allowed, c.id IS NOT NULL AS ctx_matched, c.* FROM ctx LEFT JOIN LATERAL (SELECT id, org_id, seq, at, actor, action, credential_id, credential_type, detail::text AS detail FROM public.credential_audit_log WHERE org_id = ctx.org_id AND (NULL::bigint IS NULL OR id < NULL) ORDER BY id DESC LIMIT $audit_page) c ON true ORDER BY c.id DESC;
+WITH ctx AS MATERIALIZED (SELECT pg_catalog.set_config('byoc.org_id', '$org_id'::uuid::text, true)::uuid AS org_id, pg_catalog.set_config('byoc.user_id', coalesce('$user_id'::uuid::text, ''), true) AS user_id, pg_catalog.set_config('byoc.service', coalesce(NULL::text, ''), true) AS service) SELECT CASE WHEN c.id IS NOT NULL THEN true ELSE public.byoc_ctx_is_service() OR public.byoc_ctx_member_role() IS NOT NULL END AS ctx_allowed, c.id IS NOT NULL AS ctx_matched, c.* FROM ctx LEFT JOIN LATERAL (SELECT id, org_id, seq, at, actor, action, credential_id, credential_type, detail::text AS detail FROM public.credential_audit_log WHERE org_id = ctx.org_id AND (NULL::bigint IS NULL OR id < NULL) AND (NULL::text IS NULL OR action = NULL) AND (NULL::uuid IS NULL OR credential_id = NULL) AND (NULL::text IS NULL OR actor = NULL) AND (NULL::timestamptz IS NULL OR at >= NULL) AND (NULL::timestamptz IS NULL OR at < NULL) ORDER BY id DESC LIMIT $audit_page) c ON true ORDER BY c.id DESC;
 SQL
 PGOPTIONS="-c role=byoc_app" pgbench --no-vacuum --protocol=prepared --client=8 --jobs=2 \
     --time="$duration" --file="$workdir/audit.sql" "$DATABASE_URL" >"$workdir/pgbench_audit.txt" 2>&1 \
