@@ -10,7 +10,8 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::helpers::{
-    fake_twilio, spawn_app_with, Store, TestApp, TWILIO_AUTH_TOKEN, TWILIO_PHONE, TWILIO_SID,
+    fake_twilio, spawn_app_with, Store, TestApp, STORES, TWILIO_AUTH_TOKEN, TWILIO_PHONE,
+    TWILIO_SID,
 };
 
 const LIST: &str = "/api/organization/credentials";
@@ -40,10 +41,16 @@ async fn verifications_of(twilio: &MockServer, sid: &str) -> usize {
 
 #[tokio::test]
 async fn a_twilio_account_suspended_between_two_rounds_shows_failed_within_one_interval() {
+    for store in STORES {
+        suspended_between_rounds(store).await;
+    }
+}
+
+async fn suspended_between_rounds(store: Store) {
     let interval = Duration::from_secs(3);
     let twilio = fake_twilio().await;
     let app = spawn_app_with(
-        Store::Postgres,
+        store,
         &[
             ("TWILIO_API_BASE", twilio.uri()),
             (
@@ -75,7 +82,7 @@ async fn a_twilio_account_suspended_between_two_rounds_shows_failed_within_one_i
     }
     assert!(
         verifications_of(&twilio, TWILIO_SID).await >= 2,
-        "re-verified within an interval"
+        "{store:?}: re-verified within an interval"
     );
     assert_eq!(
         credential_row(&app, &admin, &id).await["verification_status"],
@@ -103,7 +110,7 @@ async fn a_twilio_account_suspended_between_two_rounds_shows_failed_within_one_i
     }
     assert_eq!(
         row["verification_status"], "failed",
-        "failed within one interval: {row}"
+        "{store:?}: failed within one interval: {row}"
     );
     assert!(row["is_active"].as_bool().expect("is_active"));
 
@@ -118,7 +125,7 @@ async fn a_twilio_account_suspended_between_two_rounds_shows_failed_within_one_i
         .collect();
     assert!(
         actions.contains(&"verification_failed"),
-        "audited as service:reverify: {audit}"
+        "{store:?}: audited as service:reverify: {audit}"
     );
 
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -128,7 +135,7 @@ async fn a_twilio_account_suspended_between_two_rounds_shows_failed_within_one_i
         tokio::time::sleep(Duration::from_millis(200)).await;
         metrics = app.metrics_text().await;
     }
-    assert!(metrics.contains(wanted), "{metrics}");
+    assert!(metrics.contains(wanted), "{store:?}: {metrics}");
     assert!(metrics.contains(r#"byoc_credentials{status="verified",type="twilio"} 0"#));
     assert!(metrics.contains(r#"byoc_credentials{status="deactivated",type="hubspot"} 0"#));
     assert!(
