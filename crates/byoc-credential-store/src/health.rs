@@ -156,6 +156,7 @@ pub(crate) fn whole_seconds(duration: std::time::Duration) -> i32 {
 }
 
 /// A count or limit as an `i32` for the database (at most `i32::MAX`).
+#[cfg(feature = "postgres")]
 pub(crate) fn limit_for_db(limit: u32) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
 }
