@@ -412,7 +412,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
     .fetch_all(&superuser)
     .await
     .unwrap();
-    assert_eq!(privileges.len(), 6, "{privileges:?}");
+    assert_eq!(privileges.len(), 7, "{privileges:?}");
     for (function, app, service, operator) in &privileges {
         assert!(!app, "byoc_app may not execute {function}");
         assert!(!service, "byoc_service may not execute {function}");
