@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use byoc_crypto::{MasterKey, MASTER_KEY_LEN};
 use zeroize::Zeroize;
@@ -83,11 +83,26 @@ fn context_map(context: &KmsContext) -> HashMap<String, String> {
         .collect()
 }
 
+/// An error and its causes, each shown once, on one line (`dispatch failure: io error: … Connection refused`).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
+    }
+    line.replace('\n', " ")
+}
+
 /// Sorts an SDK failure into unreachable (ask again) or refused (the KMS said no), in one line.
 fn classify<E, R>(key: &KmsKeyId, error: SdkError<E, R>) -> KmsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
     let key = key.to_string();
     match error.as_service_error() {
@@ -104,7 +119,7 @@ where
             }
         }
         None => {
-            let reason = DisplayErrorContext(&error).to_string().replace('\n', " ");
+            let reason = causes(&error);
             match &error {
                 SdkError::ConstructionFailure(_) => KmsError::Refused { key, reason },
                 _ => KmsError::Unreachable { key, reason },
@@ -167,5 +182,26 @@ impl Kms for AwsKms {
                 found,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("dispatch failure")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_one_line_each_once() {
+        let error = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tcp connect error:\nConnection refused",
+        ));
+        assert_eq!(
+            causes(&error),
+            "dispatch failure: tcp connect error: Connection refused"
+        );
     }
 }
