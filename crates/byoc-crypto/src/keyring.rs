@@ -291,10 +291,13 @@ impl fmt::Debug for Keyring {
     }
 }
 
+/// Master keys by version, in the order given.
+type VersionedKeys = Vec<(KeyVersion, MasterKey)>;
+
 /// The environment's keys: `BYOC_MASTER_KEYS`, else the legacy key as version 1; with the variable they came from.
 fn environment_keys(
     config: KeyringConfig<'_>,
-) -> Result<(Vec<(KeyVersion, MasterKey)>, &'static str), KeyringError> {
+) -> Result<(VersionedKeys, &'static str), KeyringError> {
     match (config.master_keys, config.legacy_key) {
         (Some(list), _) => Ok((parse_master_keys(list)?, MASTER_KEYS_VAR)),
         (None, Some(legacy)) => Ok((

@@ -248,8 +248,7 @@ mod tests {
             .returning(|_, _, _| Ok(MasterKey::generate()));
         let error = unwrap_held_versions(&kms, &rows, &no_wait())
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(
             error,
             HeldKeyError::WrongKey {
@@ -278,8 +277,7 @@ mod tests {
         });
         let error = unwrap_held_versions(&kms, &rows, &no_wait())
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(calls.load(Ordering::SeqCst), 3, "RetryPolicy::attempts");
         let line = error.to_string();
         assert!(
@@ -322,8 +320,7 @@ mod tests {
             });
         let line = unwrap_held_versions(&kms, &rows, &no_wait())
             .await
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert_eq!(
             line,
