@@ -5,8 +5,10 @@
 # the ratios credentials ÷ healthz and credentials ÷ pgbench (target >= 0.5), p99 ÷ p50 (target <= 5); plus
 # `GET /api/organization/audit?limit=50` (a full page) against pgbench running its statement the same way;
 # byoc-api's CPU time per credentials request (user + system, from /proc: steadier than req/s on a busy machine)
-# and its peak RSS under that load (target <= 64 MiB). BYOC_HTTP_WORKERS in the environment sets the service's
-# worker threads.
+# and its peak RSS under that load (target <= 64 MiB); and `GET /api/calendar/availability` with a cached, verified
+# Google Calendar credential against a fake Google answering at once (bench/node/fake_google.js), with wrk asking
+# the fake's free/busy directly as its baseline (ratio target >= 0.5). BYOC_HTTP_WORKERS in the environment sets
+# the service's worker threads.
 #
 # Usage:
 #   bash bench/http.sh [--duration SECS] [--connections N] [--threads N] [--credentials N]
@@ -37,6 +39,15 @@ done
 ensure_wrk
 build_release
 configure_service
+# A fake Google answering at once for the availability run (bench/node/fake_google.js), and a provider-call
+# limit the run cannot reach (the default 120 per minute would refuse it after the first 120).
+node "$bench_root/bench/node/fake_google.js" "$workdir/google.port" &
+helper_pids="$!"
+for _ in $(seq 1 50); do [ -s "$workdir/google.port" ] && break; sleep 0.1; done
+[ -s "$workdir/google.port" ] || die "the fake Google did not start"
+google_base="http://127.0.0.1:$(cat "$workdir/google.port")"
+export GOOGLE_OAUTH_TOKEN_URL="$google_base/token" GOOGLE_CALENDAR_API_BASE="$google_base/calendar/v3/" \
+    BYOC_PROVIDER_CALLS_PER_MINUTE=100000000
 fresh_database http
 export BYOC_MASTER_KEYS="1:$("$byoc_bin" keys generate)"
 start_server
@@ -108,21 +119,40 @@ PGOPTIONS="-c role=byoc_app" pgbench --no-vacuum --protocol=prepared --client=8 
 pgbench_audit_tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$workdir/pgbench_audit.txt" | head -n 1)"
 [ -n "$pgbench_audit_tps" ] || { cat "$workdir/pgbench_audit.txt" >&2; die "pgbench (audit) printed no tps"; }
 
+# Availability with a cached credential: a verified Google Calendar credential (its decrypted payload in the
+# service's cache, its access token in the Google client's), each request one free/busy call to the fake
+# Google. Baseline: the fake's own rate for that call, asked by wrk directly with the same kind of body.
+google_id="$(curl --silent --fail -X POST "$base/api/organization/credentials/google_calendar" \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    -d "{\"clientId\":\"bench.apps.googleusercontent.com\",\"clientSecret\":\"GOCSPX-$(random_hex 12)\",\"refreshToken\":\"1//$(random_hex 24)\",\"displayName\":\"Bench calendar\"}" \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).id))')" \
+    || die "adding the Google Calendar credential failed"
+curl --silent --fail -X POST "$base/api/organization/credentials/$google_id/verify" \
+    -H "Authorization: Bearer $token" | grep -q '"verified":true' || die "verifying the Google Calendar credential failed"
+availability_path="/api/calendar/availability?date=$(date -u -d tomorrow +%F)&duration=30&timeZone=UTC"
+run_wrk availability_warmup "$availability_path" 2 auth
+run_wrk availability "$availability_path" "$duration" auth
+free_busy_body="{\"timeMin\":\"$(date -u -d tomorrow +%F)T09:00:00Z\",\"timeMax\":\"$(date -u -d tomorrow +%F)T17:00:00Z\",\"timeZone\":\"UTC\",\"items\":[{\"id\":\"primary\"}]}"
+BYOC_BENCH_BODY="$free_busy_body" base="$google_base" run_wrk fake_google /calendar/v3/freeBusy "$duration"
+
 node - "$workdir/credentials.json" "$workdir/healthz.json" "$rss_max_kib" "$rss_hwm_kib" "$duration" \
     "$pgbench_tps" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" "$workdir/audit.json" \
-    "$pgbench_audit_tps" "$audit_page" <<'EOF'
+    "$pgbench_audit_tps" "$audit_page" "$workdir/availability.json" "$workdir/fake_google.json" <<'EOF'
 const fs = require('fs');
 const [credFile, healthFile, rssMax, rssHwm, seconds, pgbenchTps, cpuTicks, ticksPerSecond, auditFile,
-  pgbenchAuditTps, auditPage] = process.argv.slice(2);
+  pgbenchAuditTps, auditPage, availabilityFile, fakeGoogleFile] = process.argv.slice(2);
 const c = JSON.parse(fs.readFileSync(credFile, 'utf8'));
 const h = JSON.parse(fs.readFileSync(healthFile, 'utf8'));
 const a = JSON.parse(fs.readFileSync(auditFile, 'utf8'));
+const v = JSON.parse(fs.readFileSync(availabilityFile, 'utf8'));
+const g = JSON.parse(fs.readFileSync(fakeGoogleFile, 'utf8'));
 const ms = (us) => (us / 1000).toFixed(2);
 console.log('');
 console.log(`| endpoint (${seconds} s each) | req/s | p50 ms | p99 ms | errors |`);
 console.log('| --- | --- | --- | --- | --- |');
 for (const [name, r] of [['GET /api/organization/credentials', c], ['GET /healthz', h],
-  [`GET /api/organization/audit?limit=${auditPage}`, a]]) {
+  [`GET /api/organization/audit?limit=${auditPage}`, a], ['GET /api/calendar/availability (cached credential)', v],
+  ['POST /calendar/v3/freeBusy on the fake Google (its baseline)', g]]) {
   console.log(`| ${name} | ${r.rps.toFixed(0)} | ${ms(r.p50_us)} | ${ms(r.p99_us)} | ${r.status_errors + r.socket_errors} |`);
 }
 console.log(`| credentials ÷ healthz | ${(c.rps / h.rps).toFixed(3)} | ${(c.p50_us / h.p50_us).toFixed(2)} | ` +
@@ -138,11 +168,15 @@ console.log(`byoc-api CPU per credentials request (user + system) = ${cpuUs.toFi
 const auditRatio = a.rps / Number(pgbenchAuditTps);
 console.log(`throughput ratio audit / pgbench = ${auditRatio.toFixed(3)} (target >= 0.5: ${auditRatio >= 0.5 ? 'met' : 'NOT met'})`);
 console.log(`audit p99 / p50 = ${(a.p99_us / a.p50_us).toFixed(2)} (target <= 5: ${a.p99_us / a.p50_us <= 5 ? 'met' : 'NOT met'})`);
+const availabilityRatio = v.rps / g.rps;
+console.log(`throughput ratio availability / fake Google free/busy = ${availabilityRatio.toFixed(3)} ` +
+  `(target >= 0.5: ${availabilityRatio >= 0.5 ? 'met' : 'NOT met'})`);
+console.log(`availability p99 / p50 = ${(v.p99_us / v.p50_us).toFixed(2)} (target <= 5: ${v.p99_us / v.p50_us <= 5 ? 'met' : 'NOT met'})`);
 const tail = c.p99_us / c.p50_us;
 console.log(`credentials p99 / p50 = ${tail.toFixed(2)} (target <= 5: ${tail <= 5 ? 'met' : 'NOT met'})`);
 console.log(`byoc-api RSS under load: max sampled ${(rssMax / 1024).toFixed(1)} MiB, VmHWM ${(rssHwm / 1024).toFixed(1)} MiB ` +
   `(target <= 64 MiB: ${Math.max(rssMax, rssHwm) <= 65536 ? 'met' : 'NOT met'})`);
-if (c.status_errors + c.socket_errors + h.status_errors + h.socket_errors + a.status_errors + a.socket_errors > 0) {
+if ([c, h, a, v, g].some((r) => r.status_errors + r.socket_errors > 0)) {
   console.log('ERRORS during the run (see above)');
   process.exitCode = 1;
 }

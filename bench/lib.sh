@@ -2,7 +2,8 @@
 # Each script gets: a release build of byoc-api and byoc, a fresh Postgres database, a configured environment
 # (owner DATABASE_URL, generated master keys and JWT secret, providers pointed at a closed local port), a
 # running byoc-api, an organization with an owner and a token, wrk runs parsed from bench/wrk/report.lua's
-# summary line, and an RSS sampler. Everything it starts is stopped, and the database dropped, on exit.
+# summary line, and an RSS sampler. Everything it starts (and every pid a script adds to helper_pids) is stopped,
+# and the database dropped, on exit.
 
 bench_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$bench_root/target}"
@@ -12,9 +13,15 @@ byoc_bin="$target_dir/release/byoc"
 workdir="$(mktemp -d)"
 server_pid=""
 sampler_pid=""
+helper_pids=""
 database_name=""
 
 bench_cleanup() {
+    local pid
+    for pid in $helper_pids; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [ -n "$sampler_pid" ]; then
         kill "$sampler_pid" 2>/dev/null || true
         wait "$sampler_pid" 2>/dev/null || true

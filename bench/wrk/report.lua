@@ -1,11 +1,18 @@
 -- wrk script for the byoc benchmarks: sends "Authorization: Bearer $BYOC_BENCH_TOKEN" when that variable is
--- set (no header otherwise, e.g. for /healthz), and prints one machine-readable summary line at the end:
+-- set (no header otherwise, e.g. for /healthz), sends BYOC_BENCH_BODY as a JSON POST when that is set (the
+-- availability baseline asks the fake Google's free/busy), and prints one machine-readable summary line at the end:
 --   WRK_JSON {"requests":…,"rps":…,"status_errors":…,"socket_errors":…,"p50_us":…,"p99_us":…,…}
 -- status_errors is wrk's count of responses with a status of 400 or more; socket_errors adds up connect,
 -- read, write and timeout errors. Latencies are in microseconds.
 local token = os.getenv("BYOC_BENCH_TOKEN")
 if token ~= nil and token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
+end
+local body = os.getenv("BYOC_BENCH_BODY")
+if body ~= nil and body ~= "" then
+  wrk.method = "POST"
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/json"
 end
 
 done = function(summary, latency, requests)
