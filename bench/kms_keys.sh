@@ -24,7 +24,6 @@ runs="${2:-5}"
 profile="${BYOC_BENCH_PROFILE:-release}"
 moto_version="5.2.6"
 venv="$target_dir/moto-venv"
-moto_pid=""
 
 if [ "$profile" = debug ]; then
     byoc_api_bin="$target_dir/debug/byoc-api"
@@ -45,14 +44,6 @@ else
 fi
 [ -x "$byoc_api_bin" ] && [ -x "$byoc_bin" ] && [ -x "$seeder" ] || die "no $profile binaries in $target_dir"
 
-stop_moto() {
-    if [ -n "$moto_pid" ]; then
-        kill -TERM "$moto_pid" 2>/dev/null || true
-        wait "$moto_pid" 2>/dev/null || true
-        moto_pid=""
-    fi
-}
-trap 'stop_moto; bench_cleanup' EXIT
 
 if [ ! -x "$venv/bin/python" ] || [ "$("$venv/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p')" != "$moto_version" ]; then
     say "installing moto[server]==$moto_version into $venv (PyPI)"
@@ -62,6 +53,7 @@ fi
 moto_port="$(free_port)"
 "$venv/bin/python" "$bench_root/tests/kms/moto_kms.py" -H 127.0.0.1 -p "$moto_port" >"$workdir/moto.log" 2>&1 &
 moto_pid=$!
+helper_pids="$moto_pid"
 for _ in $(seq 1 100); do
     curl -s -o /dev/null "http://127.0.0.1:$moto_port/" && break
     sleep 0.1
