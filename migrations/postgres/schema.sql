@@ -359,6 +359,10 @@ CREATE TABLE public.organization_members (
     role text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    email text,
+    name text,
+    CONSTRAINT organization_members_email_check CHECK (((char_length(email) >= 1) AND (char_length(email) <= 320))),
+    CONSTRAINT organization_members_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT organization_members_role_check CHECK ((role = ANY (ARRAY['owner'::text, 'admin'::text, 'member'::text])))
 );
 
@@ -540,6 +544,24 @@ CREATE FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) RETURNS 
 $$;
 
 ALTER FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_record_member_profile(p_email text, p_name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public.byoc_require_context(ARRAY['owner', 'admin', 'member'], false);
+    UPDATE public.organization_members m
+    SET email = p_email,
+        name  = p_name
+    WHERE m.org_id OPERATOR(pg_catalog.=) public.byoc_ctx_org()
+      AND m.user_id OPERATOR(pg_catalog.=) public.byoc_ctx_user()
+      AND (m.email IS DISTINCT FROM p_email OR m.name IS DISTINCT FROM p_name);
+    RETURN FOUND;
+END
+$$;
+
+ALTER FUNCTION public.byoc_record_member_profile(p_email text, p_name text) OWNER TO byoc_owner;
 
 CREATE FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1084,6 +1106,9 @@ GRANT ALL ON FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expect
 
 REVOKE ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) TO byoc_operator;
+
+REVOKE ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) TO byoc_app;

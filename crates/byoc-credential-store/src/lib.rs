@@ -111,9 +111,9 @@ pub use model::{
     AuditAction, AuditChainHead, AuditChainReport, AuditChainStatus, AuditEvent, AuditEventId,
     AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType, DashboardSession,
     DeliveryStatus, DisplayName, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold,
-    Imported, InvalidValue, KeyVersionCount, MaskedPhone, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationAuditChain, OrganizationName, ProviderAccountId, ProviderErrorCode,
+    Imported, InvalidValue, KeyVersionCount, MaskedPhone, Member, MemberProfile, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationAuditChain, OrganizationName, ProviderAccountId, ProviderErrorCode,
     ProviderMessageSid, PublicHint, Purpose, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
     StoredKeyCheckValue, UsageCounter, VerificationOutcome, VerificationStatus, DELIVERED,
 };

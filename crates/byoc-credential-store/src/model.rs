@@ -393,6 +393,62 @@ pub struct Member {
     pub role: Role,
     /// When the membership was created.
     pub created_at: DateTime<Utc>,
+    /// What the user's latest token said about them (email, name), for showing them by name.
+    pub profile: MemberProfile,
+}
+
+/// What a bearer token said about its user, kept with the membership so that the settings page can name people
+/// ("Recent activity"): an email address and a name, each optional. Values are trimmed; an empty one, one with
+/// a control character, one too long ([`MemberProfile::MAX_EMAIL_CHARS`], [`MemberProfile::MAX_NAME_CHARS`]) or
+/// an email without `@` is left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct MemberProfile {
+    email: Option<String>,
+    name: Option<String>,
+}
+
+impl MemberProfile {
+    /// The longest email address kept, in characters.
+    pub const MAX_EMAIL_CHARS: usize = 320;
+    /// The longest name kept, in characters.
+    pub const MAX_NAME_CHARS: usize = 200;
+
+    /// A profile of `email` and `name`, leaving out what is not usable.
+    pub fn new(email: Option<&str>, name: Option<&str>) -> MemberProfile {
+        MemberProfile {
+            email: clean(email, Self::MAX_EMAIL_CHARS).filter(|email| email.contains('@')),
+            name: clean(name, Self::MAX_NAME_CHARS),
+        }
+    }
+
+    /// The email address, if one is known.
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+
+    /// The name, if one is known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether neither an email address nor a name is known.
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.name.is_none()
+    }
+
+    /// How to name the person: the name, else the email address.
+    pub fn label(&self) -> Option<&str> {
+        self.name().or(self.email())
+    }
+}
+
+/// `value` trimmed, unless it is empty, longer than `max_chars` or holds a control character.
+fn clean(value: Option<&str>, max_chars: usize) -> Option<String> {
+    let value = value?.trim();
+    (!value.is_empty()
+        && value.chars().count() <= max_chars
+        && !value.chars().any(char::is_control))
+    .then(|| value.to_owned())
 }
 
 /// A credential to store. The caller encrypts first (binding the envelope to org, type and id).

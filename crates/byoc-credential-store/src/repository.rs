@@ -9,10 +9,10 @@ use crate::error::StoreResult;
 use crate::model::{
     AuditChainReport, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
     CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoreChange, StoredKeyCheckValue, UsageCounter, VerificationOutcome,
+    HotLeadThreshold, Imported, KeyVersionCount, Member, MemberProfile, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage,
+    SmsStatusUpdate, StoreChange, StoredKeyCheckValue, UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -97,6 +97,15 @@ pub trait CredentialRepository: Send + Sync {
 
     /// The organization's members, by user id (users only).
     async fn list_members(&self, tenant: &Tenant) -> StoreResult<Vec<Member>>;
+
+    /// Records what the tenant user's latest token said about them (email, name) on their own membership,
+    /// replacing what was recorded before; any member, for themself only (a service: `Forbidden`). Returns
+    /// whether anything changed.
+    async fn record_member_profile(
+        &self,
+        tenant: &Tenant,
+        profile: &MemberProfile,
+    ) -> StoreResult<bool>;
 
     // Credentials.
 

@@ -8,8 +8,9 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     AuditAction, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
-    EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, NewDashboardSession, OAuthState,
-    OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue, UsageCounter,
+    EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, MemberProfile, NewDashboardSession,
+    OAuthState, OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue,
+    UsageCounter,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 
@@ -99,6 +100,10 @@ pub(crate) fn member(row: &impl ReadRow) -> StoreResult<Member> {
         user_id: UserId::from_uuid(row.uuid("user_id")?),
         role: parse(&row.text("role")?, "role")?,
         created_at: row.time("created_at")?,
+        profile: MemberProfile::new(
+            row.opt_text("email")?.as_deref(),
+            row.opt_text("name")?.as_deref(),
+        ),
     })
 }
 

@@ -24,10 +24,11 @@ use crate::model::{
     delivery_rank, delivery_rank_sql, AuditAction, AuditChainHead, AuditChainReport,
     AuditChainStatus, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
     CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    HotLeadThreshold, Imported, KeyVersionCount, Member, MemberProfile, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage,
+    SmsStatusUpdate, StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED,
+    FINAL_DELIVERY_RANK,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
@@ -59,7 +60,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 const ORGANIZATION_COLUMNS: &str = "id, name, hot_lead_threshold, created_at, updated_at";
 const AUDIT_COLUMNS: &str =
     "id, org_id, seq, at, actor, action, credential_id, credential_type, detail";
-const MEMBER_COLUMNS: &str = "org_id, user_id, role, created_at";
+const MEMBER_COLUMNS: &str = "org_id, user_id, role, created_at, email, name";
 
 /// Applies the SQLite migrations, creating the file if it is missing. Idempotent.
 pub async fn migrate(database_url: &str) -> StoreResult<()> {
@@ -485,6 +486,33 @@ impl CredentialRepository for SqliteStore {
         .await?;
         transaction.commit().await?;
         rows.iter().map(member).collect()
+    }
+
+    async fn record_member_profile(
+        &self,
+        tenant: &Tenant,
+        profile: &MemberProfile,
+    ) -> StoreResult<bool> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::MemberUser).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        let changed = sqlx::query(
+            "UPDATE organization_members SET email = ?, name = ? \
+             WHERE org_id = ? AND user_id = ? AND (email IS NOT ? OR name IS NOT ?)",
+        )
+        .bind(profile.email())
+        .bind(profile.name())
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(profile.email())
+        .bind(profile.name())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected()
+            > 0;
+        transaction.commit().await?;
+        Ok(changed)
     }
 
     async fn insert_credential(

@@ -4,8 +4,8 @@
 use byoc_credential_store::{
     Actor, AuditAction, AuditChainStatus, AuditEvent, AuditFilter, AuditPage, ConflictKind,
     CredentialId, CredentialMetadata, CredentialRepository, CredentialType, DeliveryStatus,
-    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId,
+    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, MemberProfile,
+    NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId,
     OperatorEnvelope, OrgId, ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose,
     Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
     VerificationOutcome, VerificationStatus,
@@ -44,6 +44,7 @@ conformance_tests!(
     ping_answers,
     organizations_are_created_and_read_with_their_threshold,
     members_are_added_by_role_and_listed,
+    members_record_their_own_email_and_name,
     credentials_are_inserted_and_listed_as_metadata,
     an_import_stores_an_account_once_per_organization,
     concurrent_imports_of_one_account_store_it_once,
@@ -213,6 +214,62 @@ async fn members_are_added_by_role_and_listed(
     assert!(is_forbidden(repo.list_members(&a.service).await));
     assert!(is_forbidden(repo.list_members(&a.outsider).await));
     assert_eq!(repo.list_members(&b.owner).await.unwrap().len(), 3);
+}
+
+async fn members_record_their_own_email_and_name(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    let profile_of = |members: &[byoc_credential_store::Member], tenant: &Tenant| {
+        let user = tenant.actor.user_id().unwrap();
+        members
+            .iter()
+            .find(|member| member.user_id == user)
+            .map(|member| member.profile.clone())
+            .unwrap()
+    };
+
+    let members = repo.list_members(&a.owner).await.unwrap();
+    assert!(members.iter().all(|member| member.profile.is_empty()));
+
+    let dana = MemberProfile::new(Some(" dana@clinic-a.example "), Some("Dana Scully"));
+    assert_eq!(dana.email(), Some("dana@clinic-a.example"));
+    assert!(repo.record_member_profile(&a.member, &dana).await.unwrap());
+    // The same values again change nothing.
+    assert!(!repo.record_member_profile(&a.member, &dana).await.unwrap());
+    let members = repo.list_members(&a.admin).await.unwrap();
+    assert_eq!(profile_of(&members, &a.member), dana);
+    assert_eq!(profile_of(&members, &a.member).label(), Some("Dana Scully"));
+    // Only the member's own row in this organization changed.
+    assert!(profile_of(&members, &a.owner).is_empty());
+    assert!(repo
+        .list_members(&b.owner)
+        .await
+        .unwrap()
+        .iter()
+        .all(|member| member.profile.is_empty()));
+
+    // A changed email replaces the old one; a token without a name clears it.
+    let renamed = MemberProfile::new(Some("dana@new.example"), None);
+    assert!(repo
+        .record_member_profile(&a.member, &renamed)
+        .await
+        .unwrap());
+    let members = repo.list_members(&a.owner).await.unwrap();
+    assert_eq!(
+        profile_of(&members, &a.member).label(),
+        Some("dana@new.example")
+    );
+
+    // Services and non-members record nothing.
+    assert!(is_forbidden(
+        repo.record_member_profile(&a.service, &dana).await
+    ));
+    assert!(is_forbidden(
+        repo.record_member_profile(&a.outsider, &dana).await
+    ));
 }
 
 async fn credentials_are_inserted_and_listed_as_metadata(
