@@ -17,7 +17,7 @@ use serde::Deserialize;
 use byoc_credential_store::{NewDashboardSession, OrgId, Tenant, UserId};
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::plumbing::caller::{authenticate_session, with_role, Caller};
+use crate::plumbing::caller::{authenticate_session, record_profile, with_role, Caller};
 use crate::plumbing::dto::{AuditEntryDto, CredentialRow};
 use crate::plumbing::error::{ApiError, ErrorBody};
 use crate::plumbing::session;
@@ -147,8 +147,15 @@ async fn settings_markup(
         .into_iter()
         .map(AuditEntryDto::from)
         .collect();
+    let organization = state
+        .credential_service
+        .organization(&caller.tenant)
+        .await?;
+    let members = state.repository.list_members(&caller.tenant).await?;
     Ok(SettingsView {
         caller,
+        organization_name: organization.name.as_str(),
+        members: &members,
         csrf_token: &session::csrf_token(session_id),
         credentials: &credentials,
         audit: &audit,
@@ -236,6 +243,7 @@ async fn sign_in(
             UserId::from_uuid(claims.sub),
         );
         let caller = with_role(&state.authenticator, tenant).await?;
+        record_profile(&state.authenticator, &caller, &claims.profile).await;
         start_session(&state, &caller, claims.exp).await
     };
     match signed_in.await {

@@ -360,3 +360,44 @@ async fn a_made_up_session_cookie_is_refused() {
         assert_eq!(error_code(response).await, "unauthorized");
     }
 }
+
+#[tokio::test]
+async fn the_page_names_the_organization_and_the_people_whose_tokens_carried_them() {
+    for store in [Store::Sqlite, Store::Postgres] {
+        let app = spawn_app_with(store, &[]).await;
+        let org = app.create_org("Sunrise <Dental>").await;
+        // The admin's token carries an email and a Supabase name; the owner's carries neither.
+        let admin_token = app.token_with_claims(
+            org.id,
+            org.admin,
+            serde_json::json!({"email": "ana@sunrise.example",
+                               "user_metadata": {"full_name": "Ana Admin"}}),
+        );
+        app.add_twilio(&admin_token, TWILIO_SID, "Front desk").await;
+        let owner_token = app.token(org.id, org.owner);
+        app.add_twilio(&owner_token, TWILIO_SID, "Back office")
+            .await;
+
+        let session = sign_in(&app, &owner_token).await;
+        let html = page(&app, &session).await;
+        assert!(
+            html.contains(r#"data-testid="org-name""#) && html.contains("Sunrise &lt;Dental&gt;"),
+            "{store:?}: {html}"
+        );
+        assert!(!html.contains("Sunrise <Dental>"));
+        assert!(html.contains(">Ana Admin<"), "{store:?}");
+        assert!(html.contains(&format!(">user:{}<", org.owner.as_uuid())));
+
+        // A new email (and no name) in a later token replaces what was recorded, on the next request.
+        let changed = app.token_with_claims(
+            org.id,
+            org.admin,
+            serde_json::json!({"email": "ana@new.example"}),
+        );
+        let listed = app.get("/api/organization/credentials", &changed).await;
+        assert_eq!(listed.status(), 200);
+        let html = page(&app, &session).await;
+        assert!(html.contains(">ana@new.example<"), "{store:?}");
+        assert!(!html.contains("Ana Admin"));
+    }
+}
