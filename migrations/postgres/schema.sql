@@ -196,6 +196,21 @@ $$;
 
 ALTER FUNCTION public.byoc_audit_hash(prev_hash bytea, seq bigint, org_id uuid, at timestamp with time zone, actor text, action text, credential_id uuid, credential_type text, detail jsonb) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public.byoc_require_context(ARRAY['owner', 'admin', 'member'], false);
+    DELETE FROM public.dashboard_login_links l WHERE l.expires_at <= pg_catalog.now();
+    INSERT INTO public.dashboard_login_links (link_hash, org_id, user_id, expires_at, session_expires_at)
+    VALUES (p_link_hash, public.byoc_ctx_org(), public.byoc_ctx_user(),
+            LEAST(p_expires_at, pg_catalog.now() + pg_catalog.make_interval(secs => 60)), p_session_expires_at);
+END
+$$;
+
+ALTER FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_credentials_per_key_version() RETURNS TABLE(encryption_key_version bigint, credentials bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -581,6 +596,34 @@ $$;
 
 ALTER FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) RETURNS TABLE(outcome text, session_org_id uuid, session_user_id uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_org             pg_catalog.uuid;
+    v_user            pg_catalog.uuid;
+    v_expires         pg_catalog.timestamptz;
+    v_session_expires pg_catalog.timestamptz;
+BEGIN
+    DELETE FROM public.dashboard_login_links l
+    WHERE l.link_hash = p_link_hash
+    RETURNING l.org_id, l.user_id, l.expires_at, l.session_expires_at
+    INTO v_org, v_user, v_expires, v_session_expires;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::pg_catalog.text, NULL::pg_catalog.uuid, NULL::pg_catalog.uuid;
+    ELSIF v_expires <= pg_catalog.now() OR v_session_expires <= pg_catalog.now() THEN
+        RETURN QUERY SELECT 'expired'::pg_catalog.text, NULL::pg_catalog.uuid, NULL::pg_catalog.uuid;
+    ELSE
+        INSERT INTO public.dashboard_sessions (id_hash, org_id, user_id, idle_timeout_secs, expires_at)
+        VALUES (p_session_hash, v_org, v_user, p_idle_timeout_secs, v_session_expires);
+        RETURN QUERY SELECT 'opened'::pg_catalog.text, v_org, v_user;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid, p_expected bytea, p_new bytea, p_new_key_version bigint) RETURNS SETOF public.organization_api_credentials
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -739,6 +782,20 @@ ALTER TABLE public.credential_audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS 
     CACHE 1
 );
 
+CREATE TABLE public.dashboard_login_links (
+    link_hash bytea NOT NULL,
+    org_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    session_expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT dashboard_login_links_link_hash_check CHECK ((length(link_hash) = 32))
+);
+
+ALTER TABLE ONLY public.dashboard_login_links FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dashboard_login_links OWNER TO byoc_owner;
+
 CREATE TABLE public.dashboard_sessions (
     id_hash bytea NOT NULL,
     org_id uuid NOT NULL,
@@ -836,6 +893,9 @@ ALTER TABLE ONLY public.credential_audit_log
 ALTER TABLE ONLY public.credential_audit_log
     ADD CONSTRAINT credential_audit_log_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.dashboard_login_links
+    ADD CONSTRAINT dashboard_login_links_pkey PRIMARY KEY (link_hash);
+
 ALTER TABLE ONLY public.dashboard_sessions
     ADD CONSTRAINT dashboard_sessions_pkey PRIMARY KEY (id_hash);
 
@@ -868,6 +928,8 @@ ALTER TABLE ONLY public.sms_messages
 
 CREATE INDEX credential_audit_log_org_id_idx ON public.credential_audit_log USING btree (org_id, id DESC);
 
+CREATE INDEX dashboard_login_links_expires_at_idx ON public.dashboard_login_links USING btree (expires_at);
+
 CREATE INDEX dashboard_sessions_expires_at_idx ON public.dashboard_sessions USING btree (expires_at);
 
 CREATE INDEX oauth_states_org_id_idx ON public.oauth_states USING btree (org_id, expires_at);
@@ -887,6 +949,8 @@ CREATE TRIGGER notify_organization_change AFTER DELETE OR UPDATE ON public.organ
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_chain_heads FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_log FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
+
+CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.dashboard_login_links FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.dashboard_sessions FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
@@ -912,6 +976,9 @@ CREATE TRIGGER touch_updated_at BEFORE UPDATE ON public.sms_messages FOR EACH RO
 
 ALTER TABLE ONLY public.credential_audit_chain_heads
     ADD CONSTRAINT credential_audit_chain_heads_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
+
+ALTER TABLE ONLY public.dashboard_login_links
+    ADD CONSTRAINT dashboard_login_links_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.dashboard_sessions
     ADD CONSTRAINT dashboard_sessions_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
@@ -940,6 +1007,8 @@ CREATE POLICY byoc_owner_through_functions ON public.credential_audit_chain_head
 
 CREATE POLICY byoc_owner_through_functions ON public.credential_audit_log TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
+CREATE POLICY byoc_owner_through_functions ON public.dashboard_login_links TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
+
 CREATE POLICY byoc_owner_through_functions ON public.dashboard_sessions TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
 CREATE POLICY byoc_owner_through_functions ON public.oauth_states TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
@@ -957,6 +1026,8 @@ CREATE POLICY byoc_owner_through_functions ON public.sms_messages TO byoc_owner 
 ALTER TABLE public.credential_audit_chain_heads ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.credential_audit_log ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dashboard_login_links ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.dashboard_sessions ENABLE ROW LEVEL SECURITY;
 
@@ -1025,6 +1096,9 @@ REVOKE ALL ON FUNCTION public.byoc_audit_chain_link() FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.byoc_audit_genesis_hash() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.byoc_audit_hash(prev_hash bytea, seq bigint, org_id uuid, at timestamp with time zone, actor text, action text, credential_id uuid, credential_type text, detail jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_credentials_per_key_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_credentials_per_key_version() TO byoc_app;
@@ -1112,6 +1186,9 @@ GRANT ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name tex
 
 REVOKE ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid, p_expected bytea, p_new bytea, p_new_key_version bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid, p_expected bytea, p_new bytea, p_new_key_version bigint) TO byoc_app;

@@ -812,6 +812,54 @@ pub struct NewDashboardSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The SHA-256 hash of a settings-page login link's secret: all the store keeps of it (the link's URL holds the
+/// secret itself). `Debug` shows nothing of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LoginLinkHash([u8; 32]);
+
+impl LoginLinkHash {
+    /// Wraps a SHA-256 digest.
+    pub fn from_digest(digest: [u8; 32]) -> LoginLinkHash {
+        LoginLinkHash(digest)
+    }
+
+    /// The digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LoginLinkHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LoginLinkHash(..)")
+    }
+}
+
+/// A single-use settings-page login link to store for the tenant user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLoginLink {
+    /// The hash of the link's secret.
+    pub link_hash: LoginLinkHash,
+    /// When the link stops working if unused (the store caps it at [`LOGIN_LINK_MAX_LIFETIME`] from now).
+    pub expires_at: DateTime<Utc>,
+    /// When the session the link opens ends, however much it is used.
+    pub session_expires_at: DateTime<Utc>,
+}
+
+/// The longest a login link stays valid: 60 seconds.
+pub const LOGIN_LINK_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What redeeming a login link did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginLinkRedemption {
+    /// The link was live: it is used up, and a session was stored for its user.
+    Opened(DashboardSession),
+    /// The link had expired: it is used up, and nothing was opened.
+    Expired,
+    /// No such link: never made, or already used.
+    Unknown,
+}
+
 /// Whom a live settings-page session signs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DashboardSession {

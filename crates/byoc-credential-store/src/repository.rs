@@ -9,10 +9,11 @@ use crate::error::StoreResult;
 use crate::model::{
     AuditChainReport, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
     CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, Imported, KeyVersionCount, Member, MemberProfile, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage,
-    SmsStatusUpdate, StoreChange, StoredKeyCheckValue, UsageCounter, VerificationOutcome,
+    HotLeadThreshold, Imported, KeyVersionCount, LoginLinkHash, LoginLinkRedemption, Member,
+    MemberProfile, NewAuditEvent, NewCredential, NewDashboardSession, NewLoginLink, NewOAuthState,
+    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationAuditChain,
+    OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, StoreChange,
+    StoredKeyCheckValue, UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -317,6 +318,26 @@ pub trait CredentialRepository: Send + Sync {
 
     /// Ends (deletes) the session with this hash, live or not; whether there was one.
     async fn end_dashboard_session(&self, id_hash: &SessionIdHash) -> StoreResult<bool>;
+
+    /// Stores a single-use login link for the tenant user (any member; services and non-members:
+    /// `Forbidden`), valid until its `expires_at` but never more than [`crate::LOGIN_LINK_MAX_LIFETIME`] from
+    /// the store's now; expired links are deleted on the way.
+    async fn create_dashboard_login_link(
+        &self,
+        tenant: &Tenant,
+        link: &NewLoginLink,
+    ) -> StoreResult<()>;
+
+    /// Uses up the login link with this hash (no tenant: the browser holds only the link) and, when it was
+    /// live, stores a session `session_hash` for its organization and user, idle for at most `idle_timeout`
+    /// between requests and ending at the link's session expiry. In one step, so of two concurrent uses of one
+    /// link at most one opens a session, on any replica.
+    async fn redeem_dashboard_login_link(
+        &self,
+        link_hash: &LoginLinkHash,
+        session_hash: &SessionIdHash,
+        idle_timeout: std::time::Duration,
+    ) -> StoreResult<LoginLinkRedemption>;
 
     // Provider usage counters.
 

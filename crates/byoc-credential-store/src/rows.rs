@@ -191,7 +191,12 @@ pub(crate) fn sms_message(row: &impl ReadRow) -> StoreResult<SmsMessage> {
 
 /// A session's idle timeout in whole seconds, as both backends store it (at least 1).
 pub(crate) fn idle_timeout_secs(session: &NewDashboardSession) -> StoreResult<i32> {
-    i32::try_from(session.idle_timeout.as_secs())
+    idle_secs(session.idle_timeout)
+}
+
+/// An idle timeout in whole seconds, as the sessions table keeps it (1 second to 68 years).
+pub(crate) fn idle_secs(idle_timeout: std::time::Duration) -> StoreResult<i32> {
+    i32::try_from(idle_timeout.as_secs())
         .ok()
         .filter(|secs| *secs > 0)
         .ok_or_else(|| {

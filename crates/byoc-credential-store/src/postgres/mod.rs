@@ -23,10 +23,11 @@ use crate::model::{
     delivery_rank, delivery_rank_sql, AuditChainHead, AuditChainReport, AuditChainStatus,
     AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
     DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported,
-    KeyVersionCount, Member, MemberProfile, NewAuditEvent, NewCredential, NewDashboardSession,
-    NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    KeyVersionCount, LoginLinkHash, LoginLinkRedemption, Member, MemberProfile, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewLoginLink, NewOAuthState, NewSmsMessage, OAuthState,
+    OperatorEnvelope, Organization, OrganizationAuditChain, OrganizationName, Role, SessionIdHash,
+    SmsMessage, SmsStatusUpdate, StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED,
+    FINAL_DELIVERY_RANK,
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
@@ -1318,6 +1319,46 @@ impl CredentialRepository for PostgresStore {
             .bind(&id_hash.as_bytes()[..])
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn create_dashboard_login_link(
+        &self,
+        tenant: &Tenant,
+        link: &NewLoginLink,
+    ) -> StoreResult<()> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberUser).await?;
+        sqlx::query("SELECT byoc_create_dashboard_login_link($1, $2, $3)")
+            .bind(&link.link_hash.as_bytes()[..])
+            .bind(link.expires_at)
+            .bind(link.session_expires_at)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn redeem_dashboard_login_link(
+        &self,
+        link_hash: &LoginLinkHash,
+        session_hash: &SessionIdHash,
+        idle_timeout: Duration,
+    ) -> StoreResult<LoginLinkRedemption> {
+        let idle_secs = rows::idle_secs(idle_timeout)?;
+        let row = sqlx::query(
+            "SELECT outcome, session_org_id AS org_id, session_user_id AS user_id \
+             FROM byoc_redeem_dashboard_login_link($1, $2, $3)",
+        )
+        .bind(&link_hash.as_bytes()[..])
+        .bind(&session_hash.as_bytes()[..])
+        .bind(idle_secs)
+        .fetch_one(&self.pool)
+        .await?;
+        let outcome: String = row.try_get("outcome")?;
+        match outcome.as_str() {
+            "opened" => Ok(LoginLinkRedemption::Opened(rows::dashboard_session(&row)?)),
+            "expired" => Ok(LoginLinkRedemption::Expired),
+            _ => Ok(LoginLinkRedemption::Unknown),
+        }
     }
 
     async fn increment_usage(

@@ -4,11 +4,11 @@
 use byoc_credential_store::{
     Actor, AuditAction, AuditChainStatus, AuditEvent, AuditFilter, AuditPage, ConflictKind,
     CredentialId, CredentialMetadata, CredentialRepository, CredentialType, DeliveryStatus,
-    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, MemberProfile,
-    NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId,
-    OperatorEnvelope, OrgId, ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose,
-    Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
-    VerificationOutcome, VerificationStatus,
+    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, LoginLinkHash, LoginLinkRedemption,
+    MaskedPhone, MemberProfile, NewAuditEvent, NewCredential, NewDashboardSession, NewLoginLink,
+    NewOAuthState, NewSmsMessage, OAuthStateId, OperatorEnvelope, OrgId, ProviderAccountId,
+    ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName, SessionIdHash,
+    SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome, VerificationStatus,
 };
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
@@ -63,6 +63,7 @@ conformance_tests!(
     sms_messages_record_delivery_status,
     sms_statuses_never_move_backwards,
     dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out,
+    login_links_open_one_session_once_and_expire,
     usage_counters_add_up_per_day_and_provider,
     operator_paths_page_swap_and_count_envelopes,
     closed_store_is_unavailable_not_not_found,
@@ -1725,6 +1726,98 @@ async fn dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out(
         .unwrap();
     assert!(!repo.end_dashboard_session(&idle.id_hash).await.unwrap());
     assert!(!repo.end_dashboard_session(&short.id_hash).await.unwrap());
+}
+
+async fn login_links_open_one_session_once_and_expire(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let idle = std::time::Duration::from_secs(30 * 60);
+    let link = |byte: u8, lifetime: Duration| NewLoginLink {
+        link_hash: LoginLinkHash::from_digest([byte; 32]),
+        expires_at: Utc::now() + lifetime,
+        session_expires_at: Utc::now() + Duration::hours(1),
+    };
+    let session = |byte: u8| SessionIdHash::from_digest([byte; 32]);
+
+    // A live link opens a session for its user, once.
+    let live = link(1, Duration::seconds(60));
+    repo.create_dashboard_login_link(&a.member, &live)
+        .await
+        .unwrap();
+    let opened = repo
+        .redeem_dashboard_login_link(&live.link_hash, &session(11), idle)
+        .await
+        .unwrap();
+    let LoginLinkRedemption::Opened(opened) = opened else {
+        panic!("a live link opens a session: {opened:?}");
+    };
+    assert_eq!(opened.org_id, a.id);
+    assert_eq!(Some(opened.user_id), a.member.actor.user_id());
+    let touched = repo
+        .touch_dashboard_session(&session(11))
+        .await
+        .unwrap()
+        .expect("the session is live");
+    assert_eq!(touched.user_id, opened.user_id);
+    assert_eq!(
+        repo.redeem_dashboard_login_link(&live.link_hash, &session(12), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Unknown,
+        "used once"
+    );
+    assert!(repo
+        .touch_dashboard_session(&session(12))
+        .await
+        .unwrap()
+        .is_none());
+
+    // An expired link opens nothing and is used up; an unknown one opens nothing.
+    let expired = link(2, Duration::seconds(-1));
+    repo.create_dashboard_login_link(&a.owner, &expired)
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.redeem_dashboard_login_link(&expired.link_hash, &session(13), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Expired
+    );
+    assert!(repo
+        .touch_dashboard_session(&session(13))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        repo.redeem_dashboard_login_link(&LoginLinkHash::from_digest([9; 32]), &session(14), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Unknown
+    );
+
+    // A link asked to live an hour lives at most a minute (checked by its expiry: still live now).
+    let long = link(3, Duration::hours(1));
+    repo.create_dashboard_login_link(&a.admin, &long)
+        .await
+        .unwrap();
+    assert!(matches!(
+        repo.redeem_dashboard_login_link(&long.link_hash, &session(15), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Opened(_)
+    ));
+
+    // Services and non-members make no links.
+    assert!(is_forbidden(
+        repo.create_dashboard_login_link(&a.service, &link(4, Duration::seconds(60)))
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.create_dashboard_login_link(&a.outsider, &link(5, Duration::seconds(60)))
+            .await
+    ));
 }
 
 async fn usage_counters_add_up_per_day_and_provider(

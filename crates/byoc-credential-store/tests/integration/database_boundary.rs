@@ -280,6 +280,12 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
         "SELECT * FROM public.byoc_verify_audit_chain()".to_owned(),
         "SELECT * FROM public.byoc_credentials_per_key_version()".to_owned(),
         "SELECT public.byoc_record_member_profile('dana@clinic.example', 'Dana')".to_owned(),
+        "SELECT public.byoc_create_dashboard_login_link(pg_catalog.decode(pg_catalog.repeat('07', 32), 'hex'), \
+         pg_catalog.now(), pg_catalog.now())"
+            .to_owned(),
+        "SELECT * FROM public.byoc_redeem_dashboard_login_link(pg_catalog.decode(pg_catalog.repeat('07', 32), \
+         'hex'), pg_catalog.decode(pg_catalog.repeat('08', 32), 'hex'), 60)"
+            .to_owned(),
         format!(
             "SELECT * FROM public.byoc_replace_rotated_envelope('{credential_id}', '\\x01', \
              pg_catalog.decode(pg_catalog.repeat('01', 93), 'hex'), 16843009)"

@@ -5,9 +5,10 @@ use std::str::FromStr;
 
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{
-    AuditAction, AuditPage, CredentialRepository, CredentialType, DeliveryStatus, MaskedPhone,
-    NewAuditEvent, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId, OrgId,
-    PostgresStore, ProviderMessageSid, Purpose, Role, SessionIdHash, StoreError, Tenant, UserId,
+    AuditAction, AuditPage, CredentialRepository, CredentialType, DeliveryStatus, LoginLinkHash,
+    MaskedPhone, NewAuditEvent, NewDashboardSession, NewLoginLink, NewOAuthState, NewSmsMessage,
+    OAuthStateId, OrgId, PostgresStore, ProviderMessageSid, Purpose, Role, SessionIdHash,
+    StoreError, Tenant, UserId,
 };
 use chrono::{NaiveDate, Utc};
 use futures::future::join_all;
@@ -28,15 +29,16 @@ const TENANT_TABLES: &[&str] = &[
     "sms_messages",
     "provider_usage_daily",
     "dashboard_sessions",
+    "dashboard_login_links",
 ];
 
 /// The tenant tables byoc_app may read at all (the chain heads are for the chain trigger only; settings-page
-/// sessions are read only through `byoc_touch_dashboard_session`).
+/// sessions are read only through `byoc_touch_dashboard_session`, login links only through their functions).
 fn app_readable_tables() -> impl Iterator<Item = &'static str> {
     TENANT_TABLES.iter().copied().filter(|table| {
         !matches!(
             *table,
-            "credential_audit_chain_heads" | "dashboard_sessions"
+            "credential_audit_chain_heads" | "dashboard_sessions" | "dashboard_login_links"
         )
     })
 }
@@ -117,6 +119,17 @@ async fn seeded() -> Seeded {
             .unwrap();
         store
             .create_dashboard_session(&fixture.member, &session_of(name))
+            .await
+            .unwrap();
+        store
+            .create_dashboard_login_link(
+                &fixture.member,
+                &NewLoginLink {
+                    link_hash: LoginLinkHash::from_digest(*session_of(name).id_hash.as_bytes()),
+                    expires_at: Utc::now() + chrono::Duration::seconds(60),
+                    session_expires_at: Utc::now() + chrono::Duration::hours(1),
+                },
+            )
             .await
             .unwrap();
     }
@@ -1112,5 +1125,27 @@ async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behi
                 .any(|node| node["Parent Relationship"] == "InitPlan"),
             "the policies' initplans sit on the inner side: {json}"
         );
+    }
+}
+
+#[tokio::test]
+async fn login_links_are_reached_only_through_their_definer_functions() {
+    let seeded = seeded().await;
+    let pool = seeded.database.store().pool();
+    for tenant in [&seeded.a.owner, &seeded.a.member] {
+        for statement in [
+            "SELECT count(*) FROM dashboard_login_links",
+            "DELETE FROM dashboard_login_links",
+            "INSERT INTO dashboard_login_links (link_hash, org_id, user_id, expires_at, session_expires_at) \
+             VALUES (decode(repeat('01', 32), 'hex'), byoc_ctx_org(), byoc_ctx_user(), now(), now())",
+        ] {
+            let mut transaction = pool.begin().await.unwrap();
+            set_context(&mut transaction, tenant).await;
+            let error = sqlx::query(statement)
+                .execute(&mut *transaction)
+                .await
+                .unwrap_err();
+            assert_eq!(sql_state(error), "42501", "{statement}");
+        }
     }
 }
