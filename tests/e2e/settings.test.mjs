@@ -505,6 +505,53 @@ test("the header names the organization and the activity names people whose toke
   await other.context().close();
 });
 
+test("a login link from the SaaS's site opens the page without a token, once", async () => {
+  const asked = await fetch(`${baseUrl}/api/dashboard/login-links`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${people.memberA.token}` },
+  });
+  assert.equal(asked.status, 201);
+  const { url, expiresAt } = await asked.json();
+  const left = Date.parse(expiresAt) - Date.now();
+  assert.ok(left > 0 && left <= 60_000, `expires in ${left} ms`);
+  const link = new URL(url);
+  assert.equal(link.pathname, "/dashboard/login");
+  const target = `${baseUrl}${link.pathname}${link.search}`;
+
+  // The SaaS frontend, on another site (localhost, not 127.0.0.1), sends its user over with a plain link.
+  const saas = http.createServer((request, response) => {
+    response.writeHead(200, { "content-type": "text/html" });
+    response.end(`<!doctype html><a href="${target}">Credential settings</a>`);
+  });
+  await new Promise((resolve) => saas.listen(0, "127.0.0.1", resolve));
+  try {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`http://localhost:${saas.address().port}/`);
+    await page.getByRole("link", { name: "Credential settings" }).click();
+    await page.getByRole("heading", { name: "Credential settings" }).waitFor();
+    assert.equal(new URL(page.url()).pathname, "/dashboard/settings");
+    assert.equal(await page.getByTestId("role").textContent(), "member");
+    assert.equal(await page.getByTestId("org-name").textContent(), "Clinic A");
+    assert.ok(!(await page.content()).includes(people.memberA.token), "no token in the page");
+    const session = (await context.cookies()).find((cookie) => cookie.name === "byoc_session");
+    assert.ok(session?.httpOnly, "an HttpOnly session cookie");
+    await context.close();
+  } finally {
+    saas.close();
+  }
+
+  // The link is used up: opened again it says so and opens nothing.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const again = await page.goto(target);
+  assert.equal(again.status(), 410);
+  await page.getByRole("alert").filter({ hasText: "already used" }).waitFor();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  assert.ok(!(await context.cookies()).some((cookie) => cookie.name === "byoc_session"));
+  await context.close();
+});
+
 test("Connect Google Calendar links to the OAuth start and shows the result on return", async () => {
   const page = await signedInPage("ownerA");
   assert.equal(await page.getByRole("link", { name: "Connect Google Calendar" }).getAttribute("href"), "/api/auth/google/start");

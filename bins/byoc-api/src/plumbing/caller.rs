@@ -20,7 +20,7 @@ use byoc_credential_store::{
 };
 use futures::future::LocalBoxFuture;
 
-use crate::plumbing::auth::{bearer_token, AuthError, TokenVerifier};
+use crate::plumbing::auth::{bearer_token, AuthError, Claims, TokenVerifier};
 use crate::plumbing::error::ApiError;
 use crate::plumbing::session::{cookie_session_id, session_hash};
 
@@ -158,6 +158,15 @@ impl FromRequest for Caller {
 
 /// Checks a bearer token and looks up the caller's role (401 for a bad token, 403 for a non-member).
 pub async fn authenticate(authenticator: &Authenticator, token: &str) -> Result<Caller, ApiError> {
+    Ok(authenticate_bearer(authenticator, token).await?.0)
+}
+
+/// Checks a bearer token, looks up the caller's role (401 for a bad token, 403 for a non-member) and records
+/// the email and name the token carries; returns the caller with the token's claims.
+pub async fn authenticate_bearer(
+    authenticator: &Authenticator,
+    token: &str,
+) -> Result<(Caller, Claims), ApiError> {
     let claims = authenticator.tokens.verify(token).await?;
     let tenant = Tenant::user(
         OrgId::from_uuid(claims.org_id),
@@ -165,17 +174,13 @@ pub async fn authenticate(authenticator: &Authenticator, token: &str) -> Result<
     );
     let caller = with_role(authenticator, tenant).await?;
     record_profile(authenticator, &caller, &claims.profile).await;
-    Ok(caller)
+    Ok((caller, claims))
 }
 
 /// Records on the caller's membership the email and name their token carried, when it carried one and this
 /// process has not recorded the same lately. Failing to record does not fail the request (it is logged,
 /// without the values).
-pub async fn record_profile(
-    authenticator: &Authenticator,
-    caller: &Caller,
-    profile: &MemberProfile,
-) {
+async fn record_profile(authenticator: &Authenticator, caller: &Caller, profile: &MemberProfile) {
     let Some(user_id) = caller.tenant.actor.user_id() else {
         return;
     };
