@@ -196,6 +196,83 @@ $$;
 
 ALTER FUNCTION public.byoc_audit_hash(prev_hash bytea, seq bigint, org_id uuid, at timestamp with time zone, actor text, action text, credential_id uuid, credential_type text, detail jsonb) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lease_secs integer) RETURNS TABLE(id uuid, org_id uuid, credential_id uuid, credential_type text, display_name text, event_type text, verification_status text, verification_error text, occurred_at timestamp with time zone, attempts bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_limit IS NULL OR p_limit < 1 OR p_lease_secs IS NULL OR p_lease_secs < 1 THEN
+        RAISE EXCEPTION 'the limit and the lease must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH due AS (
+        SELECT e.id
+        FROM public.credential_events e
+        WHERE e.next_attempt_at <= pg_catalog.now()
+        ORDER BY e.occurred_at, e.id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE public.credential_events e
+    SET attempts = e.attempts + 1,
+        next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_secs)
+    FROM due
+    WHERE e.id = due.id
+    RETURNING e.id, e.org_id, e.credential_id, e.credential_type, e.display_name, e.event_type,
+              e.verification_status, e.verification_error, e.occurred_at, e.attempts::pg_catalog.int8;
+END
+$$;
+
+ALTER FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lease_secs integer) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_claim_due_reverifications(p_interval_secs integer, p_limit integer) RETURNS TABLE(org_id uuid, credential_id uuid, credential_type text, provider_account_id text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    round pg_catalog.interval;
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_interval_secs IS NULL OR p_interval_secs < 1 OR p_limit IS NULL OR p_limit < 1 THEN
+        RAISE EXCEPTION 'the interval and the limit must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    round := pg_catalog.make_interval(secs => p_interval_secs);
+
+    INSERT INTO public.credential_reverify_schedule (credential_id, org_id, due_at)
+    SELECT c.id, c.org_id, pg_catalog.now() + pg_catalog.random() * round
+    FROM public.organization_api_credentials c
+    WHERE c.is_active
+      AND NOT EXISTS (SELECT 1 FROM public.credential_reverify_schedule s WHERE s.credential_id = c.id)
+    ON CONFLICT (credential_id) DO NOTHING;
+
+    UPDATE public.credential_reverify_schedule s
+    SET due_at = pg_catalog.now() + pg_catalog.random() * round
+    WHERE s.due_at > pg_catalog.now() + round;
+
+    RETURN QUERY
+    WITH due AS (
+        SELECT s.credential_id
+        FROM public.credential_reverify_schedule s
+        JOIN public.organization_api_credentials c ON c.id = s.credential_id
+        WHERE s.due_at <= pg_catalog.now() AND c.is_active
+        ORDER BY s.due_at
+        LIMIT p_limit
+        FOR UPDATE OF s SKIP LOCKED
+    )
+    UPDATE public.credential_reverify_schedule s
+    SET due_at = CASE WHEN s.due_at + round > pg_catalog.now() THEN s.due_at + round
+                      ELSE pg_catalog.now() + round END
+    FROM due, public.organization_api_credentials c
+    WHERE s.credential_id = due.credential_id AND c.id = s.credential_id
+    RETURNING s.org_id, s.credential_id, c.credential_type, c.provider_account_id;
+END
+$$;
+
+ALTER FUNCTION public.byoc_claim_due_reverifications(p_interval_secs integer, p_limit integer) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -210,6 +287,18 @@ END
 $$;
 
 ALTER FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_credential_status_counts() RETURNS TABLE(credential_type text, verification_status text, is_active boolean, credentials bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT c.credential_type, c.verification_status, c.is_active, pg_catalog.count(*)
+    FROM public.organization_api_credentials c
+    GROUP BY c.credential_type, c.verification_status, c.is_active
+    ORDER BY c.credential_type, c.verification_status, c.is_active
+$$;
+
+ALTER FUNCTION public.byoc_credential_status_counts() OWNER TO byoc_owner;
 
 CREATE FUNCTION public.byoc_credentials_per_key_version() RETURNS TABLE(encryption_key_version bigint, credentials bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -302,6 +391,27 @@ END
 $$;
 
 ALTER FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_service text) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_delivered THEN
+        DELETE FROM public.credential_events e WHERE e.id = p_id;
+    ELSE
+        UPDATE public.credential_events e
+        SET next_attempt_at = pg_catalog.now()
+                              + pg_catalog.make_interval(secs => GREATEST(p_retry_after_secs, 0)),
+            last_error = pg_catalog.left(p_error, 500)
+        WHERE e.id = p_id;
+    END IF;
+    RETURN FOUND;
+END
+$$;
+
+ALTER FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) OWNER TO byoc_owner;
 
 CREATE FUNCTION public.byoc_notify_credential_change() RETURNS trigger
     LANGUAGE plpgsql
@@ -560,6 +670,62 @@ $$;
 
 ALTER FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_prune_credential_events(p_older_than_secs integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    pruned pg_catalog.int8;
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_older_than_secs IS NULL OR p_older_than_secs < 1 THEN
+        RAISE EXCEPTION 'the age must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM public.credential_events e
+    WHERE e.occurred_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_older_than_secs);
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    RETURN pruned;
+END
+$$;
+
+ALTER FUNCTION public.byoc_prune_credential_events(p_older_than_secs integer) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_queue_credential_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO public.credential_events (org_id, credential_id, credential_type, display_name, event_type,
+                                              verification_status, verification_error)
+        VALUES (OLD.org_id, OLD.id, OLD.credential_type, OLD.display_name, 'credential.purged',
+                OLD.verification_status, OLD.verification_error);
+        RETURN NULL;
+    END IF;
+    IF OLD.is_active AND NOT NEW.is_active THEN
+        INSERT INTO public.credential_events (org_id, credential_id, credential_type, display_name, event_type,
+                                              verification_status, verification_error)
+        VALUES (NEW.org_id, NEW.id, NEW.credential_type, NEW.display_name, 'credential.deactivated',
+                NEW.verification_status, NEW.verification_error);
+    END IF;
+    IF NEW.verification_status IS DISTINCT FROM OLD.verification_status
+       AND NEW.verification_status IN ('verified', 'failed') THEN
+        INSERT INTO public.credential_events (org_id, credential_id, credential_type, display_name, event_type,
+                                              verification_status, verification_error)
+        VALUES (NEW.org_id, NEW.id, NEW.credential_type, NEW.display_name,
+                CASE
+                    WHEN NEW.verification_status = 'verified' THEN 'credential.verified'
+                    WHEN NEW.credential_type = 'google_calendar' THEN 'credential.reconnect_needed'
+                    ELSE 'credential.verification_failed'
+                END,
+                NEW.verification_status, NEW.verification_error);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION public.byoc_queue_credential_event() OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_record_member_profile(p_email text, p_name text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -678,6 +844,21 @@ $$;
 
 ALTER FUNCTION public.byoc_require_context(p_roles text[], p_services boolean) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_require_service_login() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(session_user, 'byoc_service', 'MEMBER') THEN
+        RAISE EXCEPTION 'only a login granted byoc_service may do the service''s cross-organization work'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'set BYOC_SERVICE_DATABASE_URL to a login granted byoc_app and byoc_service';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION public.byoc_require_service_login() OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_touch_dashboard_session(p_id_hash bytea) RETURNS TABLE(org_id uuid, user_id uuid)
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -781,6 +962,42 @@ ALTER TABLE public.credential_audit_log ALTER COLUMN id ADD GENERATED ALWAYS AS 
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE public.credential_events (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    org_id uuid NOT NULL,
+    credential_id uuid NOT NULL,
+    credential_type text NOT NULL,
+    display_name text NOT NULL,
+    event_type text NOT NULL,
+    verification_status text NOT NULL,
+    verification_error text,
+    occurred_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_error text,
+    CONSTRAINT credential_events_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT credential_events_credential_type_check CHECK ((credential_type = ANY (ARRAY['twilio'::text, 'google_calendar'::text, 'stripe'::text, 'hubspot'::text]))),
+    CONSTRAINT credential_events_display_name_check CHECK (((length(display_name) >= 1) AND (length(display_name) <= 255))),
+    CONSTRAINT credential_events_event_type_check CHECK ((event_type = ANY (ARRAY['credential.verified'::text, 'credential.verification_failed'::text, 'credential.deactivated'::text, 'credential.purged'::text, 'credential.reconnect_needed'::text]))),
+    CONSTRAINT credential_events_last_error_check CHECK ((length(last_error) <= 500)),
+    CONSTRAINT credential_events_verification_error_check CHECK ((length(verification_error) <= 2000)),
+    CONSTRAINT credential_events_verification_status_check CHECK ((verification_status = ANY (ARRAY['pending'::text, 'verified'::text, 'failed'::text])))
+);
+
+ALTER TABLE ONLY public.credential_events FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.credential_events OWNER TO byoc_owner;
+
+CREATE TABLE public.credential_reverify_schedule (
+    credential_id uuid NOT NULL,
+    org_id uuid NOT NULL,
+    due_at timestamp with time zone NOT NULL
+);
+
+ALTER TABLE ONLY public.credential_reverify_schedule FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.credential_reverify_schedule OWNER TO byoc_owner;
 
 CREATE TABLE public.dashboard_login_links (
     link_hash bytea NOT NULL,
@@ -893,6 +1110,12 @@ ALTER TABLE ONLY public.credential_audit_log
 ALTER TABLE ONLY public.credential_audit_log
     ADD CONSTRAINT credential_audit_log_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.credential_events
+    ADD CONSTRAINT credential_events_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.credential_reverify_schedule
+    ADD CONSTRAINT credential_reverify_schedule_pkey PRIMARY KEY (credential_id);
+
 ALTER TABLE ONLY public.dashboard_login_links
     ADD CONSTRAINT dashboard_login_links_pkey PRIMARY KEY (link_hash);
 
@@ -928,6 +1151,10 @@ ALTER TABLE ONLY public.sms_messages
 
 CREATE INDEX credential_audit_log_org_id_idx ON public.credential_audit_log USING btree (org_id, id DESC);
 
+CREATE INDEX credential_events_next_attempt_idx ON public.credential_events USING btree (next_attempt_at);
+
+CREATE INDEX credential_reverify_schedule_due_idx ON public.credential_reverify_schedule USING btree (due_at);
+
 CREATE INDEX dashboard_login_links_expires_at_idx ON public.dashboard_login_links USING btree (expires_at);
 
 CREATE INDEX dashboard_sessions_expires_at_idx ON public.dashboard_sessions USING btree (expires_at);
@@ -950,6 +1177,10 @@ CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_ch
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_log FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
+CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_events FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
+
+CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_reverify_schedule FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
+
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.dashboard_login_links FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.dashboard_sessions FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
@@ -964,6 +1195,8 @@ CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.provider_usage_dail
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.sms_messages FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
+CREATE TRIGGER queue_credential_event AFTER DELETE OR UPDATE OF verification_status, is_active ON public.organization_api_credentials FOR EACH ROW EXECUTE FUNCTION public.byoc_queue_credential_event();
+
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON public.organization_api_credentials FOR EACH ROW EXECUTE FUNCTION public.byoc_touch_updated_at();
 
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON public.organization_members FOR EACH ROW EXECUTE FUNCTION public.byoc_touch_updated_at();
@@ -976,6 +1209,12 @@ CREATE TRIGGER touch_updated_at BEFORE UPDATE ON public.sms_messages FOR EACH RO
 
 ALTER TABLE ONLY public.credential_audit_chain_heads
     ADD CONSTRAINT credential_audit_chain_heads_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
+
+ALTER TABLE ONLY public.credential_reverify_schedule
+    ADD CONSTRAINT credential_reverify_schedule_credential_id_fkey FOREIGN KEY (credential_id) REFERENCES public.organization_api_credentials(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.credential_reverify_schedule
+    ADD CONSTRAINT credential_reverify_schedule_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.dashboard_login_links
     ADD CONSTRAINT dashboard_login_links_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
@@ -1007,6 +1246,10 @@ CREATE POLICY byoc_owner_through_functions ON public.credential_audit_chain_head
 
 CREATE POLICY byoc_owner_through_functions ON public.credential_audit_log TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
+CREATE POLICY byoc_owner_through_functions ON public.credential_events TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
+
+CREATE POLICY byoc_owner_through_functions ON public.credential_reverify_schedule TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
+
 CREATE POLICY byoc_owner_through_functions ON public.dashboard_login_links TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
 CREATE POLICY byoc_owner_through_functions ON public.dashboard_sessions TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
@@ -1026,6 +1269,10 @@ CREATE POLICY byoc_owner_through_functions ON public.sms_messages TO byoc_owner 
 ALTER TABLE public.credential_audit_chain_heads ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.credential_audit_log ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.credential_events ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.credential_reverify_schedule ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.dashboard_login_links ENABLE ROW LEVEL SECURITY;
 
@@ -1097,8 +1344,17 @@ REVOKE ALL ON FUNCTION public.byoc_audit_genesis_hash() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.byoc_audit_hash(prev_hash bytea, seq bigint, org_id uuid, at timestamp with time zone, actor text, action text, credential_id uuid, credential_type text, detail jsonb) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lease_secs integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lease_secs integer) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_claim_due_reverifications(p_interval_secs integer, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_claim_due_reverifications(p_interval_secs integer, p_limit integer) TO byoc_app;
+
 REVOKE ALL ON FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_credential_status_counts() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_credential_status_counts() TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_credentials_per_key_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_credentials_per_key_version() TO byoc_app;
@@ -1124,6 +1380,9 @@ GRANT ALL ON FUNCTION public.byoc_end_dashboard_session(p_id_hash bytea) TO byoc
 
 REVOKE ALL ON FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_service text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_service text) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_notify_credential_change() FROM PUBLIC;
 
@@ -1181,6 +1440,11 @@ GRANT ALL ON FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expect
 REVOKE ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) TO byoc_operator;
 
+REVOKE ALL ON FUNCTION public.byoc_prune_credential_events(p_older_than_secs integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_prune_credential_events(p_older_than_secs integer) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_queue_credential_event() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) TO byoc_app;
 
@@ -1194,6 +1458,8 @@ REVOKE ALL ON FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid
 GRANT ALL ON FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid, p_expected bytea, p_new bytea, p_new_key_version bigint) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_require_context(p_roles text[], p_services boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION public.byoc_require_service_login() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.byoc_touch_dashboard_session(p_id_hash bytea) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_touch_dashboard_session(p_id_hash bytea) TO byoc_app;

@@ -91,6 +91,7 @@ compile_error!("byoc-credential-store needs a backend: enable the `postgres` or 
 
 mod access;
 mod error;
+mod health;
 mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -107,6 +108,10 @@ pub mod test_support;
 use std::sync::Arc;
 
 pub use error::{ConflictKind, StoreError, StoreResult};
+pub use health::{
+    CredentialEvent, CredentialEventId, CredentialEventKind, CredentialStatusCount,
+    DueReverification, EventDelivery,
+};
 pub use model::{
     AuditAction, AuditChainHead, AuditChainReport, AuditChainStatus, AuditEvent, AuditEventId,
     AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType, DashboardSession,

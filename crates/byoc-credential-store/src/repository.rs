@@ -6,6 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::StoreResult;
+use crate::health::{
+    CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification, EventDelivery,
+};
 use crate::model::{
     AuditChainReport, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
     CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
@@ -39,6 +42,10 @@ pub trait ChangeListener: Send {
 /// | admin, owner | insert credentials, update envelopes, deactivate, record verification outcomes; add non-owner members; set the hot-lead threshold; start an OAuth connect |
 /// | owner | purge credentials; add owners |
 /// | service (no user) | what a member may, except listing members and OAuth states, plus recording verification outcomes |
+///
+/// The service's background work (re-verification claims and the outbox of credential events) crosses
+/// organizations but hands out no envelope; on Postgres it needs a login granted `byoc_service` (the service
+/// pool of `BYOC_SERVICE_DATABASE_URL`; [`crate::StoreError::Denied`] otherwise).
 ///
 /// A user who is not a member of the tenant's organization gets [`crate::StoreError::Forbidden`] from every
 /// method. On Postgres a service context also needs a login that is a member of `byoc_service`
@@ -383,4 +390,42 @@ pub trait CredentialRepository: Send + Sync {
     /// How many credentials each key version wraps, across organizations (counts only: the service reports
     /// them at start, the operator around a rotation).
     async fn credentials_per_key_version(&self) -> StoreResult<Vec<KeyVersionCount>>;
+
+    // The service's background work (cross-organization, no envelopes).
+
+    /// Claims up to `limit` active credentials whose re-verification is due, for this caller alone: of many
+    /// callers (replicas) on one database, exactly one gets a credential per round, and the credential is moved
+    /// to its next round (`interval` later) by the claim itself. Active credentials not yet scheduled are first
+    /// given a due time at a random point of the next `interval` (rounds spread over the interval); a due time
+    /// further out than `interval` is drawn again within it. `interval` is whole seconds, at least one.
+    async fn claim_due_reverifications(
+        &self,
+        interval: std::time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<DueReverification>>;
+
+    /// How many credentials there are by type, verification status and activity, across organizations
+    /// (counts only; any store).
+    async fn credential_status_counts(&self) -> StoreResult<Vec<CredentialStatusCount>>;
+
+    /// Claims up to `limit` credential events whose next attempt is due, oldest first, for this caller alone:
+    /// each counts an attempt and is leased for `lease` (nobody else claims it meanwhile; a caller that dies
+    /// leaves it to be claimed again when the lease ends). Events are queued by the store in the transaction of
+    /// the change they report (status verified or failed, deactivation, purge).
+    async fn claim_credential_events(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<CredentialEvent>>;
+
+    /// Settles a claimed event: delivered, it leaves the outbox; otherwise its next attempt waits. `false` when
+    /// there is no such event (delivered by another caller after its lease ended, or pruned).
+    async fn finish_credential_event(
+        &self,
+        id: CredentialEventId,
+        outcome: &EventDelivery,
+    ) -> StoreResult<bool>;
+
+    /// Deletes the events that occurred more than `older_than` ago, delivered or not; returns how many.
+    async fn prune_credential_events(&self, older_than: std::time::Duration) -> StoreResult<u64>;
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::error::{StoreError, StoreResult};
+use crate::health::{CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification};
 use crate::model::{
     AuditAction, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
     EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, MemberProfile, NewDashboardSession,
@@ -123,6 +124,42 @@ pub(crate) fn credential_metadata(row: &impl ReadRow) -> StoreResult<CredentialM
         updated_at: row.time("updated_at")?,
         created_by: row.opt_uuid("created_by")?.map(UserId::from_uuid),
         encryption_key_version: key_version(row.int("encryption_key_version")?)?,
+    })
+}
+
+/// A row of a re-verification claim.
+pub(crate) fn due_reverification(row: &impl ReadRow) -> StoreResult<DueReverification> {
+    Ok(DueReverification {
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        credential_id: CredentialId::from_uuid(row.uuid("credential_id")?),
+        credential_type: parse(&row.text("credential_type")?, "credential_type")?,
+        provider_account_id: row.opt_text("provider_account_id")?,
+    })
+}
+
+/// A row of the credential counts.
+pub(crate) fn credential_status_count(row: &impl ReadRow) -> StoreResult<CredentialStatusCount> {
+    Ok(CredentialStatusCount {
+        credential_type: parse(&row.text("credential_type")?, "credential_type")?,
+        verification_status: parse(&row.text("verification_status")?, "verification_status")?,
+        is_active: row.flag("is_active")?,
+        credentials: count(row.int("credentials")?)?,
+    })
+}
+
+/// A claimed outbox row.
+pub(crate) fn credential_event(row: &impl ReadRow) -> StoreResult<CredentialEvent> {
+    Ok(CredentialEvent {
+        id: CredentialEventId::from_uuid(row.uuid("id")?),
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        credential_id: CredentialId::from_uuid(row.uuid("credential_id")?),
+        credential_type: parse(&row.text("credential_type")?, "credential_type")?,
+        display_name: row.text("display_name")?,
+        kind: parse(&row.text("event_type")?, "event_type")?,
+        verification_status: parse(&row.text("verification_status")?, "verification_status")?,
+        verification_error: row.opt_text("verification_error")?,
+        occurred_at: row.time("occurred_at")?,
+        attempts: u32::try_from(row.int("attempts")?).map_err(|_| unreadable("attempts"))?,
     })
 }
 

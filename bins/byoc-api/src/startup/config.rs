@@ -1,6 +1,7 @@
 //! The service's configuration: what both binaries read ([`RuntimeConfig`], from `byoc-runtime`) and what only
 //! the HTTP service reads (listen address, public URL, provider URLs and client tuning, the platform's Google
-//! OAuth app, per-organization limits and the Redis that shares them, the OAuth state and metrics secrets).
+//! OAuth app, per-organization limits and the Redis that shares them, the OAuth state and metrics secrets, the
+//! re-verification interval and where credential events go).
 //!
 //! Parsing happens once, at start-up: a [`Config`] holds only valid values. A bad value stops start-up with a
 //! [`ConfigError`] whose one-line message names the variable and never repeats a secret.
@@ -13,7 +14,9 @@ use byoc_runtime::config::{environment, invalid, parse_url};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::usecases::credential_events::EventsConfig;
 use crate::usecases::outbound::GoogleOAuthClient;
+use crate::usecases::reverify::ReverifyConfig;
 use crate::usecases::shared_limits::SharedLimitsConfig;
 
 pub use byoc_runtime::config::{
@@ -51,6 +54,10 @@ pub struct Config {
     /// `BYOC_METRICS_TOKEN`: the bearer token that unlocks the per-organization series of `/metrics`; without
     /// it they are never served.
     pub metrics_token: Option<SecretString>,
+    /// `BYOC_REVERIFY_INTERVAL_SECS`: how often every active credential is verified again.
+    pub reverify: ReverifyConfig,
+    /// `BYOC_EVENTS_URL` and `BYOC_EVENTS_SECRET`: where credential events are sent, signed (none when unset).
+    pub events: Option<EventsConfig>,
 }
 
 impl Config {
@@ -110,6 +117,8 @@ impl Config {
                 format!("must be at least {MIN_METRICS_TOKEN_LEN} characters long"),
             ));
         }
+        let reverify = ReverifyConfig::from_lookup(get)?;
+        let events = EventsConfig::from_lookup(get)?;
         Ok(Config {
             runtime,
             bind,
@@ -121,6 +130,8 @@ impl Config {
             shared_limits,
             oauth_state_secret,
             metrics_token,
+            reverify,
+            events,
         })
     }
 

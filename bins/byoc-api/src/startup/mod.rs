@@ -28,9 +28,11 @@ use crate::plumbing::routing::{unrouted, RouteTable};
 use crate::startup::config::Config;
 use crate::startup::state::AppState;
 use crate::usecases::booking::BookingLocks;
+use crate::usecases::credential_events;
 use crate::usecases::oauth_state::OAuthStateKey;
 use crate::usecases::outbound::Outbound;
 use crate::usecases::rate_limits::{InProcessLimits, RateLimits};
+use crate::usecases::reverify::{self, CredentialGauge};
 use crate::usecases::shared_limits::{SharedLimits, SharedLimitsMetrics};
 use crate::usecases::usage::{DailyCounters, Usage};
 use crate::usecases::write_behind::WriteBehind;
@@ -46,6 +48,8 @@ pub struct Application {
     credential_service: CredentialService,
     writes: Arc<WriteBehind>,
     dev: Option<DevSession>,
+    /// Re-verification and event delivery, stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -111,6 +115,19 @@ impl Application {
             providers: providers.clone(),
             booking_locks: BookingLocks::default(),
         };
+        let gauge = CredentialGauge::register(&metrics)
+            .map_err(|error| StartupError::Setup(format!("credentials gauge: {error}")))?;
+        let verifiers = providers.verifier_registry();
+        let background = vec![
+            reverify::start(
+                config.reverify,
+                services.credential_service.clone(),
+                verifiers.clone(),
+                gauge,
+            ),
+            credential_events::start(config.events.as_ref(), Arc::clone(&services.repository))
+                .map_err(|error| StartupError::Setup(error.to_string()))?,
+        ];
         let authenticator = web::Data::new(Authenticator {
             tokens: TokenVerifier::new(&services.auth, http),
             repository: Arc::clone(&services.repository),
@@ -119,7 +136,7 @@ impl Application {
         });
         let state = web::Data::new(AppState {
             credential_service: services.credential_service,
-            verifiers: providers.verifier_registry(),
+            verifiers,
             repository: services.repository,
             keyring: services.keyring,
             authenticator,
@@ -174,6 +191,7 @@ impl Application {
             credential_service,
             writes,
             dev: services.dev,
+            background,
         })
     }
 
@@ -203,10 +221,14 @@ impl Application {
             .transpose()
     }
 
-    /// Serves until SIGTERM or SIGINT, lets in-flight requests finish (up to 30 s), then writes the queued
+    /// Serves until SIGTERM or SIGINT, lets in-flight requests finish (up to 30 s), stops re-verifying and
+    /// delivering events (an event being sent is sent again by a replica after its lease), then writes the queued
     /// provider-call records (up to 30 s more) and every queued audit event, and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
         self.writes.shutdown(SHUTDOWN_GRACE).await;
         if let Err(error) = self.credential_service.shutdown().await {
             tracing::error!(%error, "queued audit events could not all be written at shutdown");

@@ -11,17 +11,23 @@
 //! - [`outbound`]: the provider clients and settings the using endpoints share.
 //! - [`usage`]: per-organization rate limits and provider-call counters; [`write_behind`]: the records of
 //!   provider calls, queued while the database is unavailable.
+//! - [`reverify`]: verifying every active credential again once per interval, and the credentials gauge.
+//! - [`credential_events`]: delivering the outbox of credential events to the SaaS, signed per
+//!   [`standard_webhooks`].
 //! - [`rate_limits`]: who keeps the rate limits' buckets, this process or ([`shared_limits`]) Redis for every
 //!   replica.
 
 pub mod alerts;
 pub mod booking;
 pub mod calendar_use;
+pub mod credential_events;
 pub mod oauth_state;
 pub mod outbound;
 pub mod rate_limits;
 pub mod refused_use;
+pub mod reverify;
 pub mod shared_limits;
+pub mod standard_webhooks;
 pub mod usage;
 pub mod verification;
 pub mod write_behind;

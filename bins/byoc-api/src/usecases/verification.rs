@@ -2,9 +2,10 @@
 //! (its verifier), record the outcome (the credential service again). The store only records outcomes.
 
 use byoc_credential_store::{
-    CredentialId, CredentialMetadata, CredentialService, CredentialServiceError, Tenant,
-    VerificationStatus,
+    Actor, CredentialId, CredentialMetadata, CredentialService, CredentialServiceError,
+    CredentialType, Purpose, Tenant, VerificationStatus,
 };
+use byoc_credential_types::{CredentialJson, CredentialPayload, GoogleCalendarCredential};
 use byoc_providers::{ProviderError, VerificationDetails, VerifierRegistry};
 
 use crate::plumbing::error::ApiError;
@@ -44,25 +45,27 @@ impl From<VerificationError> for ApiError {
 /// Decrypts credential `id` (owner, admin or service; active only), asks its provider with `verifiers`, and
 /// records the outcome. A refusal that says the credential is unusable records `failed` (`verified: false`);
 /// an outage, rate limit or invalid input records nothing and answers [`VerificationError::Provider`]. When
-/// the provider hands back a changed payload (Google rotated the refresh token), it is sealed and stored first.
+/// the provider hands back a changed payload (Google rotated the refresh token), it is sealed and stored first
+/// (by a service, such as the periodic re-verification, only Google's rotated refresh token, through the path
+/// any member or service may use).
 pub async fn verify_credential(
     service: &CredentialService,
     verifiers: &VerifierRegistry,
     tenant: &Tenant,
     id: CredentialId,
 ) -> Result<Verification, VerificationError> {
-    let answer = {
+    let (credential_type, answer) = {
         let credential = service.credential_to_verify(tenant, id).await?;
-        verifiers
-            .verify(credential.credential_type(), credential.expose_json())
-            .await
+        let credential_type = credential.credential_type();
+        let answer = verifiers
+            .verify(credential_type, credential.expose_json())
+            .await;
+        (credential_type, answer)
     };
     let (status, error, details) = match answer {
         Ok(accepted) => {
             if let Some(updated) = accepted.updated_payload {
-                service
-                    .replace_payload(tenant, id, &updated, "provider rotated the credential")
-                    .await?;
+                store_updated_payload(service, tenant, id, credential_type, &updated).await?;
             }
             (VerificationStatus::Verified, None, Some(accepted.details))
         }
@@ -82,6 +85,43 @@ pub async fn verify_credential(
     })
 }
 
+/// Stores the payload a provider handed back while verifying: an owner or admin replaces it; a service may not
+/// edit a credential, so it stores only the refresh token Google rotated (compare-and-swap, audited as
+/// `updated`), and any other changed payload is refused as an admin's action.
+async fn store_updated_payload(
+    service: &CredentialService,
+    tenant: &Tenant,
+    id: CredentialId,
+    credential_type: CredentialType,
+    updated: &CredentialJson,
+) -> Result<(), CredentialServiceError> {
+    match (&tenant.actor, credential_type) {
+        (Actor::Service(_), CredentialType::GoogleCalendar) => {
+            let rotated = GoogleCalendarCredential::from_json_bytes(updated.as_bytes()).map_err(
+                |source| CredentialServiceError::InvalidPayload {
+                    provider: credential_type,
+                    source,
+                },
+            )?;
+            let purpose = Purpose::parse("verify").map_err(|_| {
+                CredentialServiceError::from(byoc_credential_store::StoreError::Internal {
+                    context: "the purpose `verify` is not valid".to_owned(),
+                    source: None,
+                })
+            })?;
+            service
+                .store_rotated_refresh_token(tenant, id, &rotated, &purpose)
+                .await?;
+        }
+        _ => {
+            service
+                .replace_payload(tenant, id, updated, "provider rotated the credential")
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -92,7 +132,9 @@ mod tests {
         AuditPage, CredentialRepository, CredentialType, DisplayName, HotLeadThreshold,
         OrganizationName, Purpose, Role, ServiceConfig, ServiceName, UserId,
     };
-    use byoc_credential_types::{E164Phone, InvalidField, TwilioAccountSid, TwilioCredential};
+    use byoc_credential_types::{
+        E164Phone, GoogleCalendarCredential, InvalidField, TwilioAccountSid, TwilioCredential,
+    };
     use byoc_crypto::{KeyVersion, Keyring, MasterKey};
     use byoc_providers::{Acceptance, MockVerifier};
     use secrecy::SecretString;
@@ -255,6 +297,105 @@ mod tests {
                 "verification_failed",
                 "deactivated"
             ]
+        );
+        service.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_service_stores_only_the_refresh_token_google_rotated_while_verifying() {
+        let database = fresh_sqlite().await;
+        let store = database.store();
+        let organization = store
+            .operator_create_organization(
+                &OrganizationName::parse("Clinic").unwrap(),
+                HotLeadThreshold::DEFAULT,
+            )
+            .await
+            .unwrap();
+        let admin_id = UserId::new_random();
+        store
+            .operator_add_member(organization.id, admin_id, Role::Admin)
+            .await
+            .unwrap();
+        let admin = Tenant::user(organization.id, admin_id);
+        let reverify = Tenant::service(organization.id, ServiceName::parse("reverify").unwrap());
+        let keyring = Keyring::new(
+            vec![(KeyVersion::FIRST, MasterKey::generate())],
+            KeyVersion::FIRST,
+        )
+        .unwrap();
+        let service = CredentialService::new(
+            Arc::new(store.clone()),
+            Arc::new(keyring),
+            ServiceConfig::new(ServiceName::parse("byoc-api").unwrap()),
+        );
+        let google = |refresh_token: &str| GoogleCalendarCredential {
+            client_id: "client.apps.googleusercontent.com".to_owned(),
+            client_secret: SecretString::from("client-secret"),
+            refresh_token: SecretString::from(refresh_token.to_owned()),
+            redirect_url: None,
+            calendar_id: None,
+            granted_scope: None,
+        };
+        let stored = service
+            .store(
+                &admin,
+                &google("old-refresh-token"),
+                DisplayName::parse("Calendar").unwrap(),
+            )
+            .await
+            .unwrap();
+
+        let mut verifier = MockVerifier::new();
+        verifier
+            .expect_kind()
+            .return_const(CredentialType::GoogleCalendar);
+        verifier.expect_verify().returning(move |_| {
+            Ok(Acceptance {
+                details: VerificationDetails::GoogleCalendar {
+                    calendar_id: "primary".into(),
+                    time_zone: None,
+                    calendars: 1,
+                },
+                updated_payload: Some(google("rotated-refresh-token").to_json_bytes()),
+            })
+        });
+        let mut verifiers = VerifierRegistry::new();
+        verifiers.register(Arc::new(verifier));
+
+        let verification = verify_credential(&service, &verifiers, &reverify, stored.id)
+            .await
+            .unwrap();
+        assert!(verification.verified);
+        let now = service
+            .credential_to_verify(&admin, stored.id)
+            .await
+            .unwrap();
+        let json = std::str::from_utf8(now.expose_json()).unwrap().to_owned();
+        assert!(
+            json.contains("rotated-refresh-token"),
+            "the rotated token is stored"
+        );
+        let actions: Vec<(String, String)> = service
+            .audit_events(
+                &admin,
+                AuditPage {
+                    limit: 10,
+                    before: None,
+                },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|event| (event.actor.to_string(), event.action.as_str().to_owned()))
+            .collect();
+        assert!(
+            actions.contains(&("service:reverify".to_owned(), "updated".to_owned())),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&("service:reverify".to_owned(), "verified".to_owned())),
+            "{actions:?}"
         );
         service.shutdown().await.unwrap();
     }

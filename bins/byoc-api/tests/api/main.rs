@@ -6,6 +6,7 @@ mod calendar;
 mod credentials;
 mod dev_mode;
 mod errors;
+mod events;
 mod health;
 mod helpers;
 mod leads;
@@ -14,6 +15,7 @@ mod outage;
 #[path = "../../../../crates/byoc-providers/tests/integration/prism.rs"]
 mod prism;
 mod provider_faults;
+mod reverify;
 mod secrets;
 mod settings;
 mod shared_limits;

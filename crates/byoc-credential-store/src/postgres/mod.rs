@@ -19,6 +19,10 @@ use uuid::Uuid;
 
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
+use crate::health::{
+    limit_for_db, whole_seconds, CredentialEvent, CredentialEventId, CredentialStatusCount,
+    DueReverification, EventDelivery,
+};
 use crate::model::{
     delivery_rank, delivery_rank_sql, AuditChainHead, AuditChainReport, AuditChainStatus,
     AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
@@ -33,9 +37,10 @@ use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 use crate::rows::{
-    self, audit_event, credential_metadata, credential_record, key_check_value, member,
-    oauth_state, operator_envelope, organization, role_from_row, sms_message, usage_counter,
-    ReadRow, CREDENTIAL_COLUMNS, SMS_COLUMNS,
+    self, audit_event, credential_event, credential_metadata, credential_record,
+    credential_status_count, due_reverification, key_check_value, member, oauth_state,
+    operator_envelope, organization, role_from_row, sms_message, usage_counter, ReadRow,
+    CREDENTIAL_COLUMNS, SMS_COLUMNS,
 };
 
 crate::rows::impl_read_row!(
@@ -404,6 +409,11 @@ impl PostgresStore {
             (Actor::Service(_), Some(service_pool)) => service_pool,
             _ => &self.pool,
         }
+    }
+
+    /// The pool for the service's own cross-organization work (the service login's when it has one).
+    fn service_work_pool(&self) -> &PgPool {
+        self.service_pool.as_ref().unwrap_or(&self.pool)
     }
 
     /// Refuses an operator command on a store that did not connect as the operator.
@@ -1476,5 +1486,78 @@ impl CredentialRepository for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn claim_due_reverifications(
+        &self,
+        interval: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<DueReverification>> {
+        let rows = sqlx::query(
+            "SELECT org_id, credential_id, credential_type, provider_account_id \
+             FROM byoc_claim_due_reverifications($1, $2)",
+        )
+        .bind(whole_seconds(interval))
+        .bind(limit_for_db(limit))
+        .fetch_all(self.service_work_pool())
+        .await?;
+        rows.iter().map(due_reverification).collect()
+    }
+
+    async fn credential_status_counts(&self) -> StoreResult<Vec<CredentialStatusCount>> {
+        let rows = sqlx::query(
+            "SELECT credential_type, verification_status, is_active, credentials \
+             FROM byoc_credential_status_counts()",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_status_count).collect()
+    }
+
+    async fn claim_credential_events(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<CredentialEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, credential_id, credential_type, display_name, event_type, \
+                    verification_status, verification_error, occurred_at, attempts \
+             FROM byoc_claim_credential_events($1, $2)",
+        )
+        .bind(limit_for_db(limit))
+        .bind(whole_seconds(lease))
+        .fetch_all(self.service_work_pool())
+        .await?;
+        rows.iter().map(credential_event).collect()
+    }
+
+    async fn finish_credential_event(
+        &self,
+        id: CredentialEventId,
+        outcome: &EventDelivery,
+    ) -> StoreResult<bool> {
+        let (delivered, retry_after, error) = match outcome {
+            EventDelivery::Delivered => (true, 0, None),
+            EventDelivery::Retry { after, error } => {
+                (false, whole_seconds(*after), Some(error.as_str()))
+            }
+        };
+        Ok(
+            sqlx::query_scalar("SELECT byoc_finish_credential_event($1, $2, $3, $4)")
+                .bind(id.as_uuid())
+                .bind(delivered)
+                .bind(retry_after)
+                .bind(error)
+                .fetch_one(self.service_work_pool())
+                .await?,
+        )
+    }
+
+    async fn prune_credential_events(&self, older_than: Duration) -> StoreResult<u64> {
+        let pruned: i64 = sqlx::query_scalar("SELECT byoc_prune_credential_events($1)")
+            .bind(whole_seconds(older_than))
+            .fetch_one(self.service_work_pool())
+            .await?;
+        rows::count(pruned)
     }
 }

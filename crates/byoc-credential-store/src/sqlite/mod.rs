@@ -20,6 +20,10 @@ use uuid::Uuid;
 
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
 use crate::error::{StoreError, StoreResult};
+use crate::health::{
+    whole_seconds, CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification,
+    EventDelivery,
+};
 use crate::model::{
     delivery_rank, delivery_rank_sql, AuditAction, AuditChainHead, AuditChainReport,
     AuditChainStatus, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
@@ -32,9 +36,10 @@ use crate::model::{
 };
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
-    self, audit_event, credential_metadata, credential_record, key_check_value, member,
-    oauth_state, operator_envelope, organization, role_from_row, sms_message, usage_counter,
-    CREDENTIAL_COLUMNS, SMS_COLUMNS,
+    self, audit_event, credential_event, credential_metadata, credential_record,
+    credential_status_count, due_reverification, key_check_value, member, oauth_state,
+    operator_envelope, organization, role_from_row, sms_message, usage_counter, CREDENTIAL_COLUMNS,
+    SMS_COLUMNS,
 };
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -352,6 +357,16 @@ fn session_is_live(
 }
 
 /// Timestamps are stored as RFC 3339 text with microseconds, so text order is time order.
+/// Milliseconds in whole seconds of `duration` (rounded up), as the scheduling columns count them.
+fn schedule_millis(duration: Duration) -> i64 {
+    i64::from(whole_seconds(duration)) * 1000
+}
+
+/// A time as the outbox's `occurred_at` holds it (the format of SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ')`).
+fn encode_event_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
 fn encode_time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
 }
@@ -1326,6 +1341,146 @@ impl CredentialRepository for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn claim_due_reverifications(
+        &self,
+        interval: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<DueReverification>> {
+        let now = Utc::now().timestamp_millis();
+        let round = schedule_millis(interval).max(1000);
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO credential_reverify_schedule (credential_id, org_id, due_at_ms) \
+             SELECT c.id, c.org_id, ?1 + abs(random() % ?2) FROM organization_api_credentials c \
+             WHERE c.is_active = 1 \
+               AND NOT EXISTS (SELECT 1 FROM credential_reverify_schedule s WHERE s.credential_id = c.id)",
+        )
+        .bind(now)
+        .bind(round)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "UPDATE credential_reverify_schedule SET due_at_ms = ?1 + abs(random() % ?2) \
+             WHERE due_at_ms > ?1 + ?2",
+        )
+        .bind(now)
+        .bind(round)
+        .execute(&mut *transaction)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT s.org_id, s.credential_id, c.credential_type, c.provider_account_id \
+             FROM credential_reverify_schedule s \
+             JOIN organization_api_credentials c ON c.id = s.credential_id \
+             WHERE s.due_at_ms <= ? AND c.is_active = 1 \
+             ORDER BY s.due_at_ms, s.credential_id LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *transaction)
+        .await?;
+        let due = rows
+            .iter()
+            .map(due_reverification)
+            .collect::<StoreResult<Vec<_>>>()?;
+        for claimed in &due {
+            sqlx::query(
+                "UPDATE credential_reverify_schedule \
+                 SET due_at_ms = CASE WHEN due_at_ms + ?1 > ?2 THEN due_at_ms + ?1 ELSE ?2 + ?1 END \
+                 WHERE credential_id = ?3",
+            )
+            .bind(round)
+            .bind(now)
+            .bind(claimed.credential_id.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(due)
+    }
+
+    async fn credential_status_counts(&self) -> StoreResult<Vec<CredentialStatusCount>> {
+        let rows = sqlx::query(
+            "SELECT credential_type, verification_status, is_active, count(*) AS credentials \
+             FROM organization_api_credentials \
+             GROUP BY credential_type, verification_status, is_active \
+             ORDER BY credential_type, verification_status, is_active",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_status_count).collect()
+    }
+
+    async fn claim_credential_events(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<CredentialEvent>> {
+        let now = Utc::now().timestamp_millis();
+        let mut transaction = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE credential_events SET attempts = attempts + 1, next_attempt_ms = ?1 + ?2 \
+             WHERE id IN (SELECT id FROM credential_events WHERE next_attempt_ms <= ?1 \
+                          ORDER BY occurred_at, id LIMIT ?3) \
+             RETURNING id, org_id, credential_id, credential_type, display_name, event_type, \
+                       verification_status, verification_error, occurred_at, attempts",
+        )
+        .bind(now)
+        .bind(schedule_millis(lease))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        let mut events = rows
+            .iter()
+            .map(credential_event)
+            .collect::<StoreResult<Vec<_>>>()?;
+        events.sort_by_key(|event| (event.occurred_at, event.id.as_uuid()));
+        Ok(events)
+    }
+
+    async fn finish_credential_event(
+        &self,
+        id: CredentialEventId,
+        outcome: &EventDelivery,
+    ) -> StoreResult<bool> {
+        let mut transaction = self.begin_write().await?;
+        let changed = match outcome {
+            EventDelivery::Delivered => {
+                sqlx::query("DELETE FROM credential_events WHERE id = ?")
+                    .bind(id.as_uuid().to_string())
+                    .execute(&mut *transaction)
+                    .await?
+            }
+            EventDelivery::Retry { after, error } => sqlx::query(
+                "UPDATE credential_events SET next_attempt_ms = ?, last_error = substr(?, 1, 500) \
+                     WHERE id = ?",
+            )
+            .bind(Utc::now().timestamp_millis() + schedule_millis(*after))
+            .bind(error)
+            .bind(id.as_uuid().to_string())
+            .execute(&mut *transaction)
+            .await?,
+        }
+        .rows_affected();
+        transaction.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn prune_credential_events(&self, older_than: Duration) -> StoreResult<u64> {
+        let cutoff = chrono::Duration::from_std(older_than)
+            .ok()
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut transaction = self.begin_write().await?;
+        let pruned = sqlx::query("DELETE FROM credential_events WHERE occurred_at < ?")
+            .bind(encode_event_time(cutoff))
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        transaction.commit().await?;
+        Ok(pruned)
     }
 }
 

@@ -10,6 +10,7 @@ use byoc_credential_store::{
     ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName, SessionIdHash,
     SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome, VerificationStatus,
 };
+use byoc_credential_store::{CredentialEventKind, EventDelivery};
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
 
@@ -67,6 +68,10 @@ conformance_tests!(
     usage_counters_add_up_per_day_and_provider,
     operator_paths_page_swap_and_count_envelopes,
     closed_store_is_unavailable_not_not_found,
+    due_reverifications_are_claimed_once_per_round,
+    status_changes_queue_credential_events,
+    credential_events_are_leased_retried_settled_and_pruned,
+    credentials_are_counted_by_type_and_status,
 );
 
 fn is_forbidden<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
@@ -2100,4 +2105,339 @@ async fn a_missing_sqlite_file_and_folder_are_created() {
     byoc_credential_store::migrate(&url).await.unwrap();
     assert!(folder.join("nested").join("byoc.db").exists());
     std::fs::remove_dir_all(&folder).unwrap();
+}
+
+/// Claims due re-verifications with a one-second round until `wanted` credentials came back or five seconds
+/// passed; returns every claim.
+async fn claim_until(
+    repo: &impl CredentialRepository,
+    wanted: usize,
+) -> Vec<byoc_credential_store::DueReverification> {
+    let round = std::time::Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut claimed = Vec::new();
+    while claimed.len() < wanted && std::time::Instant::now() < deadline {
+        claimed.extend(repo.claim_due_reverifications(round, 100).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    claimed
+}
+
+async fn due_reverifications_are_claimed_once_per_round(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let round = std::time::Duration::from_secs(1);
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    let twilio = credential(CredentialType::Twilio, "Main");
+    let stripe = credential(CredentialType::Stripe, "Billing");
+    let retired = credential(CredentialType::Twilio, "Retired");
+    repo.insert_credential(&a.owner, &twilio).await.unwrap();
+    repo.insert_credential(&b.owner, &stripe).await.unwrap();
+    repo.insert_credential(&b.owner, &retired).await.unwrap();
+    repo.deactivate_credential(&b.owner, retired.id)
+        .await
+        .unwrap();
+
+    // The first claim schedules every active credential within the next round; each comes due once per round.
+    let mut first = claim_until(repo, 2).await;
+    first.sort_by_key(|due| due.credential_id.as_uuid());
+    let mut expected = vec![twilio.id, stripe.id];
+    expected.sort_by_key(|id| id.as_uuid());
+    assert_eq!(
+        first
+            .iter()
+            .map(|due| due.credential_id)
+            .collect::<Vec<_>>(),
+        expected,
+        "each active credential once, the deactivated one never"
+    );
+    let claimed_twilio = first
+        .iter()
+        .find(|due| due.credential_id == twilio.id)
+        .unwrap();
+    assert_eq!(claimed_twilio.org_id, a.id);
+    assert_eq!(claimed_twilio.credential_type, CredentialType::Twilio);
+    assert_eq!(
+        claimed_twilio.provider_account_id.as_deref(),
+        Some(TWILIO_ACCOUNT_SID)
+    );
+    assert!(
+        repo.claim_due_reverifications(round, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed credentials wait for their next round"
+    );
+
+    // The next round: two concurrent claimers share the due credentials without overlap.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (left, right) = tokio::join!(
+        repo.claim_due_reverifications(round, 1),
+        repo.claim_due_reverifications(round, 1)
+    );
+    let mut second: Vec<CredentialId> = left
+        .unwrap()
+        .into_iter()
+        .chain(right.unwrap())
+        .map(|due| due.credential_id)
+        .collect();
+    second.extend(
+        repo.claim_due_reverifications(round, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|due| due.credential_id),
+    );
+    second.sort_by_key(|id| id.as_uuid());
+    assert_eq!(second, expected, "once each in the second round");
+
+    // A purged credential leaves the schedule.
+    repo.purge_credential(&b.owner, stripe.id).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let third = repo.claim_due_reverifications(round, 100).await.unwrap();
+    assert!(
+        third.iter().all(|due| due.credential_id == twilio.id),
+        "{third:?}"
+    );
+}
+
+async fn status_changes_queue_credential_events(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let twilio = credential(CredentialType::Twilio, "Main");
+    let google = credential(CredentialType::GoogleCalendar, "Calendar");
+    repo.insert_credential(&a.admin, &twilio).await.unwrap();
+    repo.insert_credential(&a.admin, &google).await.unwrap();
+    let outcome = |status, error: Option<&str>| VerificationOutcome {
+        status,
+        error: error.map(str::to_owned),
+    };
+    repo.record_verification(
+        &a.admin,
+        twilio.id,
+        &outcome(VerificationStatus::Verified, None),
+    )
+    .await
+    .unwrap();
+    // No change, no event.
+    repo.record_verification(
+        &a.service,
+        twilio.id,
+        &outcome(VerificationStatus::Verified, None),
+    )
+    .await
+    .unwrap();
+    repo.record_verification(
+        &a.service,
+        twilio.id,
+        &outcome(VerificationStatus::Failed, Some("account suspended")),
+    )
+    .await
+    .unwrap();
+    repo.record_verification(
+        &a.admin,
+        google.id,
+        &outcome(VerificationStatus::Failed, Some("invalid_grant")),
+    )
+    .await
+    .unwrap();
+    // A reset to pending is no event either.
+    repo.record_verification(
+        &a.admin,
+        google.id,
+        &outcome(VerificationStatus::Pending, None),
+    )
+    .await
+    .unwrap();
+    repo.deactivate_credential(&a.admin, twilio.id)
+        .await
+        .unwrap();
+    repo.purge_credential(&a.owner, google.id).await.unwrap();
+    // A refused change queues nothing.
+    assert!(is_forbidden(
+        repo.purge_credential(&a.admin, twilio.id).await
+    ));
+
+    let events = repo
+        .claim_credential_events(100, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let seen: Vec<(CredentialId, CredentialEventKind)> = events
+        .iter()
+        .map(|event| (event.credential_id, event.kind))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (twilio.id, CredentialEventKind::Verified),
+            (twilio.id, CredentialEventKind::VerificationFailed),
+            (google.id, CredentialEventKind::ReconnectNeeded),
+            (twilio.id, CredentialEventKind::Deactivated),
+            (google.id, CredentialEventKind::Purged),
+        ]
+    );
+    let failed = &events[1];
+    assert_eq!(failed.org_id, a.id);
+    assert_eq!(failed.credential_type, CredentialType::Twilio);
+    assert_eq!(failed.display_name, "Main");
+    assert_eq!(failed.verification_status, VerificationStatus::Failed);
+    assert_eq!(
+        failed.verification_error.as_deref(),
+        Some("account suspended")
+    );
+    assert_eq!(failed.attempts, 1);
+    assert_eq!(events[4].verification_status, VerificationStatus::Pending);
+    let mut ids: Vec<_> = events.iter().map(|event| event.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "every event has its own id");
+}
+
+async fn credential_events_are_leased_retried_settled_and_pruned(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let lease = std::time::Duration::from_secs(60);
+    let a = org(operator, "Clinic A").await;
+    for name in ["One", "Two", "Three"] {
+        let new = credential(CredentialType::Stripe, name);
+        repo.insert_credential(&a.admin, &new).await.unwrap();
+        repo.deactivate_credential(&a.admin, new.id).await.unwrap();
+    }
+    let (left, right) = tokio::join!(
+        repo.claim_credential_events(2, lease),
+        repo.claim_credential_events(2, lease)
+    );
+    let mut claimed: Vec<_> = left.unwrap().into_iter().chain(right.unwrap()).collect();
+    assert_eq!(claimed.len(), 3, "concurrent claimers share the events");
+    claimed.sort_by_key(|event| event.id.as_uuid());
+    claimed.dedup_by_key(|event| event.id);
+    assert_eq!(claimed.len(), 3, "no event is claimed twice");
+    assert!(
+        repo.claim_credential_events(10, lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased events are not claimed again"
+    );
+
+    let (delivered, failing, waiting) = (&claimed[0], &claimed[1], &claimed[2]);
+    assert!(repo
+        .finish_credential_event(delivered.id, &EventDelivery::Delivered)
+        .await
+        .unwrap());
+    assert!(
+        !repo
+            .finish_credential_event(delivered.id, &EventDelivery::Delivered)
+            .await
+            .unwrap(),
+        "a delivered event is gone"
+    );
+    assert!(repo
+        .finish_credential_event(
+            failing.id,
+            &EventDelivery::Retry {
+                after: std::time::Duration::ZERO,
+                error: "HTTP 503".to_owned(),
+            },
+        )
+        .await
+        .unwrap());
+    assert!(repo
+        .finish_credential_event(
+            waiting.id,
+            &EventDelivery::Retry {
+                after: std::time::Duration::from_secs(3600),
+                error: "connection refused".to_owned(),
+            },
+        )
+        .await
+        .unwrap());
+    let again = repo.claim_credential_events(10, lease).await.unwrap();
+    assert_eq!(again.len(), 1, "only the event due again: {again:?}");
+    assert_eq!(again[0].id, failing.id);
+    assert_eq!(again[0].attempts, 2);
+
+    assert_eq!(
+        repo.prune_credential_events(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        repo.prune_credential_events(std::time::Duration::from_secs(1))
+            .await
+            .unwrap(),
+        2,
+        "the undelivered events older than a second"
+    );
+}
+
+async fn credentials_are_counted_by_type_and_status(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    let verified = credential(CredentialType::Twilio, "Main");
+    repo.insert_credential(&a.admin, &verified).await.unwrap();
+    repo.record_verification(
+        &a.admin,
+        verified.id,
+        &VerificationOutcome {
+            status: VerificationStatus::Verified,
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    repo.insert_credential(&b.admin, &credential(CredentialType::Twilio, "Main"))
+        .await
+        .unwrap();
+    repo.insert_credential(&b.admin, &credential(CredentialType::Twilio, "Spare"))
+        .await
+        .unwrap();
+    let retired = credential(CredentialType::HubSpot, "CRM");
+    repo.insert_credential(&b.admin, &retired).await.unwrap();
+    repo.deactivate_credential(&b.admin, retired.id)
+        .await
+        .unwrap();
+
+    let counts: Vec<(CredentialType, VerificationStatus, bool, u64)> = repo
+        .credential_status_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|count| {
+            (
+                count.credential_type,
+                count.verification_status,
+                count.is_active,
+                count.credentials,
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (
+            CredentialType::HubSpot,
+            VerificationStatus::Pending,
+            false,
+            1,
+        ),
+        (CredentialType::Twilio, VerificationStatus::Pending, true, 2),
+        (
+            CredentialType::Twilio,
+            VerificationStatus::Verified,
+            true,
+            1,
+        ),
+    ];
+    let mut counts = counts;
+    counts.sort();
+    expected.sort();
+    assert_eq!(counts, expected);
 }

@@ -315,6 +315,31 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
     transaction.rollback().await.unwrap();
     app.close().await;
 
+    // The service's cross-organization functions (migration 0004), called by a login granted byoc_service with
+    // the same shadows (re-verification claims; the outbox, which byoc_record_verification filled above
+    // through its trigger when the calls ran as byoc_app).
+    let service = role_pool(&database.service_url(), "byoc_app").await;
+    for statement in shadows("byoc_app") {
+        service.execute(statement.as_str()).await.unwrap();
+    }
+    let service_calls = [
+        "SELECT * FROM public.byoc_claim_due_reverifications(1, 10)".to_owned(),
+        "SELECT * FROM public.byoc_claim_credential_events(10, 60)".to_owned(),
+        format!("SELECT public.byoc_finish_credential_event('{stranger}', false, 5, 'HTTP 503')"),
+        format!("SELECT public.byoc_finish_credential_event('{stranger}', true, 0, NULL)"),
+        "SELECT public.byoc_prune_credential_events(3600)".to_owned(),
+        "SELECT * FROM public.byoc_credential_status_counts()".to_owned(),
+    ];
+    let escalated = escalations(&service, "SELECT 1", &service_calls).await;
+    assert!(escalated.is_empty(), "{escalated:#?}");
+    for call in &service_calls {
+        sqlx::query(call)
+            .execute(&service)
+            .await
+            .unwrap_or_else(|error| panic!("{call}: {error}"));
+    }
+    service.close().await;
+
     // The operator's functions, called by the operator's login with the same shadows (the key rotation's
     // swap also fires the audit chain trigger, a definer function of its own).
     let operator = role_pool(&database.operator_url(), "byoc_operator").await;
@@ -926,4 +951,48 @@ async fn a_members_email_and_name_are_written_only_by_its_definer_function() {
         .unwrap_err();
     assert_eq!(sql_state(&error), "42501");
     transaction.rollback().await.unwrap();
+}
+
+/// The service's cross-organization work (re-verification claims, the outbox of credential events) needs a login
+/// granted byoc_service: byoc_app on the user-request login is refused, whatever context it sets.
+#[tokio::test]
+async fn claiming_reverifications_and_events_needs_a_service_login() {
+    let database = fresh_postgres().await;
+    let (a, _) = one_org(&database).await;
+    let app = role_pool(&database.app_url(), "byoc_app").await;
+    for call in [
+        "SELECT * FROM public.byoc_claim_due_reverifications(1, 10)",
+        "SELECT * FROM public.byoc_claim_credential_events(10, 60)",
+        "SELECT public.byoc_finish_credential_event(gen_random_uuid(), true, 0, NULL)",
+        "SELECT public.byoc_prune_credential_events(1)",
+    ] {
+        for context in [
+            "SELECT 1".to_owned(),
+            context_sql(a.id.as_uuid(), None, Some("reverify")),
+        ] {
+            sqlx::query(&context).execute(&app).await.unwrap();
+            let error = sqlx::query(call)
+                .execute(&app)
+                .await
+                .expect_err("refused without a service login");
+            assert!(
+                error.to_string().contains("byoc_service"),
+                "{call}: {error}"
+            );
+        }
+    }
+    // Counts carry no ids: the runtime role may read them.
+    sqlx::query("SELECT * FROM public.byoc_credential_status_counts()")
+        .execute(&app)
+        .await
+        .unwrap();
+    // No table privilege on either table.
+    for table in ["credential_events", "credential_reverify_schedule"] {
+        let error = sqlx::query(&format!("SELECT * FROM public.{table}"))
+            .execute(&app)
+            .await
+            .expect_err("no privilege");
+        assert!(error.to_string().contains("permission denied"), "{error}");
+    }
+    app.close().await;
 }

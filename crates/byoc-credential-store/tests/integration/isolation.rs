@@ -29,16 +29,23 @@ const TENANT_TABLES: &[&str] = &[
     "sms_messages",
     "provider_usage_daily",
     "dashboard_sessions",
+    "credential_reverify_schedule",
+    "credential_events",
     "dashboard_login_links",
 ];
 
 /// The tenant tables byoc_app may read at all (the chain heads are for the chain trigger only; settings-page
-/// sessions are read only through `byoc_touch_dashboard_session`, login links only through their functions).
+/// sessions are read only through `byoc_touch_dashboard_session`, login links only through their functions;
+/// the re-verification schedule and the event outbox only through the service's functions of migration 0004).
 fn app_readable_tables() -> impl Iterator<Item = &'static str> {
     TENANT_TABLES.iter().copied().filter(|table| {
         !matches!(
             *table,
-            "credential_audit_chain_heads" | "dashboard_sessions" | "dashboard_login_links"
+            "credential_audit_chain_heads"
+                | "dashboard_sessions"
+                | "credential_reverify_schedule"
+                | "credential_events"
+                | "dashboard_login_links"
         )
     })
 }
@@ -480,6 +487,23 @@ async fn org_id_cannot_be_changed_by_any_role() {
     let seeded = seeded().await;
     // As a superuser (row-level security does not even apply): the trigger refuses.
     let owner = seeded.database.superuser_pool(1).await;
+    // A's credentials get a re-verification schedule and an event, so that those tables have rows of A too.
+    for statement in [
+        "INSERT INTO credential_reverify_schedule (credential_id, org_id, due_at) \
+         SELECT id, org_id, now() FROM organization_api_credentials WHERE org_id = $1",
+        "INSERT INTO credential_events (org_id, credential_id, credential_type, display_name, event_type, \
+                                        verification_status) \
+         SELECT org_id, id, credential_type, display_name, 'credential.verified', 'verified' \
+         FROM organization_api_credentials WHERE org_id = $1",
+    ] {
+        let inserted = sqlx::query(statement)
+            .bind(seeded.a.id.as_uuid())
+            .execute(&owner)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert!(inserted > 0, "{statement}");
+    }
     for table in TENANT_TABLES
         .iter()
         .filter(|table| **table != "organizations")
