@@ -273,6 +273,21 @@ $$;
 
 ALTER FUNCTION public.byoc_claim_due_reverifications(p_interval_secs integer, p_limit integer) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public.byoc_require_context(ARRAY['owner', 'admin', 'member'], false);
+    DELETE FROM public.dashboard_login_links l WHERE l.expires_at <= pg_catalog.now();
+    INSERT INTO public.dashboard_login_links (link_hash, org_id, user_id, expires_at, session_expires_at)
+    VALUES (p_link_hash, public.byoc_ctx_org(), public.byoc_ctx_user(),
+            LEAST(p_expires_at, pg_catalog.now() + pg_catalog.make_interval(secs => 60)), p_session_expires_at);
+END
+$$;
+
+ALTER FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_credential_status_counts() RETURNS TABLE(credential_type text, verification_status text, is_active boolean, credentials bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -494,6 +509,10 @@ CREATE TABLE public.organization_members (
     role text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    email text,
+    name text,
+    CONSTRAINT organization_members_email_check CHECK (((char_length(email) >= 1) AND (char_length(email) <= 320))),
+    CONSTRAINT organization_members_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT organization_members_role_check CHECK ((role = ANY (ARRAY['owner'::text, 'admin'::text, 'member'::text])))
 );
 
@@ -732,6 +751,24 @@ $$;
 
 ALTER FUNCTION public.byoc_queue_credential_event() OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_record_member_profile(p_email text, p_name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public.byoc_require_context(ARRAY['owner', 'admin', 'member'], false);
+    UPDATE public.organization_members m
+    SET email = p_email,
+        name  = p_name
+    WHERE m.org_id OPERATOR(pg_catalog.=) public.byoc_ctx_org()
+      AND m.user_id OPERATOR(pg_catalog.=) public.byoc_ctx_user()
+      AND (m.email IS DISTINCT FROM p_email OR m.name IS DISTINCT FROM p_name);
+    RETURN FOUND;
+END
+$$;
+
+ALTER FUNCTION public.byoc_record_member_profile(p_email text, p_name text) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -749,6 +786,34 @@ END
 $$;
 
 ALTER FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) RETURNS TABLE(outcome text, session_org_id uuid, session_user_id uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_org             pg_catalog.uuid;
+    v_user            pg_catalog.uuid;
+    v_expires         pg_catalog.timestamptz;
+    v_session_expires pg_catalog.timestamptz;
+BEGIN
+    DELETE FROM public.dashboard_login_links l
+    WHERE l.link_hash = p_link_hash
+    RETURNING l.org_id, l.user_id, l.expires_at, l.session_expires_at
+    INTO v_org, v_user, v_expires, v_session_expires;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::pg_catalog.text, NULL::pg_catalog.uuid, NULL::pg_catalog.uuid;
+    ELSIF v_expires <= pg_catalog.now() OR v_session_expires <= pg_catalog.now() THEN
+        RETURN QUERY SELECT 'expired'::pg_catalog.text, NULL::pg_catalog.uuid, NULL::pg_catalog.uuid;
+    ELSE
+        INSERT INTO public.dashboard_sessions (id_hash, org_id, user_id, idle_timeout_secs, expires_at)
+        VALUES (p_session_hash, v_org, v_user, p_idle_timeout_secs, v_session_expires);
+        RETURN QUERY SELECT 'opened'::pg_catalog.text, v_org, v_user;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) OWNER TO byoc_owner;
 
 CREATE FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid, p_expected bytea, p_new bytea, p_new_key_version bigint) RETURNS SETOF public.organization_api_credentials
     LANGUAGE plpgsql SECURITY DEFINER
@@ -959,6 +1024,20 @@ ALTER TABLE ONLY public.credential_reverify_schedule FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.credential_reverify_schedule OWNER TO byoc_owner;
 
+CREATE TABLE public.dashboard_login_links (
+    link_hash bytea NOT NULL,
+    org_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    session_expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT dashboard_login_links_link_hash_check CHECK ((length(link_hash) = 32))
+);
+
+ALTER TABLE ONLY public.dashboard_login_links FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dashboard_login_links OWNER TO byoc_owner;
+
 CREATE TABLE public.dashboard_sessions (
     id_hash bytea NOT NULL,
     org_id uuid NOT NULL,
@@ -1062,6 +1141,9 @@ ALTER TABLE ONLY public.credential_events
 ALTER TABLE ONLY public.credential_reverify_schedule
     ADD CONSTRAINT credential_reverify_schedule_pkey PRIMARY KEY (credential_id);
 
+ALTER TABLE ONLY public.dashboard_login_links
+    ADD CONSTRAINT dashboard_login_links_pkey PRIMARY KEY (link_hash);
+
 ALTER TABLE ONLY public.dashboard_sessions
     ADD CONSTRAINT dashboard_sessions_pkey PRIMARY KEY (id_hash);
 
@@ -1101,6 +1183,8 @@ CREATE INDEX credential_events_next_attempt_idx ON public.credential_events USIN
 
 CREATE INDEX credential_reverify_schedule_due_idx ON public.credential_reverify_schedule USING btree (due_at);
 
+CREATE INDEX dashboard_login_links_expires_at_idx ON public.dashboard_login_links USING btree (expires_at);
+
 CREATE INDEX dashboard_sessions_expires_at_idx ON public.dashboard_sessions USING btree (expires_at);
 
 CREATE INDEX oauth_states_org_id_idx ON public.oauth_states USING btree (org_id, expires_at);
@@ -1124,6 +1208,8 @@ CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_lo
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_events FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_reverify_schedule FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
+
+CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.dashboard_login_links FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.dashboard_sessions FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
@@ -1158,6 +1244,9 @@ ALTER TABLE ONLY public.credential_reverify_schedule
 ALTER TABLE ONLY public.credential_reverify_schedule
     ADD CONSTRAINT credential_reverify_schedule_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.dashboard_login_links
+    ADD CONSTRAINT dashboard_login_links_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.dashboard_sessions
     ADD CONSTRAINT dashboard_sessions_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
 
@@ -1189,6 +1278,8 @@ CREATE POLICY byoc_owner_through_functions ON public.credential_events TO byoc_o
 
 CREATE POLICY byoc_owner_through_functions ON public.credential_reverify_schedule TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
+CREATE POLICY byoc_owner_through_functions ON public.dashboard_login_links TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
+
 CREATE POLICY byoc_owner_through_functions ON public.dashboard_sessions TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
 CREATE POLICY byoc_owner_through_functions ON public.oauth_states TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
@@ -1210,6 +1301,8 @@ ALTER TABLE public.credential_audit_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.credential_events ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.credential_reverify_schedule ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dashboard_login_links ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.dashboard_sessions ENABLE ROW LEVEL SECURITY;
 
@@ -1284,6 +1377,9 @@ GRANT ALL ON FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lea
 
 REVOKE ALL ON FUNCTION public.byoc_claim_due_reverifications(p_interval_secs integer, p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_claim_due_reverifications(p_interval_secs integer, p_limit integer) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_create_dashboard_login_link(p_link_hash bytea, p_expires_at timestamp with time zone, p_session_expires_at timestamp with time zone) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_credential_status_counts() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_credential_status_counts() TO byoc_app;
@@ -1383,8 +1479,14 @@ GRANT ALL ON FUNCTION public.byoc_prune_credential_events(p_older_than_secs inte
 
 REVOKE ALL ON FUNCTION public.byoc_queue_credential_event() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) TO byoc_app;
+
 REVOKE ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_record_verification(p_credential_id uuid, p_status text, p_error text) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_redeem_dashboard_login_link(p_link_hash bytea, p_session_hash bytea, p_idle_timeout_secs integer) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid, p_expected bytea, p_new bytea, p_new_key_version bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_replace_rotated_envelope(p_credential_id uuid, p_expected bytea, p_new bytea, p_new_key_version bigint) TO byoc_app;

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -35,6 +35,7 @@ let api;
 let apiLog = "";
 let baseUrl;
 let browser;
+let jwtSecret;
 const sentMessages = [];
 const people = {};
 
@@ -153,7 +154,7 @@ before(async () => {
   const env = serviceEnv({
     DATABASE_URL: `sqlite://${path.join(work, "byoc.db")}`,
     BYOC_MASTER_KEYS: `1:${randomBytes(32).toString("hex")}`,
-    BYOC_JWT_SECRET: randomBytes(32).toString("hex"),
+    BYOC_JWT_SECRET: (jwtSecret = randomBytes(32).toString("hex")),
     BYOC_BIND: `127.0.0.1:${port}`,
     TWILIO_API_BASE: `http://127.0.0.1:${fakeTwilio.address().port}`,
     STRIPE_API_BASE: `http://127.0.0.1:${fakeTwilio.address().port}`,
@@ -209,6 +210,19 @@ async function signedInPage(who, viewport = { width: 1280, height: 900 }) {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Credential settings" }).waitFor();
   return page;
+}
+
+/** An HS256 token for one of `people` that also carries `extra` claims (as a Supabase token carries `email`). */
+function tokenWithClaims(who, extra) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const { org, user } = people[who];
+  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({
+    sub: user,
+    org_id: org,
+    exp: Math.floor(Date.now() / 1000) + 600,
+    ...extra,
+  })}`;
+  return `${body}.${createHmac("sha256", jwtSecret).update(body).digest("base64url")}`;
 }
 
 function credentialRow(page, name) {
@@ -454,6 +468,88 @@ test("revoking asks for confirmation, then the credential shows as revoked; the 
     assert.ok(actions.some((action) => expected.test(action)), `${expected} in ${actions.join(", ")}`);
   }
   await page.context().close();
+});
+
+test("the header names the organization and the activity names people whose token carried a name or email", async () => {
+  // ownerA signs in with a token that carries an email and a Supabase name: their earlier events get the name.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${baseUrl}/dashboard/settings`);
+  await page.getByLabel("Bearer token").fill(
+    tokenWithClaims("ownerA", { email: "olivia@clinic-a.example", user_metadata: { full_name: "Olivia <Owner>" } }),
+  );
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Credential settings" }).waitFor();
+  assert.equal(await page.getByTestId("org-name").textContent(), "Clinic A");
+  assert.ok(!(await page.locator("header").innerText()).includes(people.ownerA.org), "no organization id shown");
+  const actors = await page.getByTestId("actor").allTextContents();
+  assert.ok(actors.length >= 3, `actors: ${actors.join(", ")}`);
+  assert.ok(actors.includes("Olivia <Owner>"), `actors: ${actors.join(", ")}`);
+  assert.ok(!actors.includes(`user:${people.ownerA.user}`), `actors: ${actors.join(", ")}`);
+
+  // A later token with another email and no name: the next request records it.
+  const changed = tokenWithClaims("ownerA", { email: "olivia@new.example" });
+  const listed = await fetch(`${baseUrl}/api/organization/credentials`, {
+    headers: { authorization: `Bearer ${changed}` },
+  });
+  assert.equal(listed.status, 200);
+  await page.reload();
+  const renamed = await page.getByTestId("actor").allTextContents();
+  assert.ok(renamed.includes("olivia@new.example"), `actors: ${renamed.join(", ")}`);
+  assert.ok(!renamed.includes("Olivia <Owner>"));
+  await context.close();
+
+  // Clinic B's owner sees their own organization's name.
+  const other = await signedInPage("ownerB");
+  assert.equal(await other.getByTestId("org-name").textContent(), "Clinic B");
+  await other.context().close();
+});
+
+test("a login link from the SaaS's site opens the page without a token, once", async () => {
+  const asked = await fetch(`${baseUrl}/api/dashboard/login-links`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${people.memberA.token}` },
+  });
+  assert.equal(asked.status, 201);
+  const { url, expiresAt } = await asked.json();
+  const left = Date.parse(expiresAt) - Date.now();
+  assert.ok(left > 0 && left <= 60_000, `expires in ${left} ms`);
+  const link = new URL(url);
+  assert.equal(link.pathname, "/dashboard/login");
+  const target = `${baseUrl}${link.pathname}${link.search}`;
+
+  // The SaaS frontend, on another site (localhost, not 127.0.0.1), sends its user over with a plain link.
+  const saas = http.createServer((request, response) => {
+    response.writeHead(200, { "content-type": "text/html" });
+    response.end(`<!doctype html><a href="${target}">Credential settings</a>`);
+  });
+  await new Promise((resolve) => saas.listen(0, "127.0.0.1", resolve));
+  try {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`http://localhost:${saas.address().port}/`);
+    await page.getByRole("link", { name: "Credential settings" }).click();
+    await page.getByRole("heading", { name: "Credential settings" }).waitFor();
+    assert.equal(new URL(page.url()).pathname, "/dashboard/settings");
+    assert.equal(await page.getByTestId("role").textContent(), "member");
+    assert.equal(await page.getByTestId("org-name").textContent(), "Clinic A");
+    assert.ok(!(await page.content()).includes(people.memberA.token), "no token in the page");
+    const session = (await context.cookies()).find((cookie) => cookie.name === "byoc_session");
+    assert.ok(session?.httpOnly, "an HttpOnly session cookie");
+    await context.close();
+  } finally {
+    saas.close();
+  }
+
+  // The link is used up: opened again it says so and opens nothing.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const again = await page.goto(target);
+  assert.equal(again.status(), 410);
+  await page.getByRole("alert").filter({ hasText: "already used" }).waitFor();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  assert.ok(!(await context.cookies()).some((cookie) => cookie.name === "byoc_session"));
+  await context.close();
 });
 
 test("Connect Google Calendar links to the OAuth start and shows the result on return", async () => {

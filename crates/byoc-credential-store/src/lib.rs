@@ -116,11 +116,13 @@ pub use model::{
     AuditAction, AuditChainHead, AuditChainReport, AuditChainStatus, AuditEvent, AuditEventId,
     AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType, DashboardSession,
     DeliveryStatus, DisplayName, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold,
-    Imported, InvalidValue, KeyVersionCount, MaskedPhone, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
+    Imported, InvalidValue, KeyVersionCount, LoginLinkHash, LoginLinkRedemption, MaskedPhone,
+    Member, MemberProfile, NewAuditEvent, NewCredential, NewDashboardSession, NewLoginLink,
+    NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
     OrganizationAuditChain, OrganizationName, ProviderAccountId, ProviderErrorCode,
     ProviderMessageSid, PublicHint, Purpose, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
     StoredKeyCheckValue, UsageCounter, VerificationOutcome, VerificationStatus, DELIVERED,
+    LOGIN_LINK_MAX_LIFETIME,
 };
 pub use model::{CredentialChange, StoreChange};
 pub use model::{NewMasterKey, StoredMasterKey};

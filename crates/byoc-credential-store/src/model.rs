@@ -393,6 +393,62 @@ pub struct Member {
     pub role: Role,
     /// When the membership was created.
     pub created_at: DateTime<Utc>,
+    /// What the user's latest token said about them (email, name), for showing them by name.
+    pub profile: MemberProfile,
+}
+
+/// What a bearer token said about its user, kept with the membership so that the settings page can name people
+/// ("Recent activity"): an email address and a name, each optional. Values are trimmed; an empty one, one with
+/// a control character, one too long ([`MemberProfile::MAX_EMAIL_CHARS`], [`MemberProfile::MAX_NAME_CHARS`]) or
+/// an email without `@` is left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct MemberProfile {
+    email: Option<String>,
+    name: Option<String>,
+}
+
+impl MemberProfile {
+    /// The longest email address kept, in characters.
+    pub const MAX_EMAIL_CHARS: usize = 320;
+    /// The longest name kept, in characters.
+    pub const MAX_NAME_CHARS: usize = 200;
+
+    /// A profile of `email` and `name`, leaving out what is not usable.
+    pub fn new(email: Option<&str>, name: Option<&str>) -> MemberProfile {
+        MemberProfile {
+            email: clean(email, Self::MAX_EMAIL_CHARS).filter(|email| email.contains('@')),
+            name: clean(name, Self::MAX_NAME_CHARS),
+        }
+    }
+
+    /// The email address, if one is known.
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+
+    /// The name, if one is known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether neither an email address nor a name is known.
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.name.is_none()
+    }
+
+    /// How to name the person: the name, else the email address.
+    pub fn label(&self) -> Option<&str> {
+        self.name().or(self.email())
+    }
+}
+
+/// `value` trimmed, unless it is empty, longer than `max_chars` or holds a control character.
+fn clean(value: Option<&str>, max_chars: usize) -> Option<String> {
+    let value = value?.trim();
+    (!value.is_empty()
+        && value.chars().count() <= max_chars
+        && !value.chars().any(char::is_control))
+    .then(|| value.to_owned())
 }
 
 /// A credential to store. The caller encrypts first (binding the envelope to org, type and id).
@@ -809,6 +865,54 @@ pub struct NewDashboardSession {
     pub idle_timeout: std::time::Duration,
     /// When it ends however much it is used.
     pub expires_at: DateTime<Utc>,
+}
+
+/// The SHA-256 hash of a settings-page login link's secret: all the store keeps of it (the link's URL holds the
+/// secret itself). `Debug` shows nothing of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LoginLinkHash([u8; 32]);
+
+impl LoginLinkHash {
+    /// Wraps a SHA-256 digest.
+    pub fn from_digest(digest: [u8; 32]) -> LoginLinkHash {
+        LoginLinkHash(digest)
+    }
+
+    /// The digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LoginLinkHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LoginLinkHash(..)")
+    }
+}
+
+/// A single-use settings-page login link to store for the tenant user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLoginLink {
+    /// The hash of the link's secret.
+    pub link_hash: LoginLinkHash,
+    /// When the link stops working if unused (the store caps it at [`LOGIN_LINK_MAX_LIFETIME`] from now).
+    pub expires_at: DateTime<Utc>,
+    /// When the session the link opens ends, however much it is used.
+    pub session_expires_at: DateTime<Utc>,
+}
+
+/// The longest a login link stays valid: 60 seconds.
+pub const LOGIN_LINK_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What redeeming a login link did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginLinkRedemption {
+    /// The link was live: it is used up, and a session was stored for its user.
+    Opened(DashboardSession),
+    /// The link had expired: it is used up, and nothing was opened.
+    Expired,
+    /// No such link: never made, or already used.
+    Unknown,
 }
 
 /// Whom a live settings-page session signs in.

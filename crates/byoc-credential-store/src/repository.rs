@@ -12,11 +12,11 @@ use crate::health::{
 use crate::model::{
     AuditChainReport, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
     CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewMasterKey, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
-    Organization, OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage,
-    SmsStatusUpdate, StoreChange, StoredKeyCheckValue, StoredMasterKey, UsageCounter,
-    VerificationOutcome,
+    HotLeadThreshold, Imported, KeyVersionCount, LoginLinkHash, LoginLinkRedemption, Member,
+    MemberProfile, NewAuditEvent, NewCredential, NewDashboardSession, NewLoginLink, NewMasterKey,
+    NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
+    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
+    StoreChange, StoredKeyCheckValue, StoredMasterKey, UsageCounter, VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -105,6 +105,15 @@ pub trait CredentialRepository: Send + Sync {
 
     /// The organization's members, by user id (users only).
     async fn list_members(&self, tenant: &Tenant) -> StoreResult<Vec<Member>>;
+
+    /// Records what the tenant user's latest token said about them (email, name) on their own membership,
+    /// replacing what was recorded before; any member, for themself only (a service: `Forbidden`). Returns
+    /// whether anything changed.
+    async fn record_member_profile(
+        &self,
+        tenant: &Tenant,
+        profile: &MemberProfile,
+    ) -> StoreResult<bool>;
 
     // Credentials.
 
@@ -325,6 +334,26 @@ pub trait CredentialRepository: Send + Sync {
 
     /// Ends (deletes) the session with this hash, live or not; whether there was one.
     async fn end_dashboard_session(&self, id_hash: &SessionIdHash) -> StoreResult<bool>;
+
+    /// Stores a single-use login link for the tenant user (any member; services and non-members:
+    /// `Forbidden`), valid until its `expires_at` but never more than [`crate::LOGIN_LINK_MAX_LIFETIME`] from
+    /// the store's now; expired links are deleted on the way.
+    async fn create_dashboard_login_link(
+        &self,
+        tenant: &Tenant,
+        link: &NewLoginLink,
+    ) -> StoreResult<()>;
+
+    /// Uses up the login link with this hash (no tenant: the browser holds only the link) and, when it was
+    /// live, stores a session `session_hash` for its organization and user, idle for at most `idle_timeout`
+    /// between requests and ending at the link's session expiry. In one step, so of two concurrent uses of one
+    /// link at most one opens a session, on any replica.
+    async fn redeem_dashboard_login_link(
+        &self,
+        link_hash: &LoginLinkHash,
+        session_hash: &SessionIdHash,
+        idle_timeout: std::time::Duration,
+    ) -> StoreResult<LoginLinkRedemption>;
 
     // Provider usage counters.
 

@@ -9,9 +9,9 @@ use crate::error::{StoreError, StoreResult};
 use crate::health::{CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification};
 use crate::model::{
     AuditAction, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
-    EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, NewDashboardSession, OAuthState,
-    OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue, StoredMasterKey,
-    UsageCounter,
+    EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, MemberProfile, NewDashboardSession,
+    OAuthState, OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue,
+    StoredMasterKey, UsageCounter,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 
@@ -105,6 +105,10 @@ pub(crate) fn member(row: &impl ReadRow) -> StoreResult<Member> {
         user_id: UserId::from_uuid(row.uuid("user_id")?),
         role: parse(&row.text("role")?, "role")?,
         created_at: row.time("created_at")?,
+        profile: MemberProfile::new(
+            row.opt_text("email")?.as_deref(),
+            row.opt_text("name")?.as_deref(),
+        ),
     })
 }
 
@@ -238,7 +242,12 @@ pub(crate) fn sms_message(row: &impl ReadRow) -> StoreResult<SmsMessage> {
 
 /// A session's idle timeout in whole seconds, as both backends store it (at least 1).
 pub(crate) fn idle_timeout_secs(session: &NewDashboardSession) -> StoreResult<i32> {
-    i32::try_from(session.idle_timeout.as_secs())
+    idle_secs(session.idle_timeout)
+}
+
+/// An idle timeout in whole seconds, as the sessions table keeps it (1 second to 68 years).
+pub(crate) fn idle_secs(idle_timeout: std::time::Duration) -> StoreResult<i32> {
+    i32::try_from(idle_timeout.as_secs())
         .ok()
         .filter(|secs| *secs > 0)
         .ok_or_else(|| {

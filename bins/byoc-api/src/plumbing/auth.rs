@@ -2,9 +2,11 @@
 //!
 //! A token carries `sub` (user uuid), `org_id` (org uuid) and `exp`. When present, `aud` must name
 //! `BYOC_JWT_AUDIENCE` (default `authenticated`, Supabase's), and `iat` and `nbf` may lie at most
-//! [`FUTURE_LEEWAY_SECS`] in the future; `iss` must name `BYOC_JWT_ISSUER` when that is set. Any other claim
-//! (`role`, `email`, …) is accepted and ignored. The caller's role is never taken from the token: it comes from
-//! `organization_members`. Tokens are never logged.
+//! [`FUTURE_LEEWAY_SECS`] in the future; `iss` must name `BYOC_JWT_ISSUER` when that is set. `email` and a name
+//! (`name`, or Supabase's `user_metadata.full_name` or `user_metadata.name`) are read when they are strings, to
+//! name the person on the settings page, and ignored otherwise; any other claim (`role`, …) is accepted and
+//! ignored. The caller's role is never taken from the token: it comes from `organization_members`. Tokens are
+//! never logged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use tokio::sync::RwLock;
 use url::Url;
 use uuid::Uuid;
 
+use byoc_credential_store::MemberProfile;
 use byoc_runtime::config::{AuthConfig, TokenClaimRules};
 
 /// Seconds of clock skew tolerated on `exp`.
@@ -30,7 +33,7 @@ const JWKS_TTL: Duration = Duration::from_secs(300);
 const JWKS_MIN_REFETCH: Duration = Duration::from_secs(10);
 
 /// The claims byoc reads from a bearer token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claims {
     /// The user's uuid.
     pub sub: Uuid,
@@ -38,6 +41,8 @@ pub struct Claims {
     pub org_id: Uuid,
     /// Expiry, seconds since the Unix epoch.
     pub exp: i64,
+    /// The user's email and name, when the token carried them.
+    pub profile: MemberProfile,
 }
 
 /// The claims of a token as read, before the time checks byoc does itself (`iat` and `nbf`).
@@ -50,6 +55,34 @@ struct TokenClaims {
     iat: Option<i64>,
     #[serde(default)]
     nbf: Option<i64>,
+    #[serde(default)]
+    email: Option<serde_json::Value>,
+    #[serde(default)]
+    name: Option<serde_json::Value>,
+    #[serde(default)]
+    user_metadata: Option<serde_json::Value>,
+}
+
+impl TokenClaims {
+    /// The email and name the token carries as strings (others are ignored).
+    fn profile(&self) -> MemberProfile {
+        let metadata = |key: &str| {
+            self.user_metadata
+                .as_ref()
+                .and_then(|metadata| metadata.get(key))
+                .and_then(serde_json::Value::as_str)
+        };
+        let name = self
+            .name
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .or_else(|| metadata("full_name"))
+            .or_else(|| metadata("name"));
+        MemberProfile::new(
+            self.email.as_ref().and_then(serde_json::Value::as_str),
+            name,
+        )
+    }
 }
 
 /// Why a bearer token was refused (every variant answers 401, except [`AuthError::KeysUnavailable`]).
@@ -163,6 +196,7 @@ impl TokenVerifier {
             sub: claims.sub,
             org_id: claims.org_id,
             exp: claims.exp,
+            profile: claims.profile(),
         })
     }
 }
@@ -320,6 +354,33 @@ mod tests {
         .expect("mint");
         let claims = verifier().verify(&token).await.expect("valid");
         assert_eq!((claims.org_id, claims.sub), (org, user));
+    }
+
+    #[tokio::test]
+    async fn email_and_name_are_read_when_they_are_strings() {
+        let sign = |extra: serde_json::Value| {
+            let mut claims = serde_json::json!({"sub": Uuid::new_v4(), "org_id": Uuid::new_v4(),
+                "exp": chrono::Utc::now().timestamp() + 60});
+            if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+                claims.extend(extra.clone());
+            }
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .expect("encode")
+        };
+        let supabase = sign(serde_json::json!({"email": "dana@clinic.example",
+            "user_metadata": {"full_name": "Dana Scully"}}));
+        let profile = verifier().verify(&supabase).await.expect("valid").profile;
+        assert_eq!(profile.email(), Some("dana@clinic.example"));
+        assert_eq!(profile.name(), Some("Dana Scully"));
+
+        // Claims of another type are ignored, and the token still verifies.
+        let odd = sign(serde_json::json!({"email": 42, "name": ["x"], "user_metadata": "none"}));
+        let profile = verifier().verify(&odd).await.expect("valid").profile;
+        assert!(profile.is_empty());
     }
 
     #[tokio::test]

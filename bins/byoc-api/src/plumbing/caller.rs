@@ -10,13 +10,17 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, FromRequest, HttpRequest};
-use byoc_credential_store::{CredentialRepository, CredentialService, OrgId, Role, Tenant, UserId};
+use byoc_credential_store::{
+    CredentialRepository, CredentialService, MemberProfile, OrgId, Role, Tenant, UserId,
+};
 use futures::future::LocalBoxFuture;
 
-use crate::plumbing::auth::{bearer_token, AuthError, TokenVerifier};
+use crate::plumbing::auth::{bearer_token, AuthError, Claims, TokenVerifier};
 use crate::plumbing::error::ApiError;
 use crate::plumbing::session::{cookie_session_id, session_hash};
 
@@ -29,6 +33,42 @@ pub struct Authenticator {
     pub repository: Arc<dyn CredentialRepository>,
     /// The credential service (the caller's role, served from its cache through an outage).
     pub credential_service: CredentialService,
+    /// The member profiles (email, name) this process recorded lately.
+    pub recorded_profiles: RecordedProfiles,
+}
+
+/// How long this process trusts that a member profile it recorded is still the stored one (another replica
+/// may have recorded a newer one since).
+const RECORDED_PROFILE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How many recorded profiles this process remembers; past that it forgets them all and records again.
+const RECORDED_PROFILES_MAX: usize = 10_000;
+
+/// The member profiles this process recorded lately, so that a request writes a member's email and name only
+/// when its token says something new (at most once per [`RECORDED_PROFILE_TTL`] otherwise).
+#[derive(Default)]
+pub struct RecordedProfiles(Mutex<HashMap<(OrgId, UserId), (MemberProfile, Instant)>>);
+
+impl RecordedProfiles {
+    fn is_fresh(&self, key: (OrgId, UserId), profile: &MemberProfile) -> bool {
+        let recorded = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recorded
+            .get(&key)
+            .is_some_and(|(known, at)| known == profile && at.elapsed() < RECORDED_PROFILE_TTL)
+    }
+
+    fn remember(&self, key: (OrgId, UserId), profile: &MemberProfile) {
+        let mut recorded = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recorded.len() >= RECORDED_PROFILES_MAX {
+            recorded.clear();
+        }
+        recorded.insert(key, (profile.clone(), Instant::now()));
+    }
 }
 
 /// What an action needs, from the contract's role table.
@@ -118,12 +158,44 @@ impl FromRequest for Caller {
 
 /// Checks a bearer token and looks up the caller's role (401 for a bad token, 403 for a non-member).
 pub async fn authenticate(authenticator: &Authenticator, token: &str) -> Result<Caller, ApiError> {
+    Ok(authenticate_bearer(authenticator, token).await?.0)
+}
+
+/// Checks a bearer token, looks up the caller's role (401 for a bad token, 403 for a non-member) and records
+/// the email and name the token carries; returns the caller with the token's claims.
+pub async fn authenticate_bearer(
+    authenticator: &Authenticator,
+    token: &str,
+) -> Result<(Caller, Claims), ApiError> {
     let claims = authenticator.tokens.verify(token).await?;
     let tenant = Tenant::user(
         OrgId::from_uuid(claims.org_id),
         UserId::from_uuid(claims.sub),
     );
-    with_role(authenticator, tenant).await
+    let caller = with_role(authenticator, tenant).await?;
+    record_profile(authenticator, &caller, &claims.profile).await;
+    Ok((caller, claims))
+}
+
+/// Records on the caller's membership the email and name their token carried, when it carried one and this
+/// process has not recorded the same lately. Failing to record does not fail the request (it is logged,
+/// without the values).
+async fn record_profile(authenticator: &Authenticator, caller: &Caller, profile: &MemberProfile) {
+    let Some(user_id) = caller.tenant.actor.user_id() else {
+        return;
+    };
+    let key = (caller.tenant.org_id, user_id);
+    if profile.is_empty() || authenticator.recorded_profiles.is_fresh(key, profile) {
+        return;
+    }
+    match authenticator
+        .repository
+        .record_member_profile(&caller.tenant, profile)
+        .await
+    {
+        Ok(_) => authenticator.recorded_profiles.remember(key, profile),
+        Err(error) => tracing::warn!(%error, "could not record the member's email and name"),
+    }
 }
 
 /// Looks up the live settings-page session `session_id` (the cookie's value) and its user's role (401 for an

@@ -92,6 +92,24 @@ impl ApiError {
         )
     }
 
+    /// 410: a settings-page login link that was already used, or never made.
+    pub fn login_link_used() -> ApiError {
+        ApiError::new(
+            StatusCode::GONE,
+            "login_link_used",
+            "this sign-in link was already used or is not valid; ask for a new one",
+        )
+    }
+
+    /// 410: a settings-page login link that expired before it was opened.
+    pub fn login_link_expired() -> ApiError {
+        ApiError::new(
+            StatusCode::GONE,
+            "login_link_expired",
+            "this sign-in link has expired (links work for 60 seconds); ask for a new one",
+        )
+    }
+
     /// 403: a request made with the settings page's session cookie lacks the session's CSRF token.
     pub fn csrf_failed() -> ApiError {
         ApiError::new(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::HttpRequest;
-use byoc_credential_store::SessionIdHash;
+use byoc_credential_store::{LoginLinkHash, SessionIdHash};
 use ring::digest;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -106,6 +106,42 @@ pub fn expired_session_cookie(secure: bool) -> Cookie<'static> {
     cookie
 }
 
+/// The secret of a settings-page login link: 256 random bits from ring's `SystemRandom`, as 64 hex digits in the
+/// link's URL. `Debug` shows nothing of it; the store keeps only its SHA-256 hash ([`login_link_hash`]).
+pub struct LoginLinkSecret(String);
+
+impl LoginLinkSecret {
+    /// A fresh random secret.
+    pub fn generate() -> Result<LoginLinkSecret, ring::error::Unspecified> {
+        let mut bytes = [0_u8; SESSION_ID_BYTES];
+        SystemRandom::new().fill(&mut bytes)?;
+        Ok(LoginLinkSecret(hex::encode(bytes)))
+    }
+
+    /// What the store keeps of it.
+    pub fn hash(&self) -> LoginLinkHash {
+        login_link_hash(&self.0)
+    }
+
+    /// The secret itself, for the link's URL only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LoginLinkSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginLinkSecret(..)")
+    }
+}
+
+/// The SHA-256 of a presented login link secret, to look it up.
+pub fn login_link_hash(secret: &str) -> LoginLinkHash {
+    let mut hash = [0_u8; 32];
+    hash.copy_from_slice(digest::digest(&digest::SHA256, secret.as_bytes()).as_ref());
+    LoginLinkHash::from_digest(hash)
+}
+
 /// A fresh random sign-in nonce (64 hex digits).
 pub fn new_login_nonce() -> Result<String, ring::error::Unspecified> {
     let mut bytes = [0_u8; 32];
@@ -193,6 +229,16 @@ mod tests {
         assert_eq!(session_hash(&first), session_hash(&first));
         assert_ne!(session_hash(&first), session_hash(&second));
         assert!(!hex::encode(session_hash(&first).as_bytes()).contains(&first));
+    }
+
+    #[test]
+    fn login_link_secrets_are_random_and_hidden_from_debug() {
+        let first = LoginLinkSecret::generate().expect("random");
+        let second = LoginLinkSecret::generate().expect("random");
+        assert_eq!(first.expose().len(), 64);
+        assert_ne!(first.expose(), second.expose());
+        assert_eq!(first.hash(), login_link_hash(first.expose()));
+        assert!(!format!("{first:?}").contains(first.expose()));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and role ([`view`]); controls a role may not use are not rendered. The page's script (embedded from `assets/`, no CDN) submits its forms with `fetch()` to the
 //! JSON API, authenticated by the session cookie plus the CSRF header ([`crate::plumbing::session`]), then re-renders.
 
+pub mod login_link;
 pub mod view;
 
 use actix_web::http::header::{self, ContentType};
@@ -14,10 +15,10 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use byoc_credential_store::AuditPage;
 use serde::Deserialize;
 
-use byoc_credential_store::{NewDashboardSession, OrgId, Tenant, UserId};
+use byoc_credential_store::NewDashboardSession;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::plumbing::caller::{authenticate_session, with_role, Caller};
+use crate::plumbing::caller::{authenticate_bearer, authenticate_session, Caller};
 use crate::plumbing::dto::{AuditEntryDto, CredentialRow};
 use crate::plumbing::error::{ApiError, ErrorBody};
 use crate::plumbing::session;
@@ -51,6 +52,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(settings_page)
         .service(sign_in)
         .service(sign_out)
+        .service(login_link::create_login_link)
+        .service(login_link::open_login_link)
         .service(stylesheet)
         .service(script);
 }
@@ -147,8 +150,15 @@ async fn settings_markup(
         .into_iter()
         .map(AuditEntryDto::from)
         .collect();
+    let organization = state
+        .credential_service
+        .organization(&caller.tenant)
+        .await?;
+    let members = state.repository.list_members(&caller.tenant).await?;
     Ok(SettingsView {
         caller,
+        organization_name: organization.name.as_str(),
+        members: &members,
         csrf_token: &session::csrf_token(session_id),
         credentials: &credentials,
         audit: &audit,
@@ -230,12 +240,7 @@ async fn sign_in(
         );
     }
     let signed_in = async {
-        let claims = state.authenticator.tokens.verify(token.trim()).await?;
-        let tenant = Tenant::user(
-            OrgId::from_uuid(claims.org_id),
-            UserId::from_uuid(claims.sub),
-        );
-        let caller = with_role(&state.authenticator, tenant).await?;
+        let (caller, claims) = authenticate_bearer(&state.authenticator, token.trim()).await?;
         start_session(&state, &caller, claims.exp).await
     };
     match signed_in.await {
@@ -264,20 +269,25 @@ async fn start_session(
     token_exp: i64,
 ) -> Result<String, ApiError> {
     let session_id = session::new_session_id().map_err(|_| ApiError::internal(&NoRandomness))?;
-    let now = Utc::now();
-    let lifetime = TimeDelta::from_std(session::SESSION_LIFETIME)
-        .map_err(|error| ApiError::internal(&error))?;
-    let token_end = DateTime::from_timestamp(token_exp, 0).unwrap_or(now);
     let session = NewDashboardSession {
         id_hash: session::session_hash(&session_id),
         idle_timeout: session::SESSION_IDLE_TIMEOUT,
-        expires_at: (now + lifetime).min(token_end),
+        expires_at: session_end(Utc::now(), token_exp)?,
     };
     state
         .repository
         .create_dashboard_session(&caller.tenant, &session)
         .await?;
     Ok(session_id)
+}
+
+/// When a session started at `now` by a token expiring at `token_exp` (seconds since the epoch) ends:
+/// [`session::SESSION_LIFETIME`] later, or at the token's expiry if that comes first.
+fn session_end(now: DateTime<Utc>, token_exp: i64) -> Result<DateTime<Utc>, ApiError> {
+    let lifetime = TimeDelta::from_std(session::SESSION_LIFETIME)
+        .map_err(|error| ApiError::internal(&error))?;
+    let token_end = DateTime::from_timestamp(token_exp, 0).unwrap_or(now);
+    Ok((now + lifetime).min(token_end))
 }
 
 /// The sign-out form's field.

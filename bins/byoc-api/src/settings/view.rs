@@ -3,9 +3,11 @@
 //! Everything a role may not do is left out of the markup, not merely hidden: members get the list, the audit
 //! events and "Send test SMS"; admins also the add/verify/revoke controls; owners also "Purge".
 
+use byoc_credential_store::Member;
 use byoc_credential_types::GOOGLE_READ_ONLY_HINT_SUFFIX;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
+use uuid::Uuid;
 
 use crate::plumbing::caller::{Caller, Permission};
 use crate::plumbing::dto::{AuditEntryDto, CredentialRow, VerificationStatusDto};
@@ -107,6 +109,10 @@ impl SignInView<'_> {
 pub struct SettingsView<'a> {
     /// Who is signed in (organization, user, role).
     pub caller: &'a Caller,
+    /// The organization's name, for the header.
+    pub organization_name: &'a str,
+    /// The organization's members, to name the people in "Recent activity".
+    pub members: &'a [Member],
     /// The session's CSRF token (for the page's requests).
     pub csrf_token: &'a str,
     /// The organization's credentials, newest first.
@@ -129,7 +135,9 @@ impl SettingsView<'_> {
                     div {
                         p class="brand" { "byoc" }
                         p class="who" {
-                            "Organization " code { (self.caller.tenant.org_id.as_uuid()) }
+                            strong data-testid="org-name" title=(self.caller.tenant.org_id.as_uuid()) {
+                                (self.organization_name)
+                            }
                             " · role " strong data-testid="role" { (self.caller.role.as_str()) }
                         }
                     }
@@ -274,7 +282,11 @@ impl SettingsView<'_> {
                                             small class="hint" { (short_id(&id.to_string())) }
                                         }
                                     } }
-                                    td data-label="By" { div class="cell" { small { (event.actor) } } }
+                                    td data-label="By" { div class="cell" {
+                                        small data-testid="actor" title=(event.actor) {
+                                            (self.actor_name(&event.actor).unwrap_or(&event.actor))
+                                        }
+                                    } }
                                 }
                             }
                         }
@@ -282,6 +294,18 @@ impl SettingsView<'_> {
                 }
             }
         }
+    }
+}
+
+impl SettingsView<'_> {
+    /// The name or email recorded for the member an audit actor (`user:<uuid>`) names, if one is known.
+    fn actor_name(&self, actor: &str) -> Option<&str> {
+        let user_id = actor.strip_prefix("user:")?.parse::<Uuid>().ok()?;
+        self.members
+            .iter()
+            .find(|member| member.user_id.as_uuid() == user_id)?
+            .profile
+            .label()
     }
 }
 
@@ -513,8 +537,7 @@ fn short_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byoc_credential_store::{OrgId, Role, Tenant, UserId};
-    use uuid::Uuid;
+    use byoc_credential_store::{MemberProfile, OrgId, Role, Tenant, UserId};
 
     fn row(status: VerificationStatusDto, active: bool) -> CredentialRow {
         CredentialRow {
@@ -542,6 +565,8 @@ mod tests {
         };
         SettingsView {
             caller: &caller,
+            organization_name: "Clinic A",
+            members: &[],
             csrf_token: "csrf",
             credentials: rows,
             audit: &[],
@@ -549,6 +574,55 @@ mod tests {
         }
         .render()
         .into_string()
+    }
+
+    #[test]
+    fn the_header_names_the_organization_and_activity_names_people() {
+        let org_id = OrgId::from_uuid(Uuid::new_v4());
+        let caller = Caller {
+            tenant: Tenant::user(org_id, UserId::from_uuid(Uuid::new_v4())),
+            role: Role::Owner,
+        };
+        let member = |profile: MemberProfile| Member {
+            org_id,
+            user_id: UserId::from_uuid(Uuid::new_v4()),
+            role: Role::Admin,
+            created_at: Utc::now(),
+            profile,
+        };
+        let members = [
+            member(MemberProfile::new(
+                Some("dana@clinic.example"),
+                Some("<Dana>"),
+            )),
+            member(MemberProfile::new(Some("fox@clinic.example"), None)),
+            member(MemberProfile::default()),
+        ];
+        let event = |member: &Member| AuditEntryDto {
+            id: 1,
+            at: Utc::now(),
+            actor: format!("user:{}", member.user_id.as_uuid()),
+            action: "created".into(),
+            credential_id: None,
+            credential_type: None,
+            detail: serde_json::json!({}),
+        };
+        let audit: Vec<AuditEntryDto> = members.iter().map(event).collect();
+        let html = SettingsView {
+            caller: &caller,
+            organization_name: "Clinic <A>",
+            members: &members,
+            csrf_token: "csrf",
+            credentials: &[],
+            audit: &audit,
+            google: None,
+        }
+        .render()
+        .into_string();
+        assert!(html.contains("Clinic &lt;A&gt;"), "{html}");
+        assert!(html.contains("&lt;Dana&gt;"));
+        assert!(html.contains("fox@clinic.example"));
+        assert!(html.contains(&format!(">user:{}<", members[2].user_id.as_uuid())));
     }
 
     #[test]

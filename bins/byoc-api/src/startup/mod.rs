@@ -22,7 +22,7 @@ use url::Url;
 use utoipa::OpenApi;
 
 use crate::plumbing::auth::TokenVerifier;
-use crate::plumbing::caller::Authenticator;
+use crate::plumbing::caller::{Authenticator, RecordedProfiles};
 use crate::plumbing::error::{form_error, json_error, path_error, query_error};
 use crate::plumbing::metrics::{track_requests, Metrics, PerOrganizationAccess};
 use crate::plumbing::routing::{unrouted, RouteTable};
@@ -135,6 +135,7 @@ impl Application {
             tokens: TokenVerifier::new(&services.auth, http),
             repository: Arc::clone(&services.repository),
             credential_service: services.credential_service.clone(),
+            recorded_profiles: RecordedProfiles::default(),
         });
         let state = web::Data::new(AppState {
             credential_service: services.credential_service,

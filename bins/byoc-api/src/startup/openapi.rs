@@ -33,6 +33,8 @@ use crate::plumbing::error::{ErrorBody, ErrorDetail};
         crate::routes::health::readyz,
         crate::routes::health::metrics,
         crate::settings::settings_page,
+        crate::settings::login_link::create_login_link,
+        crate::settings::login_link::open_login_link,
         openapi_json,
     ),
     components(schemas(
@@ -57,6 +59,7 @@ use crate::plumbing::error::{ErrorBody, ErrorDetail};
         crate::plumbing::dto::BookingBody,
         crate::plumbing::dto::BookingResponse,
         crate::routes::twilio_webhook::StatusRecorded,
+        crate::settings::login_link::LoginLinkResponse,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -378,6 +378,24 @@ impl TestApp {
         .expect("mint")
     }
 
+    /// A token for `user` in `org`, valid for an hour, that also carries the claims in `extra` (e.g. `email`).
+    pub fn token_with_claims(&self, org: OrgId, user: UserId, extra: serde_json::Value) -> String {
+        let mut claims = serde_json::json!({
+            "sub": user.as_uuid(),
+            "org_id": org.as_uuid(),
+            "exp": chrono::Utc::now().timestamp() + 3600,
+        });
+        if let (Some(claims), serde_json::Value::Object(extra)) = (claims.as_object_mut(), extra) {
+            claims.extend(extra);
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(self.jwt_secret.expose_secret().as_bytes()),
+        )
+        .expect("encode")
+    }
+
     /// Creates an organization with an owner, an admin and a member.
     pub async fn create_org(&self, name: &str) -> TestOrg {
         let organization = self

@@ -360,3 +360,171 @@ async fn a_made_up_session_cookie_is_refused() {
         assert_eq!(error_code(response).await, "unauthorized");
     }
 }
+
+#[tokio::test]
+async fn the_page_names_the_organization_and_the_people_whose_tokens_carried_them() {
+    for store in [Store::Sqlite, Store::Postgres] {
+        let app = spawn_app_with(store, &[]).await;
+        let org = app.create_org("Sunrise <Dental>").await;
+        // The admin's token carries an email and a Supabase name; the owner's carries neither.
+        let admin_token = app.token_with_claims(
+            org.id,
+            org.admin,
+            serde_json::json!({"email": "ana@sunrise.example",
+                               "user_metadata": {"full_name": "Ana Admin"}}),
+        );
+        app.add_twilio(&admin_token, TWILIO_SID, "Front desk").await;
+        let owner_token = app.token(org.id, org.owner);
+        app.add_twilio(&owner_token, TWILIO_SID, "Back office")
+            .await;
+
+        let session = sign_in(&app, &owner_token).await;
+        let html = page(&app, &session).await;
+        assert!(
+            html.contains(r#"data-testid="org-name""#) && html.contains("Sunrise &lt;Dental&gt;"),
+            "{store:?}: {html}"
+        );
+        assert!(!html.contains("Sunrise <Dental>"));
+        assert!(html.contains(">Ana Admin<"), "{store:?}");
+        assert!(html.contains(&format!(">user:{}<", org.owner.as_uuid())));
+
+        // A new email (and no name) in a later token replaces what was recorded, on the next request.
+        let changed = app.token_with_claims(
+            org.id,
+            org.admin,
+            serde_json::json!({"email": "ana@new.example"}),
+        );
+        let listed = app.get("/api/organization/credentials", &changed).await;
+        assert_eq!(listed.status(), 200);
+        let html = page(&app, &session).await;
+        assert!(html.contains(">ana@new.example<"), "{store:?}");
+        assert!(!html.contains("Ana Admin"));
+    }
+}
+
+/// Asks for a login link with `token` and returns the answer.
+async fn ask_login_link(app: &TestApp, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/dashboard/login-links"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent")
+}
+
+/// The path and query of a login link's URL, to open it on `app`.
+fn link_path(body: &serde_json::Value) -> String {
+    let url = url::Url::parse(body["url"].as_str().expect("url")).expect("a URL");
+    assert_eq!(url.path(), "/dashboard/login");
+    format!("{}?{}", url.path(), url.query().expect("the secret"))
+}
+
+async fn open_link(app: &TestApp, path: &str, json: bool) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path));
+    if json {
+        request = request.header(reqwest::header::ACCEPT, "application/json");
+    }
+    request.send().await.expect("sent")
+}
+
+#[tokio::test]
+async fn a_login_link_opens_a_session_once_on_any_replica_and_lands_on_the_page() {
+    for store in [Store::Sqlite, Store::Postgres] {
+        let app = spawn_app_with(store, &[]).await;
+        // On Postgres the link is opened on another replica than the one that made it.
+        let replica = match store {
+            Store::Postgres => Some(app.spawn_replica().await),
+            Store::Sqlite => None,
+        };
+        let opener = replica.as_ref().unwrap_or(&app);
+        let org = app.create_org("Link Clinic").await;
+
+        let asked = ask_login_link(&app, &app.token(org.id, org.member)).await;
+        assert_eq!(asked.status(), 201, "{store:?}");
+        let body: serde_json::Value = asked.json().await.expect("json");
+        let expires_at = chrono::DateTime::parse_from_rfc3339(body["expiresAt"].as_str().unwrap())
+            .expect("a time");
+        let lifetime = expires_at.signed_duration_since(chrono::Utc::now());
+        assert!(
+            lifetime <= chrono::Duration::seconds(60) && lifetime > chrono::Duration::seconds(50),
+            "{lifetime:?}"
+        );
+        let path = link_path(&body);
+
+        let opened = open_link(opener, &path, false).await;
+        assert_eq!(opened.status(), 200, "{store:?}");
+        let session = named(&set_cookies(&opened), "byoc_session").expect("a session cookie");
+        assert_eq!(session.http_only(), Some(true));
+        assert_eq!(session.same_site(), Some(SameSite::Strict));
+        let landing = opened.text().await.expect("html");
+        assert!(landing.contains("url=/dashboard/settings"), "{landing}");
+        let html = page(opener, &session).await;
+        assert!(html.contains(r#"data-testid="role">member<"#), "{html}");
+        assert!(html.contains("Link Clinic"));
+
+        // Used: the second opening opens nothing, as a page and as JSON.
+        let again = open_link(&app, &path, false).await;
+        assert_eq!(again.status(), 410);
+        assert!(named(&set_cookies(&again), "byoc_session").is_none());
+        assert!(again.text().await.unwrap().contains("already used"));
+        let again = open_link(&app, &path, true).await;
+        assert_eq!(again.status(), 410);
+        assert_eq!(error_code(again).await, "login_link_used");
+        let made_up = open_link(&app, "/dashboard/login?link=0000", true).await;
+        assert_eq!(error_code(made_up).await, "login_link_used");
+        let bare = open_link(&app, "/dashboard/login", false).await;
+        assert_eq!(bare.status(), 410);
+    }
+}
+
+#[tokio::test]
+async fn only_a_members_bearer_token_gets_a_login_link_and_an_expired_one_opens_nothing() {
+    let app = spawn_app_with(Store::Postgres, &[]).await;
+    let org = app.create_org("Expiry Clinic").await;
+    let none = ask_login_link(&app, "").await;
+    assert_eq!(error_code(none).await, "unauthorized");
+    let bad = ask_login_link(&app, "not-a-token").await;
+    assert_eq!(bad.status(), 401);
+    let stranger = app.token(org.id, byoc_credential_store::UserId::new_random());
+    assert_eq!(
+        error_code(ask_login_link(&app, &stranger).await).await,
+        "not_a_member"
+    );
+    // The page's session cookie alone does not make links: a link stands for a bearer token.
+    let session = sign_in(&app, &app.token(org.id, org.owner)).await;
+    let csrf = csrf_from(&page(&app, &session).await);
+    let with_session = app
+        .client
+        .post(app.url("/api/dashboard/login-links"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("byoc_session={}", session.value()),
+        )
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(with_session.status(), 401);
+
+    let asked = ask_login_link(&app, &app.token(org.id, org.owner)).await;
+    assert_eq!(asked.status(), 201);
+    let path = link_path(&asked.json().await.expect("json"));
+    // Sixty seconds pass (behind the service's back).
+    app.superuser_execute(
+        "UPDATE dashboard_login_links SET expires_at = now() - interval '1 second' WHERE org_id = $1",
+        org.id,
+    )
+    .await;
+    let expired = open_link(&app, &path, false).await;
+    assert_eq!(expired.status(), 410);
+    assert!(named(&set_cookies(&expired), "byoc_session").is_none());
+    assert!(expired.text().await.unwrap().contains("has expired"));
+    // Used up by that attempt.
+    assert_eq!(
+        error_code(open_link(&app, &path, true).await).await,
+        "login_link_used"
+    );
+    // Only the hash of the secret is stored.
+    let secret = path.rsplit('=').next().expect("secret").to_owned();
+    assert!(!app.database_text().await.contains(&secret));
+}

@@ -27,10 +27,11 @@ use crate::model::{
     delivery_rank, delivery_rank_sql, AuditChainHead, AuditChainReport, AuditChainStatus,
     AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord, CredentialType,
     DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported,
-    KeyVersionCount, Member, NewAuditEvent, NewCredential, NewDashboardSession, NewOAuthState,
-    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationAuditChain,
-    OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue,
-    UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    KeyVersionCount, LoginLinkHash, LoginLinkRedemption, Member, MemberProfile, NewAuditEvent,
+    NewCredential, NewDashboardSession, NewLoginLink, NewOAuthState, NewSmsMessage, OAuthState,
+    OperatorEnvelope, Organization, OrganizationAuditChain, OrganizationName, Role, SessionIdHash,
+    SmsMessage, SmsStatusUpdate, StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED,
+    FINAL_DELIVERY_RANK,
 };
 use crate::model::{NewMasterKey, StoredMasterKey};
 use crate::repository::{ChangeListener, CredentialRepository};
@@ -48,6 +49,9 @@ crate::rows::impl_read_row!(
     uuid = |row, column| Ok(row.try_get::<Uuid, _>(column)?),
     opt_uuid = |row, column| Ok(row.try_get::<Option<Uuid>, _>(column)?)
 );
+
+/// The columns of a membership row, as [`member`] reads them.
+const MEMBER_COLUMNS: &str = "org_id, user_id, role, created_at, email, name";
 
 /// Organization columns (the threshold widened to bigint for [`rows::ReadRow::int`]).
 const ORGANIZATION_COLUMNS: &str =
@@ -729,9 +733,9 @@ impl CredentialRepository for PostgresStore {
         role: Role,
     ) -> StoreResult<Member> {
         self.require_operator()?;
-        let row = sqlx::query(
-            "SELECT org_id, user_id, role, created_at FROM byoc_operator_add_member($1, $2, $3)",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM byoc_operator_add_member($1, $2, $3)"
+        ))
         .bind(org_id.as_uuid())
         .bind(user_id.as_uuid())
         .bind(role.as_str())
@@ -749,10 +753,10 @@ impl CredentialRepository for PostgresStore {
     ) -> StoreResult<Member> {
         let (mut transaction, actor_role) = self.begin(tenant).await?;
         check_grant(&tenant.actor, actor_role, role)?;
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, $3) \
-             RETURNING org_id, user_id, role, created_at",
-        )
+             RETURNING {MEMBER_COLUMNS}"
+        ))
         .bind(tenant.org_id.as_uuid())
         .bind(user_id.as_uuid())
         .bind(role.as_str())
@@ -777,14 +781,29 @@ impl CredentialRepository for PostgresStore {
 
     async fn list_members(&self, tenant: &Tenant) -> StoreResult<Vec<Member>> {
         let (mut transaction, _) = self.begin_checked(tenant, Need::MemberUser).await?;
-        let rows = sqlx::query(
-            "SELECT org_id, user_id, role, created_at FROM organization_members WHERE org_id = $1 ORDER BY user_id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM organization_members WHERE org_id = $1 ORDER BY user_id"
+        ))
         .bind(tenant.org_id.as_uuid())
         .fetch_all(&mut *transaction)
         .await?;
         transaction.commit().await?;
         rows.iter().map(member).collect()
+    }
+
+    async fn record_member_profile(
+        &self,
+        tenant: &Tenant,
+        profile: &MemberProfile,
+    ) -> StoreResult<bool> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberUser).await?;
+        let changed: bool = sqlx::query_scalar("SELECT byoc_record_member_profile($1, $2)")
+            .bind(profile.email())
+            .bind(profile.name())
+            .fetch_one(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(changed)
     }
 
     async fn insert_credential(
@@ -1335,6 +1354,46 @@ impl CredentialRepository for PostgresStore {
             .bind(&id_hash.as_bytes()[..])
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn create_dashboard_login_link(
+        &self,
+        tenant: &Tenant,
+        link: &NewLoginLink,
+    ) -> StoreResult<()> {
+        let (mut transaction, _) = self.begin_checked(tenant, Need::MemberUser).await?;
+        sqlx::query("SELECT byoc_create_dashboard_login_link($1, $2, $3)")
+            .bind(&link.link_hash.as_bytes()[..])
+            .bind(link.expires_at)
+            .bind(link.session_expires_at)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn redeem_dashboard_login_link(
+        &self,
+        link_hash: &LoginLinkHash,
+        session_hash: &SessionIdHash,
+        idle_timeout: Duration,
+    ) -> StoreResult<LoginLinkRedemption> {
+        let idle_secs = rows::idle_secs(idle_timeout)?;
+        let row = sqlx::query(
+            "SELECT outcome, session_org_id AS org_id, session_user_id AS user_id \
+             FROM byoc_redeem_dashboard_login_link($1, $2, $3)",
+        )
+        .bind(&link_hash.as_bytes()[..])
+        .bind(&session_hash.as_bytes()[..])
+        .bind(idle_secs)
+        .fetch_one(&self.pool)
+        .await?;
+        let outcome: String = row.try_get("outcome")?;
+        match outcome.as_str() {
+            "opened" => Ok(LoginLinkRedemption::Opened(rows::dashboard_session(&row)?)),
+            "expired" => Ok(LoginLinkRedemption::Expired),
+            _ => Ok(LoginLinkRedemption::Unknown),
+        }
     }
 
     async fn increment_usage(

@@ -28,10 +28,11 @@ use crate::model::{
     delivery_rank, delivery_rank_sql, AuditAction, AuditChainHead, AuditChainReport,
     AuditChainStatus, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
     CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
-    HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
+    HotLeadThreshold, Imported, KeyVersionCount, LoginLinkHash, LoginLinkRedemption, Member,
+    MemberProfile, NewAuditEvent, NewCredential, NewDashboardSession, NewLoginLink, NewOAuthState,
+    NewSmsMessage, OAuthState, OperatorEnvelope, Organization, OrganizationAuditChain,
+    OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate, StoredKeyCheckValue,
+    UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK, LOGIN_LINK_MAX_LIFETIME,
 };
 use crate::model::{NewMasterKey, StoredMasterKey};
 use crate::repository::{ChangeListener, CredentialRepository};
@@ -65,7 +66,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 const ORGANIZATION_COLUMNS: &str = "id, name, hot_lead_threshold, created_at, updated_at";
 const AUDIT_COLUMNS: &str =
     "id, org_id, seq, at, actor, action, credential_id, credential_type, detail";
-const MEMBER_COLUMNS: &str = "org_id, user_id, role, created_at";
+const MEMBER_COLUMNS: &str = "org_id, user_id, role, created_at, email, name";
 
 /// Applies the SQLite migrations, creating the file if it is missing. Idempotent.
 pub async fn migrate(database_url: &str) -> StoreResult<()> {
@@ -501,6 +502,33 @@ impl CredentialRepository for SqliteStore {
         .await?;
         transaction.commit().await?;
         rows.iter().map(member).collect()
+    }
+
+    async fn record_member_profile(
+        &self,
+        tenant: &Tenant,
+        profile: &MemberProfile,
+    ) -> StoreResult<bool> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::MemberUser).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        let changed = sqlx::query(
+            "UPDATE organization_members SET email = ?, name = ? \
+             WHERE org_id = ? AND user_id = ? AND (email IS NOT ? OR name IS NOT ?)",
+        )
+        .bind(profile.email())
+        .bind(profile.name())
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(profile.email())
+        .bind(profile.name())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected()
+            > 0;
+        transaction.commit().await?;
+        Ok(changed)
     }
 
     async fn insert_credential(
@@ -1118,6 +1146,84 @@ impl CredentialRepository for SqliteStore {
             .await?
             .rows_affected();
         Ok(deleted > 0)
+    }
+
+    async fn create_dashboard_login_link(
+        &self,
+        tenant: &Tenant,
+        link: &NewLoginLink,
+    ) -> StoreResult<()> {
+        let (mut transaction, _) = self.begin_write_checked(tenant, Need::MemberUser).await?;
+        let user_id = tenant.actor.user_id().ok_or(StoreError::Forbidden {
+            reason: "a service may not do this",
+        })?;
+        let now = Utc::now();
+        // A lifetime that does not fit (it does) would make every link expire at once, never live longer.
+        let longest = chrono::TimeDelta::from_std(LOGIN_LINK_MAX_LIFETIME).unwrap_or_default();
+        sqlx::query("DELETE FROM dashboard_login_links WHERE expires_at <= ?")
+            .bind(encode_time(now))
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(
+            "INSERT INTO dashboard_login_links \
+                 (link_hash, org_id, user_id, created_at, expires_at, session_expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&link.link_hash.as_bytes()[..])
+        .bind(tenant.org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(encode_time(now))
+        .bind(encode_time(link.expires_at.min(now + longest)))
+        .bind(encode_time(link.session_expires_at))
+        .execute(&mut *transaction)
+        .await
+        .map_err(missing_org)?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn redeem_dashboard_login_link(
+        &self,
+        link_hash: &LoginLinkHash,
+        session_hash: &SessionIdHash,
+        idle_timeout: std::time::Duration,
+    ) -> StoreResult<LoginLinkRedemption> {
+        let idle_secs = rows::idle_secs(idle_timeout)?;
+        let mut transaction = self.begin_write().await?;
+        let Some(row) = sqlx::query(
+            "DELETE FROM dashboard_login_links WHERE link_hash = ? \
+             RETURNING org_id, user_id, expires_at, session_expires_at",
+        )
+        .bind(&link_hash.as_bytes()[..])
+        .fetch_optional(&mut *transaction)
+        .await?
+        else {
+            return Ok(LoginLinkRedemption::Unknown);
+        };
+        let now = encode_time(Utc::now());
+        let expires_at: String = row.try_get("expires_at")?;
+        let session_expires_at: String = row.try_get("session_expires_at")?;
+        if expires_at <= now || session_expires_at <= now {
+            transaction.commit().await?;
+            return Ok(LoginLinkRedemption::Expired);
+        }
+        let session = rows::dashboard_session(&row)?;
+        sqlx::query(
+            "INSERT INTO dashboard_sessions \
+                 (id_hash, org_id, user_id, created_at, last_seen_at, idle_timeout_secs, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&session_hash.as_bytes()[..])
+        .bind(session.org_id.to_string())
+        .bind(session.user_id.to_string())
+        .bind(&now)
+        .bind(&now)
+        .bind(idle_secs)
+        .bind(session_expires_at)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(LoginLinkRedemption::Opened(session))
     }
 
     async fn increment_usage(

@@ -4,11 +4,12 @@
 use byoc_credential_store::{
     Actor, AuditAction, AuditChainStatus, AuditEvent, AuditFilter, AuditPage, ConflictKind,
     CredentialId, CredentialMetadata, CredentialRepository, CredentialType, DeliveryStatus,
-    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewMasterKey, NewOAuthState, NewSmsMessage, OAuthStateId,
-    OperatorEnvelope, OrgId, ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose,
-    Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
-    VerificationOutcome, VerificationStatus,
+    EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, LoginLinkHash, LoginLinkRedemption,
+    MaskedPhone, MemberProfile, NewAuditEvent, NewCredential, NewDashboardSession, NewLoginLink,
+    NewMasterKey, NewOAuthState, NewSmsMessage, OAuthStateId, OperatorEnvelope, OrgId,
+    ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose, Role, ServiceName,
+    SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome,
+    VerificationStatus,
 };
 use byoc_credential_store::{CredentialEventKind, EventDelivery};
 use chrono::{Duration, NaiveDate, Utc};
@@ -45,6 +46,7 @@ conformance_tests!(
     ping_answers,
     organizations_are_created_and_read_with_their_threshold,
     members_are_added_by_role_and_listed,
+    members_record_their_own_email_and_name,
     credentials_are_inserted_and_listed_as_metadata,
     an_import_stores_an_account_once_per_organization,
     concurrent_imports_of_one_account_store_it_once,
@@ -64,6 +66,7 @@ conformance_tests!(
     sms_messages_record_delivery_status,
     sms_statuses_never_move_backwards,
     dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out,
+    login_links_open_one_session_once_and_expire,
     usage_counters_add_up_per_day_and_provider,
     operator_paths_page_swap_and_count_envelopes,
     closed_store_is_unavailable_not_not_found,
@@ -219,6 +222,62 @@ async fn members_are_added_by_role_and_listed(
     assert!(is_forbidden(repo.list_members(&a.service).await));
     assert!(is_forbidden(repo.list_members(&a.outsider).await));
     assert_eq!(repo.list_members(&b.owner).await.unwrap().len(), 3);
+}
+
+async fn members_record_their_own_email_and_name(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    let profile_of = |members: &[byoc_credential_store::Member], tenant: &Tenant| {
+        let user = tenant.actor.user_id().unwrap();
+        members
+            .iter()
+            .find(|member| member.user_id == user)
+            .map(|member| member.profile.clone())
+            .unwrap()
+    };
+
+    let members = repo.list_members(&a.owner).await.unwrap();
+    assert!(members.iter().all(|member| member.profile.is_empty()));
+
+    let dana = MemberProfile::new(Some(" dana@clinic-a.example "), Some("Dana Scully"));
+    assert_eq!(dana.email(), Some("dana@clinic-a.example"));
+    assert!(repo.record_member_profile(&a.member, &dana).await.unwrap());
+    // The same values again change nothing.
+    assert!(!repo.record_member_profile(&a.member, &dana).await.unwrap());
+    let members = repo.list_members(&a.admin).await.unwrap();
+    assert_eq!(profile_of(&members, &a.member), dana);
+    assert_eq!(profile_of(&members, &a.member).label(), Some("Dana Scully"));
+    // Only the member's own row in this organization changed.
+    assert!(profile_of(&members, &a.owner).is_empty());
+    assert!(repo
+        .list_members(&b.owner)
+        .await
+        .unwrap()
+        .iter()
+        .all(|member| member.profile.is_empty()));
+
+    // A changed email replaces the old one; a token without a name clears it.
+    let renamed = MemberProfile::new(Some("dana@new.example"), None);
+    assert!(repo
+        .record_member_profile(&a.member, &renamed)
+        .await
+        .unwrap());
+    let members = repo.list_members(&a.owner).await.unwrap();
+    assert_eq!(
+        profile_of(&members, &a.member).label(),
+        Some("dana@new.example")
+    );
+
+    // Services and non-members record nothing.
+    assert!(is_forbidden(
+        repo.record_member_profile(&a.service, &dana).await
+    ));
+    assert!(is_forbidden(
+        repo.record_member_profile(&a.outsider, &dana).await
+    ));
 }
 
 async fn credentials_are_inserted_and_listed_as_metadata(
@@ -1731,6 +1790,98 @@ async fn dashboard_sessions_live_until_idle_or_absolute_expiry_or_sign_out(
         .unwrap();
     assert!(!repo.end_dashboard_session(&idle.id_hash).await.unwrap());
     assert!(!repo.end_dashboard_session(&short.id_hash).await.unwrap());
+}
+
+async fn login_links_open_one_session_once_and_expire(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let a = org(operator, "Clinic A").await;
+    let idle = std::time::Duration::from_secs(30 * 60);
+    let link = |byte: u8, lifetime: Duration| NewLoginLink {
+        link_hash: LoginLinkHash::from_digest([byte; 32]),
+        expires_at: Utc::now() + lifetime,
+        session_expires_at: Utc::now() + Duration::hours(1),
+    };
+    let session = |byte: u8| SessionIdHash::from_digest([byte; 32]);
+
+    // A live link opens a session for its user, once.
+    let live = link(1, Duration::seconds(60));
+    repo.create_dashboard_login_link(&a.member, &live)
+        .await
+        .unwrap();
+    let opened = repo
+        .redeem_dashboard_login_link(&live.link_hash, &session(11), idle)
+        .await
+        .unwrap();
+    let LoginLinkRedemption::Opened(opened) = opened else {
+        panic!("a live link opens a session: {opened:?}");
+    };
+    assert_eq!(opened.org_id, a.id);
+    assert_eq!(Some(opened.user_id), a.member.actor.user_id());
+    let touched = repo
+        .touch_dashboard_session(&session(11))
+        .await
+        .unwrap()
+        .expect("the session is live");
+    assert_eq!(touched.user_id, opened.user_id);
+    assert_eq!(
+        repo.redeem_dashboard_login_link(&live.link_hash, &session(12), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Unknown,
+        "used once"
+    );
+    assert!(repo
+        .touch_dashboard_session(&session(12))
+        .await
+        .unwrap()
+        .is_none());
+
+    // An expired link opens nothing and is used up; an unknown one opens nothing.
+    let expired = link(2, Duration::seconds(-1));
+    repo.create_dashboard_login_link(&a.owner, &expired)
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.redeem_dashboard_login_link(&expired.link_hash, &session(13), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Expired
+    );
+    assert!(repo
+        .touch_dashboard_session(&session(13))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        repo.redeem_dashboard_login_link(&LoginLinkHash::from_digest([9; 32]), &session(14), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Unknown
+    );
+
+    // A link asked to live an hour lives at most a minute (checked by its expiry: still live now).
+    let long = link(3, Duration::hours(1));
+    repo.create_dashboard_login_link(&a.admin, &long)
+        .await
+        .unwrap();
+    assert!(matches!(
+        repo.redeem_dashboard_login_link(&long.link_hash, &session(15), idle)
+            .await
+            .unwrap(),
+        LoginLinkRedemption::Opened(_)
+    ));
+
+    // Services and non-members make no links.
+    assert!(is_forbidden(
+        repo.create_dashboard_login_link(&a.service, &link(4, Duration::seconds(60)))
+            .await
+    ));
+    assert!(is_forbidden(
+        repo.create_dashboard_login_link(&a.outsider, &link(5, Duration::seconds(60)))
+            .await
+    ));
 }
 
 async fn usage_counters_add_up_per_day_and_provider(

@@ -279,6 +279,13 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
         ),
         "SELECT * FROM public.byoc_verify_audit_chain()".to_owned(),
         "SELECT * FROM public.byoc_credentials_per_key_version()".to_owned(),
+        "SELECT public.byoc_record_member_profile('dana@clinic.example', 'Dana')".to_owned(),
+        "SELECT public.byoc_create_dashboard_login_link(pg_catalog.decode(pg_catalog.repeat('07', 32), 'hex'), \
+         pg_catalog.now(), pg_catalog.now())"
+            .to_owned(),
+        "SELECT * FROM public.byoc_redeem_dashboard_login_link(pg_catalog.decode(pg_catalog.repeat('07', 32), \
+         'hex'), pg_catalog.decode(pg_catalog.repeat('08', 32), 'hex'), 60)"
+            .to_owned(),
         format!(
             "SELECT * FROM public.byoc_replace_rotated_envelope('{credential_id}', '\\x01', \
              pg_catalog.decode(pg_catalog.repeat('01', 93), 'hex'), 16843009)"
@@ -935,6 +942,69 @@ async fn the_service_refuses_a_login_that_cannot_take_its_role() {
         byoc_credential_store::UserId::new_random(),
     );
     assert!(database.store().list_credentials(&tenant).await.is_err());
+}
+
+#[tokio::test]
+async fn a_members_email_and_name_are_written_only_by_its_definer_function() {
+    let database = fresh_postgres().await;
+    let (a, _) = one_org(&database).await;
+    let app = role_pool(&database.app_url(), "byoc_app").await;
+    let a_id = a.id.as_uuid();
+    let member = a.member.actor.user_id().unwrap().as_uuid();
+    let owner = a.owner.actor.user_id().unwrap().as_uuid();
+
+    // Not even an owner may write the columns directly (byoc_app has no UPDATE on them).
+    for user in [member, owner] {
+        let mut transaction = app.begin().await.unwrap();
+        sqlx::query(&context_sql(a_id, Some(user), None))
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        let error = sqlx::query(
+            "UPDATE organization_members SET email = 'forged@example.com' WHERE org_id = $1",
+        )
+        .bind(a_id)
+        .execute(&mut *transaction)
+        .await
+        .unwrap_err();
+        assert_eq!(sql_state(&error), "42501", "{user}");
+        transaction.rollback().await.unwrap();
+    }
+
+    // The function writes the context user's own row only.
+    let mut transaction = app.begin().await.unwrap();
+    sqlx::query(&context_sql(a_id, Some(member), None))
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    let changed: bool =
+        sqlx::query_scalar("SELECT byoc_record_member_profile('dana@example.com', 'Dana')")
+            .fetch_one(&mut *transaction)
+            .await
+            .unwrap();
+    assert!(changed);
+    transaction.commit().await.unwrap();
+    let superuser = database.superuser_pool(1).await;
+    let emails: Vec<(Uuid, Option<String>)> =
+        sqlx::query_as("SELECT user_id, email FROM organization_members WHERE email IS NOT NULL")
+            .fetch_all(&superuser)
+            .await
+            .unwrap();
+    assert_eq!(emails, vec![(member, Some("dana@example.com".to_owned()))]);
+    superuser.close().await;
+
+    // A service context is refused.
+    let mut transaction = app.begin().await.unwrap();
+    sqlx::query(&context_sql(a_id, None, Some("lead-scorer")))
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    let error = sqlx::query("SELECT byoc_record_member_profile('x@example.com', NULL)")
+        .execute(&mut *transaction)
+        .await
+        .unwrap_err();
+    assert_eq!(sql_state(&error), "42501");
+    transaction.rollback().await.unwrap();
 }
 
 /// The service's cross-organization work (re-verification claims, the outbox of credential events) needs a login

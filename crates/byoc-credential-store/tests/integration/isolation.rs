@@ -5,9 +5,10 @@ use std::str::FromStr;
 
 use byoc_credential_store::test_support::{fresh_postgres, TestPostgres};
 use byoc_credential_store::{
-    AuditAction, AuditPage, CredentialRepository, CredentialType, DeliveryStatus, MaskedPhone,
-    NewAuditEvent, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId, OrgId,
-    PostgresStore, ProviderMessageSid, Purpose, Role, SessionIdHash, StoreError, Tenant, UserId,
+    AuditAction, AuditPage, CredentialRepository, CredentialType, DeliveryStatus, LoginLinkHash,
+    MaskedPhone, NewAuditEvent, NewDashboardSession, NewLoginLink, NewOAuthState, NewSmsMessage,
+    OAuthStateId, OrgId, PostgresStore, ProviderMessageSid, Purpose, Role, SessionIdHash,
+    StoreError, Tenant, UserId,
 };
 use chrono::{NaiveDate, Utc};
 use futures::future::join_all;
@@ -30,11 +31,12 @@ const TENANT_TABLES: &[&str] = &[
     "dashboard_sessions",
     "credential_reverify_schedule",
     "credential_events",
+    "dashboard_login_links",
 ];
 
 /// The tenant tables byoc_app may read at all (the chain heads are for the chain trigger only; settings-page
-/// sessions are read only through `byoc_touch_dashboard_session`; the re-verification schedule and the event
-/// outbox only through the service's functions of migration 0004).
+/// sessions are read only through `byoc_touch_dashboard_session`, login links only through their functions;
+/// the re-verification schedule and the event outbox only through the service's functions of migration 0004).
 fn app_readable_tables() -> impl Iterator<Item = &'static str> {
     TENANT_TABLES.iter().copied().filter(|table| {
         !matches!(
@@ -43,6 +45,7 @@ fn app_readable_tables() -> impl Iterator<Item = &'static str> {
                 | "dashboard_sessions"
                 | "credential_reverify_schedule"
                 | "credential_events"
+                | "dashboard_login_links"
         )
     })
 }
@@ -123,6 +126,17 @@ async fn seeded() -> Seeded {
             .unwrap();
         store
             .create_dashboard_session(&fixture.member, &session_of(name))
+            .await
+            .unwrap();
+        store
+            .create_dashboard_login_link(
+                &fixture.member,
+                &NewLoginLink {
+                    link_hash: LoginLinkHash::from_digest(*session_of(name).id_hash.as_bytes()),
+                    expires_at: Utc::now() + chrono::Duration::seconds(60),
+                    session_expires_at: Utc::now() + chrono::Duration::hours(1),
+                },
+            )
             .await
             .unwrap();
     }
@@ -1135,5 +1149,27 @@ async fn single_statement_tenant_reads_set_the_context_first_and_leave_none_behi
                 .any(|node| node["Parent Relationship"] == "InitPlan"),
             "the policies' initplans sit on the inner side: {json}"
         );
+    }
+}
+
+#[tokio::test]
+async fn login_links_are_reached_only_through_their_definer_functions() {
+    let seeded = seeded().await;
+    let pool = seeded.database.store().pool();
+    for tenant in [&seeded.a.owner, &seeded.a.member] {
+        for statement in [
+            "SELECT count(*) FROM dashboard_login_links",
+            "DELETE FROM dashboard_login_links",
+            "INSERT INTO dashboard_login_links (link_hash, org_id, user_id, expires_at, session_expires_at) \
+             VALUES (decode(repeat('01', 32), 'hex'), byoc_ctx_org(), byoc_ctx_user(), now(), now())",
+        ] {
+            let mut transaction = pool.begin().await.unwrap();
+            set_context(&mut transaction, tenant).await;
+            let error = sqlx::query(statement)
+                .execute(&mut *transaction)
+                .await
+                .unwrap_err();
+            assert_eq!(sql_state(error), "42501", "{statement}");
+        }
     }
 }
