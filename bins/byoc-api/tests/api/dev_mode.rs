@@ -279,3 +279,23 @@ async fn dev_mode_sandbox_is_off_when_a_provider_is_configured() {
     assert_eq!(sandbox.status(), 404);
     terminate(server);
 }
+
+#[tokio::test]
+async fn dev_mode_sandbox_never_exists_outside_dev_mode() {
+    let app = crate::helpers::spawn_app().await;
+    let org = app.create_org("Configured clinic").await;
+    let token = app.token(org.id, org.owner);
+    assert_eq!(
+        app.get("/_sandbox/stripe/v1/balance", &token)
+            .await
+            .status(),
+        404
+    );
+    let consent = app
+        .get(
+            "/_sandbox/google/consent?client_id=byoc-dev-sandbox",
+            &token,
+        )
+        .await;
+    assert_eq!(consent.status(), 404);
+}
