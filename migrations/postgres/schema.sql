@@ -463,6 +463,31 @@ $$;
 
 ALTER FUNCTION public.byoc_notify_organization_change() OWNER TO byoc_owner;
 
+CREATE TABLE public.master_keys (
+    key_version bigint NOT NULL,
+    kms_key_id text NOT NULL,
+    ciphertext bytea NOT NULL,
+    check_value bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT master_keys_check_value_check CHECK ((length(check_value) = 32)),
+    CONSTRAINT master_keys_ciphertext_check CHECK (((length(ciphertext) >= 1) AND (length(ciphertext) <= 65536))),
+    CONSTRAINT master_keys_key_version_check CHECK (((key_version >= 1) AND (key_version <= '4294967295'::bigint))),
+    CONSTRAINT master_keys_kms_key_id_check CHECK (((length(kms_key_id) >= 1) AND (length(kms_key_id) <= 2048)))
+);
+
+ALTER TABLE public.master_keys OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_operator_add_master_key(p_key_version bigint, p_kms_key_id text, p_ciphertext bytea, p_check_value bytea) RETURNS SETOF public.master_keys
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    INSERT INTO public.master_keys (key_version, kms_key_id, ciphertext, check_value)
+    VALUES (p_key_version, p_kms_key_id, p_ciphertext, p_check_value)
+    RETURNING *
+$$;
+
+ALTER FUNCTION public.byoc_operator_add_master_key(p_key_version bigint, p_kms_key_id text, p_ciphertext bytea, p_check_value bytea) OWNER TO byoc_owner;
+
 CREATE TABLE public.organization_members (
     org_id uuid NOT NULL,
     user_id uuid NOT NULL,
@@ -1043,6 +1068,9 @@ ALTER TABLE ONLY public.dashboard_sessions
 ALTER TABLE ONLY public.encryption_key_checks
     ADD CONSTRAINT encryption_key_checks_pkey PRIMARY KEY (key_version);
 
+ALTER TABLE ONLY public.master_keys
+    ADD CONSTRAINT master_keys_pkey PRIMARY KEY (key_version);
+
 ALTER TABLE ONLY public.oauth_states
     ADD CONSTRAINT oauth_states_pkey PRIMARY KEY (id);
 
@@ -1293,6 +1321,12 @@ REVOKE ALL ON FUNCTION public.byoc_notify_credential_change() FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.byoc_notify_member_change() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.byoc_notify_organization_change() FROM PUBLIC;
+
+GRANT SELECT ON TABLE public.master_keys TO byoc_app;
+GRANT SELECT ON TABLE public.master_keys TO byoc_operator;
+
+REVOKE ALL ON FUNCTION public.byoc_operator_add_master_key(p_key_version bigint, p_kms_key_id text, p_ciphertext bytea, p_check_value bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_operator_add_master_key(p_key_version bigint, p_kms_key_id text, p_ciphertext bytea, p_check_value bytea) TO byoc_operator;
 
 GRANT SELECT,INSERT,DELETE ON TABLE public.organization_members TO byoc_app;
 

@@ -14,8 +14,10 @@ use byoc_credential_store::{
 };
 use byoc_crypto::MasterKey;
 use byoc_runtime::config::{self, ConfigError, DatabaseUrl, RuntimeConfig};
+use byoc_runtime::kms::KmsKeyId;
+use byoc_runtime::master_keys::{create_kms_held_version, list_versions, HeldBy, KmsAccess};
 use byoc_runtime::tokens::mint_token;
-use byoc_runtime::{Services, StartupError};
+use byoc_runtime::{open_operator_store, Services, StartupError};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::ExposeSecret;
@@ -116,6 +118,17 @@ enum MemberCommand {
 enum KeysCommand {
     /// Print a new random 256-bit master key as 64 hex digits (add it to BYOC_MASTER_KEYS as `VERSION:HEX`).
     Generate,
+    /// Add a KMS-held master key version: a fresh key encrypted by AWS KMS under the given key (the key itself is
+    /// never written anywhere) and stored in the database; prints the new version. AWS is configured by
+    /// AWS_REGION, the AWS credentials and AWS_ENDPOINT_URL_KMS.
+    Create {
+        /// The KMS key: key id, key ARN, alias/NAME or alias ARN.
+        #[arg(long, value_name = "KMS_KEY")]
+        kms: KmsKeyId,
+    },
+    /// List every master key version: where it is held (env or its KMS key), whether it is active, its key
+    /// check value, and how many credentials it wraps.
+    List,
     /// Re-wrap every data key under BYOC_ACTIVE_KEY_VERSION, online and resumable (run it again after an
     /// interruption), with a progress bar.
     Rotate,
@@ -244,6 +257,12 @@ async fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys {
+            command: KeysCommand::Create { kms },
+        } => create_kms_held(&kms).await,
+        Command::Keys {
+            command: KeysCommand::List,
+        } => list_keys().await,
+        Command::Keys {
             command: KeysCommand::Rotate,
         } => rotate().await,
         Command::Keys {
@@ -370,6 +389,48 @@ async fn rotate() -> Result<(), CliError> {
             report.failures.len()
         )))
     }
+}
+
+/// `byoc keys create --kms KEY`: prints the new version alone on stdout, what to do next on stderr.
+async fn create_kms_held(kms_key: &KmsKeyId) -> Result<(), CliError> {
+    let config = RuntimeConfig::from_env()?;
+    let (repository, keys) = open_operator_store(&config).await?;
+    let kms = KmsAccess::Environment.client().await?;
+    let created =
+        create_kms_held_version(&keys, repository.as_ref(), kms.as_ref(), kms_key).await?;
+    say!("{}", created.version);
+    eprintln!(
+        "byoc: master key version {} is held by KMS key {kms_key} (key check value {}); make it active with \
+         BYOC_ACTIVE_KEY_VERSION={}, restart, then run `byoc keys rotate`",
+        created.version, created.check_value, created.version
+    );
+    Ok(())
+}
+
+/// `byoc keys list`: one line per version.
+async fn list_keys() -> Result<(), CliError> {
+    let services = open_services().await?;
+    let listed = list_versions(&services.keyring, services.repository.as_ref()).await;
+    let _ = services.credential_service.shutdown().await;
+    say!("VERSION\tHELD BY\tACTIVE\tKEY CHECK VALUE\tCREDENTIALS");
+    for version in listed? {
+        let held_by = match &version.held_by {
+            HeldBy::Environment => "env".to_owned(),
+            HeldBy::Kms(key) => format!("kms:{key}"),
+            HeldBy::Missing => "missing".to_owned(),
+        };
+        say!(
+            "{}\t{}\t{}\t{}\t{}",
+            version.version,
+            held_by,
+            if version.active { "active" } else { "-" },
+            version
+                .check_value
+                .map_or_else(|| "-".to_owned(), |value| value.to_hex()),
+            version.credentials
+        );
+    }
+    Ok(())
 }
 
 /// Prints one `FAILED credential …` line for each credential whose envelope could not be handled.

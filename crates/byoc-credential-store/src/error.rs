@@ -16,6 +16,8 @@ pub enum ConflictKind {
     OAuthState,
     /// A message with this provider message id is already recorded.
     SmsMessage,
+    /// The master key version is already in `master_keys`.
+    MasterKeyVersion,
 }
 
 impl ConflictKind {
@@ -27,6 +29,7 @@ impl ConflictKind {
             ConflictKind::Member => "userId",
             ConflictKind::OAuthState => "state",
             ConflictKind::SmsMessage => "providerMessageSid",
+            ConflictKind::MasterKeyVersion => "key_version",
         }
     }
 }
@@ -148,6 +151,8 @@ fn conflict_kind(names: &str) -> Option<ConflictKind> {
         Some(ConflictKind::OAuthState)
     } else if names.contains("sms_messages") {
         Some(ConflictKind::SmsMessage)
+    } else if names.contains("master_keys") {
+        Some(ConflictKind::MasterKeyVersion)
     } else {
         None
     }

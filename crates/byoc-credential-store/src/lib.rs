@@ -123,6 +123,7 @@ pub use model::{
     StoredKeyCheckValue, UsageCounter, VerificationOutcome, VerificationStatus, DELIVERED,
 };
 pub use model::{CredentialChange, StoreChange};
+pub use model::{NewMasterKey, StoredMasterKey};
 #[cfg(feature = "mock")]
 pub use repository::MockCredentialRepository;
 pub use repository::{ChangeListener, CredentialRepository};

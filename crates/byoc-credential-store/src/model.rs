@@ -629,6 +629,61 @@ pub struct StoredKeyCheckValue {
     pub created_at: DateTime<Utc>,
 }
 
+/// A master key version held by a key management service, as `master_keys` stores it: the KMS's ciphertext of the
+/// key and the key's check value, never the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMasterKey {
+    /// The master key version.
+    pub key_version: NonZeroU32,
+    /// The KMS key it is encrypted under (key id, ARN or alias, as the operator gave it).
+    pub kms_key_id: String,
+    /// The KMS's ciphertext of the master key.
+    pub ciphertext: Vec<u8>,
+    /// The master key's check value (32 bytes).
+    pub check_value: Vec<u8>,
+    /// When the version was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A KMS-held master key version to add (`byoc keys create --kms`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMasterKey {
+    /// The master key version (not yet in `master_keys`).
+    pub key_version: NonZeroU32,
+    /// The KMS key it is encrypted under.
+    pub kms_key_id: String,
+    /// The KMS's ciphertext of the master key.
+    pub ciphertext: Vec<u8>,
+    /// The master key's check value (32 bytes).
+    pub check_value: Vec<u8>,
+}
+
+impl NewMasterKey {
+    /// Checks what the table's constraints check, so a bad value is a named [`InvalidValue`], not a database
+    /// error.
+    pub(crate) fn check(&self) -> Result<(), InvalidValue> {
+        if self.kms_key_id.trim().is_empty() || self.kms_key_id.len() > 2048 {
+            return Err(InvalidValue {
+                field: "kms_key_id",
+                reason: "must be 1 to 2048 characters",
+            });
+        }
+        if self.ciphertext.is_empty() || self.ciphertext.len() > 65536 {
+            return Err(InvalidValue {
+                field: "ciphertext",
+                reason: "must be 1 to 65536 bytes",
+            });
+        }
+        if self.check_value.len() != 32 {
+            return Err(InvalidValue {
+                field: "check_value",
+                reason: "must be 32 bytes",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// An OAuth connect attempt to remember until its callback; bound to the tenant's org and user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOAuthState {

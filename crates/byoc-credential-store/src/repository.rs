@@ -13,9 +13,10 @@ use crate::model::{
     AuditChainReport, AuditEvent, AuditFilter, AuditPage, CredentialMetadata, CredentialRecord,
     CredentialType, DashboardSession, EncryptedEnvelope, EnvelopeCursor, EnvelopeSwap,
     HotLeadThreshold, Imported, KeyVersionCount, Member, NewAuditEvent, NewCredential,
-    NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope, Organization,
-    OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
-    StoreChange, StoredKeyCheckValue, UsageCounter, VerificationOutcome,
+    NewDashboardSession, NewMasterKey, NewOAuthState, NewSmsMessage, OAuthState, OperatorEnvelope,
+    Organization, OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage,
+    SmsStatusUpdate, StoreChange, StoredKeyCheckValue, StoredMasterKey, UsageCounter,
+    VerificationOutcome,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -262,6 +263,15 @@ pub trait CredentialRepository: Send + Sync {
         key_version: NonZeroU32,
         check_value: &[u8],
     ) -> StoreResult<StoredKeyCheckValue>;
+
+    // KMS-held master key versions (global, not tenant data).
+
+    /// Every KMS-held master key version, by version (the service and the operator read them at start).
+    async fn master_keys(&self) -> StoreResult<Vec<StoredMasterKey>>;
+
+    /// Operator: adds a KMS-held master key version; `Conflict` (`MasterKeyVersion`) when the version is
+    /// already there.
+    async fn operator_add_master_key(&self, key: &NewMasterKey) -> StoreResult<StoredMasterKey>;
 
     // OAuth states.
 

@@ -10,7 +10,8 @@ use crate::health::{CredentialEvent, CredentialEventId, CredentialStatusCount, D
 use crate::model::{
     AuditAction, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
     EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, NewDashboardSession, OAuthState,
-    OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue, UsageCounter,
+    OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue, StoredMasterKey,
+    UsageCounter,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 
@@ -18,6 +19,10 @@ use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 pub(crate) const CREDENTIAL_COLUMNS: &str = "id, org_id, credential_type, display_name, public_hint, \
      provider_account_id, is_active, verification_status, last_verified_at, verification_error, created_at, \
      updated_at, created_by, encryption_key_version";
+
+/// The columns of a KMS-held master key version (`master_keys`).
+pub(crate) const MASTER_KEY_COLUMNS: &str =
+    "key_version, kms_key_id, ciphertext, check_value, created_at";
 
 /// The columns of an SMS message.
 pub(crate) const SMS_COLUMNS: &str =
@@ -185,6 +190,16 @@ pub(crate) fn audit_event(row: &impl ReadRow) -> StoreResult<AuditEvent> {
 pub(crate) fn key_check_value(row: &impl ReadRow) -> StoreResult<StoredKeyCheckValue> {
     Ok(StoredKeyCheckValue {
         key_version: key_version(row.int("key_version")?)?,
+        check_value: row.bytes("check_value")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn master_key(row: &impl ReadRow) -> StoreResult<StoredMasterKey> {
+    Ok(StoredMasterKey {
+        key_version: key_version(row.int("key_version")?)?,
+        kms_key_id: row.text("kms_key_id")?,
+        ciphertext: row.bytes("ciphertext")?,
         check_value: row.bytes("check_value")?,
         created_at: row.time("created_at")?,
     })

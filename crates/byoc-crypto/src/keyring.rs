@@ -141,6 +141,15 @@ impl VersionKeys {
     }
 }
 
+/// The key check value of `master_key`, as the keyring derives it.
+pub(crate) fn key_check_value_of(master_key: &MasterKey) -> KeyCheckValue {
+    VersionKeys::derive(master_key).check_value
+}
+
+/// Where the master keys come from besides the environment: versions whose keys were unwrapped elsewhere (by a
+/// key management service) and named in errors as this source.
+pub const HELD_KEYS_SOURCE: &str = "the master_keys table";
+
 /// Versioned 256-bit master keys with one active version that wraps new data keys.
 ///
 /// Every listed version can unwrap; only the active one wraps. `Debug` shows the versions, never keys.
@@ -168,28 +177,42 @@ impl Keyring {
     /// unset, `CREDENTIAL_ENCRYPTION_KEY` is read as version 1. `BYOC_ACTIVE_KEY_VERSION` defaults to the
     /// highest version. Every error names the variable at fault and never contains key material.
     pub fn from_config(config: KeyringConfig<'_>) -> Result<Keyring, KeyringError> {
-        let (keys, keys_variable) = match (config.master_keys, config.legacy_key) {
-            (Some(list), _) => (parse_master_keys(list)?, MASTER_KEYS_VAR),
-            (None, Some(legacy)) => (
-                vec![(
-                    KeyVersion::FIRST,
-                    parse_key(legacy, LEGACY_KEY_VAR, KeyVersion::FIRST)?,
-                )],
-                LEGACY_KEY_VAR,
-            ),
-            (None, None) => return Err(KeyringError::NotConfigured),
-        };
-        let active = config
-            .active_version
-            .map(|text| {
-                text.parse::<KeyVersion>()
-                    .map_err(|problem| KeyringError::InvalidActiveVersion {
-                        variable: ACTIVE_KEY_VERSION_VAR,
-                        problem,
-                    })
-            })
-            .transpose()?;
+        let (keys, keys_variable) = environment_keys(config)?;
+        let active = parse_active(config.active_version)?;
         Keyring::build(keys, active, keys_variable, ACTIVE_KEY_VERSION_VAR)
+    }
+
+    /// Builds a keyring from the environment's keys (as [`Keyring::from_config`]) together with `held`, versions
+    /// whose keys were unwrapped from somewhere else (a KMS). Either may be empty, not both; a version given by
+    /// both is refused. `BYOC_ACTIVE_KEY_VERSION` picks among all versions and defaults to the highest.
+    pub fn from_config_and_held(
+        config: KeyringConfig<'_>,
+        held: Vec<(KeyVersion, MasterKey)>,
+    ) -> Result<Keyring, KeyringError> {
+        let mut keys = match (config.master_keys, config.legacy_key) {
+            (None, None) if !held.is_empty() => Vec::new(),
+            _ => environment_keys(config)?.0,
+        };
+        for (version, key) in held {
+            if keys.iter().any(|(listed, _)| *listed == version) {
+                return Err(KeyringError::DuplicateVersion {
+                    variable: HELD_KEYS_SOURCE,
+                    version,
+                });
+            }
+            keys.push((version, key));
+        }
+        let keys_variable = if config.master_keys.is_some() {
+            MASTER_KEYS_VAR
+        } else {
+            HELD_KEYS_SOURCE
+        };
+        Keyring::build(
+            keys,
+            parse_active(config.active_version)?,
+            keys_variable,
+            ACTIVE_KEY_VERSION_VAR,
+        )
     }
 
     fn build(
@@ -268,6 +291,38 @@ impl fmt::Debug for Keyring {
     }
 }
 
+/// Master keys by version, in the order given.
+type VersionedKeys = Vec<(KeyVersion, MasterKey)>;
+
+/// The environment's keys: `BYOC_MASTER_KEYS`, else the legacy key as version 1; with the variable they came from.
+fn environment_keys(
+    config: KeyringConfig<'_>,
+) -> Result<(VersionedKeys, &'static str), KeyringError> {
+    match (config.master_keys, config.legacy_key) {
+        (Some(list), _) => Ok((parse_master_keys(list)?, MASTER_KEYS_VAR)),
+        (None, Some(legacy)) => Ok((
+            vec![(
+                KeyVersion::FIRST,
+                parse_key(legacy, LEGACY_KEY_VAR, KeyVersion::FIRST)?,
+            )],
+            LEGACY_KEY_VAR,
+        )),
+        (None, None) => Err(KeyringError::NotConfigured),
+    }
+}
+
+/// Parses `BYOC_ACTIVE_KEY_VERSION` when set.
+fn parse_active(text: Option<&str>) -> Result<Option<KeyVersion>, KeyringError> {
+    text.map(|text| {
+        text.parse::<KeyVersion>()
+            .map_err(|problem| KeyringError::InvalidActiveVersion {
+                variable: ACTIVE_KEY_VERSION_VAR,
+                problem,
+            })
+    })
+    .transpose()
+}
+
 /// Parses `BYOC_MASTER_KEYS`.
 fn parse_master_keys(list: &str) -> Result<Vec<(KeyVersion, MasterKey)>, KeyringError> {
     if list.trim().is_empty() {
@@ -314,6 +369,8 @@ fn parse_key(
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn version(number: u32) -> KeyVersion {
@@ -356,6 +413,79 @@ mod tests {
             Err(KeyringError::UnknownActiveVersion {
                 variable: KEYRING_NEW,
                 version: version(2)
+            })
+        );
+    }
+
+    #[test]
+    fn held_versions_mix_with_environment_keys() {
+        let env_key = MasterKey::generate();
+        let env_check = env_key.key_check_value();
+        let list = format!("1:{}", env_key.to_hex().expose_secret());
+        let held = MasterKey::generate();
+        let held_check = held.key_check_value();
+        let keyring = Keyring::from_config_and_held(
+            KeyringConfig {
+                master_keys: Some(&list),
+                active_version: None,
+                legacy_key: None,
+            },
+            vec![(version(2), held)],
+        )
+        .expect("valid");
+        assert_eq!(keyring.active_version(), version(2), "the highest of all");
+        assert_eq!(keyring.key_check_value(version(1)), Some(env_check));
+        assert_eq!(keyring.key_check_value(version(2)), Some(held_check));
+
+        let picked = Keyring::from_config_and_held(
+            KeyringConfig {
+                master_keys: Some(&list),
+                active_version: Some("1"),
+                legacy_key: None,
+            },
+            vec![(version(2), MasterKey::generate())],
+        )
+        .expect("valid");
+        assert_eq!(picked.active_version(), version(1));
+
+        let held_only = Keyring::from_config_and_held(
+            KeyringConfig::default(),
+            vec![(version(3), MasterKey::generate())],
+        )
+        .expect("held keys alone suffice");
+        assert_eq!(held_only.active_version(), version(3));
+
+        assert_eq!(
+            Keyring::from_config_and_held(
+                KeyringConfig {
+                    master_keys: Some(&list),
+                    active_version: None,
+                    legacy_key: None,
+                },
+                vec![(version(1), MasterKey::generate())],
+            )
+            .map(|_| ()),
+            Err(KeyringError::DuplicateVersion {
+                variable: HELD_KEYS_SOURCE,
+                version: version(1)
+            })
+        );
+        assert_eq!(
+            Keyring::from_config_and_held(KeyringConfig::default(), Vec::new()).map(|_| ()),
+            Err(KeyringError::NotConfigured)
+        );
+        assert_eq!(
+            Keyring::from_config_and_held(
+                KeyringConfig {
+                    active_version: Some("9"),
+                    ..KeyringConfig::default()
+                },
+                vec![(version(3), MasterKey::generate())],
+            )
+            .map(|_| ()),
+            Err(KeyringError::UnknownActiveVersion {
+                variable: ACTIVE_KEY_VERSION_VAR,
+                version: version(9)
             })
         );
     }

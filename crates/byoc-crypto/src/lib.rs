@@ -86,7 +86,8 @@ pub use error::CryptoError;
 pub use key_check_value::{InvalidKeyCheckValue, KeyCheckValue, KEY_CHECK_VALUE_LEN};
 pub use key_version::{KeyVersion, KeyVersionError};
 pub use keyring::{
-    Keyring, KeyringConfig, KeyringError, ACTIVE_KEY_VERSION_VAR, LEGACY_KEY_VAR, MASTER_KEYS_VAR,
+    Keyring, KeyringConfig, KeyringError, ACTIVE_KEY_VERSION_VAR, HELD_KEYS_SOURCE, LEGACY_KEY_VAR,
+    MASTER_KEYS_VAR,
 };
 pub use master_key::{MasterKey, MasterKeyHexError, MASTER_KEY_HEX_LEN, MASTER_KEY_LEN};
 pub use plaintext::Plaintext;

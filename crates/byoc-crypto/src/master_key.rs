@@ -5,6 +5,8 @@ use std::fmt;
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretString};
 
+use crate::key_check_value::KeyCheckValue;
+
 /// Length of a master key in bytes (AES-256).
 pub const MASTER_KEY_LEN: usize = 32;
 
@@ -84,6 +86,18 @@ impl MasterKey {
     /// The raw key bytes, for deriving the key-encryption key and the key check value.
     pub(crate) fn expose_bytes(&self) -> &[u8; MASTER_KEY_LEN] {
         self.0.expose_secret()
+    }
+
+    /// The raw key bytes, only to hand the key to a key management service that encrypts it (a KMS-held
+    /// master key is stored as the KMS's ciphertext). Never log, print or store what this returns.
+    pub fn expose_for_wrapping(&self) -> &[u8; MASTER_KEY_LEN] {
+        self.0.expose_secret()
+    }
+
+    /// This key's [`KeyCheckValue`]: the fingerprint a [`Keyring`](crate::Keyring) holds for it, to store next
+    /// to a wrapped key and compare after unwrapping.
+    pub fn key_check_value(&self) -> KeyCheckValue {
+        crate::keyring::key_check_value_of(self)
     }
 }
 

@@ -1,20 +1,22 @@
 //! The configuration both binaries read (database, keys, tokens, cache, the legacy fallback), from the
 //! contract's environment variables. `byoc-api` adds what only the HTTP service reads.
 //!
-//! Parsing happens once, at start-up: a [`Config`] holds only valid values (addresses, URLs, a built keyring,
-//! org ids). A bad value stops start-up with a [`ConfigError`] whose one-line message names the variable and
-//! never repeats a secret. An optional file named by `BYOC_CONFIG_FILE` (`KEY=VALUE` lines, dotenv syntax) adds
+//! Parsing happens once, at start-up: a [`Config`] holds only valid values (addresses, URLs, master keys in a
+//! checked format, org ids; the keyring is built once the store is open, with the KMS-held versions it lists). A
+//! bad value stops start-up with a [`ConfigError`] whose one-line message names the variable and never repeats a
+//! secret. An optional file named by `BYOC_CONFIG_FILE` (`KEY=VALUE` lines, dotenv syntax) adds
 //! values for variables the environment leaves unset.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_credential_store::postgres::DEFAULT_MAX_CONNECTIONS;
 use byoc_credential_store::Backend;
 use byoc_credential_types::{E164Phone, TwilioAccountSid, TwilioCredential};
-use byoc_crypto::{Keyring, KeyringConfig, KeyringError};
+use byoc_crypto::{
+    KeyVersion, Keyring, KeyringConfig, KeyringError, MasterKey, ACTIVE_KEY_VERSION_VAR,
+};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 use uuid::Uuid;
@@ -135,9 +137,92 @@ pub enum Deployment {
         /// work the service does in a service context (the Twilio status webhook, marking a credential the
         /// provider refused failed), so that the login serving users' requests cannot act as a service.
         service_database: Option<DatabaseUrl>,
-        /// The keyring built from `BYOC_MASTER_KEYS` (or the legacy key).
-        keyring: Arc<Keyring>,
+        /// The master keys the environment gives (`BYOC_MASTER_KEYS` or the legacy key, maybe none) and
+        /// `BYOC_ACTIVE_KEY_VERSION`; the keyring is built at start with the KMS-held versions the database
+        /// lists.
+        keys: EnvironmentKeys,
     },
+}
+
+/// The master keys the environment gives (`BYOC_MASTER_KEYS`, else the legacy `CREDENTIAL_ENCRYPTION_KEY`; maybe
+/// none when every version is KMS-held) and `BYOC_ACTIVE_KEY_VERSION`. Their formats are checked when the
+/// configuration is read; the keyring is built at start, once the KMS-held versions are unwrapped, because the
+/// active version may be one of those. `Debug` shows no key.
+#[derive(Clone, Default)]
+pub struct EnvironmentKeys {
+    master_keys: Option<SecretString>,
+    legacy_key: Option<SecretString>,
+    active_version: Option<String>,
+}
+
+impl std::fmt::Debug for EnvironmentKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentKeys")
+            .field("versions", &self.versions())
+            .field("active_version", &self.active_version)
+            .finish()
+    }
+}
+
+impl EnvironmentKeys {
+    /// Checks the variables' formats (every error names its variable, never a key).
+    fn parse(
+        master_keys: Option<String>,
+        legacy_key: Option<String>,
+        active_version: Option<String>,
+    ) -> Result<EnvironmentKeys, ConfigError> {
+        let keys = EnvironmentKeys {
+            master_keys: master_keys.map(SecretString::from),
+            legacy_key: legacy_key.map(SecretString::from),
+            active_version,
+        };
+        if !keys.is_empty() {
+            Keyring::from_config(KeyringConfig {
+                active_version: None,
+                ..keys.config()
+            })?;
+        }
+        if let Some(text) = &keys.active_version {
+            text.parse::<KeyVersion>()
+                .map_err(|problem| KeyringError::InvalidActiveVersion {
+                    variable: ACTIVE_KEY_VERSION_VAR,
+                    problem,
+                })?;
+        }
+        Ok(keys)
+    }
+
+    fn config(&self) -> KeyringConfig<'_> {
+        KeyringConfig {
+            master_keys: self.master_keys.as_ref().map(|keys| keys.expose_secret()),
+            active_version: self.active_version.as_deref(),
+            legacy_key: self.legacy_key.as_ref().map(|key| key.expose_secret()),
+        }
+    }
+
+    /// Whether the environment gives no master key.
+    pub fn is_empty(&self) -> bool {
+        self.master_keys.is_none() && self.legacy_key.is_none()
+    }
+
+    /// The versions the environment gives keys for, in ascending order.
+    pub fn versions(&self) -> Vec<KeyVersion> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        Keyring::from_config(KeyringConfig {
+            active_version: None,
+            ..self.config()
+        })
+        .map(|keyring| keyring.versions().collect())
+        .unwrap_or_default()
+    }
+
+    /// The keyring of the environment's keys and the `held` (KMS-held, unwrapped) versions, with the active
+    /// version `BYOC_ACTIVE_KEY_VERSION` names among all (default the highest).
+    pub fn keyring(&self, held: Vec<(KeyVersion, MasterKey)>) -> Result<Keyring, KeyringError> {
+        Keyring::from_config_and_held(self.config(), held)
+    }
 }
 
 /// How bearer tokens are checked.
@@ -224,32 +309,22 @@ impl RuntimeConfig {
         let master_keys = get(byoc_crypto::MASTER_KEYS_VAR);
         let legacy_key = get(byoc_crypto::LEGACY_KEY_VAR);
         let active_version = get(byoc_crypto::ACTIVE_KEY_VERSION_VAR);
-        let deployment =
-            match (database, master_keys.is_some() || legacy_key.is_some()) {
-                (None, false) => Deployment::Dev,
-                (None, true) => {
-                    return Err(invalid(
-                        "DATABASE_URL",
-                        "required when a master key is configured (unset both for dev mode)",
-                    ))
-                }
-                (Some(_), false) => return Err(invalid(
-                    byoc_crypto::MASTER_KEYS_VAR,
-                    "required when DATABASE_URL is set (or the legacy CREDENTIAL_ENCRYPTION_KEY)",
-                )),
-                (Some(database), true) => {
-                    let keyring = Keyring::from_config(KeyringConfig {
-                        master_keys: master_keys.as_deref(),
-                        active_version: active_version.as_deref(),
-                        legacy_key: legacy_key.as_deref(),
-                    })?;
-                    Deployment::Configured {
-                        database,
-                        service_database,
-                        keyring: Arc::new(keyring),
-                    }
-                }
-            };
+        // With DATABASE_URL and no key in the environment, every version may be KMS-held (the `master_keys`
+        // table): whether there is any key at all is known at start, once the database is open.
+        let deployment = match (database, master_keys.is_some() || legacy_key.is_some()) {
+            (None, false) => Deployment::Dev,
+            (None, true) => {
+                return Err(invalid(
+                    "DATABASE_URL",
+                    "required when a master key is configured (unset both for dev mode)",
+                ))
+            }
+            (Some(database), _) => Deployment::Configured {
+                database,
+                service_database,
+                keys: EnvironmentKeys::parse(master_keys, legacy_key, active_version)?,
+            },
+        };
 
         let auth = AuthConfig {
             jwt_secret: get("BYOC_JWT_SECRET").map(SecretString::from),

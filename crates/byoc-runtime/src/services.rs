@@ -14,9 +14,12 @@ use byoc_crypto::Keyring;
 use secrecy::SecretString;
 
 use crate::config::{
-    AuthConfig, ConfigError, DatabaseUrl, Deployment, RuntimeConfig, TokenClaimRules, DEV_DIR,
+    invalid, AuthConfig, ConfigError, DatabaseUrl, Deployment, EnvironmentKeys, RuntimeConfig,
+    TokenClaimRules, DEV_DIR,
 };
 use crate::dev::{DevFiles, DevSeed, DEV_TOKEN_TTL};
+use crate::kms::held::{HeldKeyError, RetryPolicy};
+use crate::master_keys::{build_keyring, KmsAccess, KmsStatus};
 use crate::tokens::mint_token;
 
 /// Why the service (or a CLI command) cannot start. `Display` is one line and never holds a secret.
@@ -43,6 +46,10 @@ pub enum StartupError {
     /// The keyring does not fit the data in the database.
     #[error("{0}")]
     Keyring(#[from] KeyringMismatch),
+    /// A KMS-held master key version cannot be used (KMS unreachable, the KMS key refused, or a key that does
+    /// not match its check value); the message names KMS, the key and the version.
+    #[error("{0}")]
+    Kms(#[from] HeldKeyError),
     /// Something else the service needs cannot be set up (the metrics registry, the HTTP client).
     #[error("start-up: {0}")]
     Setup(String),
@@ -81,6 +88,8 @@ pub struct Services {
     pub credential_service: CredentialService,
     /// The keyring.
     pub keyring: Arc<Keyring>,
+    /// The KMS-held versions' KMS: how many versions, when it last answered, how to check it again.
+    pub kms: KmsStatus,
     /// Token settings (in dev mode with the generated JWT secret).
     pub auth: AuthConfig,
     /// Dev mode's set-up, when in dev mode.
@@ -92,17 +101,23 @@ impl Services {
     /// check (in dev mode: prepares `./.byoc-dev/` and seeds the demo organization). On Postgres the service
     /// follows other replicas' credential changes.
     pub async fn open(config: &RuntimeConfig) -> Result<Services, StartupError> {
-        Services::open_as(config, DatabaseRole::App).await
+        Services::open_with_kms(config, DatabaseRole::App, &KmsAccess::Environment).await
     }
 
     /// Opens the store as the operator (`byoc_operator`, the CLI's commands): the same, without following
     /// changes (an operator's command is short-lived).
     pub async fn open_for_operator(config: &RuntimeConfig) -> Result<Services, StartupError> {
-        Services::open_as(config, DatabaseRole::Operator).await
+        Services::open_with_kms(config, DatabaseRole::Operator, &KmsAccess::Environment).await
     }
 
-    async fn open_as(config: &RuntimeConfig, role: DatabaseRole) -> Result<Services, StartupError> {
-        let (database, service_database, keyring, auth, dev_files) = match &config.deployment {
+    /// Opens the store as `role` and starts the credential service, with the KMS-held master key versions
+    /// decrypted through `kms` (once each, before anything else uses the keyring).
+    pub async fn open_with_kms(
+        config: &RuntimeConfig,
+        role: DatabaseRole,
+        kms: &KmsAccess,
+    ) -> Result<Services, StartupError> {
+        let (database, service_database, keys, auth, dev_files) = match &config.deployment {
             Deployment::Dev => {
                 let files = DevFiles::prepare(std::path::Path::new(DEV_DIR))?;
                 let jwt_secret = config
@@ -118,7 +133,7 @@ impl Services {
                 (
                     files.database_url.clone(),
                     None,
-                    Arc::clone(&files.keyring),
+                    StartKeys::Ready(Arc::clone(&files.keyring)),
                     auth,
                     Some(files),
                 )
@@ -126,11 +141,11 @@ impl Services {
             Deployment::Configured {
                 database,
                 service_database,
-                keyring,
+                keys,
             } => (
                 database.clone(),
                 service_database.clone(),
-                Arc::clone(keyring),
+                StartKeys::Environment(keys),
                 config.auth.clone(),
                 None,
             ),
@@ -142,6 +157,14 @@ impl Services {
             config.db_max_connections,
         )
         .await?;
+        let (keyring, kms) = match keys {
+            StartKeys::Ready(keyring) => (keyring, KmsStatus::none()),
+            StartKeys::Environment(keys) => {
+                let started =
+                    build_keyring(keys, repository.as_ref(), kms, &RetryPolicy::default()).await?;
+                (Arc::new(started.keyring), started.kms)
+            }
+        };
         let (credential_service, report) = CredentialService::start(
             Arc::clone(&repository),
             Arc::clone(&keyring),
@@ -176,9 +199,41 @@ impl Services {
             repository,
             credential_service,
             keyring,
+            kms,
             auth,
             dev,
         })
+    }
+}
+
+/// The keys a start begins with: dev mode's built keyring, or the environment's keys still to be joined by the
+/// KMS-held versions.
+enum StartKeys<'a> {
+    Ready(Arc<Keyring>),
+    Environment(&'a EnvironmentKeys),
+}
+
+/// Opens the operator's store for `byoc keys create` (no keyring: the first KMS-held version may be the first
+/// key of all) and hands back the environment's keys. Refused in dev mode, whose keys live in `./.byoc-dev/`.
+pub async fn open_operator_store(
+    config: &RuntimeConfig,
+) -> Result<(Arc<dyn CredentialRepository>, EnvironmentKeys), StartupError> {
+    match &config.deployment {
+        Deployment::Dev => Err(invalid(
+            "DATABASE_URL",
+            "KMS-held master keys need a configured database (dev mode keeps its keys in ./.byoc-dev)",
+        )
+        .into()),
+        Deployment::Configured { database, keys, .. } => Ok((
+            open_store(
+                database,
+                None,
+                DatabaseRole::Operator,
+                config.db_max_connections,
+            )
+            .await?,
+            keys.clone(),
+        )),
     }
 }
 

@@ -17,6 +17,7 @@ use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use byoc_credential_store::CredentialService;
 use byoc_providers::ProviderClients;
+use byoc_runtime::master_keys::KmsStatus;
 use byoc_runtime::{DevSession, Services, StartupError};
 use url::Url;
 use utoipa::OpenApi;
@@ -98,6 +99,8 @@ impl Application {
             )
             .map_err(|error| StartupError::Setup(format!("write-behind metrics: {error}")))?,
         );
+        watch_kms(&metrics, services.kms.clone())
+            .map_err(|error| StartupError::Setup(format!("KMS metrics: {error}")))?;
         let shared_limits_metrics = SharedLimitsMetrics::register(&metrics)
             .map_err(|error| StartupError::Setup(format!("shared limits metrics: {error}")))?;
         let limits = match &config.shared_limits {
@@ -304,4 +307,47 @@ pub fn route_table() -> RouteTable {
         table.add(path, method);
     }
     table
+}
+
+/// How often a replica holding KMS-held master keys asks KMS again (one Decrypt of one version), so that
+/// `byoc_kms_last_success_timestamp_seconds` says whether a restart now would find its keys.
+const KMS_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Registers `byoc_kms_held_key_versions` (how many master key versions this replica holds from KMS) and
+/// `byoc_kms_last_success_timestamp_seconds` (Unix time KMS last answered: at start, then every
+/// [`KMS_CHECK_INTERVAL`]; 0 when never), both 0 without KMS-held keys, and with KMS-held keys starts the periodic
+/// check. A failed check is logged and changes nothing else: the keys in use stay in memory, `/readyz` stays
+/// ready.
+fn watch_kms(metrics: &Metrics, kms: KmsStatus) -> Result<(), prometheus::Error> {
+    let held = prometheus::IntGauge::new(
+        "kms_held_key_versions",
+        "Master key versions this replica holds from KMS (decrypted at start)",
+    )?;
+    held.set(i64::try_from(kms.held_versions()).unwrap_or(i64::MAX));
+    metrics.register(Box::new(held))?;
+    let last_success = prometheus::IntGauge::new(
+        "kms_last_success_timestamp_seconds",
+        "Unix time at which KMS last decrypted a KMS-held master key (at start, then every 5 minutes; 0 when never)",
+    )?;
+    last_success.set(kms.last_success());
+    metrics.register(Box::new(last_success.clone()))?;
+    if kms.held_versions() > 0 {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(KMS_CHECK_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match kms.check().await {
+                    Ok(()) => last_success.set(kms.last_success()),
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "KMS did not answer the periodic check; serving on with the master keys in memory \
+                         (a restart now would be refused)"
+                    ),
+                }
+            }
+        });
+    }
+    Ok(())
 }

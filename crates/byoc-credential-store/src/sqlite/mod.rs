@@ -33,12 +33,13 @@ use crate::model::{
     OrganizationAuditChain, OrganizationName, Role, SessionIdHash, SmsMessage, SmsStatusUpdate,
     StoredKeyCheckValue, UsageCounter, VerificationOutcome, DELIVERED, FINAL_DELIVERY_RANK,
 };
+use crate::model::{NewMasterKey, StoredMasterKey};
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
     self, audit_event, credential_event, credential_metadata, credential_record,
-    credential_status_count, due_reverification, key_check_value, member, oauth_state,
+    credential_status_count, due_reverification, key_check_value, master_key, member, oauth_state,
     operator_envelope, organization, role_from_row, sms_message, usage_counter, CREDENTIAL_COLUMNS,
-    SMS_COLUMNS,
+    MASTER_KEY_COLUMNS, SMS_COLUMNS,
 };
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
@@ -835,6 +836,31 @@ impl CredentialRepository for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(key_check_value).collect()
+    }
+
+    async fn master_keys(&self) -> StoreResult<Vec<StoredMasterKey>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MASTER_KEY_COLUMNS} FROM master_keys ORDER BY key_version"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(master_key).collect()
+    }
+
+    async fn operator_add_master_key(&self, key: &NewMasterKey) -> StoreResult<StoredMasterKey> {
+        key.check()?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO master_keys (key_version, kms_key_id, ciphertext, check_value, created_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING {MASTER_KEY_COLUMNS}"
+        ))
+        .bind(key_version_to_db(key.key_version))
+        .bind(&key.kms_key_id)
+        .bind(&key.ciphertext)
+        .bind(&key.check_value)
+        .bind(encode_time(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?;
+        master_key(&row)
     }
 
     async fn insert_key_check_value_if_absent(

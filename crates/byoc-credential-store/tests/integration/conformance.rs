@@ -5,7 +5,7 @@ use byoc_credential_store::{
     Actor, AuditAction, AuditChainStatus, AuditEvent, AuditFilter, AuditPage, ConflictKind,
     CredentialId, CredentialMetadata, CredentialRepository, CredentialType, DeliveryStatus,
     EnvelopeCursor, EnvelopeSwap, HotLeadThreshold, Imported, MaskedPhone, NewAuditEvent,
-    NewCredential, NewDashboardSession, NewOAuthState, NewSmsMessage, OAuthStateId,
+    NewCredential, NewDashboardSession, NewMasterKey, NewOAuthState, NewSmsMessage, OAuthStateId,
     OperatorEnvelope, OrgId, ProviderAccountId, ProviderErrorCode, ProviderMessageSid, Purpose,
     Role, ServiceName, SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId,
     VerificationOutcome, VerificationStatus,
@@ -59,6 +59,7 @@ conformance_tests!(
     audit_chain_of_an_empty_org_is_intact,
     audit_chain_checks_report_the_head_for_tenants_and_the_operator,
     key_check_values_are_insert_if_absent,
+    master_keys_are_added_once_per_version_and_read_back,
     oauth_states_are_single_use_and_bound_to_their_user,
     sms_messages_record_delivery_status,
     sms_statuses_never_move_backwards,
@@ -1309,6 +1310,63 @@ async fn audit_chain_checks_report_the_head_for_tenants_and_the_operator(
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn master_keys_are_added_once_per_version_and_read_back(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    assert_eq!(repo.master_keys().await.unwrap(), Vec::new());
+    let second = NewMasterKey {
+        key_version: version(2),
+        kms_key_id: "arn:aws:kms:us-east-1:111122223333:key/abc".to_owned(),
+        ciphertext: vec![7; 180],
+        check_value: vec![0x22; 32],
+    };
+    let first = NewMasterKey {
+        key_version: version(1),
+        kms_key_id: "alias/byoc".to_owned(),
+        ciphertext: vec![5; 180],
+        check_value: vec![0x11; 32],
+    };
+    let added = operator.operator_add_master_key(&second).await.unwrap();
+    assert_eq!(
+        (
+            added.key_version,
+            added.kms_key_id.as_str(),
+            added.ciphertext.as_slice()
+        ),
+        (
+            version(2),
+            second.kms_key_id.as_str(),
+            second.ciphertext.as_slice()
+        )
+    );
+    operator.operator_add_master_key(&first).await.unwrap();
+    let stored = repo.master_keys().await.unwrap();
+    let versions: Vec<u32> = stored.iter().map(|key| key.key_version.get()).collect();
+    assert_eq!(versions, vec![1, 2], "in version order");
+    assert_eq!(stored[1].check_value, vec![0x22; 32]);
+
+    let again = NewMasterKey {
+        kms_key_id: "alias/other".to_owned(),
+        ..second.clone()
+    };
+    assert!(matches!(
+        operator.operator_add_master_key(&again).await,
+        Err(StoreError::Conflict {
+            what: ConflictKind::MasterKeyVersion
+        })
+    ));
+    let short = NewMasterKey {
+        key_version: version(3),
+        check_value: vec![1; 31],
+        ..second
+    };
+    assert!(matches!(
+        operator.operator_add_master_key(&short).await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 async fn key_check_values_are_insert_if_absent(

@@ -10,8 +10,8 @@ use byoc_credential_store::test_support::{
     fresh_postgres, TestPostgres, OPERATOR_LOGIN, OWNER_LOGIN,
 };
 use byoc_credential_store::{
-    CredentialRepository, CredentialType, HotLeadThreshold, OrganizationName, PostgresStore,
-    StoreError, Tenant,
+    CredentialRepository, CredentialType, HotLeadThreshold, NewMasterKey, OrganizationName,
+    PostgresStore, StoreError, Tenant,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
@@ -366,6 +366,10 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
         ),
         "SELECT * FROM public.byoc_credentials_per_key_version()".to_owned(),
         "SELECT * FROM public.byoc_operator_verify_audit_chains(NULL)".to_owned(),
+        format!(
+            "SELECT * FROM public.byoc_operator_add_master_key(7, 'alias/byoc', '\\x01', '\\x{}')",
+            "ab".repeat(32)
+        ),
     ];
     let escalated = escalations(&operator, "SELECT 1", &operator_calls).await;
     assert!(escalated.is_empty(), "{escalated:#?}");
@@ -433,7 +437,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
     .fetch_all(&superuser)
     .await
     .unwrap();
-    assert_eq!(privileges.len(), 6, "{privileges:?}");
+    assert_eq!(privileges.len(), 7, "{privileges:?}");
     for (function, app, service, operator) in &privileges {
         assert!(!app, "byoc_app may not execute {function}");
         assert!(!service, "byoc_service may not execute {function}");
@@ -470,6 +474,15 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
         ),
         "SELECT * FROM byoc_operator_create_organization('rogue', 80)".to_owned(),
         "SELECT * FROM byoc_operator_verify_audit_chains(NULL)".to_owned(),
+        format!(
+            "SELECT * FROM byoc_operator_add_master_key(9, 'alias/rogue', '\\x01', '\\x{}')",
+            "ab".repeat(32)
+        ),
+        format!(
+            "INSERT INTO master_keys (key_version, kms_key_id, ciphertext, check_value) \
+             VALUES (9, 'alias/rogue', '\\x01', '\\x{}')",
+            "ab".repeat(32)
+        ),
     ];
     let owner = a.owner.actor.user_id().unwrap().as_uuid();
     for context in ["SELECT 1".to_owned(), context_sql(a_id, Some(owner), None)] {
@@ -509,7 +522,48 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
         .await
         .unwrap_err();
     assert_eq!(sql_state(&error), "42501");
+    // master_keys: the operator adds versions only through its function, and changes none.
+    let new_key = NewMasterKey {
+        key_version: std::num::NonZeroU32::new(3).unwrap(),
+        kms_key_id: "alias/byoc".to_owned(),
+        ciphertext: vec![1, 2, 3],
+        check_value: vec![0xcd; 32],
+    };
+    let refused = database
+        .store()
+        .operator_add_master_key(&new_key)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Denied { .. }), "{refused}");
+    let added = database
+        .operator()
+        .operator_add_master_key(&new_key)
+        .await
+        .unwrap();
+    assert_eq!(added.kms_key_id, "alias/byoc");
+    for statement in [
+        "UPDATE master_keys SET kms_key_id = 'alias/other'",
+        "DELETE FROM master_keys",
+    ] {
+        let error = sqlx::query(statement).execute(&operator).await.unwrap_err();
+        assert_eq!(sql_state(&error), "42501", "{statement}");
+    }
     operator.close().await;
+    // byoc_app reads the versions (the service unwraps them at start) and changes none.
+    let app = role_pool(&database.app_url(), "byoc_app").await;
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT key_version FROM master_keys")
+        .fetch_all(&app)
+        .await
+        .unwrap();
+    assert_eq!(versions, vec![3]);
+    for statement in [
+        "UPDATE master_keys SET kms_key_id = 'alias/other'",
+        "DELETE FROM master_keys",
+    ] {
+        let error = sqlx::query(statement).execute(&app).await.unwrap_err();
+        assert_eq!(sql_state(&error), "42501", "{statement}");
+    }
+    app.close().await;
     superuser.close().await;
 }
 
