@@ -163,6 +163,7 @@ async fn settings_markup(
         credentials: &credentials,
         audit: &audit,
         google,
+        sandbox: state.sandbox,
     }
     .render()
     .into_string())

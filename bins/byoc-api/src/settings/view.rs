@@ -121,6 +121,8 @@ pub struct SettingsView<'a> {
     pub audit: &'a [AuditEntryDto],
     /// The result of a "Connect Google Calendar" round trip, on return.
     pub google: Option<GoogleResult>,
+    /// Whether dev mode's provider sandbox answers provider calls.
+    pub sandbox: bool,
 }
 
 impl SettingsView<'_> {
@@ -147,6 +149,7 @@ impl SettingsView<'_> {
                     }
                 }
                 main id="main" {
+                    @if self.sandbox { (sandbox_banner()) }
                     h1 { "Credential settings" }
                     div id="flash" role="status" aria-live="polite" {
                         @match &self.google {
@@ -306,6 +309,18 @@ impl SettingsView<'_> {
             .find(|member| member.user_id.as_uuid() == user_id)?
             .profile
             .label()
+    }
+}
+
+/// Dev mode's sandbox, said on every page view.
+fn sandbox_banner() -> Markup {
+    html! {
+        p class="notice error" role="alert" data-testid="sandbox-banner" {
+            strong { "DEV MODE SANDBOX: " }
+            "Twilio, Google Calendar, Stripe and HubSpot are simulated; nothing reaches a real provider. Test SMS \
+             to " code { "+15005550001" } " fails as an invalid number, to " code { "+15005550009" }
+            " as a number that cannot receive SMS."
+        }
     }
 }
 
@@ -571,6 +586,7 @@ mod tests {
             credentials: rows,
             audit: &[],
             google: None,
+            sandbox: false,
         }
         .render()
         .into_string()

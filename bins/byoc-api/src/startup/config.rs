@@ -58,6 +58,8 @@ pub struct Config {
     pub reverify: ReverifyConfig,
     /// `BYOC_EVENTS_URL` and `BYOC_EVENTS_SECRET`: where credential events are sent, signed (none when unset).
     pub events: Option<EventsConfig>,
+    /// The first provider URL or credential variable that is set, which keeps dev mode's provider sandbox off.
+    pub sandbox_off_by: Option<&'static str>,
 }
 
 impl Config {
@@ -119,6 +121,7 @@ impl Config {
         }
         let reverify = ReverifyConfig::from_lookup(get)?;
         let events = EventsConfig::from_lookup(get)?;
+        let sandbox_off_by = crate::startup::sandbox::turned_off_by(get);
         Ok(Config {
             runtime,
             bind,
@@ -132,6 +135,7 @@ impl Config {
             metrics_token,
             reverify,
             events,
+            sandbox_off_by,
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod openapi;
+pub mod sandbox;
 pub mod state;
 
 use std::net::TcpListener;
@@ -27,11 +28,12 @@ use crate::plumbing::error::{form_error, json_error, path_error, query_error};
 use crate::plumbing::metrics::{track_requests, Metrics, PerOrganizationAccess};
 use crate::plumbing::routing::{unrouted, RouteTable};
 use crate::startup::config::Config;
+use crate::startup::sandbox::answers::Sandbox;
 use crate::startup::state::AppState;
 use crate::usecases::booking::BookingLocks;
 use crate::usecases::credential_events;
 use crate::usecases::oauth_state::OAuthStateKey;
-use crate::usecases::outbound::Outbound;
+use crate::usecases::outbound::{GoogleOAuthClient, Outbound};
 use crate::usecases::rate_limits::{InProcessLimits, RateLimits};
 use crate::usecases::reverify::{self, CredentialGauge};
 use crate::usecases::shared_limits::{SharedLimits, SharedLimitsMetrics};
@@ -77,7 +79,12 @@ impl Application {
         };
         let http = byoc_providers::build_http_client(config.providers.timeouts)
             .map_err(|error| StartupError::Setup(format!("HTTP client: {error}")))?;
-        let providers = ProviderClients::new(&config.providers)
+        let sandbox = sandbox_for(config, &services, address, &public_url)?;
+        let (provider_config, google_oauth_client) = match &sandbox {
+            Some((providers, client, _)) => (providers, Some(client.clone())),
+            None => (&config.providers, config.google_oauth_client.clone()),
+        };
+        let providers = ProviderClients::new(provider_config)
             .map_err(|error| StartupError::Setup(format!("provider clients: {error}")))?;
         let metrics =
             Metrics::new().map_err(|error| StartupError::Setup(format!("metrics: {error}")))?;
@@ -109,7 +116,7 @@ impl Application {
             usage,
             writes: Arc::clone(&writes),
             public_url: public_url.clone(),
-            google_oauth_client: config.google_oauth_client.clone(),
+            google_oauth_client,
             oauth_state_key: OAuthStateKey::new(
                 config.oauth_state_secret.as_ref(),
                 services.auth.jwt_secret.as_ref(),
@@ -147,7 +154,9 @@ impl Application {
             secure_cookies: public_url.scheme() == "https",
             metrics_access: PerOrganizationAccess::new(config.metrics_token.as_ref())
                 .map_err(|_| StartupError::Setup("metrics token: no randomness".to_owned()))?,
+            sandbox: sandbox.is_some(),
         });
+        let sandbox_answers = sandbox.map(|(_, _, answers)| web::Data::new(answers));
         let metrics = web::Data::new(metrics);
         let route_table = web::Data::new(route_table());
         let server = HttpServer::new(move || {
@@ -177,6 +186,11 @@ impl Application {
                 .configure(crate::routes::configure)
                 .configure(crate::settings::configure)
                 .service(openapi::openapi_json)
+                .configure(|routes| {
+                    if let Some(answers) = &sandbox_answers {
+                        routes.service(sandbox::answers::scope(sandbox::SCOPE, answers.clone()));
+                    }
+                })
                 .default_service(web::to(unrouted))
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
@@ -239,6 +253,37 @@ impl Application {
         tracing::info!("byoc-api stopped");
         served
     }
+}
+
+/// Dev mode's provider sandbox (its provider configuration, Google OAuth app and answers), when this is dev
+/// mode and no provider URL or credential is configured; says loudly that it is on, or which variable kept it off.
+fn sandbox_for(
+    config: &Config,
+    services: &Services,
+    address: std::net::SocketAddr,
+    public_url: &Url,
+) -> Result<Option<(byoc_providers::ProviderConfig, GoogleOAuthClient, Sandbox)>, StartupError> {
+    if services.dev.is_none() {
+        return Ok(None);
+    }
+    if let Some(variable) = config.sandbox_off_by {
+        tracing::warn!(
+            variable,
+            "DEV MODE: the provider sandbox is off because {variable} is configured; provider calls go to real providers"
+        );
+        return Ok(None);
+    }
+    let (providers, client) = sandbox::providers(&config.providers, address, public_url)
+        .map_err(|error| StartupError::Setup(format!("provider sandbox URLs: {error}")))?;
+    let callback = public_url
+        .join(crate::routes::google_oauth::CALLBACK_PATH.trim_start_matches('/'))
+        .map_err(|error| StartupError::Setup(format!("provider sandbox callback: {error}")))?;
+    tracing::warn!(
+        sandbox = %sandbox::SCOPE,
+        "DEV MODE SANDBOX: Twilio, Google, Stripe and HubSpot calls are answered by byoc's built-in sandbox; \
+         nothing reaches a real provider (set a provider URL or credential to turn it off)"
+    );
+    Ok(Some((providers, client, Sandbox::new(callback))))
 }
 
 /// Every served path and its methods: the OpenAPI document's operations and the settings page's forms and

@@ -32,6 +32,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Who may read the per-organization series of `/metrics` (`BYOC_METRICS_TOKEN`).
     pub metrics_access: PerOrganizationAccess,
+    /// Whether provider calls are answered by dev mode's sandbox (the page says so).
+    pub sandbox: bool,
 }
 
 impl AppState {

@@ -1,5 +1,6 @@
 //! The `byoc-api` binary with no configuration: dev mode's banner, token and settings URL; a restart reuses
-//! the generated keys (a stored credential still decrypts); SIGTERM stops it cleanly.
+//! the generated keys (a stored credential still decrypts); SIGTERM stops it cleanly; with no provider URL or
+//! credential configured, the provider sandbox answers (and a configured one turns it off).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -17,12 +18,16 @@ struct DevServer {
 }
 
 fn start(dir: &std::path::Path, twilio: &str) -> DevServer {
+    start_with(dir, &[("TWILIO_API_BASE", twilio)])
+}
+
+fn start_with(dir: &std::path::Path, variables: &[(&str, &str)]) -> DevServer {
     let mut child = Command::new(env!("CARGO_BIN_EXE_byoc-api"))
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("BYOC_BIND", "127.0.0.1:0")
-        .env("TWILIO_API_BASE", twilio)
+        .envs(variables.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("stderr.log")).expect("log file"))
@@ -205,4 +210,92 @@ async fn a_replaced_dev_key_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("version 1"), "{stderr}");
+}
+
+async fn test_sms(client: &reqwest::Client, server: &DevServer, to: &str) -> reqwest::Response {
+    client
+        .post(format!("{}/api/sms/test", server.base))
+        .bearer_auth(&server.token)
+        .json(&serde_json::json!({ "to": to }))
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn dev_mode_sandbox_verifies_and_sends_with_twilio_test_numbers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let server = start_with(dir.path(), &[]);
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(
+        log.contains("WARN") && log.contains("DEV MODE SANDBOX"),
+        "a loud start line: {log}"
+    );
+    let id = add_twilio(&client, &server).await;
+    let verified: serde_json::Value = client
+        .post(format!(
+            "{}/api/organization/credentials/{id}/verify",
+            server.base
+        ))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(verified["verified"], true, "{verified}");
+
+    let sent = test_sms(&client, &server, "+14155550199").await;
+    assert_eq!(sent.status(), 200);
+    for (number, code) in [("+15005550001", "21211"), ("+15005550009", "21614")] {
+        let refused = test_sms(&client, &server, number).await;
+        assert_eq!(refused.status(), 424, "{number}");
+        let body: serde_json::Value = refused.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "provider_refused", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(code), "{number}: {message}");
+    }
+    terminate(server);
+}
+
+#[tokio::test]
+async fn dev_mode_sandbox_is_off_when_a_provider_is_configured() {
+    let twilio = fake_twilio().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let server = start(dir.path(), &twilio.uri());
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(
+        log.contains("sandbox is off because TWILIO_API_BASE is configured"),
+        "{log}"
+    );
+    let sandbox = client
+        .get(format!("{}/_sandbox/stripe/v1/balance", server.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(sandbox.status(), 404);
+    terminate(server);
+}
+
+#[tokio::test]
+async fn dev_mode_sandbox_never_exists_outside_dev_mode() {
+    let app = crate::helpers::spawn_app().await;
+    let org = app.create_org("Configured clinic").await;
+    let token = app.token(org.id, org.owner);
+    assert_eq!(
+        app.get("/_sandbox/stripe/v1/balance", &token)
+            .await
+            .status(),
+        404
+    );
+    let consent = app
+        .get(
+            "/_sandbox/google/consent?client_id=byoc-dev-sandbox",
+            &token,
+        )
+        .await;
+    assert_eq!(consent.status(), 404);
 }
