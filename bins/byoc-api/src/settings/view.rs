@@ -632,6 +632,7 @@ mod tests {
             credentials: &[],
             audit: &audit,
             google: None,
+            sandbox: false,
         }
         .render()
         .into_string();
