@@ -107,10 +107,17 @@ pub struct LoginLinkQuery {
     get,
     path = "/dashboard/login",
     tag = "settings",
-    params(("link" = String, Query, description = "The login link's secret")),
+    params(("link" = String, Query, description = "The login link's secret: 64 lowercase hex digits", pattern = "^[0-9a-f]{64}$")),
     responses(
         (status = 200, description = "A session was opened (cookie set); the page moves on to the settings page", content_type = "text/html"),
-        (status = 410, description = "The link was already used, has expired or does not exist (the sign-in page says which, or the JSON error with `login_link_used` or `login_link_expired`)", body = ErrorBody),
+        (status = 410, description = "The link was already used, has expired or does not exist (the sign-in page says which, or the JSON error with `login_link_used` or `login_link_expired` when the request accepts JSON)", content(
+            (String = "text/html"),
+            (ErrorBody = "application/json"),
+        )),
+        (status = 422, description = "`link` is missing or is not 64 lowercase hex digits (the sign-in page says so, or the JSON error `invalid_field` when the request accepts JSON)", content(
+            (String = "text/html"),
+            (ErrorBody = "application/json"),
+        )),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -123,19 +130,31 @@ pub async fn open_login_link(
     let presented = query
         .map(|query| query.into_inner().link)
         .unwrap_or_default();
+    if !is_link_secret(&presented) {
+        if asks_for_json(&request) {
+            return Err(ApiError::invalid_field(
+                "link",
+                "must be the 64 lowercase hex digits of a login link",
+            ));
+        }
+        return sign_in_page(
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(
+                "This sign-in link is not valid. Open the settings page from your account again, or sign \
+                 in below.",
+            ),
+        );
+    }
     let session_id = session::new_session_id().map_err(|_| ApiError::internal(&NoRandomness))?;
-    let outcome = if presented.is_empty() {
-        LoginLinkRedemption::Unknown
-    } else {
-        state
-            .repository
-            .redeem_dashboard_login_link(
-                &session::login_link_hash(&presented),
-                &session::session_hash(&session_id),
-                session::SESSION_IDLE_TIMEOUT,
-            )
-            .await?
-    };
+    let outcome = state
+        .repository
+        .redeem_dashboard_login_link(
+            &session::login_link_hash(&presented),
+            &session::session_hash(&session_id),
+            session::SESSION_IDLE_TIMEOUT,
+        )
+        .await?;
     let refused = match outcome {
         LoginLinkRedemption::Opened(_) => {
             return Ok(html(StatusCode::OK)
@@ -159,6 +178,14 @@ pub async fn open_login_link(
         }
     };
     sign_in_page(&state, StatusCode::GONE, Some(message))
+}
+
+/// Whether `presented` has the shape of a login link's secret (64 lowercase hex digits, as links are issued).
+fn is_link_secret(presented: &str) -> bool {
+    presented.len() == 64
+        && presented
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 /// Whether the request's `Accept` header asks for JSON.

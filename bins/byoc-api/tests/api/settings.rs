@@ -470,10 +470,30 @@ async fn a_login_link_opens_a_session_once_on_any_replica_and_lands_on_the_page(
         let again = open_link(&app, &path, true).await;
         assert_eq!(again.status(), 410);
         assert_eq!(error_code(again).await, "login_link_used");
-        let made_up = open_link(&app, "/dashboard/login?link=0000", true).await;
+        let made_up = open_link(
+            &app,
+            &format!("/dashboard/login?link={}", "0".repeat(64)),
+            true,
+        )
+        .await;
+        assert_eq!(made_up.status(), 410);
         assert_eq!(error_code(made_up).await, "login_link_used");
+
+        // Not a link's shape (missing, short, upper case): 422 naming `link`, and no session.
+        let short = open_link(&app, "/dashboard/login?link=0000", true).await;
+        assert_eq!(short.status(), 422);
+        assert_eq!(error_code(short).await, "invalid_field");
+        let upper = open_link(
+            &app,
+            &format!("/dashboard/login?link={}", "A".repeat(64)),
+            true,
+        )
+        .await;
+        assert_eq!(upper.status(), 422);
         let bare = open_link(&app, "/dashboard/login", false).await;
-        assert_eq!(bare.status(), 410);
+        assert_eq!(bare.status(), 422);
+        assert!(named(&set_cookies(&bare), "byoc_session").is_none());
+        assert!(bare.text().await.unwrap().contains("not valid"));
     }
 }
 
