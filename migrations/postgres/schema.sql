@@ -177,6 +177,37 @@ $$;
 
 ALTER FUNCTION public.byoc_audit_chain_link() OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_audit_digests_due(p_interval_secs integer, p_limit integer) RETURNS TABLE(org_id uuid, digest_seq bigint, head_seq bigint, head_hash bytea, previous_payload_hash bytea, issued_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_interval_secs IS NULL OR p_interval_secs < 1 OR p_limit IS NULL OR p_limit < 1 THEN
+        RAISE EXCEPTION 'the interval and the limit must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    SELECT h.org_id, COALESCE(d.digest_seq, 0) + 1, h.last_seq, h.last_hash, d.payload_hash,
+           pg_catalog.date_trunc('milliseconds', pg_catalog.now())
+    FROM public.credential_audit_chain_heads h
+    LEFT JOIN LATERAL (
+        SELECT l.digest_seq, l.head_seq, l.payload_hash, l.issued_at
+        FROM public.audit_digests l
+        WHERE l.org_id = h.org_id
+        ORDER BY l.digest_seq DESC
+        LIMIT 1
+    ) d ON true
+    WHERE h.last_seq > COALESCE(d.head_seq, 0)
+      AND (d.issued_at IS NULL
+           OR d.issued_at <= pg_catalog.now() - pg_catalog.make_interval(secs => p_interval_secs))
+    ORDER BY h.org_id
+    LIMIT p_limit;
+END
+$$;
+
+ALTER FUNCTION public.byoc_audit_digests_due(p_interval_secs integer, p_limit integer) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_audit_genesis_hash() RETURNS bytea
     LANGUAGE sql IMMUTABLE
     AS $$ SELECT pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex') $$;
@@ -195,6 +226,40 @@ CREATE FUNCTION public.byoc_audit_hash(prev_hash bytea, seq bigint, org_id uuid,
 $$;
 
 ALTER FUNCTION public.byoc_audit_hash(prev_hash bytea, seq bigint, org_id uuid, at timestamp with time zone, actor text, action text, credential_id uuid, credential_type text, detail jsonb) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_claim_audit_digest_deliveries(p_limit integer, p_lease_secs integer, p_max_age_secs integer) RETURNS TABLE(delivery_id uuid, org_id uuid, digest_seq bigint, head_seq bigint, payload text, signature bytea, issued_at timestamp with time zone, attempts bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_limit IS NULL OR p_limit < 1 OR p_lease_secs IS NULL OR p_lease_secs < 1
+       OR p_max_age_secs IS NULL OR p_max_age_secs < 1 THEN
+        RAISE EXCEPTION 'the limit, the lease and the age must be positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH due AS (
+        SELECT d.org_id, d.digest_seq
+        FROM public.audit_digests d
+        WHERE d.next_delivery_at <= pg_catalog.now()
+          AND d.issued_at > pg_catalog.now() - pg_catalog.make_interval(secs => p_max_age_secs)
+        ORDER BY d.next_delivery_at, d.org_id, d.digest_seq
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE public.audit_digests d
+    SET attempts = d.attempts + 1,
+        next_delivery_at = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_secs)
+    FROM due
+    WHERE d.org_id = due.org_id AND d.digest_seq = due.digest_seq
+    RETURNING d.delivery_id, d.org_id, d.digest_seq, d.head_seq, d.payload, d.signature, d.issued_at,
+              d.attempts::pg_catalog.int8;
+END
+$$;
+
+ALTER FUNCTION public.byoc_claim_audit_digest_deliveries(p_limit integer, p_lease_secs integer, p_max_age_secs integer) OWNER TO byoc_owner;
 
 CREATE FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lease_secs integer) RETURNS TABLE(id uuid, org_id uuid, credential_id uuid, credential_type text, display_name text, event_type text, verification_status text, verification_error text, occurred_at timestamp with time zone, attempts bigint)
     LANGUAGE plpgsql SECURITY DEFINER
@@ -392,6 +457,28 @@ $$;
 
 ALTER FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_service text) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_finish_audit_digest_delivery(p_delivery_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_delivered THEN
+        UPDATE public.audit_digests d SET next_delivery_at = NULL, last_error = NULL
+        WHERE d.delivery_id = p_delivery_id;
+    ELSE
+        UPDATE public.audit_digests d
+        SET next_delivery_at = pg_catalog.now()
+                               + pg_catalog.make_interval(secs => GREATEST(p_retry_after_secs, 0)),
+            last_error = pg_catalog.left(p_error, 500)
+        WHERE d.delivery_id = p_delivery_id;
+    END IF;
+    RETURN FOUND;
+END
+$$;
+
+ALTER FUNCTION public.byoc_finish_audit_digest_delivery(p_delivery_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -412,6 +499,19 @@ END
 $$;
 
 ALTER FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_mark_audit_digest_filed(p_org_id uuid, p_digest_seq bigint) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    UPDATE public.audit_digests d SET filed = true WHERE d.org_id = p_org_id AND d.digest_seq = p_digest_seq;
+    RETURN FOUND;
+END
+$$;
+
+ALTER FUNCTION public.byoc_mark_audit_digest_filed(p_org_id uuid, p_digest_seq bigint) OWNER TO byoc_owner;
 
 CREATE FUNCTION public.byoc_notify_credential_change() RETURNS trigger
     LANGUAGE plpgsql
@@ -530,6 +630,18 @@ CREATE FUNCTION public.byoc_operator_add_member(p_org_id uuid, p_user_id uuid, p
 $$;
 
 ALTER FUNCTION public.byoc_operator_add_member(p_org_id uuid, p_user_id uuid, p_role text) OWNER TO byoc_owner;
+
+CREATE FUNCTION public.byoc_operator_audit_chain_hashes(p_org_id uuid, p_seqs bigint[]) RETURNS TABLE(seq bigint, hash bytea)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT l.seq, l.hash
+    FROM public.credential_audit_log l
+    WHERE l.org_id = p_org_id AND l.seq = ANY (p_seqs)
+    ORDER BY l.seq
+$$;
+
+ALTER FUNCTION public.byoc_operator_audit_chain_hashes(p_org_id uuid, p_seqs bigint[]) OWNER TO byoc_owner;
 
 CREATE TABLE public.organizations (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -751,6 +863,35 @@ $$;
 
 ALTER FUNCTION public.byoc_queue_credential_event() OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_record_audit_digest(p_org_id uuid, p_digest_seq bigint, p_head_seq bigint, p_head_hash bytea, p_previous_payload_hash bytea, p_payload text, p_payload_hash bytea, p_signature bytea, p_issued_at timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    last_hash pg_catalog.bytea;
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF NOT EXISTS (SELECT 1 FROM public.credential_audit_log l
+                   WHERE l.org_id = p_org_id AND l.seq = p_head_seq AND l.hash = p_head_hash) THEN
+        RAISE EXCEPTION 'the digested head is not in the organization''s audit chain'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT d.payload_hash INTO last_hash
+    FROM public.audit_digests d
+    WHERE d.org_id = p_org_id AND d.digest_seq = p_digest_seq - 1;
+    IF last_hash IS DISTINCT FROM p_previous_payload_hash THEN
+        RETURN false;
+    END IF;
+    INSERT INTO public.audit_digests (org_id, digest_seq, head_seq, head_hash, payload, payload_hash, signature,
+                                      issued_at)
+    VALUES (p_org_id, p_digest_seq, p_head_seq, p_head_hash, p_payload, p_payload_hash, p_signature, p_issued_at)
+    ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+
+ALTER FUNCTION public.byoc_record_audit_digest(p_org_id uuid, p_digest_seq bigint, p_head_seq bigint, p_head_hash bytea, p_previous_payload_hash bytea, p_payload text, p_payload_hash bytea, p_signature bytea, p_issued_at timestamp with time zone) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_record_member_profile(p_email text, p_name text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -910,6 +1051,24 @@ $$;
 
 ALTER FUNCTION public.byoc_touch_updated_at() OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_unfiled_audit_digests(p_limit integer) RETURNS TABLE(org_id uuid, digest_seq bigint, head_seq bigint, payload text, signature bytea)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    RETURN QUERY
+    SELECT d.org_id, d.digest_seq, d.head_seq, d.payload, d.signature
+    FROM public.audit_digests d
+    WHERE NOT d.filed
+    ORDER BY d.issued_at, d.org_id, d.digest_seq
+    LIMIT GREATEST(p_limit, 1);
+END
+$$;
+
+ALTER FUNCTION public.byoc_unfiled_audit_digests(p_limit integer) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_verify_audit_chain() RETURNS TABLE(intact boolean, events bigint, first_broken_seq bigint, problem text, head_seq bigint, head_hash bytea)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -947,6 +1106,34 @@ CREATE TABLE public._sqlx_migrations (
 );
 
 ALTER TABLE public._sqlx_migrations OWNER TO byoc_owner;
+
+CREATE TABLE public.audit_digests (
+    org_id uuid NOT NULL,
+    digest_seq bigint NOT NULL,
+    head_seq bigint NOT NULL,
+    head_hash bytea NOT NULL,
+    payload text NOT NULL,
+    payload_hash bytea NOT NULL,
+    signature bytea NOT NULL,
+    issued_at timestamp with time zone NOT NULL,
+    filed boolean DEFAULT false NOT NULL,
+    delivery_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_delivery_at timestamp with time zone DEFAULT now(),
+    last_error text,
+    CONSTRAINT audit_digests_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT audit_digests_digest_seq_check CHECK ((digest_seq >= 1)),
+    CONSTRAINT audit_digests_head_hash_check CHECK ((length(head_hash) = 32)),
+    CONSTRAINT audit_digests_head_seq_check CHECK ((head_seq >= 1)),
+    CONSTRAINT audit_digests_last_error_check CHECK ((length(last_error) <= 500)),
+    CONSTRAINT audit_digests_payload_check CHECK (((length(payload) >= 2) AND (length(payload) <= 4000))),
+    CONSTRAINT audit_digests_payload_hash_check CHECK ((length(payload_hash) = 32)),
+    CONSTRAINT audit_digests_signature_check CHECK ((length(signature) = 64))
+);
+
+ALTER TABLE ONLY public.audit_digests FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.audit_digests OWNER TO byoc_owner;
 
 CREATE TABLE public.credential_audit_chain_heads (
     org_id uuid NOT NULL,
@@ -1126,6 +1313,15 @@ ALTER TABLE public.sms_messages OWNER TO byoc_owner;
 ALTER TABLE ONLY public._sqlx_migrations
     ADD CONSTRAINT _sqlx_migrations_pkey PRIMARY KEY (version);
 
+ALTER TABLE ONLY public.audit_digests
+    ADD CONSTRAINT audit_digests_delivery_id_key UNIQUE (delivery_id);
+
+ALTER TABLE ONLY public.audit_digests
+    ADD CONSTRAINT audit_digests_one_per_head UNIQUE (org_id, head_seq);
+
+ALTER TABLE ONLY public.audit_digests
+    ADD CONSTRAINT audit_digests_pkey PRIMARY KEY (org_id, digest_seq);
+
 ALTER TABLE ONLY public.credential_audit_chain_heads
     ADD CONSTRAINT credential_audit_chain_heads_pkey PRIMARY KEY (org_id);
 
@@ -1177,6 +1373,10 @@ ALTER TABLE ONLY public.sms_messages
 ALTER TABLE ONLY public.sms_messages
     ADD CONSTRAINT sms_messages_sid_key UNIQUE (org_id, provider_message_sid);
 
+CREATE INDEX audit_digests_next_delivery_idx ON public.audit_digests USING btree (next_delivery_at) WHERE (next_delivery_at IS NOT NULL);
+
+CREATE INDEX audit_digests_unfiled_idx ON public.audit_digests USING btree (issued_at) WHERE (NOT filed);
+
 CREATE INDEX credential_audit_log_org_id_idx ON public.credential_audit_log USING btree (org_id, id DESC);
 
 CREATE INDEX credential_events_next_attempt_idx ON public.credential_events USING btree (next_attempt_at);
@@ -1200,6 +1400,8 @@ CREATE TRIGGER notify_credential_change AFTER INSERT OR DELETE OR UPDATE ON publ
 CREATE TRIGGER notify_member_change AFTER INSERT OR DELETE OR UPDATE ON public.organization_members FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_member_change();
 
 CREATE TRIGGER notify_organization_change AFTER DELETE OR UPDATE ON public.organizations FOR EACH ROW EXECUTE FUNCTION public.byoc_notify_organization_change();
+
+CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.audit_digests FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
 CREATE TRIGGER prevent_org_id_change BEFORE UPDATE ON public.credential_audit_chain_heads FOR EACH ROW WHEN ((old.org_id IS DISTINCT FROM new.org_id)) EXECUTE FUNCTION public.check_org_id_immutability();
 
@@ -1235,6 +1437,9 @@ CREATE TRIGGER touch_updated_at BEFORE UPDATE ON public.provider_usage_daily FOR
 
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON public.sms_messages FOR EACH ROW EXECUTE FUNCTION public.byoc_touch_updated_at();
 
+ALTER TABLE ONLY public.audit_digests
+    ADD CONSTRAINT audit_digests_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.credential_audit_chain_heads
     ADD CONSTRAINT credential_audit_chain_heads_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id);
 
@@ -1268,7 +1473,11 @@ ALTER TABLE ONLY public.sms_messages
 ALTER TABLE ONLY public.sms_messages
     ADD CONSTRAINT sms_messages_org_id_fkey FOREIGN KEY (org_id) REFERENCES public.organizations(id) ON DELETE CASCADE;
 
+ALTER TABLE public.audit_digests ENABLE ROW LEVEL SECURITY;
+
 CREATE POLICY audit_select ON public.credential_audit_log FOR SELECT TO byoc_app USING (((org_id = ( SELECT public.byoc_ctx_org() AS byoc_ctx_org)) AND (( SELECT public.byoc_ctx_is_service() AS byoc_ctx_is_service) OR (( SELECT public.byoc_ctx_member_role() AS byoc_ctx_member_role) IS NOT NULL))));
+
+CREATE POLICY byoc_owner_through_functions ON public.audit_digests TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
 CREATE POLICY byoc_owner_through_functions ON public.credential_audit_chain_heads TO byoc_owner USING ((CURRENT_USER <> SESSION_USER)) WITH CHECK ((CURRENT_USER <> SESSION_USER));
 
@@ -1368,9 +1577,15 @@ REVOKE ALL ON FUNCTION public.byoc_audit_chain_check(p_org uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.byoc_audit_chain_link() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION public.byoc_audit_digests_due(p_interval_secs integer, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_audit_digests_due(p_interval_secs integer, p_limit integer) TO byoc_app;
+
 REVOKE ALL ON FUNCTION public.byoc_audit_genesis_hash() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION public.byoc_audit_hash(prev_hash bytea, seq bigint, org_id uuid, at timestamp with time zone, actor text, action text, credential_id uuid, credential_type text, detail jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION public.byoc_claim_audit_digest_deliveries(p_limit integer, p_lease_secs integer, p_max_age_secs integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_claim_audit_digest_deliveries(p_limit integer, p_lease_secs integer, p_max_age_secs integer) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lease_secs integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_claim_credential_events(p_limit integer, p_lease_secs integer) TO byoc_app;
@@ -1409,8 +1624,14 @@ GRANT ALL ON FUNCTION public.byoc_end_dashboard_session(p_id_hash bytea) TO byoc
 REVOKE ALL ON FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_service text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_enter_context(p_org uuid, p_user uuid, p_service text) TO byoc_app;
 
+REVOKE ALL ON FUNCTION public.byoc_finish_audit_digest_delivery(p_delivery_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_finish_audit_digest_delivery(p_delivery_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) TO byoc_app;
+
 REVOKE ALL ON FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_finish_credential_event(p_id uuid, p_delivered boolean, p_retry_after_secs integer, p_error text) TO byoc_app;
+
+REVOKE ALL ON FUNCTION public.byoc_mark_audit_digest_filed(p_org_id uuid, p_digest_seq bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_mark_audit_digest_filed(p_org_id uuid, p_digest_seq bigint) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_notify_credential_change() FROM PUBLIC;
 
@@ -1430,6 +1651,9 @@ GRANT UPDATE(role) ON TABLE public.organization_members TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_operator_add_member(p_org_id uuid, p_user_id uuid, p_role text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_operator_add_member(p_org_id uuid, p_user_id uuid, p_role text) TO byoc_operator;
+
+REVOKE ALL ON FUNCTION public.byoc_operator_audit_chain_hashes(p_org_id uuid, p_seqs bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_operator_audit_chain_hashes(p_org_id uuid, p_seqs bigint[]) TO byoc_operator;
 
 GRANT SELECT ON TABLE public.organizations TO byoc_app;
 
@@ -1479,6 +1703,9 @@ GRANT ALL ON FUNCTION public.byoc_prune_credential_events(p_older_than_secs inte
 
 REVOKE ALL ON FUNCTION public.byoc_queue_credential_event() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION public.byoc_record_audit_digest(p_org_id uuid, p_digest_seq bigint, p_head_seq bigint, p_head_hash bytea, p_previous_payload_hash bytea, p_payload text, p_payload_hash bytea, p_signature bytea, p_issued_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_record_audit_digest(p_org_id uuid, p_digest_seq bigint, p_head_seq bigint, p_head_hash bytea, p_previous_payload_hash bytea, p_payload text, p_payload_hash bytea, p_signature bytea, p_issued_at timestamp with time zone) TO byoc_app;
+
 REVOKE ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_record_member_profile(p_email text, p_name text) TO byoc_app;
 
@@ -1499,6 +1726,9 @@ REVOKE ALL ON FUNCTION public.byoc_touch_dashboard_session(p_id_hash bytea) FROM
 GRANT ALL ON FUNCTION public.byoc_touch_dashboard_session(p_id_hash bytea) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_touch_updated_at() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION public.byoc_unfiled_audit_digests(p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_unfiled_audit_digests(p_limit integer) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_verify_audit_chain() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_verify_audit_chain() TO byoc_app;

@@ -90,6 +90,7 @@
 compile_error!("byoc-credential-store needs a backend: enable the `postgres` or the `sqlite` feature (or both)");
 
 mod access;
+mod digests;
 mod error;
 mod health;
 mod model;
@@ -107,6 +108,7 @@ pub mod test_support;
 
 use std::sync::Arc;
 
+pub use digests::{AuditDigestDelivery, AuditDigestDue, NewAuditDigest, StoredAuditDigest};
 pub use error::{ConflictKind, StoreError, StoreResult};
 pub use health::{
     CredentialEvent, CredentialEventId, CredentialEventKind, CredentialStatusCount,

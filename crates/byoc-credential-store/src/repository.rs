@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::digests::{AuditDigestDelivery, AuditDigestDue, NewAuditDigest, StoredAuditDigest};
 use crate::error::StoreResult;
 use crate::health::{
     CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification, EventDelivery,
@@ -437,4 +438,52 @@ pub trait CredentialRepository: Send + Sync {
 
     /// Deletes the events that occurred more than `older_than` ago, delivered or not; returns how many.
     async fn prune_credential_events(&self, older_than: std::time::Duration) -> StoreResult<u64>;
+
+    // Signed audit digests (the service's background work; the operator's check).
+
+    /// Up to `limit` organizations whose audit chain moved since their last digest (or that have a chain and no
+    /// digest) and whose last digest was issued at least `interval` ago, with what their next digest signs.
+    /// Reads only: [`CredentialRepository::record_audit_digest`] is the claim.
+    async fn audit_digests_due(
+        &self,
+        interval: std::time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditDigestDue>>;
+
+    /// Records a signed digest, which claims it: `true` when this call recorded it, `false` when another caller
+    /// recorded the organization's digest of that number first (or one followed the previous digest
+    /// differently). Refuses a head that is not in the organization's chain at its position.
+    async fn record_audit_digest(&self, digest: &NewAuditDigest) -> StoreResult<bool>;
+
+    /// Up to `limit` recorded digests not yet written to the digest directory, oldest first.
+    async fn unfiled_audit_digests(&self, limit: u32) -> StoreResult<Vec<StoredAuditDigest>>;
+
+    /// Notes that a digest was written to the digest directory; `false` when there is no such digest.
+    async fn mark_audit_digest_filed(&self, org_id: OrgId, digest_seq: i64) -> StoreResult<bool>;
+
+    /// Claims up to `limit` digests whose webhook delivery is due and that were issued less than `max_age` ago,
+    /// oldest first, for this caller alone (counted as an attempt, leased for `lease`), as
+    /// [`CredentialRepository::claim_credential_events`] does events.
+    async fn claim_audit_digest_deliveries(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+        max_age: std::time::Duration,
+    ) -> StoreResult<Vec<AuditDigestDelivery>>;
+
+    /// Settles a claimed digest delivery: delivered, it is done; otherwise its next attempt waits. `false` when
+    /// there is no such delivery.
+    async fn finish_audit_digest_delivery(
+        &self,
+        id: uuid::Uuid,
+        outcome: &EventDelivery,
+    ) -> StoreResult<bool>;
+
+    /// Operator, for `byoc audit verify --digests`: the chain hash stored at each of `seqs` in the
+    /// organization's chain, by position (positions the chain does not have are left out).
+    async fn operator_audit_chain_hashes(
+        &self,
+        org_id: OrgId,
+        seqs: &[i64],
+    ) -> StoreResult<Vec<(i64, [u8; 32])>>;
 }

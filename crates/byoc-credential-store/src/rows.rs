@@ -5,10 +5,11 @@ use std::num::NonZeroU32;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
+use crate::digests::{AuditDigestDelivery, AuditDigestDue, StoredAuditDigest};
 use crate::error::{StoreError, StoreResult};
 use crate::health::{CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification};
 use crate::model::{
-    AuditAction, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
+    AuditAction, AuditChainHead, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
     EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, MemberProfile, NewDashboardSession,
     OAuthState, OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue,
     StoredMasterKey, UsageCounter,
@@ -45,6 +46,8 @@ pub(crate) trait ReadRow {
     fn flag(&self, column: &str) -> StoreResult<bool>;
     /// A byte column.
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
+    /// A nullable byte column.
+    fn opt_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>>;
     /// A timestamp column.
     fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
     /// A nullable timestamp column.
@@ -313,6 +316,9 @@ macro_rules! impl_read_row {
             fn bytes(&self, column: &str) -> $crate::error::StoreResult<Vec<u8>> {
                 Ok(sqlx::Row::try_get(self, column)?)
             }
+            fn opt_bytes(&self, column: &str) -> $crate::error::StoreResult<Option<Vec<u8>>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
             fn time(
                 &self,
                 column: &str,
@@ -333,3 +339,52 @@ macro_rules! impl_read_row {
 }
 
 pub(crate) use impl_read_row;
+
+/// A fixed-length byte column (a hash or a signature).
+pub(crate) fn fixed_bytes<const N: usize>(row: &impl ReadRow, column: &str) -> StoreResult<[u8; N]> {
+    row.bytes(column)?
+        .try_into()
+        .map_err(|_| unreadable(column))
+}
+
+/// A row of `byoc_audit_digests_due`.
+pub(crate) fn audit_digest_due(row: &impl ReadRow) -> StoreResult<AuditDigestDue> {
+    let previous_payload_hash = match row.opt_bytes("previous_payload_hash")? {
+        None => None,
+        Some(hash) => Some(
+            hash.try_into()
+                .map_err(|_| unreadable("previous_payload_hash"))?,
+        ),
+    };
+    Ok(AuditDigestDue {
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        digest_seq: row.int("digest_seq")?,
+        head: AuditChainHead {
+            seq: row.int("head_seq")?,
+            hash: fixed_bytes(row, "head_hash")?,
+        },
+        previous_payload_hash,
+        issued_at: row.time("issued_at")?,
+    })
+}
+
+/// A recorded digest (`org_id, digest_seq, head_seq, payload, signature`).
+pub(crate) fn stored_audit_digest(row: &impl ReadRow) -> StoreResult<StoredAuditDigest> {
+    Ok(StoredAuditDigest {
+        org_id: OrgId::from_uuid(row.uuid("org_id")?),
+        digest_seq: row.int("digest_seq")?,
+        head_seq: row.int("head_seq")?,
+        payload: row.text("payload")?,
+        signature: fixed_bytes(row, "signature")?,
+    })
+}
+
+/// A row of a digest delivery claim.
+pub(crate) fn audit_digest_delivery(row: &impl ReadRow) -> StoreResult<AuditDigestDelivery> {
+    Ok(AuditDigestDelivery {
+        id: row.uuid("delivery_id")?,
+        digest: stored_audit_digest(row)?,
+        issued_at: row.time("issued_at")?,
+        attempts: u32::try_from(row.int("attempts")?).map_err(|_| unreadable("attempts"))?,
+    })
+}

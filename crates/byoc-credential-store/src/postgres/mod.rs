@@ -18,6 +18,7 @@ use sqlx::{ConnectOptions, Connection, Executor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
+use crate::digests::{AuditDigestDelivery, AuditDigestDue, NewAuditDigest, StoredAuditDigest};
 use crate::error::{StoreError, StoreResult};
 use crate::health::{
     limit_for_db, whole_seconds, CredentialEvent, CredentialEventId, CredentialStatusCount,
@@ -38,9 +39,10 @@ use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 use crate::rows::{
-    self, audit_event, credential_event, credential_metadata, credential_record,
+    self, audit_digest_delivery, audit_digest_due, audit_event, credential_event, credential_metadata, credential_record,
     credential_status_count, due_reverification, key_check_value, master_key, member, oauth_state,
-    operator_envelope, organization, role_from_row, sms_message, usage_counter, ReadRow,
+    operator_envelope, organization, role_from_row, sms_message, stored_audit_digest,
+    usage_counter, ReadRow,
     CREDENTIAL_COLUMNS, MASTER_KEY_COLUMNS, SMS_COLUMNS,
 };
 
@@ -1585,4 +1587,115 @@ impl CredentialRepository for PostgresStore {
             .await?;
         rows::count(pruned)
     }
+
+    async fn audit_digests_due(
+        &self,
+        interval: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditDigestDue>> {
+        let rows = sqlx::query(
+            "SELECT org_id, digest_seq, head_seq, head_hash, previous_payload_hash, issued_at \
+             FROM byoc_audit_digests_due($1, $2)",
+        )
+        .bind(whole_seconds(interval))
+        .bind(limit_for_db(limit))
+        .fetch_all(self.service_work_pool())
+        .await?;
+        rows.iter().map(audit_digest_due).collect()
+    }
+
+    async fn record_audit_digest(&self, digest: &NewAuditDigest) -> StoreResult<bool> {
+        let due = &digest.due;
+        Ok(sqlx::query_scalar(
+            "SELECT byoc_record_audit_digest($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(due.org_id.as_uuid())
+        .bind(due.digest_seq)
+        .bind(due.head.seq)
+        .bind(due.head.hash.as_slice())
+        .bind(due.previous_payload_hash.as_ref().map(|hash| hash.as_slice()))
+        .bind(&digest.payload)
+        .bind(digest.payload_hash.as_slice())
+        .bind(digest.signature.as_slice())
+        .bind(due.issued_at)
+        .fetch_one(self.service_work_pool())
+        .await?)
+    }
+
+    async fn unfiled_audit_digests(&self, limit: u32) -> StoreResult<Vec<StoredAuditDigest>> {
+        let rows = sqlx::query(
+            "SELECT org_id, digest_seq, head_seq, payload, signature FROM byoc_unfiled_audit_digests($1)",
+        )
+        .bind(limit_for_db(limit))
+        .fetch_all(self.service_work_pool())
+        .await?;
+        rows.iter().map(stored_audit_digest).collect()
+    }
+
+    async fn mark_audit_digest_filed(&self, org_id: OrgId, digest_seq: i64) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT byoc_mark_audit_digest_filed($1, $2)")
+                .bind(org_id.as_uuid())
+                .bind(digest_seq)
+                .fetch_one(self.service_work_pool())
+                .await?,
+        )
+    }
+
+    async fn claim_audit_digest_deliveries(
+        &self,
+        limit: u32,
+        lease: Duration,
+        max_age: Duration,
+    ) -> StoreResult<Vec<AuditDigestDelivery>> {
+        let rows = sqlx::query(
+            "SELECT delivery_id, org_id, digest_seq, head_seq, payload, signature, issued_at, attempts \
+             FROM byoc_claim_audit_digest_deliveries($1, $2, $3)",
+        )
+        .bind(limit_for_db(limit))
+        .bind(whole_seconds(lease))
+        .bind(whole_seconds(max_age))
+        .fetch_all(self.service_work_pool())
+        .await?;
+        rows.iter().map(audit_digest_delivery).collect()
+    }
+
+    async fn finish_audit_digest_delivery(
+        &self,
+        id: Uuid,
+        outcome: &EventDelivery,
+    ) -> StoreResult<bool> {
+        let (delivered, retry_after, error) = match outcome {
+            EventDelivery::Delivered => (true, 0, None),
+            EventDelivery::Retry { after, error } => {
+                (false, whole_seconds(*after), Some(error.as_str()))
+            }
+        };
+        Ok(
+            sqlx::query_scalar("SELECT byoc_finish_audit_digest_delivery($1, $2, $3, $4)")
+                .bind(id)
+                .bind(delivered)
+                .bind(retry_after)
+                .bind(error)
+                .fetch_one(self.service_work_pool())
+                .await?,
+        )
+    }
+
+    async fn operator_audit_chain_hashes(
+        &self,
+        org_id: OrgId,
+        seqs: &[i64],
+    ) -> StoreResult<Vec<(i64, [u8; 32])>> {
+        self.require_operator()?;
+        let rows = sqlx::query("SELECT seq, hash FROM byoc_operator_audit_chain_hashes($1, $2)")
+            .bind(org_id.as_uuid())
+            .bind(seqs)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.int("seq")?, rows::fixed_bytes(row, "hash")?)))
+            .collect()
+    }
+
 }

@@ -19,6 +19,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
 use crate::access::{audit_action_need, check, check_grant, clip_verification_error, Need};
+use crate::digests::{AuditDigestDelivery, AuditDigestDue, NewAuditDigest, StoredAuditDigest};
 use crate::error::{StoreError, StoreResult};
 use crate::health::{
     whole_seconds, CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification,
@@ -37,6 +38,7 @@ use crate::model::{
 use crate::model::{NewMasterKey, StoredMasterKey};
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
+    audit_digest_delivery, audit_digest_due, stored_audit_digest,
     self, audit_event, credential_event, credential_metadata, credential_record,
     credential_status_count, due_reverification, key_check_value, master_key, member, oauth_state,
     operator_envelope, organization, role_from_row, sms_message, usage_counter, CREDENTIAL_COLUMNS,
@@ -1508,6 +1510,198 @@ impl CredentialRepository for SqliteStore {
         transaction.commit().await?;
         Ok(pruned)
     }
+
+    async fn audit_digests_due(
+        &self,
+        interval: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditDigestDue>> {
+        let now = Utc::now();
+        let now = DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        let cutoff = chrono::Duration::from_std(interval)
+            .ok()
+            .and_then(|age| now.checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let rows = sqlx::query(
+            "SELECT h.org_id, coalesce(d.digest_seq, 0) + 1 AS digest_seq, h.last_seq AS head_seq, \
+                    h.last_hash AS head_hash, d.payload_hash AS previous_payload_hash, ?1 AS issued_at \
+             FROM credential_audit_chain_heads h \
+             LEFT JOIN audit_digests d ON d.org_id = h.org_id \
+                  AND d.digest_seq = (SELECT max(m.digest_seq) FROM audit_digests m WHERE m.org_id = h.org_id) \
+             WHERE h.last_seq > coalesce(d.head_seq, 0) AND (d.issued_at IS NULL OR d.issued_at <= ?2) \
+             ORDER BY h.org_id LIMIT ?3",
+        )
+        .bind(encode_time(now))
+        .bind(encode_time(cutoff))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_digest_due).collect()
+    }
+
+    async fn record_audit_digest(&self, digest: &NewAuditDigest) -> StoreResult<bool> {
+        let due = &digest.due;
+        let org_id = due.org_id.to_string();
+        let mut transaction = self.begin_write().await?;
+        let in_chain: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM credential_audit_log WHERE org_id = ? AND seq = ? AND hash = ?",
+        )
+        .bind(&org_id)
+        .bind(due.head.seq)
+        .bind(due.head.hash.as_slice())
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if in_chain.is_none() {
+            return Err(crate::model::InvalidValue {
+                field: "head",
+                reason: "the digested head is not in the organization's audit chain",
+            }
+            .into());
+        }
+        let last_hash: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT payload_hash FROM audit_digests WHERE org_id = ? AND digest_seq = ?",
+        )
+        .bind(&org_id)
+        .bind(due.digest_seq - 1)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if last_hash.as_deref() != due.previous_payload_hash.as_ref().map(|hash| hash.as_slice()) {
+            return Ok(false);
+        }
+        let recorded = sqlx::query(
+            "INSERT OR IGNORE INTO audit_digests (org_id, digest_seq, head_seq, head_hash, payload, payload_hash, \
+                                                  signature, issued_at, delivery_id, next_delivery_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&org_id)
+        .bind(due.digest_seq)
+        .bind(due.head.seq)
+        .bind(due.head.hash.as_slice())
+        .bind(&digest.payload)
+        .bind(digest.payload_hash.as_slice())
+        .bind(digest.signature.as_slice())
+        .bind(encode_time(due.issued_at))
+        .bind(Uuid::new_v4().to_string())
+        .bind(Utc::now().timestamp_millis())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        transaction.commit().await?;
+        Ok(recorded > 0)
+    }
+
+    async fn unfiled_audit_digests(&self, limit: u32) -> StoreResult<Vec<StoredAuditDigest>> {
+        let rows = sqlx::query(
+            "SELECT org_id, digest_seq, head_seq, payload, signature FROM audit_digests WHERE filed = 0 \
+             ORDER BY issued_at, org_id, digest_seq LIMIT ?",
+        )
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_audit_digest).collect()
+    }
+
+    async fn mark_audit_digest_filed(&self, org_id: OrgId, digest_seq: i64) -> StoreResult<bool> {
+        let mut transaction = self.begin_write().await?;
+        let changed = sqlx::query("UPDATE audit_digests SET filed = 1 WHERE org_id = ? AND digest_seq = ?")
+            .bind(org_id.to_string())
+            .bind(digest_seq)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        transaction.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn claim_audit_digest_deliveries(
+        &self,
+        limit: u32,
+        lease: Duration,
+        max_age: Duration,
+    ) -> StoreResult<Vec<AuditDigestDelivery>> {
+        let now = Utc::now();
+        let oldest = chrono::Duration::from_std(max_age)
+            .ok()
+            .and_then(|age| now.checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut transaction = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE audit_digests SET attempts = attempts + 1, next_delivery_ms = ?1 + ?2 \
+             WHERE delivery_id IN (SELECT delivery_id FROM audit_digests \
+                                   WHERE next_delivery_ms <= ?1 AND issued_at > ?3 \
+                                   ORDER BY next_delivery_ms, org_id, digest_seq LIMIT ?4) \
+             RETURNING delivery_id, org_id, digest_seq, head_seq, payload, signature, issued_at, attempts",
+        )
+        .bind(now.timestamp_millis())
+        .bind(schedule_millis(lease))
+        .bind(encode_time(oldest))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        let mut deliveries = rows
+            .iter()
+            .map(audit_digest_delivery)
+            .collect::<StoreResult<Vec<_>>>()?;
+        deliveries.sort_by_key(|delivery| (delivery.issued_at, delivery.digest.digest_seq));
+        Ok(deliveries)
+    }
+
+    async fn finish_audit_digest_delivery(
+        &self,
+        id: Uuid,
+        outcome: &EventDelivery,
+    ) -> StoreResult<bool> {
+        let mut transaction = self.begin_write().await?;
+        let changed = match outcome {
+            EventDelivery::Delivered => sqlx::query(
+                "UPDATE audit_digests SET next_delivery_ms = NULL, last_error = NULL WHERE delivery_id = ?",
+            )
+            .bind(id.to_string())
+            .execute(&mut *transaction)
+            .await?,
+            EventDelivery::Retry { after, error } => sqlx::query(
+                "UPDATE audit_digests SET next_delivery_ms = ?, last_error = substr(?, 1, 500) \
+                 WHERE delivery_id = ?",
+            )
+            .bind(Utc::now().timestamp_millis() + schedule_millis(*after))
+            .bind(error)
+            .bind(id.to_string())
+            .execute(&mut *transaction)
+            .await?,
+        }
+        .rows_affected();
+        transaction.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn operator_audit_chain_hashes(
+        &self,
+        org_id: OrgId,
+        seqs: &[i64],
+    ) -> StoreResult<Vec<(i64, [u8; 32])>> {
+        let mut hashes = Vec::with_capacity(seqs.len());
+        let mut connection = self.pool.acquire().await?;
+        for seq in seqs {
+            let hash: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT hash FROM credential_audit_log WHERE org_id = ? AND seq = ?",
+            )
+            .bind(org_id.to_string())
+            .bind(seq)
+            .fetch_optional(&mut *connection)
+            .await?;
+            if let Some(hash) = hash {
+                let hash = hash.try_into().map_err(|_| {
+                    StoreError::internal("stored value in column hash cannot be read")
+                })?;
+                hashes.push((*seq, hash));
+            }
+        }
+        hashes.sort_by_key(|(seq, _)| *seq);
+        hashes.dedup_by_key(|(seq, _)| *seq);
+        Ok(hashes)
+    }
+
 }
 
 async fn insert_credential_row(

@@ -11,7 +11,7 @@ use byoc_credential_store::{
     SessionIdHash, SmsStatusUpdate, StoreError, Tenant, UserId, VerificationOutcome,
     VerificationStatus,
 };
-use byoc_credential_store::{CredentialEventKind, EventDelivery};
+use byoc_credential_store::{CredentialEventKind, EventDelivery, NewAuditDigest};
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
 
@@ -60,6 +60,7 @@ conformance_tests!(
     audit_filters_page_without_duplicates_or_gaps_while_events_are_written,
     audit_chain_of_an_empty_org_is_intact,
     audit_chain_checks_report_the_head_for_tenants_and_the_operator,
+    audit_digests_are_due_recorded_once_filed_and_delivered,
     key_check_values_are_insert_if_absent,
     master_keys_are_added_once_per_version_and_read_back,
     oauth_states_are_single_use_and_bound_to_their_user,
@@ -1369,6 +1370,147 @@ async fn audit_chain_checks_report_the_head_for_tenants_and_the_operator(
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A digest of what was due, with a stand-in payload, hash and signature (the store neither signs nor checks).
+fn digest_of(due: &byoc_credential_store::AuditDigestDue, marker: u8) -> NewAuditDigest {
+    NewAuditDigest {
+        due: due.clone(),
+        payload: format!("{{\"headSeq\":{}}}", due.head.seq),
+        payload_hash: [marker; 32],
+        signature: [marker; 64],
+    }
+}
+
+async fn audit_digests_are_due_recorded_once_filed_and_delivered(
+    repo: &impl CredentialRepository,
+    operator: &impl CredentialRepository,
+) {
+    let hour = std::time::Duration::from_secs(3600);
+    let a = org(operator, "Clinic A").await;
+    let b = org(operator, "Clinic B").await;
+    repo.append_audit_events(&a.member, &[audit("read", None), audit("read", None)])
+        .await
+        .unwrap();
+    let head = repo.verify_audit_chain(&a.member).await.unwrap().head.unwrap();
+
+    // An organization with a chain and no digest is due; one without a chain is not.
+    let due = repo.audit_digests_due(hour, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    let first = &due[0];
+    assert_eq!((first.org_id, first.digest_seq), (a.id, 1));
+    assert_eq!(first.head, head);
+    assert_eq!(first.previous_payload_hash, None);
+    assert!((Utc::now() - first.issued_at).num_seconds().abs() < 60);
+    assert!(!due.iter().any(|due| due.org_id == b.id));
+
+    // Recording is the claim: the second replica's copy is refused, and a head not in the chain is an error.
+    assert!(repo.record_audit_digest(&digest_of(first, 1)).await.unwrap());
+    assert!(!repo.record_audit_digest(&digest_of(first, 9)).await.unwrap());
+    let mut forged = digest_of(first, 2);
+    forged.due.head.hash = [7; 32];
+    forged.due.digest_seq = 2;
+    forged.due.previous_payload_hash = Some([1; 32]);
+    assert!(repo.record_audit_digest(&forged).await.is_err());
+
+    // Nothing is due until the chain moves and the interval passes.
+    assert!(repo.audit_digests_due(hour, 10).await.unwrap().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(
+        repo.audit_digests_due(std::time::Duration::from_secs(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the chain did not move"
+    );
+    repo.append_audit_event(&a.member, &audit("read", None))
+        .await
+        .unwrap();
+    assert!(repo.audit_digests_due(hour, 10).await.unwrap().is_empty());
+    let second = repo
+        .audit_digests_due(std::time::Duration::from_secs(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].digest_seq, second[0].head.seq), (2, 3));
+    assert_eq!(second[0].previous_payload_hash, Some([1; 32]));
+    let mut wrong_previous = digest_of(&second[0], 2);
+    wrong_previous.due.previous_payload_hash = Some([5; 32]);
+    assert!(
+        !repo.record_audit_digest(&wrong_previous).await.unwrap(),
+        "a digest that does not follow the last one is not recorded"
+    );
+    assert!(repo
+        .record_audit_digest(&digest_of(&second[0], 2))
+        .await
+        .unwrap());
+
+    // Filing: both digests once, oldest first.
+    let unfiled = repo.unfiled_audit_digests(10).await.unwrap();
+    assert_eq!(
+        unfiled
+            .iter()
+            .map(|digest| (digest.digest_seq, digest.head_seq))
+            .collect::<Vec<_>>(),
+        vec![(1, 2), (2, 3)]
+    );
+    assert_eq!(unfiled[0].signature, [1; 64]);
+    assert_eq!(unfiled[0].payload, "{\"headSeq\":2}");
+    assert!(repo.mark_audit_digest_filed(a.id, 1).await.unwrap());
+    assert!(!repo.mark_audit_digest_filed(b.id, 1).await.unwrap());
+    assert_eq!(repo.unfiled_audit_digests(10).await.unwrap().len(), 1);
+
+    // Delivery: concurrent claimers share the digests, a lease keeps them, settled ones are done.
+    let lease = std::time::Duration::from_secs(60);
+    let (left, right) = tokio::join!(
+        repo.claim_audit_digest_deliveries(1, lease, hour),
+        repo.claim_audit_digest_deliveries(1, lease, hour)
+    );
+    let mut claimed: Vec<_> = left.unwrap().into_iter().chain(right.unwrap()).collect();
+    claimed.sort_by_key(|delivery| delivery.digest.digest_seq);
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|delivery| (delivery.digest.digest_seq, delivery.attempts))
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (2, 1)]
+    );
+    assert!(repo
+        .claim_audit_digest_deliveries(10, lease, hour)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(repo
+        .finish_audit_digest_delivery(claimed[0].id, &EventDelivery::Delivered)
+        .await
+        .unwrap());
+    assert!(repo
+        .finish_audit_digest_delivery(
+            claimed[1].id,
+            &EventDelivery::Retry {
+                after: std::time::Duration::ZERO,
+                error: "HTTP 503".to_owned(),
+            },
+        )
+        .await
+        .unwrap());
+    let again = repo
+        .claim_audit_digest_deliveries(10, lease, hour)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (claimed[1].id, 2));
+    assert!(!repo
+        .finish_audit_digest_delivery(uuid::Uuid::new_v4(), &EventDelivery::Delivered)
+        .await
+        .unwrap());
+
+    // The operator reads the chain hashes at digested positions (none for a position the chain lacks).
+    let hashes = operator
+        .operator_audit_chain_hashes(a.id, &[2, 99])
+        .await
+        .unwrap();
+    assert_eq!(hashes, vec![(2, head.hash)]);
 }
 
 async fn master_keys_are_added_once_per_version_and_read_back(

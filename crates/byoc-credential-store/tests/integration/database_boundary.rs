@@ -329,8 +329,21 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
         format!("SELECT public.byoc_finish_credential_event('{stranger}', true, 0, NULL)"),
         "SELECT public.byoc_prune_credential_events(3600)".to_owned(),
         "SELECT * FROM public.byoc_credential_status_counts()".to_owned(),
+        "SELECT * FROM public.byoc_audit_digests_due(1, 10)".to_owned(),
+        "SELECT * FROM public.byoc_unfiled_audit_digests(10)".to_owned(),
+        format!("SELECT public.byoc_mark_audit_digest_filed('{a_id}', 1)"),
+        "SELECT * FROM public.byoc_claim_audit_digest_deliveries(10, 60, 3600)".to_owned(),
+        format!("SELECT public.byoc_finish_audit_digest_delivery('{stranger}', true, 0, NULL)"),
     ];
-    let escalated = escalations(&service, "SELECT 1", &service_calls).await;
+    // Recording a digest of a head that is not in the chain is refused, after the function ran with the shadows.
+    let record_call = format!(
+        "SELECT public.byoc_record_audit_digest('{a_id}', 1, 1, '\\x{hash}', NULL, '{{}}', '\\x{hash}', \
+         '\\x{signature}', pg_catalog.now())",
+        hash = "ab".repeat(32),
+        signature = "cd".repeat(64)
+    );
+    let every_call: Vec<String> = service_calls.iter().cloned().chain([record_call]).collect();
+    let escalated = escalations(&service, "SELECT 1", &every_call).await;
     assert!(escalated.is_empty(), "{escalated:#?}");
     for call in &service_calls {
         sqlx::query(call)
@@ -373,6 +386,7 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
         ),
         "SELECT * FROM public.byoc_credentials_per_key_version()".to_owned(),
         "SELECT * FROM public.byoc_operator_verify_audit_chains(NULL)".to_owned(),
+        format!("SELECT * FROM public.byoc_operator_audit_chain_hashes('{a_id}', ARRAY[1, 2]::pg_catalog.int8[])"),
         format!(
             "SELECT * FROM public.byoc_operator_add_master_key(7, 'alias/byoc', '\\x01', '\\x{}')",
             "ab".repeat(32)
@@ -444,7 +458,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
     .fetch_all(&superuser)
     .await
     .unwrap();
-    assert_eq!(privileges.len(), 7, "{privileges:?}");
+    assert_eq!(privileges.len(), 8, "{privileges:?}");
     for (function, app, service, operator) in &privileges {
         assert!(!app, "byoc_app may not execute {function}");
         assert!(!service, "byoc_service may not execute {function}");
@@ -481,6 +495,7 @@ async fn operator_functions_belong_to_byoc_operator_alone() {
         ),
         "SELECT * FROM byoc_operator_create_organization('rogue', 80)".to_owned(),
         "SELECT * FROM byoc_operator_verify_audit_chains(NULL)".to_owned(),
+        format!("SELECT * FROM byoc_operator_audit_chain_hashes('{a_id}', ARRAY[1])"),
         format!(
             "SELECT * FROM byoc_operator_add_master_key(9, 'alias/rogue', '\\x01', '\\x{}')",
             "ab".repeat(32)
@@ -1019,6 +1034,13 @@ async fn claiming_reverifications_and_events_needs_a_service_login() {
         "SELECT * FROM public.byoc_claim_credential_events(10, 60)",
         "SELECT public.byoc_finish_credential_event(gen_random_uuid(), true, 0, NULL)",
         "SELECT public.byoc_prune_credential_events(1)",
+        "SELECT * FROM public.byoc_audit_digests_due(1, 10)",
+        "SELECT * FROM public.byoc_unfiled_audit_digests(10)",
+        "SELECT public.byoc_mark_audit_digest_filed(gen_random_uuid(), 1)",
+        "SELECT * FROM public.byoc_claim_audit_digest_deliveries(10, 60, 3600)",
+        "SELECT public.byoc_finish_audit_digest_delivery(gen_random_uuid(), true, 0, NULL)",
+        "SELECT public.byoc_record_audit_digest(gen_random_uuid(), 1, 1, '\\x00', NULL, '{}', '\\x00', '\\x00', \
+         now())",
     ] {
         for context in [
             "SELECT 1".to_owned(),
@@ -1041,7 +1063,11 @@ async fn claiming_reverifications_and_events_needs_a_service_login() {
         .await
         .unwrap();
     // No table privilege on either table.
-    for table in ["credential_events", "credential_reverify_schedule"] {
+    for table in [
+        "credential_events",
+        "credential_reverify_schedule",
+        "audit_digests",
+    ] {
         let error = sqlx::query(&format!("SELECT * FROM public.{table}"))
             .execute(&app)
             .await
