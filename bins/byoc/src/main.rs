@@ -3,6 +3,7 @@
 //! with one clear line on bad input.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use byoc_credential_store::{
     OrganizationAuditChain, OrganizationName, Role, ServiceName, StoreError, UserId,
 };
 use byoc_crypto::MasterKey;
+use byoc_runtime::audit_digest::{check_digest_dir, AuditPublicKey, AuditSigningKey};
 use byoc_runtime::config::{self, ConfigError, DatabaseUrl, RuntimeConfig};
 use byoc_runtime::kms::KmsKeyId;
 use byoc_runtime::master_keys::{create_kms_held_version, list_versions, HeldBy, KmsAccess};
@@ -144,6 +146,16 @@ enum AuditCommand {
         /// Check only this organization.
         #[arg(long, value_name = "ORG_ID")]
         org: Option<OrgId>,
+        /// Also check the signed digests in this folder (`*.json` in it and its folders, as
+        /// BYOC_AUDIT_DIGEST_DIR holds them): every signature holds, each organization's digests link up, and
+        /// each chain still has every digested head at its position. Exits non-zero naming the first that
+        /// does not.
+        #[arg(long, value_name = "DIR")]
+        digests: Option<std::path::PathBuf>,
+        /// The public key that checks the digests (64 hex digits, as `GET /api/audit/signing-key` serves it);
+        /// default: the one of BYOC_AUDIT_SIGNING_KEY, or dev mode's.
+        #[arg(long, value_name = "HEX", requires = "digests")]
+        public_key: Option<String>,
     },
 }
 
@@ -269,16 +281,29 @@ async fn run(command: Command) -> Result<(), CliError> {
             command: KeysCommand::Check,
         } => check().await,
         Command::Audit {
-            command: AuditCommand::Verify { org },
-        } => verify_audit(org).await,
+            command:
+                AuditCommand::Verify {
+                    org,
+                    digests,
+                    public_key,
+                },
+        } => verify_audit(org, digests.as_deref(), public_key.as_deref()).await,
         Command::ImportEnv { org, display_name } => import_env(org, &display_name).await,
     }
 }
 
 /// `byoc audit verify`: checks the chains, prints one line per organization, and fails naming the first
 /// organization (in id order) whose chain is broken and where.
-async fn verify_audit(org: Option<OrgId>) -> Result<(), CliError> {
+async fn verify_audit(
+    org: Option<OrgId>,
+    digest_dir: Option<&Path>,
+    public_key: Option<&str>,
+) -> Result<(), CliError> {
     let services = open_services().await?;
+    if let Some(dir) = digest_dir {
+        let key = digest_public_key(public_key, &services)?;
+        verify_digests(dir, &key, &services, org).await?;
+    }
     let checked = services
         .repository
         .operator_verify_audit_chains(org)
@@ -311,6 +336,76 @@ async fn verify_audit(org: Option<OrgId>) -> Result<(), CliError> {
             checked.len()
         ))),
     }
+}
+
+/// The key that checks digests: `--public-key`, else BYOC_AUDIT_SIGNING_KEY's, else dev mode's.
+fn digest_public_key(given: Option<&str>, services: &Services) -> Result<AuditPublicKey, CliError> {
+    if let Some(text) = given {
+        return AuditPublicKey::parse(text)
+            .map_err(|error| CliError::Invalid(format!("--public-key: {error}")));
+    }
+    let environment = config::environment()?;
+    if let Some(seed) = environment
+        .get("BYOC_AUDIT_SIGNING_KEY")
+        .filter(|seed| !seed.trim().is_empty())
+    {
+        return AuditSigningKey::parse(seed)
+            .map(|key| key.public_key())
+            .map_err(|error| CliError::Invalid(format!("BYOC_AUDIT_SIGNING_KEY: {error}")));
+    }
+    services
+        .dev
+        .as_ref()
+        .map(|dev| dev.audit_signing_key.public_key())
+        .ok_or_else(|| {
+            CliError::Invalid(
+                "--public-key: required (or BYOC_AUDIT_SIGNING_KEY) to check digests".to_owned(),
+            )
+        })
+}
+
+/// `byoc audit verify --digests DIR`: one line per organization with digests; fails naming the first file or
+/// organization that does not check out.
+async fn verify_digests(
+    dir: &Path,
+    key: &AuditPublicKey,
+    services: &Services,
+    org: Option<OrgId>,
+) -> Result<(), CliError> {
+    let report = check_digest_dir(dir, key, services.repository.as_ref(), org)
+        .await
+        .map_err(|error| CliError::Invalid(format!("--digests: {error}")))?;
+    for check in &report.organizations {
+        match &check.problem {
+            None => say!(
+                "{} digests hold: {} digest(s), newest at seq {}",
+                check.org_id,
+                check.digests,
+                check.newest_head_seq
+            ),
+            Some(problem) => say!("{} DIGESTS FAIL: {problem}", check.org_id),
+        }
+    }
+    if let Some(refused) = report.refused_files.first() {
+        return Err(CliError::Invalid(format!(
+            "{} digest file(s) refused; the first: {refused}",
+            report.refused_files.len()
+        )));
+    }
+    if let Some(check) = report.organizations.iter().find(|check| check.problem.is_some()) {
+        return Err(CliError::Invalid(format!(
+            "the audit chain of organization {} does not match its digests: {}",
+            check.org_id,
+            check.problem.as_deref().unwrap_or_default()
+        )));
+    }
+    if report.organizations.is_empty() {
+        return Err(CliError::Invalid(format!(
+            "--digests: no digest in {}",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// One organization's line: `<org> intact: <n> events, head <seq> <hash>` or `<org> BROKEN at seq <seq>: …`.

@@ -17,12 +17,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::audit_digest::AuditSigningKey;
 use crate::config::DatabaseUrl;
 use crate::services::StartupError;
 
 const DATABASE_FILE: &str = "byoc.db";
 const MASTER_KEYS_FILE: &str = "master-keys";
 const JWT_SECRET_FILE: &str = "jwt-secret";
+const AUDIT_SIGNING_KEY_FILE: &str = "audit-signing-key";
 const SEED_FILE: &str = "seed.json";
 const DEMO_ORG_NAME: &str = "Demo Clinic";
 /// How long the printed dev token is valid.
@@ -38,6 +40,8 @@ pub struct DevFiles {
     pub keyring: Arc<Keyring>,
     /// The HS256 secret from `DIR/jwt-secret`.
     pub jwt_secret: SecretString,
+    /// The audit digests' Ed25519 key from `DIR/audit-signing-key` (its seed as 64 hex digits).
+    pub audit_signing_key: AuditSigningKey,
 }
 
 /// The seeded demo organization and its owner.
@@ -72,11 +76,20 @@ impl DevFiles {
         .map_err(|error| dev_error(&keys_path, error))?;
         let jwt_path = dir.join(JWT_SECRET_FILE);
         let jwt_secret = read_or_create_secret(&jwt_path, || random_hex_secret(&jwt_path))?;
+        let signing_path = dir.join(AUDIT_SIGNING_KEY_FILE);
+        let signing_seed = read_or_create_secret(&signing_path, || {
+            AuditSigningKey::generate()
+                .map(|key| key.to_hex())
+                .map_err(|error| dev_error(&signing_path, error))
+        })?;
+        let audit_signing_key = AuditSigningKey::parse(signing_seed.expose_secret())
+            .map_err(|error| dev_error(&signing_path, error))?;
         Ok(DevFiles {
             dir: dir.to_path_buf(),
             database_url: DatabaseUrl::sqlite_file(&dir.join(DATABASE_FILE)),
             keyring: Arc::new(keyring),
             jwt_secret,
+            audit_signing_key,
         })
     }
 

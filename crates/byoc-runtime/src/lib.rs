@@ -5,6 +5,7 @@
 //! key management service ([`kms`]) and the keyring both start with, environment and KMS-held versions together
 //! ([`master_keys`]).
 
+pub mod audit_digest;
 pub mod command_line;
 pub mod config;
 pub mod dev;

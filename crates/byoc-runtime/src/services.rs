@@ -61,6 +61,8 @@ pub struct DevSession {
     pub dir: std::path::PathBuf,
     /// The demo organization and owner.
     pub seed: DevSeed,
+    /// The audit digests' signing key kept in the dev folder.
+    pub audit_signing_key: std::sync::Arc<crate::audit_digest::AuditSigningKey>,
     jwt_secret: SecretString,
     claims: TokenClaimRules,
 }
@@ -189,6 +191,7 @@ impl Services {
                 Some(DevSession {
                     dir: files.dir,
                     seed,
+                    audit_signing_key: Arc::new(files.audit_signing_key),
                     jwt_secret,
                     claims: auth.claims.clone(),
                 })
