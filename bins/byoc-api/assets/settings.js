@@ -212,4 +212,27 @@
       }
     });
   }
+
+  // The activity card's line: whether the organization's audit chain verifies (checked after the page shows, as
+  // the check reads every event).
+  const chainStatus = document.getElementById("chain-status");
+  if (chainStatus) {
+    api("GET", "/api/organization/audit/verify").then((result) => {
+      if (!result.ok) {
+        chainStatus.textContent = "The activity record could not be checked: " + result.message;
+        chainStatus.className = "notice error";
+        return;
+      }
+      const report = result.data;
+      if (report.intact) {
+        chainStatus.textContent = "✅ The activity record verifies: " + report.events
+          + " event(s), none changed or removed since they were written.";
+        chainStatus.className = "notice ok";
+      } else {
+        chainStatus.textContent = "❌ The activity record does not verify: at event " + report.firstBrokenSeq
+          + ", " + report.problem + ".";
+        chainStatus.className = "notice error";
+      }
+    });
+  }
 })();

@@ -375,7 +375,7 @@ pub struct DeleteQuery {
 }
 
 /// Largest page of the audit log.
-pub const AUDIT_PAGE_MAX: u32 = 200;
+pub const AUDIT_PAGE_MAX: u32 = 500;
 /// Page size when `limit` is absent.
 pub const AUDIT_PAGE_DEFAULT: u32 = 50;
 
@@ -384,8 +384,8 @@ pub const AUDIT_PAGE_DEFAULT: u32 = 50;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Page size, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only entries with an id below this one (the last `id` of the previous page).
     #[param(minimum = 1)]
@@ -435,22 +435,80 @@ impl AuditQuery {
 
     /// The validated filters.
     pub fn filter(&self) -> Result<AuditFilter, ApiError> {
-        let time = |field: &'static str, text: &Option<String>| {
-            text.as_deref()
-                .map(|text| {
-                    DateTime::parse_from_rfc3339(text)
-                        .map(|time| time.with_timezone(&Utc))
-                        .map_err(|_| {
-                            ApiError::invalid_field(field, "must be an RFC 3339 date and time")
-                        })
-                })
-                .transpose()
+        AuditFilterText {
+            action: self.action.as_deref(),
+            credential_id: self.credential_id.as_deref(),
+            actor: self.actor.as_deref(),
+            from: self.from.as_deref(),
+            to: self.to.as_deref(),
+        }
+        .parse()
+    }
+}
+
+/// The query of `GET /api/organization/audit/export`: the list's filters, no paging.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AuditExportQuery {
+    /// Only entries with this action (`created`, `read`, `verified`, …).
+    #[param(pattern = "^[a-z][a-z0-9_.:]{0,63}$")]
+    pub action: Option<String>,
+    /// Only entries about this credential.
+    #[param(format = Uuid)]
+    pub credential_id: Option<String>,
+    /// Only entries by this actor: `user:<uuid>` or `service:<name>`.
+    #[param(
+        pattern = "^(user:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|service:[a-z][a-z0-9_.-]{0,63})$"
+    )]
+    pub actor: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// Only entries before this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+}
+
+impl AuditExportQuery {
+    /// The validated filters.
+    pub fn filter(&self) -> Result<AuditFilter, ApiError> {
+        AuditFilterText {
+            action: self.action.as_deref(),
+            credential_id: self.credential_id.as_deref(),
+            actor: self.actor.as_deref(),
+            from: self.from.as_deref(),
+            to: self.to.as_deref(),
+        }
+        .parse()
+    }
+}
+
+/// The audit filters as the query string gives them.
+struct AuditFilterText<'a> {
+    action: Option<&'a str>,
+    credential_id: Option<&'a str>,
+    actor: Option<&'a str>,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+}
+
+impl AuditFilterText<'_> {
+    fn parse(&self) -> Result<AuditFilter, ApiError> {
+        let time = |field: &'static str, text: Option<&str>| {
+            text.map(|text| {
+                DateTime::parse_from_rfc3339(text)
+                    .map(|time| time.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ApiError::invalid_field(field, "must be an RFC 3339 date and time")
+                    })
+            })
+            .transpose()
         };
         Ok(AuditFilter {
-            action: self.action.as_deref().map(AuditAction::parse).transpose()?,
+            action: self.action.map(AuditAction::parse).transpose()?,
             credential_id: self
                 .credential_id
-                .as_deref()
                 .map(|text| {
                     Uuid::parse_str(text)
                         .map(CredentialId::from_uuid)
@@ -459,15 +517,14 @@ impl AuditQuery {
                 .transpose()?,
             actor: self
                 .actor
-                .as_deref()
                 .map(|text| {
                     Actor::from_str(text).map_err(|_| {
                         ApiError::invalid_field("actor", "must be user:<uuid> or service:<name>")
                     })
                 })
                 .transpose()?,
-            from: time("from", &self.from)?,
-            to: time("to", &self.to)?,
+            from: time("from", self.from)?,
+            to: time("to", self.to)?,
         })
     }
 }
@@ -477,6 +534,9 @@ impl AuditQuery {
 pub struct AuditEntryDto {
     /// The entry id (use it as `before` for the next page).
     pub id: i64,
+    /// Its position in the organization's hash chain, from 1 (what an audit digest's `headSeq` names).
+    #[schema(minimum = 1)]
+    pub seq: i64,
     /// When it happened.
     pub at: DateTime<Utc>,
     /// `user:<uuid>` or `service:<name>`.
@@ -496,6 +556,7 @@ impl From<AuditEvent> for AuditEntryDto {
     fn from(event: AuditEvent) -> AuditEntryDto {
         AuditEntryDto {
             id: event.id.0,
+            seq: event.seq,
             at: event.at,
             actor: event.actor.to_string(),
             action: event.action.as_str().to_owned(),
@@ -551,6 +612,18 @@ impl From<AuditChainReport> for AuditVerifyResponse {
             head_hash: report.head.map(|head| head.hash_hex()),
         }
     }
+}
+
+/// The answer of `GET /api/audit/signing-key`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyResponse {
+    /// `Ed25519`.
+    #[schema(example = "Ed25519")]
+    pub algorithm: &'static str,
+    /// The public key, 64 lowercase hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub public_key: String,
 }
 
 // The bodies of the endpoints that use credentials (SMS, leads, availability, Google connect), as the

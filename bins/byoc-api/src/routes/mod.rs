@@ -26,6 +26,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(credentials::delete_credential)
         .service(audit::list_audit)
         .service(audit::verify_audit)
+        .service(audit::export_audit)
+        .service(audit::signing_key)
         .service(sms::send_test_sms)
         .service(leads::create_lead)
         .service(calendar::availability)

@@ -6,6 +6,7 @@
 //! and role ([`view`]); controls a role may not use are not rendered. The page's script (embedded from `assets/`, no CDN) submits its forms with `fetch()` to the
 //! JSON API, authenticated by the session cookie plus the CSRF header ([`crate::plumbing::session`]), then re-renders.
 
+pub mod activity;
 pub mod login_link;
 pub mod view;
 
@@ -23,12 +24,11 @@ use crate::plumbing::dto::{AuditEntryDto, CredentialRow};
 use crate::plumbing::error::{ApiError, ErrorBody};
 use crate::plumbing::session;
 use crate::startup::state::AppState;
+use activity::{Activity, ActivityQuery};
 use view::{GoogleResult, SettingsView, SignInView};
 
 /// The page's path.
 pub const SETTINGS_PATH: &str = "/dashboard/settings";
-/// How many audit events the page shows.
-const AUDIT_EVENTS_SHOWN: u32 = 20;
 /// The page's stylesheet.
 const STYLESHEET: &str = include_str!("../../assets/settings.css");
 /// The page's script.
@@ -58,13 +58,17 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(script);
 }
 
-/// The query of the settings page: the outcome of a "Connect Google Calendar" round trip.
+/// The query of the settings page: the outcome of a "Connect Google Calendar" round trip, and the activity
+/// card's filters and page.
 #[derive(Debug, Deserialize)]
 pub struct SettingsQuery {
     /// `connected` or `error`.
     google: Option<String>,
     /// With `error`: why, as a code.
     reason: Option<String>,
+    /// The activity card's filters and page.
+    #[serde(flatten)]
+    activity: ActivityQuery,
 }
 
 /// The settings page for the session's organization, or the sign-in form without a valid session.
@@ -75,6 +79,11 @@ pub struct SettingsQuery {
     params(
         ("google" = Option<String>, Query, description = "Outcome of a Connect Google Calendar round trip: `connected` or `error`"),
         ("reason" = Option<String>, Query, description = "With `google=error`: why, as a code"),
+        ("action" = Option<String>, Query, description = "Activity: only this action (a filter that does not parse is said on the page)"),
+        ("actor" = Option<String>, Query, description = "Activity: only this person or service (`user:<uuid>`, `service:<name>`)"),
+        ("from" = Option<String>, Query, description = "Activity: only from this day on (`YYYY-MM-DD`, UTC)"),
+        ("to" = Option<String>, Query, description = "Activity: only up to and including this day (`YYYY-MM-DD`, UTC)"),
+        ("before" = Option<String>, Query, description = "Activity: the page of events older than this entry id"),
     ),
     responses(
         (status = 200, description = "The settings page (HTML) for the session cookie's organization, or the sign-in form", content_type = "text/html"),
@@ -87,10 +96,16 @@ pub async fn settings_page(
     state: web::Data<AppState>,
     query: Option<web::Query<SettingsQuery>>,
 ) -> Result<HttpResponse, ApiError> {
-    let google = query.and_then(|query| {
-        let query = query.into_inner();
-        GoogleResult::parse(query.google.as_deref()?, query.reason.as_deref())
-    });
+    let (google, activity) = match query.map(web::Query::into_inner) {
+        Some(query) => (
+            query
+                .google
+                .as_deref()
+                .and_then(|google| GoogleResult::parse(google, query.reason.as_deref())),
+            Activity::from_query(query.activity),
+        ),
+        None => (None, Activity::default()),
+    };
     let Some(session_id) = request
         .cookie(session::SESSION_COOKIE)
         .map(|cookie| cookie.value().to_owned())
@@ -119,7 +134,7 @@ pub async fn settings_page(
         }
         Err(error) => return Err(error),
     };
-    let markup = settings_markup(&state, &caller, &session_id, google).await?;
+    let markup = settings_markup(&state, &caller, &session_id, google, &activity).await?;
     Ok(html(StatusCode::OK).body(markup))
 }
 
@@ -128,6 +143,7 @@ async fn settings_markup(
     caller: &Caller,
     session_id: &str,
     google: Option<GoogleResult>,
+    activity: &Activity,
 ) -> Result<String, ApiError> {
     let credentials: Vec<CredentialRow> = state
         .credential_service
@@ -139,11 +155,12 @@ async fn settings_markup(
     // Through the credential service, which writes its queued audit events first: the page shows every one.
     let audit: Vec<AuditEntryDto> = state
         .credential_service
-        .audit_events(
+        .matching_audit_events(
             &caller.tenant,
+            &activity.filter,
             AuditPage {
-                limit: AUDIT_EVENTS_SHOWN,
-                before: None,
+                limit: activity::EVENTS_PER_PAGE,
+                before: activity.before,
             },
         )
         .await?
@@ -162,6 +179,7 @@ async fn settings_markup(
         csrf_token: &session::csrf_token(session_id),
         credentials: &credentials,
         audit: &audit,
+        activity,
         google,
         sandbox: state.sandbox,
     }

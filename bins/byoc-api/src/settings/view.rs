@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::plumbing::caller::{Caller, Permission};
 use crate::plumbing::dto::{AuditEntryDto, CredentialRow, VerificationStatusDto};
+use crate::settings::activity::{self, Activity};
 
 /// The Account SID rule of the server, as an HTML `pattern` (anchored by the browser).
 pub const ACCOUNT_SID_PATTERN: &str = "AC[0-9a-fA-F]{32}";
@@ -117,8 +118,10 @@ pub struct SettingsView<'a> {
     pub csrf_token: &'a str,
     /// The organization's credentials, newest first.
     pub credentials: &'a [CredentialRow],
-    /// Its most recent audit events, newest first.
+    /// One page of its audit events, newest first, as the activity card's filters and page select them.
     pub audit: &'a [AuditEntryDto],
+    /// The activity card's filters and page.
+    pub activity: &'a Activity,
     /// The result of a "Connect Google Calendar" round trip, on return.
     pub google: Option<GoogleResult>,
     /// Whether dev mode's provider sandbox answers provider calls.
@@ -259,11 +262,32 @@ impl SettingsView<'_> {
     }
 
     fn audit_list(&self) -> Markup {
+        let activity = self.activity;
+        let older = (self.audit.len() == activity::EVENTS_PER_PAGE as usize)
+            .then(|| {
+                self.audit
+                    .last()
+                    .map(|event| activity.page_url(Some(event.id)))
+            })
+            .flatten();
         html! {
             section aria-labelledby="audit-heading" class="card" {
                 h2 id="audit-heading" { "Recent activity" }
+                p id="chain-status" class="hint" data-testid="chain-status" role="status" aria-live="polite" {
+                    "Checking that the activity record is complete and unchanged…"
+                }
+                (self.activity_filters())
+                @if let Some(error) = &activity.error {
+                    p class="notice error" role="alert" data-testid="activity-error" { (error) }
+                }
                 @if self.audit.is_empty() {
-                    p { "No activity yet." }
+                    p data-testid="no-activity" {
+                        @if activity.is_filtered() || activity.before.is_some() {
+                            "No activity matches."
+                        } @else {
+                            "No activity yet."
+                        }
+                    }
                 } @else {
                     table id="audit" class="stack" {
                         thead {
@@ -294,6 +318,46 @@ impl SettingsView<'_> {
                             }
                         }
                     }
+                }
+                nav class="pager" aria-label="Activity pages" {
+                    @if activity.before.is_some() {
+                        a href=(activity.page_url(None)) data-testid="activity-newest" { "← Newest" }
+                    }
+                    @if let Some(older) = older {
+                        a href=(older) data-testid="activity-older" { "Older →" }
+                    }
+                }
+            }
+        }
+    }
+
+    fn activity_filters(&self) -> Markup {
+        let query = &self.activity.query;
+        let actor = query.actor.as_deref().unwrap_or_default();
+        html! {
+            form id="activity-filters" method="get" action=(super::SETTINGS_PATH) class="filters" {
+                label {
+                    "Action"
+                    input type="text" name="action" value=(query.action.as_deref().unwrap_or_default())
+                        placeholder="e.g. read:sms:hot_lead" maxlength="64";
+                }
+                label {
+                    "Person"
+                    select name="actor" {
+                        option value="" selected[actor.is_empty()] { "Anyone" }
+                        @for member in self.members {
+                            @let value = format!("user:{}", member.user_id.as_uuid());
+                            option value=(value) selected[actor == value] {
+                                (member.profile.label().unwrap_or(&value))
+                            }
+                        }
+                    }
+                }
+                label { "From" input type="date" name="from" value=(query.from.as_deref().unwrap_or_default()); }
+                label { "To" input type="date" name="to" value=(query.to.as_deref().unwrap_or_default()); }
+                button type="submit" class="secondary" { "Filter" }
+                @if self.activity.is_filtered() {
+                    a href=(super::SETTINGS_PATH) { "Clear" }
                 }
             }
         }
@@ -585,6 +649,7 @@ mod tests {
             csrf_token: "csrf",
             credentials: rows,
             audit: &[],
+            activity: &Activity::default(),
             google: None,
             sandbox: false,
         }
@@ -616,6 +681,7 @@ mod tests {
         ];
         let event = |member: &Member| AuditEntryDto {
             id: 1,
+            seq: 1,
             at: Utc::now(),
             actor: format!("user:{}", member.user_id.as_uuid()),
             action: "created".into(),
@@ -631,6 +697,7 @@ mod tests {
             csrf_token: "csrf",
             credentials: &[],
             audit: &audit,
+            activity: &Activity::default(),
             google: None,
             sandbox: false,
         }

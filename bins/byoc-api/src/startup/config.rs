@@ -14,6 +14,7 @@ use byoc_runtime::config::{environment, invalid, parse_url};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::usecases::audit_digests::AuditDigestConfig;
 use crate::usecases::credential_events::EventsConfig;
 use crate::usecases::outbound::GoogleOAuthClient;
 use crate::usecases::reverify::ReverifyConfig;
@@ -58,6 +59,9 @@ pub struct Config {
     pub reverify: ReverifyConfig,
     /// `BYOC_EVENTS_URL` and `BYOC_EVENTS_SECRET`: where credential events are sent, signed (none when unset).
     pub events: Option<EventsConfig>,
+    /// `BYOC_AUDIT_SIGNING_KEY`, `BYOC_AUDIT_DIGEST_INTERVAL_SECS` and `BYOC_AUDIT_DIGEST_DIR`: signed audit
+    /// digests (off without a key outside dev mode).
+    pub audit_digests: AuditDigestConfig,
     /// The first provider URL or credential variable that is set, which keeps dev mode's provider sandbox off.
     pub sandbox_off_by: Option<&'static str>,
 }
@@ -121,6 +125,7 @@ impl Config {
         }
         let reverify = ReverifyConfig::from_lookup(get)?;
         let events = EventsConfig::from_lookup(get)?;
+        let audit_digests = AuditDigestConfig::from_lookup(get)?;
         let sandbox_off_by = crate::startup::sandbox::turned_off_by(get);
         Ok(Config {
             runtime,
@@ -135,6 +140,7 @@ impl Config {
             metrics_token,
             reverify,
             events,
+            audit_digests,
             sandbox_off_by,
         })
     }

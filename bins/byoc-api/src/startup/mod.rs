@@ -30,6 +30,7 @@ use crate::plumbing::routing::{unrouted, RouteTable};
 use crate::startup::config::Config;
 use crate::startup::sandbox::answers::Sandbox;
 use crate::startup::state::AppState;
+use crate::usecases::audit_digests::{self, DigestMetrics};
 use crate::usecases::booking::BookingLocks;
 use crate::usecases::credential_events;
 use crate::usecases::oauth_state::OAuthStateKey;
@@ -128,7 +129,7 @@ impl Application {
         let gauge = CredentialGauge::register(&metrics)
             .map_err(|error| StartupError::Setup(format!("credentials gauge: {error}")))?;
         let verifiers = providers.verifier_registry();
-        let background = vec![
+        let mut background = vec![
             reverify::start(
                 config.reverify,
                 services.credential_service.clone(),
@@ -138,6 +139,20 @@ impl Application {
             credential_events::start(config.events.as_ref(), Arc::clone(&services.repository))
                 .map_err(|error| StartupError::Setup(error.to_string()))?,
         ];
+        let audit_signing_key = config.audit_digests.signing_key.clone().or_else(|| {
+            services
+                .dev
+                .as_ref()
+                .map(|dev| Arc::clone(&dev.audit_signing_key))
+        });
+        let digest_metrics = DigestMetrics::register(&metrics)
+            .map_err(|error| StartupError::Setup(format!("audit digest metrics: {error}")))?;
+        background.extend(audit_digests::start(
+            audit_signing_key.clone(),
+            &config.audit_digests,
+            Arc::clone(&services.repository),
+            digest_metrics,
+        ));
         let authenticator = web::Data::new(Authenticator {
             tokens: TokenVerifier::new(&services.auth, http),
             repository: Arc::clone(&services.repository),
@@ -155,6 +170,7 @@ impl Application {
             metrics_access: PerOrganizationAccess::new(config.metrics_token.as_ref())
                 .map_err(|_| StartupError::Setup("metrics token: no randomness".to_owned()))?,
             sandbox: sandbox.is_some(),
+            audit_public_key: audit_signing_key.map(|key| key.public_key()),
         });
         let sandbox_answers = sandbox.map(|(_, _, answers)| web::Data::new(answers));
         let metrics = web::Data::new(metrics);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use byoc_credential_store::{CredentialRepository, CredentialService};
 use byoc_crypto::Keyring;
 use byoc_providers::VerifierRegistry;
+use byoc_runtime::audit_digest::AuditPublicKey;
 
 use actix_web::web;
 
@@ -34,6 +35,9 @@ pub struct AppState {
     pub metrics_access: PerOrganizationAccess,
     /// Whether provider calls are answered by dev mode's sandbox (the page says so).
     pub sandbox: bool,
+    /// The public key of the audit digests' signing key (`GET /api/audit/signing-key`); `None` when digests
+    /// are off.
+    pub audit_public_key: Option<AuditPublicKey>,
 }
 
 impl AppState {

@@ -2,12 +2,16 @@
 //! makes it; this task claims what is due (one replica per event and attempt), POSTs each as JSON signed per
 //! Standard Webhooks to `BYOC_EVENTS_URL`, deletes what the receiver accepted (any 2xx) and retries the rest with
 //! exponential backoff (1 s doubling to an hour), for [`RETENTION`]. At least once: the `webhook-id` lets the
-//! receiver drop duplicates.
+//! receiver drop duplicates. Signed audit digests ([`crate::usecases::audit_digests`]) go the same way, as
+//! `audit.digest` events, for [`RETENTION`] after they were issued.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use byoc_credential_store::{CredentialEvent, CredentialRepository, EventDelivery, StoreError};
+use byoc_credential_store::{
+    AuditDigestDelivery, CredentialEvent, CredentialRepository, EventDelivery, StoreError,
+};
+use byoc_runtime::audit_digest::SignedDigest;
 use byoc_runtime::config::{invalid, parse_url, ConfigError};
 use chrono::SecondsFormat;
 use secrecy::{ExposeSecret, SecretString};
@@ -130,6 +134,50 @@ impl<'a> EventBody<'a> {
     }
 }
 
+/// The JSON body of an `audit.digest` event.
+#[derive(Debug, Serialize)]
+pub struct DigestEventBody {
+    /// `audit.digest`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// When the digest was issued (RFC 3339, UTC).
+    pub timestamp: String,
+    /// The digest.
+    pub data: DigestEventData,
+}
+
+/// What an `audit.digest` event carries: the digest exactly as filed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestEventData {
+    /// The event's id (also `webhook-id`).
+    pub event_id: String,
+    /// The organization.
+    pub organization_id: String,
+    /// `{"payload": "<JSON text>", "signature": "<hex>"}`.
+    pub digest: SignedDigest,
+    /// How many times this event has been sent, this attempt included.
+    pub attempt: u32,
+}
+
+impl DigestEventBody {
+    /// The body of a digest's delivery.
+    pub fn of(delivery: &AuditDigestDelivery) -> DigestEventBody {
+        DigestEventBody {
+            kind: "audit.digest",
+            timestamp: delivery
+                .issued_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            data: DigestEventData {
+                event_id: delivery.id.to_string(),
+                organization_id: delivery.digest.org_id.to_string(),
+                digest: SignedDigest::of(&delivery.digest),
+                attempt: delivery.attempts,
+            },
+        }
+    }
+}
+
 /// The wait after attempt `attempts` failed: 1 s, 2 s, 4 s, … at most an hour.
 pub fn retry_after(attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(31);
@@ -170,9 +218,25 @@ impl Sender {
         })
     }
 
-    /// One delivery attempt.
+    /// One delivery attempt of a credential event.
     async fn deliver(&self, event: &CredentialEvent) -> EventDelivery {
-        let body = match serde_json::to_vec(&EventBody::of(event)) {
+        self.post(&event.id.to_string(), &EventBody::of(event), event.attempts)
+            .await
+    }
+
+    /// One delivery attempt of an audit digest.
+    async fn deliver_digest(&self, delivery: &AuditDigestDelivery) -> EventDelivery {
+        self.post(
+            &delivery.id.to_string(),
+            &DigestEventBody::of(delivery),
+            delivery.attempts,
+        )
+        .await
+    }
+
+    /// POSTs `body` signed as event `id`, attempt `attempts`.
+    async fn post(&self, id: &str, body: &impl Serialize, attempts: u32) -> EventDelivery {
+        let body = match serde_json::to_vec(body) {
             Ok(body) => body,
             Err(error) => {
                 return EventDelivery::Retry {
@@ -181,14 +245,13 @@ impl Sender {
                 }
             }
         };
-        let id = event.id.to_string();
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = self.secret.sign(&id, timestamp, &body);
+        let signature = self.secret.sign(id, timestamp, &body);
         let answer = self
             .client
             .post(self.url.clone())
             .header("content-type", "application/json")
-            .header("webhook-id", &id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .body(body)
@@ -200,7 +263,7 @@ impl Sender {
             Err(error) => format!("the receiver could not be reached: {}", CauseChain(&error)),
         };
         EventDelivery::Retry {
-            after: retry_after(event.attempts),
+            after: retry_after(attempts),
             error: failure,
         }
     }
@@ -272,10 +335,49 @@ async fn run(sender: Option<Sender>, repository: Arc<dyn CredentialRepository>) 
                 );
             }
         }
-        if !full {
+        let digests_full = deliver_digests(sender, repository.as_ref()).await;
+        if !full && !digests_full {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// Delivers the audit digests that are due; whether a full batch was claimed (more may be waiting).
+async fn deliver_digests(sender: &Sender, repository: &dyn CredentialRepository) -> bool {
+    let deliveries = match repository
+        .claim_audit_digest_deliveries(CLAIM_BATCH, LEASE, RETENTION)
+        .await
+    {
+        Ok(deliveries) => deliveries,
+        Err(error) => {
+            tracing::debug!(error = %CauseChain(&error), "audit digests: could not claim deliveries");
+            return false;
+        }
+    };
+    for delivery in &deliveries {
+        let outcome = sender.deliver_digest(delivery).await;
+        if let EventDelivery::Retry { after, error } = &outcome {
+            tracing::warn!(
+                event_id = %delivery.id,
+                event_type = "audit.digest",
+                attempt = delivery.attempts,
+                retry_in_secs = after.as_secs(),
+                %error,
+                "audit digest event not delivered; will retry"
+            );
+        }
+        if let Err(error) = repository
+            .finish_audit_digest_delivery(delivery.id, &outcome)
+            .await
+        {
+            tracing::warn!(
+                event_id = %delivery.id,
+                error = %CauseChain(&error),
+                "audit digest event: could not record the delivery (it is sent again after its lease)"
+            );
+        }
+    }
+    deliveries.len() == CLAIM_BATCH as usize
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@
 //! - [`usage`]: per-organization rate limits and provider-call counters; [`write_behind`]: the records of
 //!   provider calls, queued while the database is unavailable.
 //! - [`reverify`]: verifying every active credential again once per interval, and the credentials gauge.
-//! - [`credential_events`]: delivering the outbox of credential events to the SaaS, signed per
-//!   [`standard_webhooks`].
+//! - [`credential_events`]: delivering the outbox of credential events (and audit digests) to the SaaS, signed
+//!   per [`standard_webhooks`].
+//! - [`audit_digests`]: signing each organization's audit chain head once per interval and filing the digests.
 //! - [`rate_limits`]: who keeps the rate limits' buckets, this process or ([`shared_limits`]) Redis for every
 //!   replica.
 
 pub mod alerts;
+pub mod audit_digests;
 pub mod booking;
 pub mod calendar_use;
 pub mod credential_events;

@@ -18,7 +18,7 @@ use crate::helpers::{
 const LIST: &str = "/api/organization/credentials";
 
 /// A fresh `whsec_` secret.
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("random");
     format!(
@@ -28,7 +28,7 @@ fn secret() -> String {
 }
 
 /// A free local port (bound once, then released for the receiver).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 /// The Python receiver on `port`, once it listens; it writes what it accepted to `out`.
-async fn start_receiver(port: u16, secret: &str, out: &Path) -> Child {
+pub(crate) async fn start_receiver(port: u16, secret: &str, out: &Path) -> Child {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/events/receiver.sh");
     let mut child = Command::new("bash")
         .arg(script)
@@ -61,7 +61,7 @@ async fn start_receiver(port: u16, secret: &str, out: &Path) -> Child {
 }
 
 /// The receiver's records until `wanted` events were accepted or `wait` passed.
-async fn received(out: &Path, wanted: usize, wait: Duration) -> Vec<serde_json::Value> {
+pub(crate) async fn received(out: &Path, wanted: usize, wait: Duration) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + wait;
     loop {
         let records: Vec<serde_json::Value> = std::fs::read_to_string(out)

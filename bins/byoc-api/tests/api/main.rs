@@ -1,5 +1,7 @@
 //! Integration tests of byoc-api: the real application on port 0 against SQLite and Postgres.
 
+mod audit;
+mod audit_digests;
 mod auth;
 mod bookings;
 mod calendar;
