@@ -392,7 +392,11 @@ async fn verify_digests(
             report.refused_files.len()
         )));
     }
-    if let Some(check) = report.organizations.iter().find(|check| check.problem.is_some()) {
+    if let Some(check) = report
+        .organizations
+        .iter()
+        .find(|check| check.problem.is_some())
+    {
         return Err(CliError::Invalid(format!(
             "the audit chain of organization {} does not match its digests: {}",
             check.org_id,

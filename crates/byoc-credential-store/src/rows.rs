@@ -9,10 +9,10 @@ use crate::digests::{AuditDigestDelivery, AuditDigestDue, StoredAuditDigest};
 use crate::error::{StoreError, StoreResult};
 use crate::health::{CredentialEvent, CredentialEventId, CredentialStatusCount, DueReverification};
 use crate::model::{
-    AuditAction, AuditChainHead, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord, DashboardSession,
-    EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, MemberProfile, NewDashboardSession,
-    OAuthState, OperatorEnvelope, Organization, Role, SmsMessage, StoredKeyCheckValue,
-    StoredMasterKey, UsageCounter,
+    AuditAction, AuditChainHead, AuditEvent, AuditEventId, CredentialMetadata, CredentialRecord,
+    DashboardSession, EncryptedEnvelope, HotLeadThreshold, InvalidValue, Member, MemberProfile,
+    NewDashboardSession, OAuthState, OperatorEnvelope, Organization, Role, SmsMessage,
+    StoredKeyCheckValue, StoredMasterKey, UsageCounter,
 };
 use crate::tenant::{CredentialId, OAuthStateId, OrgId, UserId};
 
@@ -341,7 +341,10 @@ macro_rules! impl_read_row {
 pub(crate) use impl_read_row;
 
 /// A fixed-length byte column (a hash or a signature).
-pub(crate) fn fixed_bytes<const N: usize>(row: &impl ReadRow, column: &str) -> StoreResult<[u8; N]> {
+pub(crate) fn fixed_bytes<const N: usize>(
+    row: &impl ReadRow,
+    column: &str,
+) -> StoreResult<[u8; N]> {
     row.bytes(column)?
         .try_into()
         .map_err(|_| unreadable(column))

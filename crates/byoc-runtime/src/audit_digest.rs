@@ -325,10 +325,7 @@ pub async fn check_digest_dir(
     for path in digest_paths(dir)? {
         let file = read_digest(&path, key);
         match &file.opened {
-            Ok(opened) => by_org
-                .entry(opened.payload.org_id)
-                .or_default()
-                .push(file),
+            Ok(opened) => by_org.entry(opened.payload.org_id).or_default().push(file),
             Err(problem) => report
                 .refused_files
                 .push(format!("{}: {problem}", file.path.display())),
@@ -339,7 +336,11 @@ pub async fn check_digest_dir(
         if org.is_some_and(|wanted| wanted != org_id) {
             continue;
         }
-        files.sort_by_key(|file| file.opened.as_ref().map_or(0, |opened| opened.payload.head_seq));
+        files.sort_by_key(|file| {
+            file.opened
+                .as_ref()
+                .map_or(0, |opened| opened.payload.head_seq)
+        });
         report
             .organizations
             .push(check_organization(org_id, &files, repository).await?);
@@ -356,7 +357,9 @@ async fn check_organization(
         .iter()
         .filter_map(|file| Some((file.path.as_path(), file.opened.as_ref().ok()?)))
         .collect();
-    let newest_head_seq = opened.last().map_or(0, |(_, digest)| digest.payload.head_seq);
+    let newest_head_seq = opened
+        .last()
+        .map_or(0, |(_, digest)| digest.payload.head_seq);
     let report = |problem: Option<String>| DigestCheck {
         org_id,
         digests: opened.len(),
@@ -435,7 +438,10 @@ fn digest_paths(dir: &Path) -> Result<Vec<PathBuf>, DigestDirError> {
 }
 
 fn is_digest_file(path: &Path) -> bool {
-    path.is_file() && path.extension().is_some_and(|extension| extension == "json")
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|extension| extension == "json")
 }
 
 fn read_digest(path: &Path, key: &AuditPublicKey) -> DigestFile {
@@ -484,16 +490,24 @@ mod tests {
         let key = AuditSigningKey::parse(SEED).unwrap();
         assert_eq!(key.public_key().to_hex(), PUBLIC);
         let printed = format!("{key:?}");
-        assert!(!printed.contains(SEED) && printed.contains(PUBLIC), "{printed}");
-        for bad in ["", "abc", &SEED[..62], &format!("{SEED}00"), &SEED.replace('9', "g")] {
+        assert!(
+            !printed.contains(SEED) && printed.contains(PUBLIC),
+            "{printed}"
+        );
+        for bad in [
+            "",
+            "abc",
+            &SEED[..62],
+            &format!("{SEED}00"),
+            &SEED.replace('9', "g"),
+        ] {
             let line = AuditSigningKey::parse(bad).err().unwrap().to_string();
             assert_eq!(line, "must be the 32-byte Ed25519 seed as 64 hex digits");
         }
         let generated = AuditSigningKey::generate().unwrap();
-        let again = AuditSigningKey::parse(
-            secrecy::ExposeSecret::expose_secret(&generated.to_hex()),
-        )
-        .unwrap();
+        let again =
+            AuditSigningKey::parse(secrecy::ExposeSecret::expose_secret(&generated.to_hex()))
+                .unwrap();
         assert_eq!(generated.public_key(), again.public_key());
     }
 

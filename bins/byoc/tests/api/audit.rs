@@ -148,7 +148,10 @@ async fn issue_digests(app: &CliApp, dir: &std::path::Path) {
         .await
         .expect("due")
     {
-        assert!(store.record_audit_digest(&key.sign(&due)).await.expect("recorded"));
+        assert!(store
+            .record_audit_digest(&key.sign(&due))
+            .await
+            .expect("recorded"));
     }
     for digest in store.unfiled_audit_digests(100).await.expect("unfiled") {
         file_digest(dir, &digest).expect("filed");
@@ -168,7 +171,10 @@ async fn as_owner(app: &CliApp, sql: &str) {
             .await
             .expect("the owner may alter its table");
     }
-    owner.execute(sql).await.expect("the owner may rewrite its tables");
+    owner
+        .execute(sql)
+        .await
+        .expect("the owner may rewrite its tables");
     owner.close().await;
 }
 
@@ -186,11 +192,20 @@ async fn rewrites_that_pass_verify_fail_against_a_digest_issued_before_them() {
         .public_key()
         .to_hex();
     let dir = digests.path().to_str().expect("UTF-8 path");
-    let check = ["audit", "verify", "--digests", dir, "--public-key", &public_key];
+    let check = [
+        "audit",
+        "verify",
+        "--digests",
+        dir,
+        "--public-key",
+        &public_key,
+    ];
     let output = app.run(&check).ok();
     for (org, seq) in [(&a, 5), (&b, 3), (&c, 2)] {
         assert!(
-            output.contains(&format!("{org} digests hold: 1 digest(s), newest at seq {seq}")),
+            output.contains(&format!(
+                "{org} digests hold: 1 digest(s), newest at seq {seq}"
+            )),
             "{output}"
         );
     }
@@ -233,15 +248,23 @@ async fn rewrites_that_pass_verify_fail_against_a_digest_issued_before_them() {
 
     // Both rewrites pass the chain check on its own...
     let output = app.run(&["audit", "verify"]).ok();
-    assert!(line_of(&output, &a).contains("intact: 3 event(s), head 3 "), "{output}");
-    assert!(line_of(&output, &b).contains("intact: 3 event(s), head 3 "), "{output}");
+    assert!(
+        line_of(&output, &a).contains("intact: 3 event(s), head 3 "),
+        "{output}"
+    );
+    assert!(
+        line_of(&output, &b).contains("intact: 3 event(s), head 3 "),
+        "{output}"
+    );
 
     // ...and both fail against the digests issued before them; C, untouched, still holds.
     let run = app.run(&check);
     let stdout = run.stdout.clone();
     let line = run.one_line_failure();
     assert!(
-        stdout.contains(&format!("{a} DIGESTS FAIL: the chain no longer has event 5")),
+        stdout.contains(&format!(
+            "{a} DIGESTS FAIL: the chain no longer has event 5"
+        )),
         "{stdout}"
     );
     assert!(
@@ -249,10 +272,7 @@ async fn rewrites_that_pass_verify_fail_against_a_digest_issued_before_them() {
             && stdout.contains("(the chain was rewritten)"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains(&format!("{c} digests hold")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("{c} digests hold")), "{stdout}");
     let first = if a < b { &a } else { &b };
     assert!(
         line.contains(&format!("organization {first} does not match its digests")),
@@ -292,7 +312,14 @@ async fn forged_missing_and_foreign_digests_are_refused() {
         .expect("seed")
         .public_key()
         .to_hex();
-    let check = ["audit", "verify", "--digests", dir, "--public-key", &public_key];
+    let check = [
+        "audit",
+        "verify",
+        "--digests",
+        dir,
+        "--public-key",
+        &public_key,
+    ];
     let output = app.run(&check).ok();
     assert!(
         output.contains(&format!("{a} digests hold: 3 digest(s), newest at seq 3")),
@@ -300,7 +327,10 @@ async fn forged_missing_and_foreign_digests_are_refused() {
     );
 
     // Another key's public half refuses every file.
-    let other = AuditSigningKey::generate().expect("key").public_key().to_hex();
+    let other = AuditSigningKey::generate()
+        .expect("key")
+        .public_key()
+        .to_hex();
     let line = app
         .run(&["audit", "verify", "--digests", dir, "--public-key", &other])
         .one_line_failure();

@@ -39,11 +39,11 @@ use crate::repository::{ChangeListener, CredentialRepository};
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
 
 use crate::rows::{
-    self, audit_digest_delivery, audit_digest_due, audit_event, credential_event, credential_metadata, credential_record,
-    credential_status_count, due_reverification, key_check_value, master_key, member, oauth_state,
-    operator_envelope, organization, role_from_row, sms_message, stored_audit_digest,
-    usage_counter, ReadRow,
-    CREDENTIAL_COLUMNS, MASTER_KEY_COLUMNS, SMS_COLUMNS,
+    self, audit_digest_delivery, audit_digest_due, audit_event, credential_event,
+    credential_metadata, credential_record, credential_status_count, due_reverification,
+    key_check_value, master_key, member, oauth_state, operator_envelope, organization,
+    role_from_row, sms_message, stored_audit_digest, usage_counter, ReadRow, CREDENTIAL_COLUMNS,
+    MASTER_KEY_COLUMNS, SMS_COLUMNS,
 };
 
 crate::rows::impl_read_row!(
@@ -1613,7 +1613,11 @@ impl CredentialRepository for PostgresStore {
         .bind(due.digest_seq)
         .bind(due.head.seq)
         .bind(due.head.hash.as_slice())
-        .bind(due.previous_payload_hash.as_ref().map(|hash| hash.as_slice()))
+        .bind(
+            due.previous_payload_hash
+                .as_ref()
+                .map(|hash| hash.as_slice()),
+        )
         .bind(&digest.payload)
         .bind(digest.payload_hash.as_slice())
         .bind(digest.signature.as_slice())
@@ -1697,5 +1701,4 @@ impl CredentialRepository for PostgresStore {
             .map(|row| Ok((row.int("seq")?, rows::fixed_bytes(row, "hash")?)))
             .collect()
     }
-
 }

@@ -38,10 +38,10 @@ use crate::model::{
 use crate::model::{NewMasterKey, StoredMasterKey};
 use crate::repository::{ChangeListener, CredentialRepository};
 use crate::rows::{
-    audit_digest_delivery, audit_digest_due, stored_audit_digest,
-    self, audit_event, credential_event, credential_metadata, credential_record,
-    credential_status_count, due_reverification, key_check_value, master_key, member, oauth_state,
-    operator_envelope, organization, role_from_row, sms_message, usage_counter, CREDENTIAL_COLUMNS,
+    self, audit_digest_delivery, audit_digest_due, audit_event, credential_event,
+    credential_metadata, credential_record, credential_status_count, due_reverification,
+    key_check_value, master_key, member, oauth_state, operator_envelope, organization,
+    role_from_row, sms_message, stored_audit_digest, usage_counter, CREDENTIAL_COLUMNS,
     MASTER_KEY_COLUMNS, SMS_COLUMNS,
 };
 use crate::tenant::{Actor, CredentialId, OAuthStateId, OrgId, ServiceName, Tenant, UserId};
@@ -1565,7 +1565,12 @@ impl CredentialRepository for SqliteStore {
         .bind(due.digest_seq - 1)
         .fetch_optional(&mut *transaction)
         .await?;
-        if last_hash.as_deref() != due.previous_payload_hash.as_ref().map(|hash| hash.as_slice()) {
+        if last_hash.as_deref()
+            != due
+                .previous_payload_hash
+                .as_ref()
+                .map(|hash| hash.as_slice())
+        {
             return Ok(false);
         }
         let recorded = sqlx::query(
@@ -1603,12 +1608,13 @@ impl CredentialRepository for SqliteStore {
 
     async fn mark_audit_digest_filed(&self, org_id: OrgId, digest_seq: i64) -> StoreResult<bool> {
         let mut transaction = self.begin_write().await?;
-        let changed = sqlx::query("UPDATE audit_digests SET filed = 1 WHERE org_id = ? AND digest_seq = ?")
-            .bind(org_id.to_string())
-            .bind(digest_seq)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
+        let changed =
+            sqlx::query("UPDATE audit_digests SET filed = 1 WHERE org_id = ? AND digest_seq = ?")
+                .bind(org_id.to_string())
+                .bind(digest_seq)
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
         transaction.commit().await?;
         Ok(changed > 0)
     }
@@ -1701,7 +1707,6 @@ impl CredentialRepository for SqliteStore {
         hashes.dedup_by_key(|(seq, _)| *seq);
         Ok(hashes)
     }
-
 }
 
 async fn insert_credential_row(

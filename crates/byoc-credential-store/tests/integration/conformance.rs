@@ -1392,7 +1392,12 @@ async fn audit_digests_are_due_recorded_once_filed_and_delivered(
     repo.append_audit_events(&a.member, &[audit("read", None), audit("read", None)])
         .await
         .unwrap();
-    let head = repo.verify_audit_chain(&a.member).await.unwrap().head.unwrap();
+    let head = repo
+        .verify_audit_chain(&a.member)
+        .await
+        .unwrap()
+        .head
+        .unwrap();
 
     // An organization with a chain and no digest is due; one without a chain is not.
     let due = repo.audit_digests_due(hour, 10).await.unwrap();
@@ -1405,8 +1410,14 @@ async fn audit_digests_are_due_recorded_once_filed_and_delivered(
     assert!(!due.iter().any(|due| due.org_id == b.id));
 
     // Recording is the claim: the second replica's copy is refused, and a head not in the chain is an error.
-    assert!(repo.record_audit_digest(&digest_of(first, 1)).await.unwrap());
-    assert!(!repo.record_audit_digest(&digest_of(first, 9)).await.unwrap());
+    assert!(repo
+        .record_audit_digest(&digest_of(first, 1))
+        .await
+        .unwrap());
+    assert!(!repo
+        .record_audit_digest(&digest_of(first, 9))
+        .await
+        .unwrap());
     let mut forged = digest_of(first, 2);
     forged.due.head.hash = [7; 32];
     forged.due.digest_seq = 2;
