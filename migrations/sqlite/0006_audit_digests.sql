@@ -22,3 +22,9 @@ CREATE TABLE audit_digests (
 CREATE INDEX audit_digests_next_delivery_idx ON audit_digests (next_delivery_ms)
     WHERE next_delivery_ms IS NOT NULL;
 CREATE INDEX audit_digests_unfiled_idx ON audit_digests (issued_at) WHERE filed = 0;
+
+CREATE TRIGGER audit_digests_org_id_immutable BEFORE UPDATE OF org_id ON audit_digests
+FOR EACH ROW WHEN NEW.org_id IS NOT OLD.org_id
+BEGIN
+    SELECT RAISE(ABORT, 'org_id cannot be changed on audit_digests');
+END;

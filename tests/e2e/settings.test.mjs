@@ -505,6 +505,40 @@ test("the header names the organization and the activity names people whose toke
   await other.context().close();
 });
 
+test("the activity card says the record verifies, filters by action and day, and says what it refuses", async () => {
+  const page = await signedInPage("ownerA");
+  await page.getByTestId("chain-status").filter({ hasText: "verifies" }).waitFor();
+  assert.match(
+    await page.getByTestId("chain-status").textContent(),
+    /✅ The activity record verifies: \d+ event\(s\), none changed or removed/,
+  );
+  const all = await page.locator("#audit tbody tr td[data-label=Action]").allTextContents();
+  assert.ok(all.some((action) => action !== "created"), `actions: ${all.join(", ")}`);
+
+  const filters = page.locator("#activity-filters");
+  await filters.getByLabel("Action").fill("created");
+  await filters.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/action=created/);
+  const created = await page.locator("#audit tbody tr td[data-label=Action]").allTextContents();
+  assert.ok(created.length >= 1, "at least one credential was created");
+  assert.ok(created.every((action) => action === "created"), `actions: ${created.join(", ")}`);
+  assert.equal(await filters.getByLabel("Action").inputValue(), "created", "the form keeps the filter");
+
+  // A day range that holds nothing, then one that does not parse.
+  await filters.getByLabel("From").fill("2001-01-01");
+  await filters.getByLabel("To").fill("2001-01-02");
+  await filters.getByRole("button", { name: "Filter" }).click();
+  await page.getByTestId("no-activity").filter({ hasText: "No activity matches." }).waitFor();
+  await page.goto(`${baseUrl}/dashboard/settings?from=yesterday`);
+  assert.match(await page.getByTestId("activity-error").textContent(), /from date must be a day as YYYY-MM-DD/);
+  assert.ok((await page.locator("#audit tbody tr").count()) >= 1, "the unfiltered activity is shown");
+
+  await page.goto(`${baseUrl}/dashboard/settings?action=created`);
+  await page.getByRole("link", { name: "Clear" }).click();
+  await page.waitForURL(`${baseUrl}/dashboard/settings`);
+  await page.context().close();
+});
+
 test("a login link from the SaaS's site opens the page without a token, once", async () => {
   const asked = await fetch(`${baseUrl}/api/dashboard/login-links`, {
     method: "POST",

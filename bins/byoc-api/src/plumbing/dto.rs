@@ -541,7 +541,7 @@ pub struct AuditEntryDto {
     pub at: DateTime<Utc>,
     /// `user:<uuid>` or `service:<name>`.
     pub actor: String,
-    /// What happened, e.g. `created`, `read:sms:hot_lead`, `verified`, `purged`.
+    /// What happened, e.g. `created`, `read`, `verified`, `purged`.
     pub action: String,
     /// The credential concerned, if any.
     pub credential_id: Option<Uuid>,
@@ -928,8 +928,17 @@ mod tests {
         }
         .page_size()
         .is_err());
+        assert_eq!(
+            AuditQuery {
+                limit: Some(500),
+                ..AuditQuery::default()
+            }
+            .page_size()
+            .ok(),
+            Some(500)
+        );
         assert!(AuditQuery {
-            limit: Some(201),
+            limit: Some(501),
             ..AuditQuery::default()
         }
         .page_size()

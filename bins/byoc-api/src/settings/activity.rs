@@ -11,7 +11,7 @@ pub const EVENTS_PER_PAGE: u32 = 20;
 /// The card's part of the page's query string.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ActivityQuery {
-    /// Only this action (`created`, `read:sms:hot_lead`, …).
+    /// Only this action (`created`, `read`, `verified`, …).
     pub action: Option<String>,
     /// Only this person or service (`user:<uuid>`, `service:<name>`).
     pub actor: Option<String>,
@@ -117,7 +117,7 @@ fn parse(query: &ActivityQuery) -> Result<(AuditFilter, Option<AuditEventId>), S
             .map(AuditAction::parse)
             .transpose()
             .map_err(|_| {
-                "The action must be an action name such as created or read:sms:hot_lead.".to_owned()
+                "The action must be an action name such as created, read or verified.".to_owned()
             })?,
         actor: query
             .actor

@@ -339,7 +339,7 @@ impl SettingsView<'_> {
                 label {
                     "Action"
                     input type="text" name="action" value=(query.action.as_deref().unwrap_or_default())
-                        placeholder="e.g. read:sms:hot_lead" maxlength="64";
+                        placeholder="e.g. read, verified" maxlength="64";
                 }
                 label {
                     "Person"
@@ -616,6 +616,7 @@ fn short_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::activity::ActivityQuery;
     use byoc_credential_store::{MemberProfile, OrgId, Role, Tenant, UserId};
 
     fn row(status: VerificationStatusDto, active: bool) -> CredentialRow {
@@ -707,6 +708,81 @@ mod tests {
         assert!(html.contains("&lt;Dana&gt;"));
         assert!(html.contains("fox@clinic.example"));
         assert!(html.contains(&format!(">user:{}<", members[2].user_id.as_uuid())));
+    }
+
+    #[test]
+    fn a_full_page_of_activity_links_to_the_older_one_with_the_same_filters() {
+        let caller = Caller {
+            tenant: Tenant::user(
+                OrgId::from_uuid(Uuid::new_v4()),
+                UserId::from_uuid(Uuid::new_v4()),
+            ),
+            role: Role::Member,
+        };
+        let page_of = |count: i64| -> Vec<AuditEntryDto> {
+            (0..count)
+                .map(|index| AuditEntryDto {
+                    id: 100 - index,
+                    seq: 100 - index,
+                    at: Utc::now(),
+                    actor: "service:reverify".into(),
+                    action: "verified".into(),
+                    credential_id: None,
+                    credential_type: None,
+                    detail: serde_json::json!({}),
+                })
+                .collect()
+        };
+        let render = |audit: &[AuditEntryDto], activity: &Activity| {
+            SettingsView {
+                caller: &caller,
+                organization_name: "Clinic",
+                members: &[],
+                csrf_token: "csrf",
+                credentials: &[],
+                audit,
+                activity,
+                google: None,
+                sandbox: false,
+            }
+            .render()
+            .into_string()
+        };
+        let filtered = Activity::from_query(ActivityQuery {
+            action: Some("verified".into()),
+            ..ActivityQuery::default()
+        });
+        let full = render(&page_of(20), &filtered);
+        assert!(
+            full.contains(r#"href="/dashboard/settings?action=verified&amp;before=81""#),
+            "{full}"
+        );
+        assert!(!full.contains("activity-newest"), "the first page");
+        assert!(full.contains(r#"data-testid="chain-status""#));
+        let last = render(
+            &page_of(3),
+            &Activity::from_query(ActivityQuery {
+                before: Some("81".into()),
+                ..ActivityQuery::default()
+            }),
+        );
+        assert!(
+            !last.contains("activity-older"),
+            "no page after a short one"
+        );
+        assert!(
+            last.contains(r#"href="/dashboard/settings" data-testid="activity-newest""#),
+            "{last}"
+        );
+        let refused = render(
+            &[],
+            &Activity::from_query(ActivityQuery {
+                to: Some("soon".into()),
+                ..ActivityQuery::default()
+            }),
+        );
+        assert!(refused.contains("The to date must be a day as YYYY-MM-DD."));
+        assert!(refused.contains("No activity yet."));
     }
 
     #[test]

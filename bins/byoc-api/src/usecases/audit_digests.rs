@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use byoc_credential_store::CredentialRepository;
+use byoc_credential_store::{CredentialRepository, StoreError};
 use byoc_runtime::audit_digest::{file_digest, AuditSigningKey};
 use byoc_runtime::config::{invalid, ConfigError};
 use prometheus::{IntCounterVec, Opts};
@@ -141,11 +141,24 @@ struct DigestTask {
 impl DigestTask {
     async fn run(self) {
         let poll = self.interval.min(LONGEST_POLL);
+        let mut refused = false;
         loop {
-            if let Err(error) = self.issue().await {
-                tracing::warn!(error = %CauseChain(&error), "audit digests: could not issue");
+            match self.issue().await {
+                Ok(()) => refused = false,
+                Err(error @ StoreError::Denied { .. }) => {
+                    if !refused {
+                        tracing::warn!(
+                            error = %CauseChain(&error),
+                            "audit digests are off until the service may act as a service (BYOC_SERVICE_DATABASE_URL)"
+                        );
+                    }
+                    refused = true;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %CauseChain(&error), "audit digests: could not issue");
+                }
             }
-            if let Some(dir) = &self.dir {
+            if let (Some(dir), false) = (&self.dir, refused) {
                 if let Err(error) = self.file(dir).await {
                     tracing::warn!(error = %CauseChain(&error), "audit digests: could not file");
                 }
@@ -155,7 +168,7 @@ impl DigestTask {
     }
 
     /// Signs and records a digest for every organization that is due one.
-    async fn issue(&self) -> Result<(), byoc_credential_store::StoreError> {
+    async fn issue(&self) -> Result<(), StoreError> {
         loop {
             let due = self
                 .repository
@@ -181,7 +194,7 @@ impl DigestTask {
     }
 
     /// Writes the recorded digests not yet filed.
-    async fn file(&self, dir: &std::path::Path) -> Result<(), byoc_credential_store::StoreError> {
+    async fn file(&self, dir: &std::path::Path) -> Result<(), StoreError> {
         loop {
             let unfiled = self.repository.unfiled_audit_digests(BATCH).await?;
             for digest in &unfiled {

@@ -225,7 +225,7 @@ async fn bad_ids_and_query_strings_get_404_400_and_422() {
     assert_eq!(response.status(), 400);
     for path in [
         "/api/organization/audit?limit=0",
-        "/api/organization/audit?limit=201",
+        "/api/organization/audit?limit=501",
         "/api/organization/audit?before=0",
     ] {
         let response = app.get(path, &owner).await;
