@@ -808,13 +808,13 @@ impl CredentialRepository for SqliteStore {
             .await?;
         let rows = sqlx::query(&format!(
             "SELECT {AUDIT_COLUMNS} FROM credential_audit_log \
-             WHERE org_id = ?1 AND (?2 IS NULL OR id < ?2) \
+             WHERE org_id = ?1 AND id < ?2 \
                AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR credential_id = ?5) \
                AND (?6 IS NULL OR actor = ?6) AND (?7 IS NULL OR at >= ?7) AND (?8 IS NULL OR at < ?8) \
              ORDER BY id DESC LIMIT ?3"
         ))
         .bind(tenant.org_id.to_string())
-        .bind(page.before.map(|id| id.0))
+        .bind(page.before.map_or(i64::MAX, |id| id.0))
         .bind(i64::from(page.limit.clamp(1, 1000)))
         .bind(filter.action.as_ref().map(|action| action.as_str().to_owned()))
         .bind(filter.credential_id.map(|id| id.to_string()))
