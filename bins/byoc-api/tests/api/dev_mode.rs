@@ -157,13 +157,30 @@ async fn dev_mode_survives_a_restart_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let client = reqwest::Client::new();
 
+    let signing_key = |server: &DevServer| {
+        let url = format!("{}/api/audit/signing-key", server.base);
+        let client = client.clone();
+        async move {
+            let answer = client.get(url).send().await.expect("sent");
+            assert_eq!(answer.status(), 200, "dev mode signs audit digests");
+            let key: serde_json::Value = answer.json().await.expect("json");
+            key["publicKey"].as_str().expect("publicKey").to_owned()
+        }
+    };
+
     let server = start(dir.path(), &twilio.uri());
     let id = add_twilio(&client, &server).await;
     let first_org = server.org.clone();
+    let first_key = signing_key(&server).await;
     terminate(server);
+    assert!(
+        dir.path().join(".byoc-dev/audit-signing-key").exists(),
+        "the generated signing key is kept in the dev folder"
+    );
 
     let server = start(dir.path(), &twilio.uri());
     assert_eq!(server.org, first_org, "the demo organization is kept");
+    assert_eq!(signing_key(&server).await, first_key, "and the signing key");
     let verified = client
         .post(format!(
             "{}/api/organization/credentials/{id}/verify",

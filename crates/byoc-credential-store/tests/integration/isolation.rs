@@ -32,11 +32,13 @@ const TENANT_TABLES: &[&str] = &[
     "credential_reverify_schedule",
     "credential_events",
     "dashboard_login_links",
+    "audit_digests",
 ];
 
 /// The tenant tables byoc_app may read at all (the chain heads are for the chain trigger only; settings-page
 /// sessions are read only through `byoc_touch_dashboard_session`, login links only through their functions;
-/// the re-verification schedule and the event outbox only through the service's functions of migration 0004).
+/// the re-verification schedule and the event outbox only through the service's functions of migration 0004, the
+/// audit digests only through those of migration 0006).
 fn app_readable_tables() -> impl Iterator<Item = &'static str> {
     TENANT_TABLES.iter().copied().filter(|table| {
         !matches!(
@@ -46,6 +48,7 @@ fn app_readable_tables() -> impl Iterator<Item = &'static str> {
                 | "credential_reverify_schedule"
                 | "credential_events"
                 | "dashboard_login_links"
+                | "audit_digests"
         )
     })
 }
@@ -487,8 +490,12 @@ async fn org_id_cannot_be_changed_by_any_role() {
     let seeded = seeded().await;
     // As a superuser (row-level security does not even apply): the trigger refuses.
     let owner = seeded.database.superuser_pool(1).await;
-    // A's credentials get a re-verification schedule and an event, so that those tables have rows of A too.
+    // A's credentials get a re-verification schedule and an event, and A an audit digest, so that those tables
+    // have rows of A too.
     for statement in [
+        "INSERT INTO audit_digests (org_id, digest_seq, head_seq, head_hash, payload, payload_hash, signature, \
+                                    issued_at) \
+         VALUES ($1, 1, 1, sha256('head'), '{}', sha256('{}'), decode(repeat('00', 64), 'hex'), now())",
         "INSERT INTO credential_reverify_schedule (credential_id, org_id, due_at) \
          SELECT id, org_id, now() FROM organization_api_credentials WHERE org_id = $1",
         "INSERT INTO credential_events (org_id, credential_id, credential_type, display_name, event_type, \
