@@ -251,8 +251,9 @@ def header_cases(method, path, token):
         Case("%s Content-Length -1" % name, request(method, path, [auth, (b"Content-Length", b"-1")] + json_type, b"{}", length=False), {400, None}),
         Case("%s Content-Length abc" % name, request(method, path, [auth, (b"Content-Length", b"abc")] + json_type, b"{}", length=False), {400, None}),
         Case("%s two Content-Lengths" % name, request(method, path, [auth, (b"Content-Length", b"2"), (b"Content-Length", b"3")] + json_type, b"{}", length=False), {400, None}),
-        # A GET never reads its body, so it may be answered before the broken framing is seen.
-        Case("%s bad chunk size" % name, request(method, path, [auth, (b"Transfer-Encoding", b"chunked")] + json_type, b"zz\r\n{}\r\n0\r\n\r\n", length=False), {400, None} | CLIENT_ERRORS | ({200} if method == b"GET" else set())),
+        # A GET never reads its body, so it may be answered before the broken framing is seen: with its own success
+        # (200, or the 302 of GET /api/auth/google/start).
+        Case("%s bad chunk size" % name, request(method, path, [auth, (b"Transfer-Encoding", b"chunked")] + json_type, b"zz\r\n{}\r\n0\r\n\r\n", length=False), {400, None} | CLIENT_ERRORS | ({200, 302} if method == b"GET" else set())),
         Case("%s query in invalid UTF-8 (escaped)" % name, send([auth], path + b"?limit=%ff&date=%c3%28&duration=%ed%a0%80&purge=%fe"), NOT_5XX - {None}),
         Case("%s query in invalid UTF-8 (raw)" % name, send([auth], path + b"?limit=\xff&date=\xc3\x28"), NOT_5XX),
         Case("%s query 60 KiB" % name, send([auth], path + b"?limit=" + b"9" * 60000), NOT_5XX),
