@@ -222,6 +222,30 @@ BEGIN
 END
 $$;
 
+-- Deletes the digests issued more than p_older_than_secs ago, except each organization's newest (which the next
+-- digest names and which says whether the chain moved since); returns how many. The table's bound: the digests'
+-- proof is their copies outside the database, and filing and delivery are done long before (or given up).
+CREATE FUNCTION public.byoc_prune_audit_digests(p_older_than_secs integer)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pruned pg_catalog.int8;
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_older_than_secs IS NULL OR p_older_than_secs < 1 THEN
+        RAISE EXCEPTION 'the age must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM public.audit_digests d
+    WHERE d.issued_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_older_than_secs)
+      AND d.digest_seq < (SELECT pg_catalog.max(n.digest_seq) FROM public.audit_digests n WHERE n.org_id = d.org_id);
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    RETURN pruned;
+END
+$$;
+
 -- 3. What the operator calls --------------------------------------------------------------------------------------
 
 -- `byoc audit verify --digests`: the chain hash stored at each of p_seqs in the organization's chain (no row for a
@@ -248,6 +272,7 @@ REVOKE ALL ON FUNCTION public.byoc_unfiled_audit_digests(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.byoc_mark_audit_digest_filed(uuid, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.byoc_claim_audit_digest_deliveries(integer, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.byoc_finish_audit_digest_delivery(uuid, boolean, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.byoc_prune_audit_digests(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.byoc_operator_audit_chain_hashes(uuid, bigint[]) FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
@@ -256,6 +281,7 @@ GRANT EXECUTE ON FUNCTION
     public.byoc_unfiled_audit_digests(integer),
     public.byoc_mark_audit_digest_filed(uuid, bigint),
     public.byoc_claim_audit_digest_deliveries(integer, integer, integer),
-    public.byoc_finish_audit_digest_delivery(uuid, boolean, integer, text)
+    public.byoc_finish_audit_digest_delivery(uuid, boolean, integer, text),
+    public.byoc_prune_audit_digests(integer)
 TO byoc_app;
 GRANT EXECUTE ON FUNCTION public.byoc_operator_audit_chain_hashes(uuid, bigint[]) TO byoc_operator;

@@ -807,6 +807,27 @@ $$;
 
 ALTER FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) OWNER TO byoc_owner;
 
+CREATE FUNCTION public.byoc_prune_audit_digests(p_older_than_secs integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    pruned pg_catalog.int8;
+BEGIN
+    PERFORM public.byoc_require_service_login();
+    IF p_older_than_secs IS NULL OR p_older_than_secs < 1 THEN
+        RAISE EXCEPTION 'the age must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM public.audit_digests d
+    WHERE d.issued_at < pg_catalog.now() - pg_catalog.make_interval(secs => p_older_than_secs)
+      AND d.digest_seq < (SELECT pg_catalog.max(n.digest_seq) FROM public.audit_digests n WHERE n.org_id = d.org_id);
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    RETURN pruned;
+END
+$$;
+
+ALTER FUNCTION public.byoc_prune_audit_digests(p_older_than_secs integer) OWNER TO byoc_owner;
+
 CREATE FUNCTION public.byoc_prune_credential_events(p_older_than_secs integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1697,6 +1718,9 @@ GRANT ALL ON FUNCTION public.byoc_operator_swap_envelopes(p_ids uuid[], p_expect
 
 REVOKE ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_operator_verify_audit_chains(p_org_id uuid) TO byoc_operator;
+
+REVOKE ALL ON FUNCTION public.byoc_prune_audit_digests(p_older_than_secs integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.byoc_prune_audit_digests(p_older_than_secs integer) TO byoc_app;
 
 REVOKE ALL ON FUNCTION public.byoc_prune_credential_events(p_older_than_secs integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.byoc_prune_credential_events(p_older_than_secs integer) TO byoc_app;

@@ -479,6 +479,10 @@ pub trait CredentialRepository: Send + Sync {
         outcome: &EventDelivery,
     ) -> StoreResult<bool>;
 
+    /// Deletes the digests issued more than `older_than` ago, except each organization's newest; returns how
+    /// many.
+    async fn prune_audit_digests(&self, older_than: std::time::Duration) -> StoreResult<u64>;
+
     /// Operator, for `byoc audit verify --digests`: the chain hash stored at each of `seqs` in the
     /// organization's chain, by position (positions the chain does not have are left out).
     async fn operator_audit_chain_hashes(

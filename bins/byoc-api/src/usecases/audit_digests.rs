@@ -1,7 +1,9 @@
 //! Signed audit digests: every `BYOC_AUDIT_DIGEST_INTERVAL_SECS` this task signs, for each organization whose
 //! audit chain moved, its chain head with the Ed25519 key of `BYOC_AUDIT_SIGNING_KEY`, records the digest (the
 //! record is the claim: of many replicas, one issues each digest) and writes the digests not yet filed to
-//! `BYOC_AUDIT_DIGEST_DIR`. The credential-events task delivers each as an `audit.digest` webhook.
+//! `BYOC_AUDIT_DIGEST_DIR`. The credential-events task delivers each as an `audit.digest` webhook. Digests older
+//! than the events' retention are pruned from the database (their proof is the copies outside it), each
+//! organization's newest kept.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::plumbing::error::CauseChain;
 use crate::plumbing::metrics::Metrics;
+use crate::usecases::credential_events;
 
 /// The default `BYOC_AUDIT_DIGEST_INTERVAL_SECS`: an hour.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
@@ -24,6 +27,9 @@ const LONGEST_INTERVAL_SECS: u64 = 7 * 24 * 3600;
 const LONGEST_POLL: Duration = Duration::from_secs(30);
 /// Organizations digested, and digests filed, per database call.
 const BATCH: u32 = 100;
+/// How often digests older than [`credential_events::RETENTION`] are pruned from the database (each
+/// organization's newest stays).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// `BYOC_AUDIT_SIGNING_KEY`, `BYOC_AUDIT_DIGEST_INTERVAL_SECS` and `BYOC_AUDIT_DIGEST_DIR`.
 pub struct AuditDigestConfig {
@@ -142,6 +148,7 @@ impl DigestTask {
     async fn run(self) {
         let poll = self.interval.min(LONGEST_POLL);
         let mut refused = false;
+        let mut next_prune = tokio::time::Instant::now();
         loop {
             match self.issue().await {
                 Ok(()) => refused = false,
@@ -162,6 +169,19 @@ impl DigestTask {
                 if let Err(error) = self.file(dir).await {
                     tracing::warn!(error = %CauseChain(&error), "audit digests: could not file");
                 }
+            }
+            if !refused && tokio::time::Instant::now() >= next_prune {
+                match self
+                    .repository
+                    .prune_audit_digests(credential_events::RETENTION)
+                    .await
+                {
+                    Ok(pruned) => tracing::debug!(pruned, "audit digests: pruned"),
+                    Err(error) => {
+                        tracing::debug!(error = %CauseChain(&error), "audit digests: could not prune")
+                    }
+                }
+                next_prune += PRUNE_EVERY;
             }
             tokio::time::sleep(poll).await;
         }

@@ -1690,6 +1690,14 @@ impl CredentialRepository for PostgresStore {
         )
     }
 
+    async fn prune_audit_digests(&self, older_than: Duration) -> StoreResult<u64> {
+        let pruned: i64 = sqlx::query_scalar("SELECT byoc_prune_audit_digests($1)")
+            .bind(whole_seconds(older_than))
+            .fetch_one(self.service_work_pool())
+            .await?;
+        rows::count(pruned)
+    }
+
     async fn operator_audit_chain_hashes(
         &self,
         org_id: OrgId,

@@ -1681,6 +1681,24 @@ impl CredentialRepository for SqliteStore {
         Ok(changed > 0)
     }
 
+    async fn prune_audit_digests(&self, older_than: Duration) -> StoreResult<u64> {
+        let cutoff = chrono::Duration::from_std(older_than)
+            .ok()
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut transaction = self.begin_write().await?;
+        let pruned = sqlx::query(
+            "DELETE FROM audit_digests WHERE issued_at < ? \
+             AND digest_seq < (SELECT max(n.digest_seq) FROM audit_digests n WHERE n.org_id = audit_digests.org_id)",
+        )
+        .bind(encode_time(cutoff))
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        transaction.commit().await?;
+        Ok(pruned)
+    }
+
     async fn operator_audit_chain_hashes(
         &self,
         org_id: OrgId,

@@ -1516,6 +1516,25 @@ async fn audit_digests_are_due_recorded_once_filed_and_delivered(
         .await
         .unwrap());
 
+    // Pruning keeps each organization's newest digest, so the next one still follows it.
+    assert_eq!(repo.prune_audit_digests(hour).await.unwrap(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        repo.prune_audit_digests(std::time::Duration::from_secs(1))
+            .await
+            .unwrap(),
+        1
+    );
+    repo.append_audit_event(&a.member, &audit("read", None))
+        .await
+        .unwrap();
+    let third = repo
+        .audit_digests_due(std::time::Duration::from_secs(1), 10)
+        .await
+        .unwrap();
+    assert_eq!((third[0].digest_seq, third[0].head.seq), (3, 4));
+    assert_eq!(third[0].previous_payload_hash, Some([2; 32]));
+
     // The operator reads the chain hashes at digested positions (none for a position the chain lacks).
     let hashes = operator
         .operator_audit_chain_hashes(a.id, &[2, 99])

@@ -334,6 +334,7 @@ async fn shadowed_types_operators_and_tables_never_run_as_another_role() {
         format!("SELECT public.byoc_mark_audit_digest_filed('{a_id}', 1)"),
         "SELECT * FROM public.byoc_claim_audit_digest_deliveries(10, 60, 3600)".to_owned(),
         format!("SELECT public.byoc_finish_audit_digest_delivery('{stranger}', true, 0, NULL)"),
+        "SELECT public.byoc_prune_audit_digests(3600)".to_owned(),
     ];
     // Recording a digest of a head that is not in the chain is refused, after the function ran with the shadows.
     let record_call = format!(
@@ -1039,6 +1040,7 @@ async fn claiming_reverifications_and_events_needs_a_service_login() {
         "SELECT public.byoc_mark_audit_digest_filed(gen_random_uuid(), 1)",
         "SELECT * FROM public.byoc_claim_audit_digest_deliveries(10, 60, 3600)",
         "SELECT public.byoc_finish_audit_digest_delivery(gen_random_uuid(), true, 0, NULL)",
+        "SELECT public.byoc_prune_audit_digests(1)",
         "SELECT public.byoc_record_audit_digest(gen_random_uuid(), 1, 1, '\\x00', NULL, '{}', '\\x00', '\\x00', \
          now())",
     ] {
