@@ -305,11 +305,6 @@ pub enum DigestDirError {
     Store(#[from] StoreError),
 }
 
-struct DigestFile {
-    path: PathBuf,
-    opened: Result<OpenedDigest, String>,
-}
-
 /// Checks every digest under `dir` (`*.json` in it and in its folders) with `key`, and each organization's
 /// chain in the database against them (only `org`'s when given): every signature holds, each organization's
 /// digests link up (each names the previous one's payload hash), and the chain still has each digested head
@@ -320,43 +315,38 @@ pub async fn check_digest_dir(
     repository: &dyn CredentialRepository,
     org: Option<OrgId>,
 ) -> Result<DigestDirReport, DigestDirError> {
-    let mut by_org: BTreeMap<Uuid, Vec<DigestFile>> = BTreeMap::new();
+    let mut by_org: BTreeMap<Uuid, Vec<(PathBuf, OpenedDigest)>> = BTreeMap::new();
     let mut report = DigestDirReport::default();
     for path in digest_paths(dir)? {
-        let file = read_digest(&path, key);
-        match &file.opened {
-            Ok(opened) => by_org.entry(opened.payload.org_id).or_default().push(file),
+        match read_digest(&path, key) {
+            Ok(opened) => by_org
+                .entry(opened.payload.org_id)
+                .or_default()
+                .push((path, opened)),
             Err(problem) => report
                 .refused_files
-                .push(format!("{}: {problem}", file.path.display())),
+                .push(format!("{}: {problem}", path.display())),
         }
     }
-    for (org_uuid, mut files) in by_org {
+    for (org_uuid, mut opened) in by_org {
         let org_id = OrgId::from_uuid(org_uuid);
         if org.is_some_and(|wanted| wanted != org_id) {
             continue;
         }
-        files.sort_by_key(|file| {
-            file.opened
-                .as_ref()
-                .map_or(0, |opened| opened.payload.head_seq)
-        });
+        opened.sort_by_key(|(_, digest)| digest.payload.head_seq);
         report
             .organizations
-            .push(check_organization(org_id, &files, repository).await?);
+            .push(check_organization(org_id, &opened, repository).await?);
     }
     Ok(report)
 }
 
+/// Checks one organization's digests, sorted by position, against each other and its chain.
 async fn check_organization(
     org_id: OrgId,
-    files: &[DigestFile],
+    opened: &[(PathBuf, OpenedDigest)],
     repository: &dyn CredentialRepository,
 ) -> Result<DigestCheck, DigestDirError> {
-    let opened: Vec<(&Path, &OpenedDigest)> = files
-        .iter()
-        .filter_map(|file| Some((file.path.as_path(), file.opened.as_ref().ok()?)))
-        .collect();
     let newest_head_seq = opened
         .last()
         .map_or(0, |(_, digest)| digest.payload.head_seq);
@@ -367,7 +357,9 @@ async fn check_organization(
         problem,
     };
     for pair in opened.windows(2) {
-        let ((earlier_path, earlier), (path, digest)) = (pair[0], pair[1]);
+        let [(earlier_path, earlier), (path, digest)] = pair else {
+            continue;
+        };
         if digest.payload.head_seq == earlier.payload.head_seq {
             return Ok(report(Some(format!(
                 "{} and {} both sign position {}",
@@ -393,7 +385,7 @@ async fn check_organization(
         .await?
         .into_iter()
         .collect();
-    for (path, digest) in &opened {
+    for (path, digest) in opened {
         let seq = digest.payload.head_seq;
         match stored.get(&seq) {
             None => {
@@ -444,20 +436,15 @@ fn is_digest_file(path: &Path) -> bool {
             .is_some_and(|extension| extension == "json")
 }
 
-fn read_digest(path: &Path, key: &AuditPublicKey) -> DigestFile {
-    let opened = (|| {
-        let mut text = String::new();
-        fs::File::open(path)
-            .and_then(|file| file.take(MAX_DIGEST_FILE_BYTES).read_to_string(&mut text))
-            .map_err(|error| format!("cannot be read: {error}"))?;
-        let digest: SignedDigest = serde_json::from_str(text.trim())
-            .map_err(|_| "is not a digest ({\"payload\", \"signature\"})".to_owned())?;
-        digest.open(key).map_err(str::to_owned)
-    })();
-    DigestFile {
-        path: path.to_path_buf(),
-        opened,
-    }
+/// Reads one digest file and checks its signature; why not, as a phrase, otherwise.
+fn read_digest(path: &Path, key: &AuditPublicKey) -> Result<OpenedDigest, String> {
+    let mut text = String::new();
+    fs::File::open(path)
+        .and_then(|file| file.take(MAX_DIGEST_FILE_BYTES).read_to_string(&mut text))
+        .map_err(|error| format!("cannot be read: {error}"))?;
+    let digest: SignedDigest = serde_json::from_str(text.trim())
+        .map_err(|_| "is not a digest ({\"payload\", \"signature\"})".to_owned())?;
+    digest.open(key).map_err(str::to_owned)
 }
 
 #[cfg(test)]
@@ -563,8 +550,7 @@ mod tests {
         assert_eq!(path, digest_file(dir.path(), stored.org_id, 42));
         let again = file_digest(dir.path(), &stored).unwrap();
         assert_eq!(path, again);
-        let read = read_digest(&path, &key.public_key());
-        assert!(read.opened.is_ok());
+        assert!(read_digest(&path, &key.public_key()).is_ok());
         let entries = fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(entries, 1, "no temporary file is left");
     }

@@ -135,20 +135,18 @@ struct ExportState {
 
 /// The next chunk of the export: the pending batch as lines, with the following batch read ahead.
 async fn next_chunk(mut export: ExportState) -> Result<Option<(Bytes, ExportState)>, ApiError> {
-    let Some(batch) = export.batch.take() else {
+    let Some(batch) = export.batch.take().filter(|batch| !batch.is_empty()) else {
         return Ok(None);
     };
-    if batch.is_empty() {
-        return Ok(None);
-    }
+    let full = batch.len() == EXPORT_BATCH as usize;
+    let before = batch.last().map(|event| event.id);
     let mut chunk = Vec::with_capacity(batch.len() * 256);
-    for event in &batch {
-        serde_json::to_writer(&mut chunk, &AuditEntryDto::from(event.clone()))
+    for event in batch {
+        serde_json::to_writer(&mut chunk, &AuditEntryDto::from(event))
             .map_err(|error| ApiError::internal(&error))?;
         chunk.push(b'\n');
     }
-    if batch.len() == EXPORT_BATCH as usize {
-        let before = batch.last().map(|event| event.id);
+    if full {
         export.batch = Some(
             read_batch(&export.state, &export.tenant, &export.filter, before)
                 .await

@@ -661,6 +661,16 @@ fn chain_report(row: &PgRow) -> StoreResult<AuditChainReport> {
     Ok(AuditChainReport { status, head })
 }
 
+/// A delivery outcome as the finishing functions take it: delivered, seconds until the next attempt, the reason.
+fn delivery_arguments(outcome: &EventDelivery) -> (bool, i32, Option<&str>) {
+    match outcome {
+        EventDelivery::Delivered => (true, 0, None),
+        EventDelivery::Retry { after, error } => {
+            (false, whole_seconds(*after), Some(error.as_str()))
+        }
+    }
+}
+
 fn key_version_to_db(version: NonZeroU32) -> i64 {
     i64::from(version.get())
 }
@@ -1567,12 +1577,7 @@ impl CredentialRepository for PostgresStore {
         id: CredentialEventId,
         outcome: &EventDelivery,
     ) -> StoreResult<bool> {
-        let (delivered, retry_after, error) = match outcome {
-            EventDelivery::Delivered => (true, 0, None),
-            EventDelivery::Retry { after, error } => {
-                (false, whole_seconds(*after), Some(error.as_str()))
-            }
-        };
+        let (delivered, retry_after, error) = delivery_arguments(outcome);
         Ok(
             sqlx::query_scalar("SELECT byoc_finish_credential_event($1, $2, $3, $4)")
                 .bind(id.as_uuid())
@@ -1673,12 +1678,7 @@ impl CredentialRepository for PostgresStore {
         id: Uuid,
         outcome: &EventDelivery,
     ) -> StoreResult<bool> {
-        let (delivered, retry_after, error) = match outcome {
-            EventDelivery::Delivered => (true, 0, None),
-            EventDelivery::Retry { after, error } => {
-                (false, whole_seconds(*after), Some(error.as_str()))
-            }
-        };
+        let (delivered, retry_after, error) = delivery_arguments(outcome);
         Ok(
             sqlx::query_scalar("SELECT byoc_finish_audit_digest_delivery($1, $2, $3, $4)")
                 .bind(id)
