@@ -1569,7 +1569,13 @@ impl CredentialRepository for PostgresStore {
         .bind(whole_seconds(lease))
         .fetch_all(self.service_work_pool())
         .await?;
-        rows.iter().map(credential_event).collect()
+        // An UPDATE's RETURNING keeps no order: sort as the function picked them, oldest first.
+        let mut events = rows
+            .iter()
+            .map(credential_event)
+            .collect::<StoreResult<Vec<_>>>()?;
+        events.sort_by_key(|event| (event.occurred_at, event.id.as_uuid()));
+        Ok(events)
     }
 
     async fn finish_credential_event(

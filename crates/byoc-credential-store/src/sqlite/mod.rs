@@ -1450,9 +1450,9 @@ impl CredentialRepository for SqliteStore {
         let rows = sqlx::query(
             "UPDATE credential_events SET attempts = attempts + 1, next_attempt_ms = ?1 + ?2 \
              WHERE id IN (SELECT id FROM credential_events WHERE next_attempt_ms <= ?1 \
-                          ORDER BY occurred_at, id LIMIT ?3) \
+                          ORDER BY rowid LIMIT ?3) \
              RETURNING id, org_id, credential_id, credential_type, display_name, event_type, \
-                       verification_status, verification_error, occurred_at, attempts",
+                       verification_status, verification_error, occurred_at, attempts, rowid",
         )
         .bind(now)
         .bind(schedule_millis(lease))
@@ -1460,12 +1460,14 @@ impl CredentialRepository for SqliteStore {
         .fetch_all(&mut *transaction)
         .await?;
         transaction.commit().await?;
+        // The triggers stamp events to the millisecond, so two changes can share a time; the rowid
+        // keeps the order they were written in (a new row's is above every remaining row's).
         let mut events = rows
             .iter()
-            .map(credential_event)
+            .map(|row| Ok((row.try_get::<i64, _>("rowid")?, credential_event(row)?)))
             .collect::<StoreResult<Vec<_>>>()?;
-        events.sort_by_key(|event| (event.occurred_at, event.id.as_uuid()));
-        Ok(events)
+        events.sort_by_key(|(position, _)| *position);
+        Ok(events.into_iter().map(|(_, event)| event).collect())
     }
 
     async fn finish_credential_event(
