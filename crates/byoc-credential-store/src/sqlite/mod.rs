@@ -1706,26 +1706,22 @@ impl CredentialRepository for SqliteStore {
         org_id: OrgId,
         seqs: &[i64],
     ) -> StoreResult<Vec<(i64, [u8; 32])>> {
-        let mut hashes = Vec::with_capacity(seqs.len());
-        let mut connection = self.pool.acquire().await?;
-        for seq in seqs {
-            let hash: Option<Vec<u8>> = sqlx::query_scalar(
-                "SELECT hash FROM credential_audit_log WHERE org_id = ? AND seq = ?",
-            )
-            .bind(org_id.to_string())
-            .bind(seq)
-            .fetch_optional(&mut *connection)
-            .await?;
-            if let Some(hash) = hash {
-                let hash = hash.try_into().map_err(|_| {
-                    StoreError::internal("stored value in column hash cannot be read")
-                })?;
-                hashes.push((*seq, hash));
-            }
-        }
-        hashes.sort_by_key(|(seq, _)| *seq);
-        hashes.dedup_by_key(|(seq, _)| *seq);
-        Ok(hashes)
+        let rows = sqlx::query(
+            "SELECT seq, hash FROM credential_audit_log \
+             WHERE org_id = ? AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq",
+        )
+        .bind(org_id.to_string())
+        .bind(serde_json::json!(seqs).to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("seq")?,
+                    rows::fixed_bytes(row, "hash")?,
+                ))
+            })
+            .collect()
     }
 }
 
