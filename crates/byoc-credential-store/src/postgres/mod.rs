@@ -1676,7 +1676,13 @@ impl CredentialRepository for PostgresStore {
         .bind(whole_seconds(max_age))
         .fetch_all(self.service_work_pool())
         .await?;
-        rows.iter().map(audit_digest_delivery).collect()
+        // As for credential events: RETURNING keeps no order, so sort oldest first here.
+        let mut deliveries = rows
+            .iter()
+            .map(audit_digest_delivery)
+            .collect::<StoreResult<Vec<_>>>()?;
+        deliveries.sort_by_key(|delivery| (delivery.issued_at, delivery.digest.digest_seq));
+        Ok(deliveries)
     }
 
     async fn finish_audit_digest_delivery(
