@@ -139,17 +139,21 @@ impl Application {
             credential_events::start(config.events.as_ref(), Arc::clone(&services.repository))
                 .map_err(|error| StartupError::Setup(error.to_string()))?,
         ];
-        let audit_signing_key = config.audit_digests.signing_key.clone().or_else(|| {
-            services
+        let mut digest_config = config.audit_digests.clone();
+        if digest_config.signing_key.is_none() {
+            digest_config.signing_key = services
                 .dev
                 .as_ref()
-                .map(|dev| Arc::clone(&dev.audit_signing_key))
-        });
+                .map(|dev| Arc::clone(&dev.audit_signing_key));
+        }
+        let audit_public_key = digest_config
+            .signing_key
+            .as_ref()
+            .map(|key| key.public_key());
         let digest_metrics = DigestMetrics::register(&metrics)
             .map_err(|error| StartupError::Setup(format!("audit digest metrics: {error}")))?;
         background.extend(audit_digests::start(
-            audit_signing_key.clone(),
-            &config.audit_digests,
+            digest_config,
             Arc::clone(&services.repository),
             digest_metrics,
         ));
@@ -170,7 +174,7 @@ impl Application {
             metrics_access: PerOrganizationAccess::new(config.metrics_token.as_ref())
                 .map_err(|_| StartupError::Setup("metrics token: no randomness".to_owned()))?,
             sandbox: sandbox.is_some(),
-            audit_public_key: audit_signing_key.map(|key| key.public_key()),
+            audit_public_key,
         });
         let sandbox_answers = sandbox.map(|(_, _, answers)| web::Data::new(answers));
         let metrics = web::Data::new(metrics);

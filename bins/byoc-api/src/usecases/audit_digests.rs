@@ -32,6 +32,7 @@ const BATCH: u32 = 100;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// `BYOC_AUDIT_SIGNING_KEY`, `BYOC_AUDIT_DIGEST_INTERVAL_SECS` and `BYOC_AUDIT_DIGEST_DIR`.
+#[derive(Clone)]
 pub struct AuditDigestConfig {
     /// The signing key; without one (and outside dev mode) digests are off.
     pub signing_key: Option<Arc<AuditSigningKey>>,
@@ -107,14 +108,13 @@ impl DigestMetrics {
     }
 }
 
-/// Starts the digest task when there is a key; says at start what it does (or that digests are off).
+/// Starts the digest task when `config` has a key; says at start what it does (or that digests are off).
 pub fn start(
-    signing_key: Option<Arc<AuditSigningKey>>,
-    config: &AuditDigestConfig,
+    config: AuditDigestConfig,
     repository: Arc<dyn CredentialRepository>,
     metrics: DigestMetrics,
 ) -> Option<JoinHandle<()>> {
-    let Some(key) = signing_key else {
+    let Some(key) = config.signing_key else {
         tracing::warn!(
             "audit digests are off: set BYOC_AUDIT_SIGNING_KEY (an Ed25519 seed, 64 hex digits) to sign them"
         );
@@ -129,7 +129,7 @@ pub fn start(
     let task = DigestTask {
         key,
         interval: config.interval,
-        dir: config.dir.clone(),
+        dir: config.dir,
         repository,
         metrics,
     };
