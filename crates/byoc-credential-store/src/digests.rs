@@ -30,10 +30,22 @@ pub struct NewAuditDigest {
     pub due: AuditDigestDue,
     /// The payload's JSON text: exactly the bytes signed.
     pub payload: String,
-    /// The SHA-256 of `payload` (the next digest's `previousDigestHash`).
-    pub payload_hash: [u8; 32],
     /// The Ed25519 signature of `payload`.
     pub signature: [u8; 64],
+}
+
+impl NewAuditDigest {
+    /// The SHA-256 of the payload: what the next digest names as `previousDigestHash`.
+    pub fn payload_hash(&self) -> [u8; 32] {
+        payload_hash(&self.payload)
+    }
+}
+
+/// The SHA-256 of a digest's payload text, by which the next digest names it.
+pub fn payload_hash(payload: &str) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, payload.as_bytes()).as_ref());
+    hash
 }
 
 /// A recorded digest, as filed and delivered.

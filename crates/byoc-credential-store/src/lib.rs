@@ -108,7 +108,9 @@ pub mod test_support;
 
 use std::sync::Arc;
 
-pub use digests::{AuditDigestDelivery, AuditDigestDue, NewAuditDigest, StoredAuditDigest};
+pub use digests::{
+    payload_hash, AuditDigestDelivery, AuditDigestDue, NewAuditDigest, StoredAuditDigest,
+};
 pub use error::{ConflictKind, StoreError, StoreResult};
 pub use health::{
     CredentialEvent, CredentialEventId, CredentialEventKind, CredentialStatusCount,

@@ -15,10 +15,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use byoc_credential_store::{
-    AuditDigestDue, CredentialRepository, NewAuditDigest, OrgId, StoreError, StoredAuditDigest,
+    payload_hash, AuditDigestDue, CredentialRepository, NewAuditDigest, OrgId, StoreError,
+    StoredAuditDigest,
 };
 use chrono::SecondsFormat;
-use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use secrecy::SecretString;
@@ -84,7 +84,7 @@ impl AuditSigningKey {
         AuditPublicKey(key)
     }
 
-    /// Signs the digest `due` describes: the payload's JSON text, its SHA-256 and the signature.
+    /// Signs the digest `due` describes: the payload's JSON text and its signature.
     pub fn sign(&self, due: &AuditDigestDue) -> NewAuditDigest {
         let payload = DigestPayload {
             org_id: due.org_id.as_uuid(),
@@ -98,7 +98,6 @@ impl AuditSigningKey {
         signature.copy_from_slice(self.pair.sign(payload.as_bytes()).as_ref());
         NewAuditDigest {
             due: due.clone(),
-            payload_hash: sha256(payload.as_bytes()),
             payload,
             signature,
         }
@@ -205,7 +204,7 @@ impl SignedDigest {
             Some(text) => Some(decode_hash(text).ok_or("previousDigestHash is not 64 hex digits")?),
         };
         Ok(OpenedDigest {
-            payload_hash: sha256(self.payload.as_bytes()),
+            payload_hash: payload_hash(&self.payload),
             head_hash,
             previous,
             payload,
@@ -230,13 +229,6 @@ fn decode_hash(text: &str) -> Option<[u8; 32]> {
     let mut hash = [0u8; 32];
     hex::decode_to_slice(text, &mut hash).ok()?;
     Some(hash)
-}
-
-/// The SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(digest(&SHA256, bytes).as_ref());
-    hash
 }
 
 /// Where a digest is filed under the digest directory: `<orgId>/<headSeq, 12 digits>.json`.
@@ -512,7 +504,11 @@ mod tests {
                 "01".repeat(32)
             )
         );
-        assert_eq!(signed.payload_hash, sha256(signed.payload.as_bytes()));
+        // The payload's SHA-256 as Python's hashlib gives it.
+        assert_eq!(
+            hex::encode(signed.payload_hash()),
+            "bbed38a9c9213f0a15fbb1b992eb718cd25b1fda248de52e76b188f2e4f58e41"
+        );
         let first = key.sign(&due(None));
         assert!(first.payload.contains("\"previousDigestHash\":null"));
         let stored = StoredAuditDigest {

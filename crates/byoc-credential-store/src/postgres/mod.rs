@@ -1634,7 +1634,7 @@ impl CredentialRepository for PostgresStore {
                 .map(|hash| hash.as_slice()),
         )
         .bind(&digest.payload)
-        .bind(digest.payload_hash.as_slice())
+        .bind(digest.payload_hash().as_slice())
         .bind(digest.signature.as_slice())
         .bind(due.issued_at)
         .fetch_one(self.service_work_pool())

@@ -1585,7 +1585,7 @@ impl CredentialRepository for SqliteStore {
         .bind(due.head.seq)
         .bind(due.head.hash.as_slice())
         .bind(&digest.payload)
-        .bind(digest.payload_hash.as_slice())
+        .bind(digest.payload_hash().as_slice())
         .bind(digest.signature.as_slice())
         .bind(encode_time(due.issued_at))
         .bind(Uuid::new_v4().to_string())

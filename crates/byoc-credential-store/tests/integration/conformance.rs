@@ -1372,12 +1372,11 @@ async fn audit_chain_checks_report_the_head_for_tenants_and_the_operator(
         .is_empty());
 }
 
-/// A digest of what was due, with a stand-in payload, hash and signature (the store neither signs nor checks).
+/// A digest of what was due, with a stand-in payload and signature (the store neither signs nor checks).
 fn digest_of(due: &byoc_credential_store::AuditDigestDue, marker: u8) -> NewAuditDigest {
     NewAuditDigest {
         due: due.clone(),
         payload: format!("{{\"headSeq\":{}}}", due.head.seq),
-        payload_hash: [marker; 32],
         signature: [marker; 64],
     }
 }
@@ -1421,7 +1420,7 @@ async fn audit_digests_are_due_recorded_once_filed_and_delivered(
     let mut forged = digest_of(first, 2);
     forged.due.head.hash = [7; 32];
     forged.due.digest_seq = 2;
-    forged.due.previous_payload_hash = Some([1; 32]);
+    forged.due.previous_payload_hash = Some(digest_of(first, 1).payload_hash());
     assert!(repo.record_audit_digest(&forged).await.is_err());
 
     // Nothing is due until the chain moves and the interval passes.
@@ -1444,7 +1443,10 @@ async fn audit_digests_are_due_recorded_once_filed_and_delivered(
         .unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!((second[0].digest_seq, second[0].head.seq), (2, 3));
-    assert_eq!(second[0].previous_payload_hash, Some([1; 32]));
+    assert_eq!(
+        second[0].previous_payload_hash,
+        Some(digest_of(first, 1).payload_hash())
+    );
     let mut wrong_previous = digest_of(&second[0], 2);
     wrong_previous.due.previous_payload_hash = Some([5; 32]);
     assert!(
@@ -1533,7 +1535,10 @@ async fn audit_digests_are_due_recorded_once_filed_and_delivered(
         .await
         .unwrap();
     assert_eq!((third[0].digest_seq, third[0].head.seq), (3, 4));
-    assert_eq!(third[0].previous_payload_hash, Some([2; 32]));
+    assert_eq!(
+        third[0].previous_payload_hash,
+        Some(digest_of(&second[0], 2).payload_hash())
+    );
 
     // The operator reads the chain hashes at digested positions (none for a position the chain lacks).
     let hashes = operator
