@@ -139,6 +139,14 @@ async fn a_row_changed_by_the_owner_fails_naming_the_organization_and_seq() {
 /// The test's digest key (RFC 8032's first test vector; never a real key).
 const SIGNING_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
+/// The public half of [`SIGNING_SEED`], as `--public-key` takes it.
+fn signing_public_key() -> String {
+    AuditSigningKey::parse(SIGNING_SEED)
+        .expect("seed")
+        .public_key()
+        .to_hex()
+}
+
 /// Issues and files a digest for every organization whose chain moved, as byoc-api's digest task does.
 async fn issue_digests(app: &CliApp, dir: &std::path::Path) {
     let key = AuditSigningKey::parse(SIGNING_SEED).expect("seed");
@@ -187,10 +195,7 @@ async fn rewrites_that_pass_verify_fail_against_a_digest_issued_before_them() {
     let c = org_with_events(&app, "Clinic C", 2).await;
     let digests = tempfile::tempdir().expect("digest folder");
     issue_digests(&app, digests.path()).await;
-    let public_key = AuditSigningKey::parse(SIGNING_SEED)
-        .expect("seed")
-        .public_key()
-        .to_hex();
+    let public_key = signing_public_key();
     let dir = digests.path().to_str().expect("UTF-8 path");
     let check = [
         "audit",
@@ -308,10 +313,7 @@ async fn forged_missing_and_foreign_digests_are_refused() {
         issue_digests(&app, digests.path()).await;
     }
     let dir = digests.path().to_str().expect("UTF-8 path");
-    let public_key = AuditSigningKey::parse(SIGNING_SEED)
-        .expect("seed")
-        .public_key()
-        .to_hex();
+    let public_key = signing_public_key();
     let check = [
         "audit",
         "verify",
