@@ -239,6 +239,7 @@ impl DigestTask {
                         return Ok(());
                     }
                     Err(error) => {
+                        self.metrics.count("file_failed");
                         tracing::error!(%error, "audit digest writer stopped");
                         return Ok(());
                     }
